@@ -1,0 +1,1 @@
+"""The FastAPI control plane and read API under /api/v1."""

@@ -1,0 +1,79 @@
+"""The FastAPI application and its lifespan: connections, topics, DDL, and in embedded mode the
+ClickHouse sink (chdb allows one process per data directory, so the process serving reads also writes)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from api import problems
+from api.event_publisher import EventPublisher
+from api.executions_reader import ExecutionsReader
+from api.routes import api_keys, events, executions, health, schema_registry, workflows
+from api.store import ControlPlaneStore
+from drippulse.settings import Settings, load_settings
+from drippulse.workers import build_execution_sink
+from streams import topics
+from streams.clickhouse import apply_schema, connect_clickhouse
+from streams.kafka import ensure_topics, make_producer
+from streams.schema_registry import make_registry
+from streams.serde import AvroSerde
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(ensure_topics, settings)
+        clickhouse = connect_clickhouse(settings)
+        await run_in_threadpool(apply_schema, clickhouse)
+        redis_client = aioredis.Redis.from_url(settings.redis_url)
+        inbound_topic = topics.topic_name(topics.INBOUND_EVENTS, settings)
+        registry = make_registry(settings.schema_registry_url)
+        publisher = EventPublisher(
+            make_producer(settings, **{"linger.ms": 2}), inbound_topic,
+            AvroSerde(topics.INBOUND_EVENTS, inbound_topic, registry),
+        )
+        app.state.settings = settings
+        app.state.redis = redis_client
+        app.state.store = ControlPlaneStore(redis_client)
+        app.state.publisher = publisher
+        app.state.clickhouse = clickhouse
+        app.state.executions = ExecutionsReader(clickhouse)
+        stop = threading.Event()
+        sink_thread = None
+        if settings.embedded_clickhouse:
+            sink = build_execution_sink(settings, clickhouse)
+            sink_thread = threading.Thread(target=sink.run, args=(stop,), name="execution-sink", daemon=True)
+            sink_thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if sink_thread is not None:
+                sink_thread.join(timeout=10)
+            publisher.close()
+            await redis_client.aclose()
+            clickhouse.close()
+
+    app = FastAPI(
+        title="DripPulse API",
+        version="0.1.0",
+        description="Manage workflows, API keys and events; read executions. Errors are RFC 9457 problems.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    for module in (health, workflows, events, executions, api_keys):
+        app.include_router(module.router)
+    if not settings.schema_registry_url:
+        app.include_router(schema_registry.router)
+    return app

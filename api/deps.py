@@ -1,0 +1,75 @@
+"""Dependencies every route declares in its signature: the caller, its org, and the stores."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.event_publisher import EventPublisher
+from api.executions_reader import ExecutionsReader
+from api.problems import Problem
+from api.store import ControlPlaneStore
+from drippulse.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer dpk_…`")
+_RANK = {"reader": 0, "writer": 1, "admin": 2}
+
+
+@dataclass(frozen=True)
+class Principal:
+    org_id: str
+    key_id: str
+    role: str
+
+
+def get_store(request: Request) -> ControlPlaneStore:
+    store: ControlPlaneStore = request.app.state.store
+    return store
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_publisher(request: Request) -> EventPublisher:
+    publisher: EventPublisher = request.app.state.publisher
+    return publisher
+
+
+def get_executions(request: Request) -> ExecutionsReader:
+    reader: ExecutionsReader = request.app.state.executions
+    return reader
+
+
+async def get_principal(
+    store: Annotated[ControlPlaneStore, Depends(get_store)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Problem(401, "unauthorized", "Missing API key", "send `Authorization: Bearer <api key>`")
+    found = await store.authenticate(credentials.credentials)
+    if found is None:
+        raise Problem(401, "unauthorized", "Invalid API key", "the API key is unknown or revoked")
+    return Principal(org_id=found["org_id"], key_id=found["key_id"], role=found["role"])
+
+
+def require(role: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency admitting callers whose key role is at least `role` (reader < writer < admin)."""
+
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if _RANK.get(principal.role, -1) < _RANK[role]:
+            raise Problem(403, "forbidden", "Insufficient role", f"this operation needs the {role} role")
+        return principal
+
+    return check
+
+
+Reader = Annotated[Principal, Depends(require("reader"))]
+Writer = Annotated[Principal, Depends(require("writer"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
+Store = Annotated[ControlPlaneStore, Depends(get_store)]

@@ -1,0 +1,129 @@
+"""Reads of execution history from ClickHouse, always scoped to one organization.
+
+FINAL makes every read see one row per execution_id even before background merges collapsed the
+duplicates a replay may have inserted.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from api.problems import Problem
+from streams.clickhouse import ClickHouse
+
+_COLUMNS = """execution_id, org_id, workflow_id, workflow_version, event_id, event_type, lead_id, status,
+    status_reason, score, score_breakdown, tier, owner, routing_reason, actions,
+    toUnixTimestamp64Milli(event_occurred_at) AS event_occurred_at_ms,
+    toUnixTimestamp64Milli(evaluated_at) AS evaluated_at_ms,
+    toUnixTimestamp64Milli(ingested_at) AS ingested_at_ms"""
+
+
+@dataclass(frozen=True)
+class ExecutionFilter:
+    workflow_id: str | None = None
+    status: str | None = None
+    lead_id: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+
+def encode_cursor(row: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([int(row["evaluated_at_ms"]), row["execution_id"]])).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        evaluated_at_ms, execution_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return int(evaluated_at_ms), str(execution_id)
+    except Exception:
+        raise Problem(400, "bad-cursor", "Invalid cursor", "pass back the next_cursor of a previous page") from None
+
+
+def _normalize(row: dict[str, Any]) -> dict[str, Any]:
+    for key in ("event_occurred_at_ms", "evaluated_at_ms", "ingested_at_ms", "workflow_version", "score"):
+        row[key] = int(row[key])
+    return row
+
+
+def _whole(value: Any) -> int:
+    """Counts and quantiles as integers; a quantile over no rows is NaN, reported as 0."""
+    number = float(value)
+    return int(number) if number == number else 0
+
+
+class ExecutionsReader:
+    def __init__(self, clickhouse: ClickHouse) -> None:
+        self._ch = clickhouse
+        self._table = f"{clickhouse.database}.executions"
+
+    def list(
+        self, org_id: str, where: ExecutionFilter, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first, keyset-paginated on (evaluated_at, execution_id)."""
+        clauses = ["org_id = {org_id:String}"]
+        params: dict[str, Any] = {"org_id": org_id}
+        for column in ("workflow_id", "status", "lead_id"):
+            value = getattr(where, column)
+            if value is not None:
+                clauses.append(f"{column} = {{{column}:String}}")
+                params[column] = value
+        if where.since_ms is not None:
+            clauses.append("evaluated_at >= fromUnixTimestamp64Milli({since_ms:Int64})")
+            params["since_ms"] = where.since_ms
+        if where.until_ms is not None:
+            clauses.append("evaluated_at < fromUnixTimestamp64Milli({until_ms:Int64})")
+            params["until_ms"] = where.until_ms
+        if cursor is not None:
+            params["cursor_ms"], params["cursor_id"] = decode_cursor(cursor)
+            clauses.append(
+                "(toUnixTimestamp64Milli(evaluated_at), execution_id) < ({cursor_ms:Int64}, {cursor_id:String})"
+            )
+        rows = self._ch.query(
+            f"SELECT {_COLUMNS} FROM {self._table} FINAL WHERE {' AND '.join(clauses)} "
+            f"ORDER BY evaluated_at DESC, execution_id DESC LIMIT {int(limit) + 1}",
+            params,
+        )
+        page = [_normalize(row) for row in rows[:limit]]
+        next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+        return page, next_cursor
+
+    def get(self, org_id: str, execution_id: str) -> dict[str, Any] | None:
+        rows = self._ch.query(
+            f"SELECT {_COLUMNS} FROM {self._table} FINAL "
+            "WHERE org_id = {org_id:String} AND execution_id = {execution_id:String}",
+            {"org_id": org_id, "execution_id": execution_id},
+        )
+        return _normalize(rows[0]) if rows else None
+
+    def summary(self, org_id: str, workflow_id: str | None) -> dict[str, Any]:
+        """Totals, leads per tier and owner, and end-to-end latency (event time -> row in ClickHouse)."""
+        where = "org_id = {org_id:String}" + (" AND workflow_id = {workflow_id:String}" if workflow_id else "")
+        params = {"org_id": org_id, "workflow_id": workflow_id or ""}
+        source = f"(SELECT * FROM {self._table} FINAL WHERE {where})"
+        totals = self._ch.query(
+            "SELECT count() AS executions, uniqExact(lead_id) AS leads, countIf(status = 'completed') AS completed, "
+            "countIf(status = 'filtered_out') AS filtered_out, "
+            "quantileExact(0.5)(toUnixTimestamp64Milli(ingested_at) - toUnixTimestamp64Milli(event_occurred_at)) "
+            "AS latency_p50_ms, "
+            "quantileExact(0.99)(toUnixTimestamp64Milli(ingested_at) - toUnixTimestamp64Milli(event_occurred_at)) "
+            f"AS latency_p99_ms FROM {source}",
+            params,
+        )[0]
+        tiers = self._ch.query(
+            f"SELECT tier, count() AS leads FROM {source} WHERE status = 'completed' GROUP BY tier ORDER BY tier",
+            params,
+        )
+        owners = self._ch.query(
+            f"SELECT owner, count() AS leads FROM {source} WHERE status = 'completed' "
+            "GROUP BY owner ORDER BY leads DESC, owner",
+            params,
+        )
+        return {
+            **{key: _whole(value) for key, value in totals.items()},
+            "per_tier": {row["tier"]: int(row["leads"]) for row in tiers},
+            "per_owner": {row["owner"]: int(row["leads"]) for row in owners},
+        }

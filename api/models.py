@@ -1,0 +1,125 @@
+"""Request and response bodies of /api/v1."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from processors.events import EventType, validation_problems
+
+MAX_EVENTS_PER_REQUEST = 1000
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LeadIn(_Body):
+    lead_id: str = Field(min_length=1, max_length=256)
+    email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    first_name: str | None = Field(default=None, max_length=256)
+    last_name: str | None = Field(default=None, max_length=256)
+    company: str | None = Field(default=None, max_length=512)
+    title: str | None = Field(default=None, max_length=512)
+    country: str | None = Field(default=None, min_length=2, max_length=2)
+    industry: str | None = Field(default=None, max_length=256)
+    employees: int | None = Field(default=None, ge=0, le=2_147_483_647)
+    annual_revenue: float | None = Field(default=None, ge=0)
+    lead_source: str | None = Field(default=None, max_length=256)
+    attributes: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("country")
+    @classmethod
+    def _upper(cls, value: str | None) -> str | None:
+        return value.upper() if value else value
+
+
+class CrmObjectIn(_Body):
+    object_type: str = Field(min_length=1, max_length=64)
+    object_id: str = Field(min_length=1, max_length=256)
+    lead_id: str | None = Field(default=None, max_length=256)
+    properties: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class EventIn(_Body):
+    """One inbound event. `event_id` is optional; when given, a repeat within 24 h is not produced again."""
+
+    event_id: str | None = Field(default=None, min_length=1, max_length=128)
+    event_type: EventType
+    occurred_at: datetime | None = None
+    source: str | None = Field(default=None, max_length=128)
+    lead: LeadIn | None = None
+    crm_object: CrmObjectIn | None = None
+
+    @model_validator(mode="after")
+    def _payload_matches_type(self) -> EventIn:
+        record = self.to_record("-")
+        record["event_type"] = self.event_type
+        problems = validation_problems(record, None)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def to_record(self, org_id: str) -> dict[str, Any]:
+        """The Avro record for drip.events.inbound; assigns an event id when the client gave none."""
+        occurred = self.occurred_at or datetime.now(UTC)
+        if occurred.tzinfo is None:
+            occurred = occurred.replace(tzinfo=UTC)
+        lead = None
+        if self.lead is not None:
+            lead = self.lead.model_dump()
+            lead["attributes"] = {k: _text(v) for k, v in self.lead.attributes.items()}
+        crm_object = None
+        if self.crm_object is not None:
+            crm_object = self.crm_object.model_dump()
+            crm_object["properties"] = {k: _text(v) for k, v in self.crm_object.properties.items()}
+        return {
+            "event_id": self.event_id or str(uuid.uuid4()),
+            "org_id": org_id,
+            "event_type": self.event_type.avro_symbol,
+            "occurred_at_ms": int(occurred.timestamp() * 1000),
+            "source": self.source,
+            "lead": lead,
+            "crm_object": crm_object,
+        }
+
+
+def _text(value: str | int | float | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    event_ids: list[str]
+    duplicates: list[str] = Field(description="Client event ids already accepted in the dedup window.")
+
+
+class WorkflowCreate(_Body):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+    definition: dict[str, Any]
+
+
+class WorkflowUpdate(_Body):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    definition: dict[str, Any] | None = None
+
+
+class ActivateRequest(_Body):
+    version: int | None = Field(default=None, ge=1, description="Defaults to the latest version.")
+
+
+class ApiKeyCreate(_Body):
+    name: str = Field(min_length=1, max_length=200)
+    role: str = Field(default="admin", pattern="^(admin|writer|reader)$")
+
+
+class Page(BaseModel):
+    items: list[dict[str, Any]]
+    next_cursor: str | None

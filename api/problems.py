@@ -1,0 +1,100 @@
+"""RFC 9457 problem details for every 4xx/5xx, so clients and agents can branch on `type`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_BASE = "https://drippulse.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+
+class Problem(Exception):
+    def __init__(self, status: int, kind: str, title: str, detail: str = "", **extra: Any) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.kind = kind
+        self.title = title
+        self.detail = detail
+        self.extra = extra
+
+
+def not_found(what: str, identifier: str) -> Problem:
+    """Also the answer for another organization's resources: their existence is not disclosed."""
+    return Problem(404, "not-found", f"{what} not found", f"no {what} with id {identifier!r} in this organization")
+
+
+def _body(status: int, kind: str, title: str, detail: str, instance: str, **extra: Any) -> dict[str, Any]:
+    return {"type": PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail,
+            "instance": instance, **extra}
+
+
+_UNION_TAGS = {"field", "all", "any", "filter", "score", "tier", "route", "action", "crm_update", "webhook_notify"}
+
+
+def json_path(data: Any, loc: list[Any]) -> str:
+    """The JSON path of an error, walking the submitted data so union tags in pydantic's `loc`
+    (which name the branch, not a key) are left out."""
+    path, current = "$", data
+    for part in loc:
+        if isinstance(part, int) and isinstance(current, list) and 0 <= part < len(current):
+            path, current = f"{path}[{part}]", current[part]
+        elif isinstance(current, dict) and part in current:
+            path, current = f"{path}.{part}", current[part]
+        elif not (isinstance(current, dict) and part in _UNION_TAGS):
+            path, current = f"{path}.{part}", None
+    return path
+
+
+def validation_errors(data: Any, errors: list[dict[str, Any]], batch: bool = False) -> list[dict[str, Any]]:
+    """Flattens pydantic errors into {index?, field, message}; `index` is the batch item's position."""
+    result = []
+    for error in errors:
+        loc = list(error.get("loc", ()))
+        item: dict[str, Any] = {}
+        if batch and loc and isinstance(loc[0], int):
+            item["index"] = loc[0]
+        item["field"] = json_path(data, loc)
+        item["message"] = error.get("msg", "invalid")
+        result.append(item)
+    return result
+
+
+def invalid(errors: list[dict[str, Any]], detail: str = "the request body is invalid") -> Problem:
+    return Problem(422, "validation", "Validation failed", detail, errors=errors)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return JSONResponse(
+            _body(exc.status, exc.kind, exc.title, exc.detail, request.url.path, **exc.extra),
+            status_code=exc.status, media_type=MEDIA_TYPE,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for error in exc.errors():
+            loc = list(error.get("loc", ()))
+            where = loc[0] if loc else "body"
+            errors.append({"in": where, "field": ".".join(str(p) for p in loc[1:]) or None,
+                           "message": error.get("msg", "invalid")})
+        return JSONResponse(
+            _body(422, "validation", "Validation failed", "the request is invalid", request.url.path,
+                  errors=errors),
+            status_code=422, media_type=MEDIA_TYPE,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed"}.get(
+            exc.status_code, "http-error")
+        return JSONResponse(
+            _body(exc.status_code, kind, str(exc.detail), str(exc.detail), request.url.path),
+            status_code=exc.status_code, media_type=MEDIA_TYPE, headers=getattr(exc, "headers", None),
+        )

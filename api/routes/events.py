@@ -1,0 +1,69 @@
+"""POST /api/v1/events: validate, deduplicate client event ids, produce, answer 202."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, status
+from pydantic import TypeAdapter, ValidationError
+
+from api.deps import Store, Writer, get_publisher, get_settings
+from api.event_publisher import EventPublisher, PublishFailed
+from api.models import MAX_EVENTS_PER_REQUEST, EventIn, EventsAccepted
+from api.problems import Problem, invalid, validation_errors
+from drippulse.settings import Settings
+
+router = APIRouter(prefix="/api/v1/events", tags=["events"])
+_batch = TypeAdapter(list[EventIn])
+
+
+def _parse(body: Any) -> list[EventIn]:
+    """Accepts one event object or a JSON array of up to MAX_EVENTS_PER_REQUEST events."""
+    if isinstance(body, list):
+        if not body:
+            raise invalid([{"field": "$", "message": "the batch is empty"}])
+        if len(body) > MAX_EVENTS_PER_REQUEST:
+            raise Problem(413, "batch-too-large", "Batch too large",
+                          f"{len(body)} events; at most {MAX_EVENTS_PER_REQUEST} per request")
+        try:
+            return _batch.validate_python(body)
+        except ValidationError as exc:
+            raise invalid(validation_errors(body, exc.errors(include_url=False), batch=True),
+                          "some events are invalid; nothing was accepted") from None
+    try:
+        return [EventIn.model_validate(body)]
+    except ValidationError as exc:
+        raise invalid(validation_errors(body, exc.errors(include_url=False))) from None
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted)
+async def post_events(
+    principal: Writer,
+    store: Store,
+    publisher: Annotated[EventPublisher, Depends(get_publisher)],
+    settings: Annotated[Settings, Depends(get_settings)],
+    body: Annotated[Any, Body(description="One event, or a JSON array of up to 1,000 events.")],
+) -> EventsAccepted:
+    """Answers once the broker acknowledged every accepted event, so 202 means durably queued."""
+    events = _parse(body)
+    records = [event.to_record(principal.org_id) for event in events]
+    client_ids = list(dict.fromkeys(r["event_id"] for r, e in zip(records, events, strict=True) if e.event_id))
+    claimed = await store.claim_event_ids(principal.org_id, client_ids, settings.event_dedup_window_s)
+    claimable = {event_id for event_id, fresh in zip(client_ids, claimed, strict=True) if fresh}
+    fresh_records, duplicates = [], []
+    for record, event in zip(records, events, strict=True):
+        if event.event_id is None or record["event_id"] in claimable:
+            claimable.discard(record["event_id"])
+            fresh_records.append(record)
+        else:
+            duplicates.append(record["event_id"])
+    try:
+        await publisher.publish(fresh_records)
+    except PublishFailed as exc:
+        await store.release_event_ids(principal.org_id, [r["event_id"] for r in fresh_records])
+        raise Problem(503, "broker-unavailable", "Events not accepted", str(exc)) from None
+    return EventsAccepted(
+        accepted=len(fresh_records),
+        event_ids=[r["event_id"] for r in fresh_records],
+        duplicates=duplicates,
+    )

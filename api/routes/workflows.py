@@ -1,0 +1,110 @@
+"""Workflows: versioned definitions. Editing an active workflow creates a new draft version; a
+version runs only once activated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, status
+from pydantic import ValidationError
+
+from api.deps import Admin, Reader, Store
+from api.models import ActivateRequest, WorkflowCreate, WorkflowUpdate
+from api.problems import Problem, invalid, not_found, validation_errors
+from api.store import VersionConflict
+from processors.model import WorkflowDefinition
+from processors.step_types import step_types
+
+router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"])
+
+
+def _validated(definition: dict[str, Any]) -> dict[str, Any]:
+    """The definition as stored: validated, normalized, with defaults filled in."""
+    try:
+        model = WorkflowDefinition.model_validate(definition)
+    except ValidationError as exc:
+        errors = validation_errors(definition, exc.errors(include_url=False))
+        for error in errors:
+            error["field"] = "$.definition" + error["field"][1:]
+        raise invalid(errors, "the workflow definition is invalid") from None
+    return model.model_dump(mode="json", exclude_none=True)
+
+
+async def _workflow(store: Store, org_id: str, workflow_id: str) -> dict[str, Any]:
+    workflow = await store.get_workflow(org_id, workflow_id)
+    if workflow is None:
+        raise not_found("workflow", workflow_id)
+    return workflow
+
+
+async def _with_definition(store: Store, org_id: str, workflow: dict[str, Any]) -> dict[str, Any]:
+    latest = await store.get_version(org_id, workflow["id"], workflow["latest_version"])
+    return {**workflow, "definition": latest["definition"] if latest else None}
+
+
+@router.get("/step_types")
+async def list_step_types(_: Reader) -> dict[str, Any]:
+    """Every step type with the JSON Schema of its configuration and a valid example."""
+    return {"items": step_types()}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_workflow(body: WorkflowCreate, principal: Admin, store: Store) -> dict[str, Any]:
+    definition = _validated(body.definition)
+    workflow = await store.create_workflow(principal.org_id, body.name, body.description, definition)
+    return {**workflow, "definition": definition}
+
+
+@router.get("")
+async def list_workflows(principal: Reader, store: Store, status: str | None = None) -> dict[str, Any]:
+    return {"items": await store.list_workflows(principal.org_id, status)}
+
+
+@router.get("/{workflow_id}")
+async def get_workflow(workflow_id: str, principal: Reader, store: Store) -> dict[str, Any]:
+    workflow = await _workflow(store, principal.org_id, workflow_id)
+    return await _with_definition(store, principal.org_id, workflow)
+
+
+@router.patch("/{workflow_id}")
+async def update_workflow(workflow_id: str, body: WorkflowUpdate, principal: Admin, store: Store) -> dict[str, Any]:
+    workflow = await _workflow(store, principal.org_id, workflow_id)
+    definition = _validated(body.definition) if body.definition is not None else None
+    changes = body.model_dump(exclude_unset=True, exclude={"definition"}, exclude_none=True)
+    updated = await store.update_workflow(principal.org_id, workflow, changes, definition)
+    return await _with_definition(store, principal.org_id, updated)
+
+
+@router.get("/{workflow_id}/versions")
+async def list_versions(workflow_id: str, principal: Reader, store: Store) -> dict[str, Any]:
+    await _workflow(store, principal.org_id, workflow_id)
+    return {"items": await store.list_versions(principal.org_id, workflow_id)}
+
+
+@router.get("/{workflow_id}/versions/{version}")
+async def get_version(workflow_id: str, version: int, principal: Reader, store: Store) -> dict[str, Any]:
+    await _workflow(store, principal.org_id, workflow_id)
+    found = await store.get_version(principal.org_id, workflow_id, version)
+    if found is None:
+        raise not_found("workflow version", f"{workflow_id}@{version}")
+    return found
+
+
+@router.post("/{workflow_id}/activate")
+async def activate_workflow(
+    workflow_id: str, principal: Admin, store: Store, body: ActivateRequest | None = None
+) -> dict[str, Any]:
+    """Makes a version (default: the latest) the active one; workers pick it up within a second."""
+    workflow = await _workflow(store, principal.org_id, workflow_id)
+    version = body.version if body and body.version else workflow["latest_version"]
+    try:
+        activated = await store.activate_workflow(principal.org_id, workflow, version)
+    except VersionConflict as exc:
+        raise Problem(409, "unknown-version", "Unknown version", str(exc)) from None
+    return await _with_definition(store, principal.org_id, activated)
+
+
+@router.post("/{workflow_id}/deactivate")
+async def deactivate_workflow(workflow_id: str, principal: Admin, store: Store) -> dict[str, Any]:
+    workflow = await _workflow(store, principal.org_id, workflow_id)
+    return await store.deactivate_workflow(principal.org_id, workflow)

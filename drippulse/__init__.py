@@ -1,0 +1,1 @@
+"""Composition root: settings, the embedded local stack, the process supervisor and the CLI."""

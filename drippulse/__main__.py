@@ -1,0 +1,3 @@
+from drippulse.cli import app
+
+app()

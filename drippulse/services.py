@@ -1,0 +1,74 @@
+"""Runs the whole product on one machine: the embedded stack, the API (with the embedded ClickHouse
+sink) and the qualifier, as attached child processes that stop with their owner."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from drippulse.devstack import EmbeddedStack, StackError
+from drippulse.processes import spawn, terminate
+from drippulse.settings import Settings
+
+
+@dataclass
+class LocalServices:
+    settings: Settings
+    qualifiers: int = 1
+    stack: EmbeddedStack | None = None
+    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, timeout_s: float = 90.0) -> None:
+        self.stack = EmbeddedStack(self.settings, attached=True)
+        self.stack.start()
+        log_dir = self.settings.log_dir
+        self.children["api"] = spawn([sys.executable, "-m", "drippulse", "api"], log_dir / "api.log", attached=True)
+        ready_dir = self.settings.home.resolve() / "ready"
+        shutil.rmtree(ready_dir, ignore_errors=True)
+        for n in range(self.qualifiers):
+            self.children[f"qualifier-{n}"] = spawn(
+                [sys.executable, "-m", "drippulse", "worker", "qualifier", "--ready-file", str(ready_dir / f"q{n}")],
+                log_dir / f"qualifier-{n}.log", attached=True,
+            )
+        self.wait_for_api(timeout_s)
+        self._wait_for_qualifiers(ready_dir, timeout_s)
+
+    def _wait_for_qualifiers(self, ready_dir: Path, timeout_s: float) -> None:
+        """Producing before the qualifiers own partitions would count their group join as latency."""
+        deadline = time.monotonic() + timeout_s
+        while len(list(ready_dir.glob("q*"))) < self.qualifiers:
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise StackError(f"the qualifier never received partitions; see {self.settings.log_dir}")
+            time.sleep(0.1)
+
+    def wait_for_api(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                if httpx.get(f"{self.settings.api_url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise StackError(f"the API did not become healthy; see {self.settings.log_dir / 'api.log'}")
+
+    def check_alive(self) -> None:
+        for name, child in self.children.items():
+            if child.poll() is not None:
+                raise StackError(f"{name} exited with {child.returncode}; see {self.settings.log_dir / (name + '.log')}")
+
+    def stop(self) -> None:
+        for child in self.children.values():
+            terminate(child.pid)
+            child.wait(timeout=15)
+        self.children.clear()
+        if self.stack is not None:
+            self.stack.stop()

@@ -1,0 +1,74 @@
+"""Every setting DripPulse reads, from the environment; nothing else reads os.environ.
+
+Unset service URLs mean "use the embedded local stack": the broker and Redis that
+`drippulse dev up` starts on the embedded ports, and chdb on a directory under DRIPPULSE_HOME.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers_env: str = Field(default="", alias="KAFKA_BOOTSTRAP_SERVERS")
+    redis_url_env: str = Field(default="", alias="REDIS_URL")
+    clickhouse_url: str = Field(default="", alias="CLICKHOUSE_URL")
+    schema_registry_url: str = Field(default="", alias="SCHEMA_REGISTRY_URL")
+
+    home: Path = Field(default=Path(".drippulse"), alias="DRIPPULSE_HOME")
+    embedded_kafka_port: int = Field(default=19092, alias="DRIPPULSE_EMBEDDED_KAFKA_PORT")
+    embedded_redis_port: int = Field(default=16379, alias="DRIPPULSE_EMBEDDED_REDIS_PORT")
+    api_host: str = Field(default="127.0.0.1", alias="DRIPPULSE_API_HOST")
+    api_port: int = Field(default=8000, alias="DRIPPULSE_API_PORT")
+
+    topic_prefix: str = Field(default="", alias="DRIPPULSE_TOPIC_PREFIX")
+    topic_partitions: int = Field(default=12, ge=1, alias="DRIPPULSE_TOPIC_PARTITIONS")
+    topic_replication: int = Field(default=1, ge=1, alias="DRIPPULSE_TOPIC_REPLICATION")
+    batch_size: int = Field(default=5000, ge=1, alias="DRIPPULSE_BATCH_SIZE")
+    batch_timeout_s: float = Field(default=0.1, gt=0, alias="DRIPPULSE_BATCH_TIMEOUT_S")
+    workflow_refresh_s: float = Field(default=0.5, gt=0, alias="DRIPPULSE_WORKFLOW_REFRESH_S")
+    event_dedup_window_s: int = Field(default=86_400, ge=1, alias="DRIPPULSE_EVENT_DEDUP_WINDOW_S")
+    clickhouse_database: str = Field(default="drippulse", alias="DRIPPULSE_CLICKHOUSE_DATABASE")
+    log_level: str = Field(default="INFO", alias="DRIPPULSE_LOG_LEVEL")
+
+    @property
+    def kafka_bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers_env or f"127.0.0.1:{self.embedded_kafka_port}"
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis_url_env or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
+
+    @property
+    def embedded_kafka(self) -> bool:
+        return not self.kafka_bootstrap_servers_env
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis_url_env
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        return not self.clickhouse_url
+
+    @cached_property
+    def chdb_path(self) -> Path:
+        return self.home.resolve() / "clickhouse"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home.resolve() / "logs"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+
+def load_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,45 @@
+"""Synthetic inbound lead events, seeded so the demo, tests and benchmark are reproducible."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+_FIRST = ["Ada", "Grace", "Alan", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Radia", "Edsger"]
+_LAST = ["Lovelace", "Hopper", "Turing", "Torvalds", "Liskov", "Thompson", "Hamilton", "Ritchie", "Perlman"]
+_TITLES = ["VP Sales", "Director of Marketing", "Head of Growth", "Software Engineer", "Analyst", "CTO",
+           "Marketing Manager", "Intern", "Founder", "Sales Director"]
+_INDUSTRIES = ["software", "fintech", "healthcare", "retail", "manufacturing", "education", "media"]
+_COUNTRIES = ["US", "US", "US", "CA", "GB", "DE", "FR", "NL", "BR", "IN", "AU", "JP"]
+_SOURCES = ["demo_request", "web_form", "webinar", "import", "referral", "ads"]
+_DOMAINS = ["acme.io", "globex.com", "initech.net", "umbrella.org", "gmail.com", "yahoo.com", "hooli.dev",
+            "example.com"]
+
+
+def lead_event(rng: random.Random, org_id: str, n: int, occurred_at_ms: int | None = None) -> dict[str, Any]:
+    """One `lead.created` record in the Avro shape of drip.events.inbound."""
+    first, last = rng.choice(_FIRST), rng.choice(_LAST)
+    lead_id = f"lead-{n:08d}"
+    return {
+        "event_id": f"{org_id}-evt-{n:08d}",
+        "org_id": org_id,
+        "event_type": "LEAD_CREATED",
+        "occurred_at_ms": occurred_at_ms if occurred_at_ms is not None else int(time.time() * 1000),
+        "source": "synthetic",
+        "lead": {
+            "lead_id": lead_id,
+            "email": f"{first.lower()}.{last.lower()}.{n}@{rng.choice(_DOMAINS)}",
+            "first_name": first,
+            "last_name": last,
+            "company": f"{last} Holdings",
+            "title": rng.choice(_TITLES),
+            "country": rng.choice(_COUNTRIES),
+            "industry": rng.choice(_INDUSTRIES),
+            "employees": rng.choice([5, 20, 80, 150, 250, 800, 2500, 12000]),
+            "annual_revenue": float(rng.randrange(100_000, 50_000_000, 50_000)),
+            "lead_source": rng.choice(_SOURCES),
+            "attributes": {"utm_campaign": rng.choice(["spring", "summer", "brand", "retarget"])},
+        },
+        "crm_object": None,
+    }

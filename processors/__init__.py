@@ -1,0 +1,5 @@
+"""Pure domain logic of DripPulse: what a workflow is and what it decides.
+
+Nothing here performs I/O. Given the same event, workflow version and routing state, every
+function returns the same answer, which is what makes replays after a crash harmless.
+"""

@@ -1,0 +1,154 @@
+"""Compiles conditions into plain closures, once per workflow version.
+
+The hot path calls these per event, so every decision that depends only on the definition (which
+operator, which path, which constant) is taken here, not at evaluation time. A value of the wrong
+type never raises: the comparison is simply false.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from processors.model import AllOf, AnyOf, Condition, FieldCondition, Operator
+
+Context = Mapping[str, Any]
+Predicate = Callable[[Context], bool]
+Getter = Callable[[Context], Any]
+
+_MISSING: Any = None
+
+
+def compile_getter(path: str) -> Getter:
+    """A reader for a dotted path; missing keys and non-mapping parents read as None."""
+    parts = tuple(path.split("."))
+    if len(parts) == 1:
+        (key,) = parts
+
+        def get1(ctx: Context) -> Any:
+            return ctx.get(key)
+
+        return get1
+    if len(parts) == 2:
+        first, second = parts
+
+        def get2(ctx: Context) -> Any:
+            parent = ctx.get(first)
+            return parent.get(second) if isinstance(parent, dict) else _MISSING
+
+        return get2
+
+    def get_n(ctx: Context) -> Any:
+        value: Any = ctx
+        for part in parts:
+            if not isinstance(value, Mapping):
+                return _MISSING
+            value = value.get(part)
+        return value
+
+    return get_n
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _ordering(get: Getter, constant: Any, compare: Callable[[Any, Any], bool]) -> Predicate:
+    """Numbers compare with numbers and strings with strings; anything else is false."""
+    if _is_number(constant):
+
+        def numeric(ctx: Context) -> bool:
+            value = get(ctx)
+            return _is_number(value) and compare(value, constant)
+
+        return numeric
+
+    def textual(ctx: Context) -> bool:
+        value = get(ctx)
+        return isinstance(value, str) and isinstance(constant, str) and compare(value, constant)
+
+    return textual
+
+
+def _text(get: Getter, test: Callable[[str], bool]) -> Predicate:
+    def predicate(ctx: Context) -> bool:
+        value = get(ctx)
+        return isinstance(value, str) and test(value)
+
+    return predicate
+
+
+def _compile_field(cond: FieldCondition) -> Predicate:
+    get = compile_getter(cond.field)
+    op, constant = cond.op, cond.value
+    if op is Operator.EQ:
+        return lambda ctx: bool(get(ctx) == constant)
+    if op is Operator.NEQ:
+        return lambda ctx: bool(get(ctx) != constant)
+    if op in (Operator.IN, Operator.NOT_IN):
+        hashable = all(isinstance(item, str | int | float | bool) for item in constant)
+        members: Any = frozenset(constant) if hashable else tuple(constant)
+        if op is Operator.IN:
+            return lambda ctx: _member(get(ctx), members)
+        return lambda ctx: not _member(get(ctx), members)
+    if op is Operator.GT:
+        return _ordering(get, constant, lambda a, b: bool(a > b))
+    if op is Operator.GTE:
+        return _ordering(get, constant, lambda a, b: bool(a >= b))
+    if op is Operator.LT:
+        return _ordering(get, constant, lambda a, b: bool(a < b))
+    if op is Operator.LTE:
+        return _ordering(get, constant, lambda a, b: bool(a <= b))
+    if op is Operator.EXISTS:
+        return lambda ctx: get(ctx) not in (None, "")
+    if op is Operator.NOT_EXISTS:
+        return lambda ctx: get(ctx) in (None, "")
+    return _compile_text_operator(get, op, constant)
+
+
+def _compile_text_operator(get: Getter, op: Operator, constant: Any) -> Predicate:
+    """String operators are case-insensitive, as CRM users expect of 'contains'."""
+    needle = str(constant).lower()
+    if op is Operator.CONTAINS:
+        return _text(get, lambda v: needle in v.lower())
+    if op is Operator.NOT_CONTAINS:
+        return _text(get, lambda v: needle not in v.lower())
+    if op is Operator.STARTS_WITH:
+        return _text(get, lambda v: v.lower().startswith(needle))
+    if op is Operator.ENDS_WITH:
+        return _text(get, lambda v: v.lower().endswith(needle))
+    raise ValueError(f"unsupported operator {op!r}")
+
+
+def _member(value: Any, members: Any) -> bool:
+    try:
+        return value in members
+    except TypeError:
+        return False
+
+
+def compile_condition(cond: Condition) -> Predicate:
+    if isinstance(cond, FieldCondition):
+        return _compile_field(cond)
+    if isinstance(cond, AllOf):
+        parts = tuple(compile_condition(c) for c in cond.all)
+        if len(parts) == 1:
+            return parts[0]
+        return lambda ctx: all(p(ctx) for p in parts)
+    if isinstance(cond, AnyOf):
+        parts = tuple(compile_condition(c) for c in cond.any)
+        if len(parts) == 1:
+            return parts[0]
+        return lambda ctx: any(p(ctx) for p in parts)
+    raise TypeError(f"not a condition: {cond!r}")
+
+
+def describe(cond: Condition) -> str:
+    """A compact human-readable form, used in routing reasons and explanations."""
+    if isinstance(cond, FieldCondition):
+        if cond.value is None:
+            return f"{cond.field} {cond.op.value}"
+        return f"{cond.field} {cond.op.value} {cond.value!r}"
+    if isinstance(cond, AllOf):
+        return "(" + " and ".join(describe(c) for c in cond.all) + ")"
+    return "(" + " or ".join(describe(c) for c in cond.any) + ")"

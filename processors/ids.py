@@ -1,0 +1,30 @@
+"""Deterministic identifiers: a replayed event must yield identical ids downstream.
+
+Everything a workflow emits is named after (event_id, workflow_id, workflow_version), so a crash that
+replays the tail of a batch produces the same execution id, CRM idempotency key and webhook-id, and
+every consumer can deduplicate on them. blake2b rather than uuid5: same guarantee, a fifth of the cost
+on the hot path.
+"""
+
+from __future__ import annotations
+
+from hashlib import blake2b
+
+_SEPARATOR = "\x1f"
+
+
+def _digest(*parts: object) -> str:
+    return blake2b(_SEPARATOR.join(map(str, parts)).encode(), digest_size=16).hexdigest()
+
+
+def execution_id(event_id: str, workflow_id: str, workflow_version: int) -> str:
+    h = _digest(event_id, workflow_id, workflow_version)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def crm_command_id(execution_id_: str, step_index: int) -> str:
+    return "cmd_" + _digest(execution_id_, "crm", step_index)
+
+
+def webhook_message_id(execution_id_: str, step_index: int) -> str:
+    return "msg_" + _digest(execution_id_, "webhook", step_index)

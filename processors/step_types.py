@@ -1,0 +1,54 @@
+"""The catalog of step types an API client or agent can compose, each with its schema and an example."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from processors.model import (
+    CrmUpdateAction,
+    FilterStep,
+    RouteStep,
+    ScoreStep,
+    TierStep,
+    WebhookNotifyAction,
+)
+
+_CATALOG: list[tuple[str, type[BaseModel], dict[str, Any]]] = [
+    ("filter", FilterStep, {"type": "filter", "condition": {"all": [
+        {"field": "lead.email", "op": "exists"},
+        {"field": "lead.country", "op": "in", "value": ["US", "CA"]}]}}),
+    ("score", ScoreStep, {"type": "score", "rules": [
+        {"id": "senior_title", "when": {"field": "lead.title", "op": "contains", "value": "vp"}, "points": 30},
+        {"id": "free_mail", "when": {"field": "lead.email", "op": "ends_with", "value": "@gmail.com"},
+         "points": -20}]}),
+    ("tier", TierStep, {"type": "tier", "thresholds": [{"tier": "A", "min_score": 60},
+                                                       {"tier": "B", "min_score": 30}], "default_tier": "C"}),
+    ("route", RouteStep, {"type": "route", "rules": [
+        {"id": "emea", "when": {"field": "lead.country", "op": "in", "value": ["DE", "FR"]},
+         "team": ["dana@acme.test", "erik@acme.test"]},
+        {"id": "strategic", "when": {"field": "lead.employees", "op": "gte", "value": 5000},
+         "owner": "sam@acme.test"}],
+        "team": ["alice@acme.test", "bob@acme.test"], "fallback_owner": "unassigned"}),
+    ("action.crm_update", CrmUpdateAction, {"type": "action", "action": "crm_update",
+                                            "properties": {"lifecycle_stage": "lead"}}),
+    ("action.webhook_notify", WebhookNotifyAction, {"type": "action", "action": "webhook_notify",
+                                                    "event_type": "lead.qualified"}),
+]
+
+
+def step_types() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "description": (model.__doc__ or "").strip(),
+            "config_schema": model.model_json_schema(),
+            "example": example,
+        }
+        for name, model, example in _CATALOG
+    ]
+
+
+def step_models() -> dict[str, tuple[type[BaseModel], dict[str, Any]]]:
+    return {name: (model, example) for name, model, example in _CATALOG}

@@ -1,0 +1,176 @@
+"""The batch loop every hot-path worker runs: consume, process, produce, wait for acks, commit.
+
+A `BatchProcessor` decides what a batch of input records turns into; `BatchWorker` owns every Kafka
+call and the order in which they happen, which is where the delivery guarantee lives.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRecord:
+    topic: str
+    key: bytes
+    value: bytes
+
+
+class BatchProcessor(Protocol):
+    def process(self, messages: Sequence[Message]) -> list[OutputRecord]:
+        """Turns a batch of input records into output records.
+
+        Must not raise for one bad record: such records become DLQ outputs. Side effects (state
+        writes, sink inserts) happen inside and must be idempotent, because a crash replays the batch.
+        """
+
+
+class DeliveryFailed(RuntimeError):
+    """The broker refused some outputs of a batch; the batch is rewound and processed again."""
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    records_in: int = 0
+    records_out: int = 0
+    rewinds: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class BatchWorker:
+    def __init__(
+        self,
+        consumer: Consumer,
+        producer: Producer | None,
+        processor: BatchProcessor,
+        topics: Sequence[str],
+        batch_size: int,
+        batch_timeout_s: float,
+        name: str,
+        ready_file: Path | None = None,
+    ) -> None:
+        self._consumer = consumer
+        self._producer = producer
+        self._processor = processor
+        self._batch_size = batch_size
+        self._batch_timeout_s = batch_timeout_s
+        self._name = name
+        self._ready_file = ready_file
+        self.stats = BatchStats()
+        consumer.subscribe(list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
+
+    def _on_assign(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        """The ready file tells a supervisor this worker owns partitions (a readiness probe)."""
+        log.info("%s: assigned %d partitions", self._name, len(partitions))
+        if self._ready_file is not None and partitions:
+            self._ready_file.parent.mkdir(parents=True, exist_ok=True)
+            self._ready_file.touch()
+
+    def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("%s: %d partitions revoked", self._name, len(partitions))
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("%s: running", self._name)
+        try:
+            while not stop.is_set():
+                self.run_once()
+        finally:
+            self._consumer.close()
+            if self._producer is not None:
+                self._producer.flush(10)
+            log.info("%s: stopped after %d records", self._name, self.stats.records_in)
+
+    def run_once(self) -> int:
+        """One checkpoint. The order of these steps is the delivery guarantee:
+
+        1. Consume up to `batch_size` records.
+        2. Process them (the processor writes its own idempotent side effects).
+        3. Produce every output record.
+        4. Flush the producer and wait until the broker acknowledged every output.
+        5. Commit the offsets after the batch, synchronously.
+
+        A crash anywhere before step 5 replays the batch from the last commit; because outputs are
+        deterministic, the replay produces the same keys and ids and downstream dedup absorbs it. A
+        failed delivery in step 4 rewinds the consumer to the batch start instead of committing.
+        """
+        messages = self._consume()
+        if not messages:
+            return 0
+        outputs = self._processor.process(messages)
+        if outputs:
+            try:
+                self._produce_and_wait(outputs)
+            except DeliveryFailed as exc:
+                log.error("%s: %s; rewinding the batch", self._name, exc)
+                self._rewind(messages)
+                self.stats.rewinds += 1
+                return 0
+        self._consumer.commit(offsets=_next_offsets(messages), asynchronous=False)
+        self.stats.batches += 1
+        self.stats.records_in += len(messages)
+        self.stats.records_out += len(outputs)
+        return len(messages)
+
+    def _consume(self) -> list[Message]:
+        messages = self._consumer.consume(self._batch_size, self._batch_timeout_s)
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(message)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                if error.fatal():
+                    raise KafkaException(error)
+                log.warning("%s: consumer error: %s", self._name, error)
+        return records
+
+    def _produce_and_wait(self, outputs: list[OutputRecord]) -> None:
+        assert self._producer is not None, "a processor without a producer must not return outputs"
+        failures: list[str] = []
+
+        def on_delivery(err: KafkaError | None, _: Message) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        produce = self._producer.produce
+        for index, record in enumerate(outputs):
+            while True:
+                try:
+                    produce(record.topic, record.value, record.key, on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+            if index % 10_000 == 9_999:
+                self._producer.poll(0)
+        remaining = self._producer.flush(60)
+        if remaining:
+            failures.append(f"{remaining} records still unacknowledged after 60 s")
+        if failures:
+            raise DeliveryFailed(f"{len(failures)} deliveries failed, first: {failures[0]}")
+
+    def _rewind(self, messages: Sequence[Message]) -> None:
+        first: dict[tuple[str, int], int] = {}
+        for message in messages:
+            key = (message.topic(), message.partition())
+            first[key] = min(first.get(key, message.offset()), message.offset())
+        for (topic, partition), offset in first.items():
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+
+
+def _next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
+    last: dict[tuple[str, int], int] = {}
+    for message in messages:
+        key = (message.topic(), message.partition())
+        last[key] = max(last.get(key, -1), message.offset())
+    return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()]

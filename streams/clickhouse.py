@@ -1,0 +1,103 @@
+"""ClickHouse access with two interchangeable backends: chdb in-process (embedded) or a server.
+
+Both speak the same SQL and take rows as JSONEachRow, so the DDL under infra/clickhouse/ and every
+query run unchanged on either. chdb locks its data directory, so the embedded backend serializes all
+use inside the one process that owns it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from drippulse.settings import Settings
+
+DDL_DIR = Path(__file__).resolve().parents[1] / "infra" / "clickhouse"
+
+
+class ClickHouse(Protocol):
+    database: str
+
+    def command(self, sql: str) -> None: ...
+
+    def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None: ...
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+class ChdbClickHouse:
+    def __init__(self, path: Path, database: str) -> None:
+        from chdb import session
+
+        path.mkdir(parents=True, exist_ok=True)
+        self.database = database
+        self._session = session.Session(str(path))
+        self._lock = threading.Lock()
+
+    def command(self, sql: str) -> None:
+        with self._lock:
+            self._session.query(sql)
+
+    def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        body = b"\n".join(orjson.dumps(row) for row in rows).decode()
+        with self._lock:
+            self._session.query(f"INSERT INTO {self.database}.{table} FORMAT JSONEachRow\n{body}")
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            result = self._session.query(sql, "JSONEachRow", params=dict(params or {}))
+        text = result.bytes()
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()
+
+
+class ServerClickHouse:
+    def __init__(self, url: str, database: str) -> None:
+        import clickhouse_connect
+
+        self.database = database
+        self._client = clickhouse_connect.get_client(dsn=url)
+
+    def command(self, sql: str) -> None:
+        self._client.command(sql)
+
+    def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            body = b"\n".join(orjson.dumps(row) for row in rows)
+            self._client.raw_insert(f"{self.database}.{table}", insert_block=body, fmt="JSONEachRow")
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        result = self._client.raw_query(sql, parameters=dict(params or {}), fmt="JSONEachRow")
+        return [json.loads(line) for line in result.splitlines() if line.strip()]
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def connect_clickhouse(settings: Settings) -> ClickHouse:
+    if settings.embedded_clickhouse:
+        return ChdbClickHouse(settings.chdb_path, settings.clickhouse_database)
+    return ServerClickHouse(settings.clickhouse_url, settings.clickhouse_database)
+
+
+def apply_schema(clickhouse: ClickHouse) -> None:
+    """Applies every DDL file in order; each statement is idempotent (IF NOT EXISTS)."""
+    clickhouse.command(f"CREATE DATABASE IF NOT EXISTS {clickhouse.database}")
+    for path in sorted(DDL_DIR.glob("*.sql")):
+        sql = path.read_text().replace("{database}", clickhouse.database)
+        for statement in sql.split(";"):
+            body = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
+            if body.strip():
+                clickhouse.command(body)

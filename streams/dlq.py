@@ -1,0 +1,36 @@
+"""Dead-lettering: input a worker cannot use goes to drip.events.dlq with its reason and bytes."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from confluent_kafka import Message
+
+from streams.batch_runtime import OutputRecord
+from streams.serde import AvroSerde
+
+log = logging.getLogger(__name__)
+
+
+class DeadLetters:
+    def __init__(self, serde: AvroSerde, topic: str) -> None:
+        self._serde = serde
+        self._topic = topic
+
+    def record(self, message: Message, error_kind: str, error: str) -> OutputRecord:
+        log.warning(
+            "dead-lettering %s[%s]@%s (%s): %s",
+            message.topic(), message.partition(), message.offset(), error_kind, error,
+        )
+        value = self._serde.encode({
+            "source_topic": message.topic() or "",
+            "source_partition": message.partition() or 0,
+            "source_offset": message.offset() or 0,
+            "error_kind": error_kind,
+            "error": error,
+            "original_key": message.key(),
+            "original_value": message.value(),
+            "failed_at_ms": int(time.time() * 1000),
+        })
+        return OutputRecord(self._topic, message.key() or b"", value)

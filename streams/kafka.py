@@ -1,0 +1,82 @@
+"""The one place DripPulse configures confluent-kafka clients and creates topics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from drippulse.settings import Settings
+from streams.topics import ALL_TOPICS, topic_name
+
+log = logging.getLogger(__name__)
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """Idempotent producer: a retried send never duplicates a record on the broker."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "batch.num.messages": 10_000,
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": 500_000,
+        **overrides,
+    }
+
+
+def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
+    """Manual commits only: the batch runtime commits after every output is acknowledged.
+
+    A 6 s session (the usual broker minimum) bounds both how long a dead worker's partitions stay
+    unowned and, on Tansu, how long a new member waits for its assignment (about half of it).
+    """
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 6_000,
+        "heartbeat.interval.ms": 500,
+        "max.poll.interval.ms": 300_000,
+        "fetch.min.bytes": 1,
+        "fetch.wait.max.ms": 50,
+        **overrides,
+    }
+
+
+def make_producer(settings: Settings, **overrides: Any) -> Producer:
+    return Producer(producer_config(settings, **overrides))
+
+
+def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
+    return Consumer(consumer_config(settings, group_id, **overrides))
+
+
+def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
+    """Creates every catalog topic that does not exist yet; safe to call from every process."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        existing = set(admin.list_topics(timeout=10).topics)
+        missing = [topic_name(t, settings) for t in ALL_TOPICS if topic_name(t, settings) not in existing]
+        if not missing:
+            return
+        futures = admin.create_topics(
+            [NewTopic(name, settings.topic_partitions, settings.topic_replication) for name in missing]
+        )
+        for name, future in futures.items():
+            try:
+                future.result()
+                log.info("created topic %s (%d partitions)", name, settings.topic_partitions)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    if time.monotonic() > deadline:
+                        raise
+                    log.warning("creating topic %s failed, retrying: %s", name, exc)
+                    time.sleep(0.5)

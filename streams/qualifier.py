@@ -1,0 +1,129 @@
+"""LeadQualifier: the hot-path processor from drip.events.inbound to commands, notifications and
+executions.
+
+Per batch: decode and validate every record (failures are dead-lettered), refresh the orgs'
+compiled workflows, load the routing state the batch needs, evaluate, save the routing state, and
+hand the encoded outputs to the batch runtime. Redis is touched with one pipeline per stage, never
+once per event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from confluent_kafka import Message
+
+from processors import ids
+from processors.events import EVENT_TYPE_BY_SYMBOL, validation_problems
+from processors.execution import Execution
+from streams.batch_runtime import OutputRecord
+from streams.dlq import DeadLetters
+from streams.routing_store import RoutingStateStore
+from streams.serde import AvroSerde, DecodeError
+from streams.workflow_catalog import WorkflowCatalog
+
+log = logging.getLogger(__name__)
+
+
+class LeadQualifier:
+    def __init__(
+        self,
+        inbound: AvroSerde,
+        executions: tuple[AvroSerde, str],
+        crm_commands: tuple[AvroSerde, str],
+        webhook_deliveries: tuple[AvroSerde, str],
+        dead_letters: DeadLetters,
+        catalog: WorkflowCatalog,
+        routing_store: RoutingStateStore,
+    ) -> None:
+        self._inbound = inbound
+        self._executions, self._executions_topic = executions
+        self._crm, self._crm_topic = crm_commands
+        self._webhooks, self._webhooks_topic = webhook_deliveries
+        self._dead_letters = dead_letters
+        self._catalog = catalog
+        self._routing_store = routing_store
+
+    def process(self, messages: Sequence[Message]) -> list[OutputRecord]:
+        outputs: list[OutputRecord] = []
+        events: list[tuple[Message, dict[str, Any]]] = []
+        for message in messages:
+            event = self._decode(message, outputs)
+            if event is not None:
+                events.append((message, event))
+        if not events:
+            return outputs
+        workflows = self._catalog.active_for({event["org_id"] for _, event in events})
+        routing = self._routing_store.load((event for _, event in events), workflows)
+        now_ms = int(time.time() * 1000)
+        for message, event in events:
+            try:
+                for workflow in workflows[event["org_id"]]:
+                    if workflow.triggers(event):
+                        self._emit(workflow.evaluate(event, routing), now_ms, outputs)
+            except Exception as exc:
+                log.exception("evaluating event %s failed", event.get("event_id"))
+                outputs.append(self._dead_letters.record(message, "processing", repr(exc)))
+        self._routing_store.save(routing)
+        return outputs
+
+    def _decode(self, message: Message, outputs: list[OutputRecord]) -> dict[str, Any] | None:
+        try:
+            event = self._inbound.decode(message.value())
+        except DecodeError as exc:
+            outputs.append(self._dead_letters.record(message, "decode", str(exc)))
+            return None
+        event["event_type"] = EVENT_TYPE_BY_SYMBOL.get(event["event_type"], event["event_type"])
+        key = message.key()
+        problems = validation_problems(event, key.decode("utf-8", "replace") if key is not None else None)
+        if problems:
+            outputs.append(self._dead_letters.record(message, "validation", "; ".join(problems)))
+            return None
+        return event
+
+    def _emit(self, execution: Execution, now_ms: int, outputs: list[OutputRecord]) -> None:
+        key = execution.org_id.encode()
+        for update in execution.crm_updates:
+            outputs.append(OutputRecord(self._crm_topic, key, self._crm.encode({
+                "command_id": ids.crm_command_id(execution.execution_id, update.step_index),
+                "org_id": execution.org_id,
+                "execution_id": execution.execution_id,
+                "workflow_id": execution.workflow_id,
+                "operation": "update_lead",
+                "lead_id": execution.lead_id,
+                "email": update.email,
+                "properties": update.properties,
+                "created_at_ms": now_ms,
+            })))
+        for notification in execution.notifications:
+            outputs.append(OutputRecord(self._webhooks_topic, key, self._webhooks.encode({
+                "message_id": ids.webhook_message_id(execution.execution_id, notification.step_index),
+                "org_id": execution.org_id,
+                "execution_id": execution.execution_id,
+                "event_type": notification.event_type,
+                "payload_json": orjson.dumps(notification.payload).decode(),
+                "created_at_ms": now_ms,
+            })))
+        outputs.append(OutputRecord(self._executions_topic, key, self._executions.encode({
+            "execution_id": execution.execution_id,
+            "org_id": execution.org_id,
+            "workflow_id": execution.workflow_id,
+            "workflow_version": execution.workflow_version,
+            "event_id": execution.event_id,
+            "event_type": execution.event_type,
+            "lead_id": execution.lead_id,
+            "status": execution.status.value,
+            "status_reason": execution.status_reason,
+            "score": execution.score,
+            "score_breakdown": execution.score_breakdown,
+            "tier": execution.tier,
+            "owner": execution.owner,
+            "routing_reason": execution.routing_reason,
+            "actions": execution.actions,
+            "event_occurred_at_ms": execution.event_occurred_at_ms,
+            "evaluated_at_ms": now_ms,
+        })))

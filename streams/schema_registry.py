@@ -1,0 +1,92 @@
+"""Schema ids for the Confluent wire format, from a real registry or an embedded one.
+
+The embedded registry needs no coordination between processes: a schema's id is a fingerprint of
+its Parsing Canonical Form, so every process (and any client that registers the same .avsc through
+the API's registry endpoints) arrives at the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any, Protocol
+
+from fastavro.schema import to_parsing_canonical_form
+
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas" / "avro"
+
+
+class UnknownSchemaError(LookupError):
+    """A record names a schema id this registry does not know; the record cannot be decoded."""
+
+
+class SchemaRegistry(Protocol):
+    def register(self, subject: str, schema: dict[str, Any]) -> int: ...
+
+    def schema_by_id(self, schema_id: int) -> dict[str, Any]: ...
+
+
+@cache
+def load_schema(stem: str) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((SCHEMA_DIR / f"{stem}.avsc").read_text())
+    return schema
+
+
+def embedded_schema_id(schema: dict[str, Any]) -> int:
+    digest = hashlib.sha256(to_parsing_canonical_form(schema).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFF_FFFF
+
+
+class EmbeddedRegistry:
+    """Knows exactly the schemas under schemas/avro/; registering anything else is refused."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, dict[str, Any]] = {}
+        for path in sorted(SCHEMA_DIR.glob("*.avsc")):
+            schema = load_schema(path.stem)
+            self._by_id[embedded_schema_id(schema)] = schema
+
+    def register(self, subject: str, schema: dict[str, Any]) -> int:
+        schema_id = embedded_schema_id(schema)
+        if schema_id not in self._by_id:
+            raise UnknownSchemaError(
+                f"subject {subject!r}: schema is not one of DripPulse's schemas/avro/ files"
+            )
+        return schema_id
+
+    def schema_by_id(self, schema_id: int) -> dict[str, Any]:
+        try:
+            return self._by_id[schema_id]
+        except KeyError:
+            raise UnknownSchemaError(f"schema id {schema_id} is not registered") from None
+
+    def known(self) -> dict[int, dict[str, Any]]:
+        return dict(self._by_id)
+
+
+class ConfluentRegistry:
+    """A Confluent-compatible Schema Registry (SCHEMA_REGISTRY_URL), via confluent-kafka's client."""
+
+    def __init__(self, url: str) -> None:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
+        self._client = SchemaRegistryClient({"url": url})
+
+    def register(self, subject: str, schema: dict[str, Any]) -> int:
+        from confluent_kafka.schema_registry import Schema
+
+        return int(self._client.register_schema(subject, Schema(json.dumps(schema), "AVRO")))
+
+    def schema_by_id(self, schema_id: int) -> dict[str, Any]:
+        try:
+            found = self._client.get_schema(schema_id)
+        except Exception as exc:
+            raise UnknownSchemaError(f"schema id {schema_id}: {exc}") from exc
+        schema: dict[str, Any] = json.loads(found.schema_str or "{}")
+        return schema
+
+
+def make_registry(url: str) -> SchemaRegistry:
+    return ConfluentRegistry(url) if url else EmbeddedRegistry()

@@ -1,0 +1,65 @@
+"""Avro in the Confluent wire format: magic byte 0, 4-byte big-endian schema id, Avro body."""
+
+from __future__ import annotations
+
+import io
+import struct
+from typing import Any
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+
+from streams.schema_registry import SchemaRegistry, UnknownSchemaError, load_schema
+from streams.topics import Topic
+
+_HEADER = struct.Struct(">bI")
+
+
+class DecodeError(ValueError):
+    """The bytes are not a record this topic can carry; the message says why."""
+
+
+class AvroSerde:
+    """Encodes and decodes one topic's records. Records written with an older or newer compatible
+    schema are resolved against ours, as Avro schema resolution defines."""
+
+    def __init__(self, topic: Topic, topic_name: str, registry: SchemaRegistry) -> None:
+        raw = load_schema(topic.schema)
+        self.schema = parse_schema(raw)
+        self._registry = registry
+        self.schema_id = registry.register(f"{topic_name}-value", raw)
+        self._header = _HEADER.pack(0, self.schema_id)
+        self._writers: dict[int, Any] = {self.schema_id: None}
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        buffer = io.BytesIO()
+        buffer.write(self._header)
+        schemaless_writer(buffer, self.schema, record)
+        return buffer.getvalue()
+
+    def decode(self, data: bytes | None) -> dict[str, Any]:
+        if data is None or len(data) < _HEADER.size:
+            raise DecodeError("value is empty or shorter than the 5-byte Confluent header")
+        magic, schema_id = _HEADER.unpack_from(data)
+        if magic != 0:
+            raise DecodeError(f"magic byte is {magic}, expected 0 (Confluent wire format)")
+        writer_schema = self._writer_schema(schema_id)
+        try:
+            record = schemaless_reader(
+                io.BytesIO(data[_HEADER.size:]), writer_schema or self.schema, self.schema if writer_schema else None
+            )
+        except Exception as exc:
+            raise DecodeError(f"Avro body does not match schema id {schema_id}: {exc!r}") from exc
+        if not isinstance(record, dict):
+            raise DecodeError("Avro body is not a record")
+        return record
+
+    def _writer_schema(self, schema_id: int) -> Any:
+        """None for our own schema (no resolution needed), else the parsed writer schema."""
+        if schema_id in self._writers:
+            return self._writers[schema_id]
+        try:
+            writer = parse_schema(self._registry.schema_by_id(schema_id))
+        except UnknownSchemaError as exc:
+            raise DecodeError(str(exc)) from exc
+        self._writers[schema_id] = writer
+        return writer

@@ -1,0 +1,58 @@
+"""Redis key layout shared by the API (writer of control-plane records) and the workers (readers).
+
+Per-org keys carry the org id in a hash tag, `dp:{org_id}:...`, so Redis Cluster places all of one
+organization's keys on one shard and per-org pipelines never cross slots.
+"""
+
+from __future__ import annotations
+
+
+def org(org_id: str) -> str:
+    return f"dp:{{{org_id}}}:org"
+
+
+ORG_INDEX = "dp:orgs"
+
+
+def api_key(key_hash: str) -> str:
+    """Global lookup from a key's hash to its org: the bearer token is all a request brings."""
+    return f"dp:apikey:{key_hash}"
+
+
+def org_api_keys(org_id: str) -> str:
+    return f"dp:{{{org_id}}}:apikeys"
+
+
+def workflow(org_id: str, workflow_id: str) -> str:
+    return f"dp:{{{org_id}}}:wf:{workflow_id}"
+
+
+def workflow_versions(org_id: str, workflow_id: str) -> str:
+    return f"dp:{{{org_id}}}:wf:{workflow_id}:versions"
+
+
+def workflow_index(org_id: str) -> str:
+    return f"dp:{{{org_id}}}:wfs"
+
+
+def active_workflows(org_id: str) -> str:
+    """Hash workflow_id -> {"version", "definition"}: everything a worker needs, in one read."""
+    return f"dp:{{{org_id}}}:wf:active"
+
+
+def workflow_revision(org_id: str) -> str:
+    """Counter bumped on every activation change; workers poll only this to notice changes."""
+    return f"dp:{{{org_id}}}:wf:rev"
+
+
+def event_seen(org_id: str, event_id: str) -> str:
+    return f"dp:{{{org_id}}}:evt:{event_id}"
+
+
+def round_robin_pointers(org_id: str, workflow_id: str) -> str:
+    return f"dp:{{{org_id}}}:rr:{workflow_id}"
+
+
+def lead_owners(org_id: str, lead_id: str) -> str:
+    """Hash workflow_id -> owner recorded for the lead: replays re-read instead of re-rolling."""
+    return f"dp:{{{org_id}}}:owners:{lead_id}"

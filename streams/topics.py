@@ -1,0 +1,49 @@
+"""The topic catalog: every topic DripPulse uses, its record schema, who writes and who reads it.
+
+All records are keyed by org_id, so one organization's events stay ordered on one partition and its
+per-org state (round-robin pointers) lives with the partition's owner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from drippulse.settings import Settings
+
+
+@dataclass(frozen=True)
+class Topic:
+    base_name: str
+    schema: str
+    """Stem of the record's .avsc file under schemas/avro/."""
+    written_by: str
+    read_by: str
+
+
+INBOUND_EVENTS = Topic(
+    "drip.events.inbound", "inbound_event",
+    written_by="producers, POST /api/v1/events", read_by="LeadQualifier (streams/qualifier.py)",
+)
+CRM_COMMANDS = Topic(
+    "drip.crm.commands", "crm_command",
+    written_by="LeadQualifier", read_by="CRM connector workers",
+)
+WEBHOOK_DELIVERIES = Topic(
+    "drip.webhooks.deliveries", "webhook_delivery",
+    written_by="LeadQualifier", read_by="webhook delivery workers",
+)
+EXECUTIONS = Topic(
+    "drip.executions", "execution",
+    written_by="LeadQualifier", read_by="ExecutionSink (streams/execution_sink.py) -> ClickHouse",
+)
+EVENTS_DLQ = Topic(
+    "drip.events.dlq", "dlq_record",
+    written_by="every batch worker, for input it cannot decode or validate", read_by="operators",
+)
+
+ALL_TOPICS = (INBOUND_EVENTS, CRM_COMMANDS, WEBHOOK_DELIVERIES, EXECUTIONS, EVENTS_DLQ)
+
+
+def topic_name(topic: Topic, settings: Settings) -> str:
+    """The topic's name on the cluster; a prefix lets several environments share one cluster."""
+    return settings.topic_prefix + topic.base_name
