@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -50,7 +51,7 @@ def json_path(data: Any, loc: list[Any]) -> str:
     return path
 
 
-def validation_errors(data: Any, errors: list[dict[str, Any]], batch: bool = False) -> list[dict[str, Any]]:
+def validation_errors(data: Any, errors: Sequence[Mapping[str, Any]], batch: bool = False) -> list[dict[str, Any]]:
     """Flattens pydantic errors into {index?, field, message}; `index` is the batch item's position."""
     result = []
     for error in errors:

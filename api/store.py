@@ -25,6 +25,10 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
 
 
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class VersionConflict(Exception):
     """The requested version cannot be activated (unknown version)."""
 
@@ -36,7 +40,7 @@ class ControlPlaneStore:
     # Organizations and keys
 
     async def create_org(self, name: str) -> tuple[dict[str, Any], NewApiKey]:
-        org = {"id": new_id("org"), "name": name, "created_at_ms": _now_ms()}
+        org: dict[str, Any] = {"id": new_id("org"), "name": name, "created_at_ms": _now_ms()}
         await self._redis.set(state_keys.org(org["id"]), orjson.dumps(org))
         await self._redis.sadd(state_keys.ORG_INDEX, org["id"])
         key = await self.create_api_key(org["id"], name="admin", role="admin")
@@ -90,7 +94,7 @@ class ControlPlaneStore:
         self, org_id: str, name: str, description: str, definition: dict[str, Any]
     ) -> dict[str, Any]:
         now = _now_ms()
-        workflow = {"id": new_id("wf"), "name": name, "description": description, "status": "draft",
+        workflow: dict[str, Any] = {"id": new_id("wf"), "name": name, "description": description, "status": "draft",
                     "active_version": None, "latest_version": 1, "created_at_ms": now, "updated_at_ms": now}
         version = {"version": 1, "status": "draft", "definition": definition, "created_at_ms": now,
                    "activated_at_ms": None}
@@ -109,7 +113,7 @@ class ControlPlaneStore:
         ids = await self._redis.zrevrange(state_keys.workflow_index(org_id), 0, -1)
         if not ids:
             return []
-        raws = await self._redis.mget([state_keys.workflow(org_id, i.decode()) for i in ids])
+        raws = await self._redis.mget([state_keys.workflow(org_id, _text(i)) for i in ids])
         workflows = [orjson.loads(raw) for raw in raws if raw]
         return [w for w in workflows if status is None or w["status"] == status]
 

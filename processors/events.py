@@ -29,10 +29,12 @@ EVENT_TYPE_BY_SYMBOL: dict[str, EventType] = {t.avro_symbol: t for t in EventTyp
 def lead_id_of(event: Mapping[str, Any]) -> str:
     """The lead an event concerns: the lead's id, or the lead a CRM object is linked to."""
     lead = event.get("lead")
-    if lead is not None:
-        return str(lead["lead_id"])
-    crm_object = event.get("crm_object") or {}
-    return str(crm_object.get("lead_id") or crm_object.get("object_id") or "")
+    if isinstance(lead, dict):
+        return str(lead.get("lead_id") or "")
+    crm_object = event.get("crm_object")
+    if isinstance(crm_object, dict):
+        return str(crm_object.get("lead_id") or crm_object.get("object_id") or "")
+    return ""
 
 
 def validation_problems(event: Mapping[str, Any], record_key: str | None) -> list[str]:

@@ -162,15 +162,22 @@ class BatchWorker:
     def _rewind(self, messages: Sequence[Message]) -> None:
         first: dict[tuple[str, int], int] = {}
         for message in messages:
-            key = (message.topic(), message.partition())
-            first[key] = min(first.get(key, message.offset()), message.offset())
+            key, offset = _position(message)
+            first[key] = min(first.get(key, offset), offset)
         for (topic, partition), offset in first.items():
             self._consumer.seek(TopicPartition(topic, partition, offset))
+
+
+def _position(message: Message) -> tuple[tuple[str, int], int]:
+    """((topic, partition), offset) of a consumed record; consumed records always carry all three."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    assert topic is not None and partition is not None and offset is not None
+    return (topic, partition), offset
 
 
 def _next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
     last: dict[tuple[str, int], int] = {}
     for message in messages:
-        key = (message.topic(), message.partition())
-        last[key] = max(last.get(key, -1), message.offset())
+        key, offset = _position(message)
+        last[key] = max(last.get(key, -1), offset)
     return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()]

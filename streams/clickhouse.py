@@ -38,7 +38,8 @@ class ChdbClickHouse:
 
         path.mkdir(parents=True, exist_ok=True)
         self.database = database
-        self._session = session.Session(str(path))
+        open_session: Any = session.Session
+        self._session: Any = open_session(str(path))
         self._lock = threading.Lock()
 
     def command(self, sql: str) -> None:

@@ -1,0 +1,69 @@
+"""Session fixtures: one real local stack (Tansu broker, Redis, chdb) for all integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from drippulse.devstack import EmbeddedStack
+from drippulse.settings import Settings
+from tests.stack import ApiServer, QualifierProcess, stack_env
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    home = tmp_path_factory.mktemp("drippulse")
+    env = stack_env(home)
+    saved = {key: os.environ.get(key) for key in env}
+    for key in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "CLICKHOUSE_URL", "SCHEMA_REGISTRY_URL"):
+        os.environ.pop(key, None)
+    os.environ.update(env)
+    yield Settings()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings) -> Iterator[EmbeddedStack]:
+    embedded = EmbeddedStack(settings, attached=True)
+    embedded.start()
+    yield embedded
+    embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def api_server(stack: EmbeddedStack, settings: Settings) -> Iterator[ApiServer]:
+    server = ApiServer(settings)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def qualifier(api_server: ApiServer, settings: Settings) -> Iterator[QualifierProcess]:
+    process = QualifierProcess(settings)
+    process.start()
+    yield process
+    process.stop()
+
+
+def _new_org(settings: Settings, name: str) -> dict[str, Any]:
+    from drippulse.demo import create_org
+
+    org_id, key = asyncio.run(create_org(settings, name))
+    client = httpx.Client(base_url=settings.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    return {"org_id": org_id, "key": key, "client": client}
+
+
+@pytest.fixture
+def org_factory(api_server: ApiServer, settings: Settings) -> Any:
+    """Creates organizations with an admin key and an authenticated HTTP client each."""
+    return lambda name="Test Org": _new_org(settings, name)

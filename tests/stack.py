@@ -1,0 +1,183 @@
+"""Test harness for the real local stack: free ports, a temp home, the API in a thread, the
+qualifier as a real process (so it can be SIGKILLed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from drippulse.processes import spawn
+from drippulse.settings import Settings
+from streams import topics
+from streams.schema_registry import EmbeddedRegistry
+from streams.serde import AvroSerde
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stack_env(home: Path) -> dict[str, str]:
+    return {
+        "DRIPPULSE_HOME": str(home),
+        "DRIPPULSE_EMBEDDED_KAFKA_PORT": str(free_port()),
+        "DRIPPULSE_EMBEDDED_REDIS_PORT": str(free_port()),
+        "DRIPPULSE_API_PORT": str(free_port()),
+        "DRIPPULSE_TOPIC_PARTITIONS": "4",
+        "DRIPPULSE_WORKFLOW_REFRESH_S": "0.2",
+    }
+
+
+def wait_until(condition: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+class ApiServer:
+    """The real FastAPI app on a real port, in this process (chdb may be opened by one process only)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from api.app import create_app
+
+        self.settings = settings
+        self.app = create_app(settings)
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app, host="127.0.0.1", port=settings.api_port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        wait_until(lambda: self._healthy(), 60, "the API to become healthy")
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.settings.api_url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+    @property
+    def clickhouse(self) -> Any:
+        return self.app.state.clickhouse
+
+
+class QualifierProcess:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.env: dict[str, str] = {}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        ready = self.settings.home / "ready" / f"qualifier-{self.starts}"
+        self.process = spawn(
+            [sys.executable, "-m", "drippulse", "worker", "qualifier", "--ready-file", str(ready)],
+            self.settings.log_dir / "qualifier.log",
+            attached=True,
+            env={**os.environ, **self.env},
+        )
+        wait_until(lambda: ready.exists() or self._died(), 60, "the qualifier to receive partitions")
+        assert not self._died(), f"qualifier exited; see {self.settings.log_dir / 'qualifier.log'}"
+
+    def _died(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+
+def serde_for(topic: topics.Topic, settings: Settings) -> AvroSerde:
+    return AvroSerde(topic, topics.topic_name(topic, settings), EmbeddedRegistry())
+
+
+def _topic_consumer(settings: Settings, topic: topics.Topic) -> Consumer:
+    """A throwaway consumer over every partition from the start. Watermarks are not used: Tansu can
+    report a high watermark below the last offset, so readers stop when the topic goes quiet."""
+    name = topics.topic_name(topic, settings)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"t-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    metadata = consumer.list_topics(name, timeout=10).topics[name]
+    consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in metadata.partitions])
+    return consumer
+
+
+def read_topic(
+    settings: Settings, topic: topics.Topic, key: str | None = None, raw: bool = False, quiet_s: float = 2.0
+) -> list[Any]:
+    """Every record on a topic (optionally only one org's), decoded unless `raw`."""
+    consumer = _topic_consumer(settings, topic)
+    serde = serde_for(topic, settings)
+    records: list[Any] = []
+    last_seen = time.monotonic()
+    while time.monotonic() - last_seen < quiet_s:
+        for message in consumer.consume(10_000, 0.2):
+            if message.error():
+                continue
+            last_seen = time.monotonic()
+            if key is not None and message.key() != key.encode():
+                continue
+            records.append(message if raw else serde.decode(message.value()))
+    consumer.close()
+    return records
+
+
+class TopicCounter:
+    """Counts one org's records on a topic as they arrive, in a background thread."""
+
+    def __init__(self, settings: Settings, topic: topics.Topic, key: str) -> None:
+        self.count = 0
+        self._key = key.encode()
+        self._consumer = _topic_consumer(settings, topic)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for message in self._consumer.consume(1000, 0.01):
+                if message.error() is None and message.key() == self._key:
+                    self.count += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._consumer.close()

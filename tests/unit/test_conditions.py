@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import TypeAdapter
+
+from processors.conditions import compile_condition, describe
+from processors.model import Condition
+from tests.unit.reference import holds
+
+_condition = TypeAdapter(Condition)
+
+
+def check(cond: dict[str, Any], event: dict[str, Any]) -> bool:
+    return compile_condition(_condition.validate_python(cond))(event)
+
+
+LEAD = {
+    "lead": {
+        "country": "US",
+        "employees": 250,
+        "title": "VP of Sales",
+        "email": "a@b.io",
+        "attributes": {"plan": "pro"},
+    },
+    "score": 42,
+}
+
+
+@pytest.mark.parametrize(
+    ("cond", "expected"),
+    [
+        ({"field": "lead.country", "op": "eq", "value": "US"}, True),
+        ({"field": "lead.country", "op": "neq", "value": "US"}, False),
+        ({"field": "lead.country", "op": "in", "value": ["DE", "US"]}, True),
+        ({"field": "lead.country", "op": "not_in", "value": ["DE", "US"]}, False),
+        ({"field": "lead.employees", "op": "gt", "value": 250}, False),
+        ({"field": "lead.employees", "op": "gte", "value": 250}, True),
+        ({"field": "lead.employees", "op": "lt", "value": 251.5}, True),
+        ({"field": "lead.employees", "op": "lte", "value": 249}, False),
+        ({"field": "lead.title", "op": "contains", "value": "vp"}, True),
+        ({"field": "lead.title", "op": "starts_with", "value": "VP"}, True),
+        ({"field": "lead.email", "op": "ends_with", "value": "@B.IO"}, True),
+        ({"field": "lead.phone", "op": "exists"}, False),
+        ({"field": "lead.phone", "op": "not_exists"}, True),
+        ({"field": "lead.attributes.plan", "op": "eq", "value": "pro"}, True),
+        ({"field": "score", "op": "gte", "value": 40}, True),
+        (
+            {
+                "all": [
+                    {"field": "lead.country", "op": "eq", "value": "US"},
+                    {
+                        "any": [
+                            {"field": "score", "op": "lt", "value": 10},
+                            {"field": "lead.employees", "op": "gt", "value": 100},
+                        ]
+                    },
+                ]
+            },
+            True,
+        ),
+    ],
+)
+def test_operators(cond: dict[str, Any], expected: bool) -> None:
+    assert check(cond, LEAD) is expected
+
+
+@pytest.mark.parametrize(
+    "cond",
+    [
+        {"field": "lead.title", "op": "gt", "value": 5},
+        {"field": "lead.employees", "op": "contains", "value": "2"},
+        {"field": "lead.country.code", "op": "eq", "value": "US"},
+        {"field": "lead.attributes", "op": "starts_with", "value": "p"},
+    ],
+)
+def test_type_mismatches_are_false_not_errors(cond: dict[str, Any]) -> None:
+    assert check(cond, LEAD) is False
+
+
+def test_describe_is_readable() -> None:
+    cond = _condition.validate_python(
+        {"any": [{"field": "a", "op": "exists"}, {"field": "b", "op": "in", "value": [1]}]}
+    )
+    assert describe(cond) == "(a exists or b in [1])"
+
+
+# Property: the compiled evaluator agrees with the naive reference interpreter on arbitrary input.
+
+_fields = st.sampled_from(["a", "b", "nested.x", "nested.y", "missing", "nested.deep.z"])
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(-5, 5, allow_nan=False),
+    st.sampled_from(["", "a", "Ab", "abc", "B", "xyz"]),
+)
+_values = st.one_of(_scalars, st.lists(_scalars, max_size=3), st.dictionaries(st.sampled_from(["x", "z"]), _scalars))
+
+
+@st.composite
+def leaf(draw: st.DrawFn) -> dict[str, Any]:
+    op = draw(
+        st.sampled_from(
+            [
+                "eq",
+                "neq",
+                "in",
+                "not_in",
+                "gt",
+                "gte",
+                "lt",
+                "lte",
+                "contains",
+                "not_contains",
+                "starts_with",
+                "ends_with",
+                "exists",
+                "not_exists",
+            ]
+        )
+    )
+    field = draw(_fields)
+    if op in ("exists", "not_exists"):
+        return {"field": field, "op": op}
+    if op in ("in", "not_in"):
+        return {"field": field, "op": op, "value": draw(st.lists(_scalars.filter(lambda v: v is not None), max_size=4))}
+    return {"field": field, "op": op, "value": draw(_scalars.filter(lambda v: v is not None))}
+
+
+conditions = st.recursive(
+    leaf(),
+    lambda children: st.one_of(
+        st.builds(lambda cs: {"all": cs}, st.lists(children, min_size=1, max_size=3)),
+        st.builds(lambda cs: {"any": cs}, st.lists(children, min_size=1, max_size=3)),
+    ),
+    max_leaves=8,
+)
+events = st.fixed_dictionaries(
+    {
+        "a": _values,
+        "b": _values,
+        "nested": st.one_of(
+            _scalars,
+            st.fixed_dictionaries(
+                {"x": _values, "y": _values, "deep": st.one_of(_scalars, st.fixed_dictionaries({"z": _values}))}
+            ),
+        ),
+    }
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(cond=conditions, event=events)
+def test_compiled_matches_reference_and_never_raises(cond: dict[str, Any], event: dict[str, Any]) -> None:
+    compiled = compile_condition(_condition.validate_python(cond))
+    first = compiled(event)
+    assert first is holds(cond, event)
+    assert compiled(event) is first

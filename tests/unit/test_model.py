@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+from pydantic import ValidationError
+
+from processors.events import EventType, validation_problems
+from processors.model import WorkflowDefinition
+from processors.step_types import step_models, step_types
+from processors.templates import LEAD_QUALIFICATION
+
+
+def test_template_is_valid() -> None:
+    WorkflowDefinition.model_validate(LEAD_QUALIFICATION)
+
+
+@pytest.mark.parametrize("name", [t["name"] for t in step_types()])
+def test_every_step_type_example_validates(name: str) -> None:
+    model, example = step_models()[name]
+    model.model_validate(example)
+    WorkflowDefinition.model_validate({"trigger": {"event_types": ["lead.created"]}, "steps": [example]})
+
+
+def test_step_types_publish_schemas() -> None:
+    for step_type in step_types():
+        assert step_type["config_schema"]["type"] == "object"
+        assert step_type["description"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "path_fragment"),
+    [
+        (lambda d: d["steps"][1]["rules"][0].update(points="many"), ("steps", 1)),
+        (lambda d: d["steps"][3].pop("fallback_owner"), ("steps", 3)),
+        (lambda d: d["steps"].append({"type": "teleport"}), ("steps", 6)),
+        (lambda d: d["trigger"].update(event_types=["lead.exploded"]), ("trigger", "event_types")),
+        (lambda d: d["steps"][0]["condition"]["all"][0].update(op="gt"), ("steps", 0)),
+    ],
+)
+def test_validation_errors_name_the_bad_field(mutate, path_fragment) -> None:  # type: ignore[no-untyped-def]
+    definition = copy.deepcopy(LEAD_QUALIFICATION)
+    mutate(definition)
+    with pytest.raises(ValidationError) as caught:
+        WorkflowDefinition.model_validate(definition)
+    locs = [error["loc"] for error in caught.value.errors()]
+    assert any(loc[: len(path_fragment)] == path_fragment for loc in locs), locs
+
+
+def test_route_rule_needs_exactly_one_assignee() -> None:
+    definition = copy.deepcopy(LEAD_QUALIFICATION)
+    definition["steps"][3]["rules"][0]["team"] = ["x"]
+    with pytest.raises(ValidationError, match="exactly one"):
+        WorkflowDefinition.model_validate(definition)
+
+
+def test_event_validation_rules() -> None:
+    good = {
+        "event_id": "e",
+        "org_id": "o",
+        "event_type": EventType.LEAD_CREATED,
+        "occurred_at_ms": 5,
+        "lead": {"lead_id": "l"},
+    }
+    assert validation_problems(good, "o") == []
+    assert "key" in validation_problems(good, "other")[0]
+    assert validation_problems({**good, "lead": None}, "o") == ["lead: required for lead.created events"]
+    assert validation_problems({**good, "event_type": EventType.CRM_DEAL_UPDATED}, "o") == [
+        "crm_object: required for crm.deal.updated events"
+    ]
+    assert any("occurred_at_ms" in p for p in validation_problems({**good, "occurred_at_ms": 0}, "o"))
