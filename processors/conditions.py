@@ -131,16 +131,43 @@ def compile_condition(cond: Condition) -> Predicate:
     if isinstance(cond, FieldCondition):
         return _compile_field(cond)
     if isinstance(cond, AllOf):
-        parts = tuple(compile_condition(c) for c in cond.all)
-        if len(parts) == 1:
-            return parts[0]
-        return lambda ctx: all(p(ctx) for p in parts)
+        return _all_of(tuple(compile_condition(c) for c in cond.all))
     if isinstance(cond, AnyOf):
-        parts = tuple(compile_condition(c) for c in cond.any)
-        if len(parts) == 1:
-            return parts[0]
-        return lambda ctx: any(p(ctx) for p in parts)
+        return _any_of(tuple(compile_condition(c) for c in cond.any))
     raise TypeError(f"not a condition: {cond!r}")
+
+
+def _all_of(parts: tuple[Predicate, ...]) -> Predicate:
+    """Short-circuits like `and`; small groups avoid a generator per call on the hot path."""
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        first, second = parts
+        return lambda ctx: first(ctx) and second(ctx)
+
+    def all_of(ctx: Context) -> bool:
+        for part in parts:
+            if not part(ctx):
+                return False
+        return True
+
+    return all_of
+
+
+def _any_of(parts: tuple[Predicate, ...]) -> Predicate:
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        first, second = parts
+        return lambda ctx: first(ctx) or second(ctx)
+
+    def any_of(ctx: Context) -> bool:
+        for part in parts:
+            if part(ctx):
+                return True
+        return False
+
+    return any_of
 
 
 def describe(cond: Condition) -> str:

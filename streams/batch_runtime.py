@@ -34,6 +34,9 @@ class BatchProcessor(Protocol):
         writes, sink inserts) happen inside and must be idempotent, because a crash replays the batch.
         """
 
+    def on_rebalance(self) -> None:
+        """Partitions moved: drop any state cached on the assumption of owning them."""
+
 
 class DeliveryFailed(RuntimeError):
     """The broker refused some outputs of a batch; the batch is rewound and processed again."""
@@ -73,12 +76,14 @@ class BatchWorker:
     def _on_assign(self, _: Consumer, partitions: list[TopicPartition]) -> None:
         """The ready file tells a supervisor this worker owns partitions (a readiness probe)."""
         log.info("%s: assigned %d partitions", self._name, len(partitions))
+        self._processor.on_rebalance()
         if self._ready_file is not None and partitions:
             self._ready_file.parent.mkdir(parents=True, exist_ok=True)
             self._ready_file.touch()
 
     def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s: %d partitions revoked", self._name, len(partitions))
+        self._processor.on_rebalance()
 
     def run(self, stop: threading.Event) -> None:
         log.info("%s: running", self._name)
@@ -116,7 +121,7 @@ class BatchWorker:
                 self._rewind(messages)
                 self.stats.rewinds += 1
                 return 0
-        self._consumer.commit(offsets=_next_offsets(messages), asynchronous=False)
+        self._consumer.commit(offsets=next_offsets(messages), asynchronous=False)
         self.stats.batches += 1
         self.stats.records_in += len(messages)
         self.stats.records_out += len(outputs)
@@ -175,7 +180,7 @@ def _position(message: Message) -> tuple[tuple[str, int], int]:
     return (topic, partition), offset
 
 
-def _next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
+def next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
     last: dict[tuple[str, int], int] = {}
     for message in messages:
         key, offset = _position(message)

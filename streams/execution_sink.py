@@ -30,6 +30,9 @@ class ExecutionSink:
         self._clickhouse = clickhouse
         self._dead_letters = dead_letters
 
+    def on_rebalance(self) -> None:
+        """Stateless between batches: nothing to drop."""
+
     def process(self, messages: Sequence[Message]) -> list[OutputRecord]:
         rows = []
         dead: list[OutputRecord] = []

@@ -48,6 +48,9 @@ class LeadQualifier:
         self._catalog = catalog
         self._routing_store = routing_store
 
+    def on_rebalance(self) -> None:
+        self._routing_store.forget()
+
     def process(self, messages: Sequence[Message]) -> list[OutputRecord]:
         outputs: list[OutputRecord] = []
         events: list[tuple[Message, dict[str, Any]]] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 
 import orjson
 import redis
@@ -29,6 +30,7 @@ class WorkflowCatalog:
         self._revisions: dict[str, bytes | None] = {}
         self._checked_at: dict[str, float] = {}
         self._compiled: dict[tuple[str, str, int], CompiledWorkflow] = {}
+        self._by_definition: dict[bytes, CompiledWorkflow] = {}
 
     def active_for(self, org_ids: Iterable[str]) -> dict[str, tuple[CompiledWorkflow, ...]]:
         """The compiled active workflows of each org, refreshed where the revision moved."""
@@ -68,7 +70,16 @@ class WorkflowCatalog:
         key = (org_id, workflow_id, version)
         compiled = self._compiled.get(key)
         if compiled is None:
-            definition = WorkflowDefinition.model_validate(entry["definition"])
-            compiled = compile_workflow(workflow_id, version, definition)
+            compiled = replace(self._template(entry["definition"]), workflow_id=workflow_id, version=version)
             self._compiled[key] = compiled
         return compiled
+
+    def _template(self, definition: object) -> CompiledWorkflow:
+        """Compiled steps never capture a workflow's id or version, so orgs that share a definition
+        (templates are common) share one compilation."""
+        fingerprint = orjson.dumps(definition, option=orjson.OPT_SORT_KEYS)
+        template = self._by_definition.get(fingerprint)
+        if template is None:
+            template = compile_workflow("", 0, WorkflowDefinition.model_validate(definition))
+            self._by_definition[fingerprint] = template
+        return template
