@@ -146,7 +146,7 @@ def _all_of(parts: tuple[Predicate, ...]) -> Predicate:
         return lambda ctx: first(ctx) and second(ctx)
 
     def all_of(ctx: Context) -> bool:
-        for part in parts:
+        for part in parts:  # noqa: SIM110 - a loop, not all(genexpr): no generator per call
             if not part(ctx):
                 return False
         return True
@@ -162,7 +162,7 @@ def _any_of(parts: tuple[Predicate, ...]) -> Predicate:
         return lambda ctx: first(ctx) or second(ctx)
 
     def any_of(ctx: Context) -> bool:
-        for part in parts:
+        for part in parts:  # noqa: SIM110 - a loop, not any(genexpr): no generator per call
             if part(ctx):
                 return True
         return False

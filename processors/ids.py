@@ -23,8 +23,9 @@ def execution_id(event_id: str, workflow_id: str, workflow_version: int) -> str:
 
 
 def crm_command_id(execution_id_: str, step_index: int) -> str:
-    return "cmd_" + _digest(execution_id_, "crm", step_index)
+    """The execution id is already a digest; the step index makes it unique per action."""
+    return f"cmd_{execution_id_}_{step_index}"
 
 
 def webhook_message_id(execution_id_: str, step_index: int) -> str:
-    return "msg_" + _digest(execution_id_, "webhook", step_index)
+    return f"msg_{execution_id_}_{step_index}"

@@ -53,6 +53,7 @@ def round_robin_pointers(org_id: str, workflow_id: str) -> str:
     return f"dp:{{{org_id}}}:rr:{workflow_id}"
 
 
-def lead_owners(org_id: str, lead_id: str) -> str:
-    """Hash workflow_id -> owner recorded for the lead: replays re-read instead of re-rolling."""
-    return f"dp:{{{org_id}}}:owners:{lead_id}"
+def lead_owners(org_id: str) -> str:
+    """Hash lead_id -> JSON {workflow_id: owner}, the owner recorded per lead and workflow, so replays
+    re-read instead of re-rolling. One hash per org: a batch reads it with one HMGET per org."""
+    return f"dp:{{{org_id}}}:owners"

@@ -93,17 +93,22 @@ class QualifierProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    def start(self) -> None:
+    def start(self, crash_on_commit: int | None = None) -> None:
+        """Starts the worker; with `crash_on_commit` it SIGKILLs itself right before that commit."""
         self.starts += 1
         ready = self.settings.home / "ready" / f"qualifier-{self.starts}"
-        self.process = spawn(
-            [sys.executable, "-m", "drippulse", "worker", "qualifier", "--ready-file", str(ready)],
-            self.settings.log_dir / "qualifier.log",
-            attached=True,
-            env={**os.environ, **self.env},
-        )
-        wait_until(lambda: ready.exists() or self._died(), 60, "the qualifier to receive partitions")
-        assert not self._died(), f"qualifier exited; see {self.settings.log_dir / 'qualifier.log'}"
+        argv = [sys.executable, "-m", "drippulse", "worker", "qualifier", "--ready-file", str(ready)]
+        if crash_on_commit is not None:
+            argv = [sys.executable, "-m", "tests.crashing_qualifier", str(ready), str(crash_on_commit)]
+        log = self.settings.log_dir / "qualifier.log"
+        self.process = spawn(argv, log, attached=True, env={**os.environ, **self.env})
+        if crash_on_commit is None:
+            wait_until(lambda: ready.exists() or self._died(), 60, "the qualifier to receive partitions")
+            assert not self._died(), f"qualifier exited; see {log}"
+
+    def wait_for_exit(self, timeout_s: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout_s)
 
     def _died(self) -> bool:
         return self.process is not None and self.process.poll() is not None
