@@ -86,6 +86,8 @@ class LeadQualifier:
         if problems:
             outputs.append(self._dead_letters.record(message, "validation", "; ".join(problems)))
             return None
+        # A plain str from here on: Enum.__hash__ runs in Python, and every trigger check hashes it.
+        event["event_type"] = event["event_type"].value
         return event
 
     def _emit(self, execution: Execution, now_ms: int, outputs: list[OutputRecord]) -> None:

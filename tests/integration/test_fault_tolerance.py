@@ -27,12 +27,16 @@ def _one_command_and_owner_per_lead(settings: Settings, api_server: Any, org_id:
     for command in commands:
         ids_per_lead[command["lead_id"]].add(command["command_id"])
         owners_per_lead[command["lead_id"]].add(command["properties"].get("owner", ""))
-    completed = int(api_server.clickhouse.query(
-        "SELECT countIf(status = 'completed') AS n FROM drippulse.executions FINAL WHERE org_id = {o:String}",
-        {"o": org_id})[0]["n"])
+    completed = int(
+        api_server.clickhouse.query(
+            "SELECT countIf(status = 'completed') AS n FROM drippulse.executions FINAL WHERE org_id = {o:String}",
+            {"o": org_id},
+        )[0]["n"]
+    )
     assert len(ids_per_lead) == completed, "every completed lead has its CRM command"
     assert all(len(ids) == 1 for ids in ids_per_lead.values()), (
-        "a replay must reuse the command id (the CRM idempotency key), never mint a second one")
+        "a replay must reuse the command id (the CRM idempotency key), never mint a second one"
+    )
     assert all(len(owners) == 1 for owners in owners_per_lead.values()), "a replay must not re-roll routing"
 
 
