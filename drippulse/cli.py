@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -115,6 +116,7 @@ def demo(
     """Run the Lead Qualification demo end to end and print the summary from ClickHouse."""
     from drippulse.demo import DemoFailed, run_demo
 
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C: children first
     try:
         run_demo(_settings(), leads, serve)
     except KeyboardInterrupt:

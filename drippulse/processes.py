@@ -28,15 +28,16 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """Starts `argv` with output appended to `log_path`.
 
-    attached: dies with this process (tests, demo). Detached: its own session, outlives the CLI
-    (`drippulse dev up`) and is stopped by pid (`drippulse dev down`).
+    Every child gets its own session, so a terminal's Ctrl-C reaches only the owner, which then
+    stops its children in order. attached: also dies with this process (tests, demo). Detached:
+    outlives the CLI (`drippulse dev up`) and is stopped by pid (`drippulse dev down`).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         preexec: Callable[[], None] | None = _die_with_parent if attached else None
         return subprocess.Popen(
             list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=preexec, start_new_session=not attached, env=env,
+            preexec_fn=preexec, start_new_session=True, env=env,
         )
 
 
