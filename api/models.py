@@ -53,6 +53,9 @@ class EventIn(_Body):
     source: str | None = Field(default=None, max_length=128)
     lead: LeadIn | None = None
     crm_object: CrmObjectIn | None = None
+    previous: dict[str, str | int | float | bool | None] | None = Field(
+        default=None, description="For *.updated events: previous values of changed fields, by path (lead.title)."
+    )
 
     @model_validator(mode="after")
     def _payload_matches_type(self) -> EventIn:
@@ -84,10 +87,13 @@ class EventIn(_Body):
             "source": self.source,
             "lead": lead,
             "crm_object": crm_object,
+            "previous": {path: _text(v) for path, v in self.previous.items()} if self.previous is not None else None,
         }
 
 
-def _text(value: str | int | float | bool) -> str:
+def _text(value: str | int | float | bool | None) -> str:
+    if value is None:
+        return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -113,6 +119,11 @@ class WorkflowUpdate(_Body):
 
 class ActivateRequest(_Body):
     version: int | None = Field(default=None, ge=1, description="Defaults to the latest version.")
+
+
+class WorkflowTestRequest(_Body):
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)
+    version: int | None = Field(default=None, ge=1, description="Defaults to the latest version (drafts too).")
 
 
 class ApiKeyCreate(_Body):

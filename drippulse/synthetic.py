@@ -42,4 +42,5 @@ def lead_event(rng: random.Random, org_id: str, n: int, occurred_at_ms: int | No
             "attributes": {"utm_campaign": rng.choice(["spring", "summer", "brand", "retarget"])},
         },
         "crm_object": None,
+        "previous": None,
     }

@@ -1,12 +1,14 @@
 """Turns a validated workflow definition into a `CompiledWorkflow`: a tuple of step closures.
 
 Compilation happens once per workflow version (the worker caches the result), so evaluating an
-event is a walk over prepared closures, never a walk over the JSON definition.
+event is a walk over prepared closures, never a walk over the JSON definition. With `trace=True`
+each step also records what it saw and decided, using the plain interpreter in `explain.py` for
+conditions; the hot path pays one `is not None` check per step for that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,14 +16,22 @@ from typing import Any
 from processors import ids
 from processors.conditions import Predicate, compile_condition, describe
 from processors.events import lead_id_of
-from processors.execution import CrmUpdate, Execution, ExecutionStatus, WebhookNotification
+from processors.execution import CrmCommandPlan, Execution, ExecutionStatus, WebhookNotification
+from processors.explain import explain
 from processors.model import (
+    AddTagAction,
+    ApprovalStep,
+    BranchStep,
+    Condition,
+    CreateTaskAction,
     CrmUpdateAction,
     FilterStep,
+    LogAction,
     RouteStep,
     ScoreStep,
     Step,
     TierStep,
+    WaitStep,
     WebhookNotifyAction,
     WorkflowDefinition,
 )
@@ -37,6 +47,7 @@ class CompiledWorkflow:
     version: int
     event_types: frozenset[str]
     trigger_condition: Predicate | None
+    trigger: Condition | None
     steps: tuple[StepFn, ...]
     uses_round_robin: bool
 
@@ -46,7 +57,7 @@ class CompiledWorkflow:
             return False
         return self.trigger_condition is None or self.trigger_condition(event)
 
-    def evaluate(self, event: Mapping[str, Any], routing: RoutingState) -> Execution:
+    def evaluate(self, event: Mapping[str, Any], routing: RoutingState, trace: bool = False) -> Execution:
         """Runs every step for an enrolled event. Call only when `triggers(event)` is true."""
         event_id = str(event["event_id"])
         execution = Execution(
@@ -59,11 +70,18 @@ class CompiledWorkflow:
             lead_id=lead_id_of(event),
             event_occurred_at_ms=int(event["occurred_at_ms"]),
         )
+        if trace:
+            execution.trace = []
         context = dict(event)
-        for step in self.steps:
-            if not step(context, execution, routing):
-                break
+        _run_steps(self.steps, context, execution, routing)
         return execution
+
+
+def _run_steps(steps: Sequence[StepFn], context: dict[str, Any], execution: Execution, routing: RoutingState) -> bool:
+    for step in steps:  # noqa: SIM110 - a loop, not all(genexpr): steps run in order on the hot path
+        if not step(context, execution, routing):
+            return False
+    return True
 
 
 def compile_workflow(workflow_id: str, version: int, definition: WorkflowDefinition) -> CompiledWorkflow:
@@ -73,36 +91,57 @@ def compile_workflow(workflow_id: str, version: int, definition: WorkflowDefinit
         version=version,
         event_types=frozenset(t.value for t in trigger.event_types),
         trigger_condition=compile_condition(trigger.condition) if trigger.condition else None,
-        steps=tuple(_compile_step(index, step) for index, step in enumerate(definition.steps)),
-        uses_round_robin=any(
-            isinstance(step, RouteStep) and (step.team or any(r.team for r in step.rules))
-            for step in definition.steps
-        ),
+        trigger=trigger.condition,
+        steps=_compile_steps("", definition.steps),
+        uses_round_robin=_uses_round_robin(definition.steps),
     )
 
 
-def _compile_step(index: int, step: Step) -> StepFn:
+def _uses_round_robin(steps: Sequence[Step]) -> bool:
+    for step in steps:
+        if isinstance(step, RouteStep) and (step.team or any(r.team for r in step.rules)):
+            return True
+        if isinstance(step, BranchStep):
+            nested = [arm.steps for arm in step.arms] + [step.otherwise]
+            if any(_uses_round_robin(arm_steps) for arm_steps in nested):
+                return True
+    return False
+
+
+def _compile_steps(prefix: str, steps: Sequence[Step]) -> tuple[StepFn, ...]:
+    return tuple(_compile_step(f"{prefix}{index}", step) for index, step in enumerate(steps))
+
+
+def _compile_step(path: str, step: Step) -> StepFn:
     if isinstance(step, FilterStep):
-        return _filter(index, step)
+        return _filter(path, step)
     if isinstance(step, ScoreStep):
-        return _score(step)
+        return _score(path, step)
     if isinstance(step, TierStep):
-        return _tier(step)
+        return _tier(path, step)
     if isinstance(step, RouteStep):
-        return _route(step)
-    if isinstance(step, CrmUpdateAction):
-        return _crm_update(index, step)
-    if isinstance(step, WebhookNotifyAction):
-        return _webhook_notify(index, step)
-    raise TypeError(f"unknown step {step!r}")
+        return _route(path, step)
+    if isinstance(step, BranchStep):
+        return _branch(path, step)
+    if isinstance(step, ApprovalStep | WaitStep):
+        return _pending(path, step)
+    return _action(path, step)
 
 
-def _filter(index: int, step: FilterStep) -> StepFn:
+def _note(execution: Execution, path: str, kind: str, **details: Any) -> None:
+    assert execution.trace is not None
+    execution.trace.append({"step": path, "type": kind, **details})
+
+
+def _filter(path: str, step: FilterStep) -> StepFn:
     holds = compile_condition(step.condition)
-    reason = f"step {index} filter not met: {describe(step.condition)}"
+    reason = f"step {path} filter not met: {describe(step.condition)}"
 
     def run(context: dict[str, Any], execution: Execution, _: RoutingState) -> bool:
-        if holds(context):
+        passed = holds(context)
+        if execution.trace is not None:
+            _note(execution, path, "filter", passed=passed, condition=explain(step.condition, context))
+        if passed:
             return True
         execution.status = ExecutionStatus.FILTERED_OUT
         execution.status_reason = reason
@@ -111,8 +150,9 @@ def _filter(index: int, step: FilterStep) -> StepFn:
     return run
 
 
-def _score(step: ScoreStep) -> StepFn:
+def _score(path: str, step: ScoreStep) -> StepFn:
     rules = tuple((rule.id, compile_condition(rule.when), rule.points) for rule in step.rules)
+    floor, ceiling = step.floor, step.ceiling
 
     def run(context: dict[str, Any], execution: Execution, _: RoutingState) -> bool:
         breakdown = execution.score_breakdown
@@ -121,6 +161,21 @@ def _score(step: ScoreStep) -> StepFn:
             if holds(context):
                 breakdown[rule_id] = breakdown.get(rule_id, 0) + points
                 total += points
+        if floor is not None and total < floor:
+            total = floor
+        if ceiling is not None and total > ceiling:
+            total = ceiling
+        if execution.trace is not None:
+            _note(
+                execution,
+                path,
+                "score",
+                total=total,
+                rules=[
+                    {"id": rule.id, "points": rule.points, "condition": explain(rule.when, context)}
+                    for rule in step.rules
+                ],
+            )
         execution.score = total
         context["score"] = total
         return True
@@ -128,13 +183,15 @@ def _score(step: ScoreStep) -> StepFn:
     return run
 
 
-def _tier(step: TierStep) -> StepFn:
+def _tier(path: str, step: TierStep) -> StepFn:
     thresholds = tuple(sorted(((t.min_score, t.tier) for t in step.thresholds), reverse=True))
     default = step.default_tier
 
     def run(context: dict[str, Any], execution: Execution, _: RoutingState) -> bool:
         score = execution.score
         tier = next((name for minimum, name in thresholds if score >= minimum), default)
+        if execution.trace is not None:
+            _note(execution, path, "tier", score=score, tier=tier)
         execution.tier = tier
         context["tier"] = tier
         return True
@@ -142,7 +199,7 @@ def _tier(step: TierStep) -> StepFn:
     return run
 
 
-def _route(step: RouteStep) -> StepFn:
+def _route(path: str, step: RouteStep) -> StepFn:
     rules = tuple(
         (rule.id, compile_condition(rule.when), rule.owner, tuple(rule.team or ()), describe(rule.when))
         for rule in step.rules
@@ -167,6 +224,8 @@ def _route(step: RouteStep) -> StepFn:
                 owner, reason = routing.round_robin(
                     execution.org_id, execution.workflow_id, "default team", execution.lead_id, team
                 )
+        if execution.trace is not None:
+            _note(execution, path, "route", owner=owner, reason=reason)
         execution.owner = owner
         execution.routing_reason = reason
         context["owner"] = owner
@@ -175,28 +234,104 @@ def _route(step: RouteStep) -> StepFn:
     return run
 
 
-def _crm_update(index: int, step: CrmUpdateAction) -> StepFn:
-    static = dict(step.properties)
+def _branch(path: str, step: BranchStep) -> StepFn:
+    arms = tuple(
+        (compile_condition(arm.when), _compile_steps(f"{path}.{index}.", arm.steps))
+        for index, arm in enumerate(step.arms)
+    )
+    otherwise = _compile_steps(f"{path}.else.", step.otherwise)
+
+    def run(context: dict[str, Any], execution: Execution, routing: RoutingState) -> bool:
+        for index, (holds, steps) in enumerate(arms):
+            if holds(context):
+                if execution.trace is not None:
+                    _note(execution, path, "branch", taken=index, condition=explain(step.arms[index].when, context))
+                return _run_steps(steps, context, execution, routing)
+        if execution.trace is not None:
+            _note(execution, path, "branch", taken="otherwise")
+        return _run_steps(otherwise, context, execution, routing)
+
+    return run
+
+
+def _pending(path: str, step: ApprovalStep | WaitStep) -> StepFn:
+    reason = (
+        f"reached {step.type} step {path}; {step.type} steps are executed by the orchestrator, "
+        "which is not available yet"
+    )
 
     def run(context: dict[str, Any], execution: Execution, _: RoutingState) -> bool:
-        properties = {**static, "drippulse_score": str(execution.score)}
-        if execution.tier:
-            properties["drippulse_tier"] = execution.tier
-        if execution.owner:
-            properties["owner"] = execution.owner
-        lead = context.get("lead") or {}
-        execution.crm_updates.append(CrmUpdate(index, properties, lead.get("email")))
-        execution.actions.append("crm_update")
+        if execution.trace is not None:
+            _note(execution, path, step.type, pending=True)
+        execution.status = ExecutionStatus.PENDING
+        execution.status_reason = reason
+        return False
+
+    return run
+
+
+def _action(
+    path: str, step: CrmUpdateAction | WebhookNotifyAction | AddTagAction | CreateTaskAction | LogAction
+) -> StepFn:
+    plan = _ACTION_PLANNERS[type(step)](path, step)
+
+    def run(context: dict[str, Any], execution: Execution, _: RoutingState) -> bool:
+        plan(context, execution)
+        execution.actions.append(step.action)
+        if execution.trace is not None:
+            _note(execution, path, "action", action=step.action)
         return True
 
     return run
 
 
-def _webhook_notify(index: int, step: WebhookNotifyAction) -> StepFn:
+Planner = Callable[[dict[str, Any], Execution], None]
+
+
+def _plan_crm_update(path: str, step: Any) -> Planner:
+    static = dict(step.properties)
+
+    def plan(context: dict[str, Any], execution: Execution) -> None:
+        properties = {**static, "drippulse_score": str(execution.score)}
+        if execution.tier:
+            properties["drippulse_tier"] = execution.tier
+        if execution.owner:
+            properties["owner"] = execution.owner
+        execution.crm_commands.append(CrmCommandPlan(path, "update_lead", properties, _email(context)))
+
+    return plan
+
+
+def _plan_add_tag(path: str, step: Any) -> Planner:
+    def plan(context: dict[str, Any], execution: Execution) -> None:
+        execution.crm_commands.append(CrmCommandPlan(path, "add_tag", {"tag": step.tag}, _email(context)))
+
+    return plan
+
+
+def _plan_create_task(path: str, step: Any) -> Planner:
+    def plan(context: dict[str, Any], execution: Execution) -> None:
+        properties = {
+            "title": step.title,
+            "due_in_days": str(step.due_in_days),
+            "assignee": step.assignee or execution.owner,
+        }
+        execution.crm_commands.append(CrmCommandPlan(path, "create_task", properties, _email(context)))
+
+    return plan
+
+
+def _plan_log(path: str, step: Any) -> Planner:
+    def plan(context: dict[str, Any], execution: Execution) -> None:
+        execution.logs.append(step.message)
+
+    return plan
+
+
+def _plan_webhook_notify(path: str, step: Any) -> Planner:
     event_type = step.event_type
 
-    def run(context: dict[str, Any], execution: Execution, _: RoutingState) -> bool:
-        lead = context.get("lead") or {}
+    def plan(context: dict[str, Any], execution: Execution) -> None:
         payload = {
             "type": event_type,
             "timestamp": datetime.fromtimestamp(execution.event_occurred_at_ms / 1000, UTC).isoformat(),
@@ -206,15 +341,28 @@ def _webhook_notify(index: int, step: WebhookNotifyAction) -> StepFn:
                 "workflow_version": execution.workflow_version,
                 "event_id": execution.event_id,
                 "lead_id": execution.lead_id,
-                "email": lead.get("email"),
+                "email": _email(context),
                 "score": execution.score,
                 "tier": execution.tier,
                 "owner": execution.owner,
                 "routing_reason": execution.routing_reason,
             },
         }
-        execution.notifications.append(WebhookNotification(index, event_type, payload))
-        execution.actions.append("webhook_notify")
-        return True
+        execution.notifications.append(WebhookNotification(path, event_type, payload))
 
-    return run
+    return plan
+
+
+_ACTION_PLANNERS: dict[type, Callable[[str, Any], Planner]] = {
+    CrmUpdateAction: _plan_crm_update,
+    AddTagAction: _plan_add_tag,
+    CreateTaskAction: _plan_create_task,
+    LogAction: _plan_log,
+    WebhookNotifyAction: _plan_webhook_notify,
+}
+
+
+def _email(context: Mapping[str, Any]) -> str | None:
+    lead = context.get("lead")
+    email = lead.get("email") if isinstance(lead, dict) else None
+    return email if isinstance(email, str) else None

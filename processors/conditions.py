@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from processors.model import AllOf, AnyOf, Condition, FieldCondition, Operator
+from processors.free_mail import FREE_MAIL, FREE_MAIL_DOMAINS, email_domain
+from processors.model import AllOf, AnyOf, Condition, FieldCondition, NotOf, Operator, compile_regex
 
 Context = Mapping[str, Any]
 Predicate = Callable[[Context], bool]
@@ -103,11 +104,59 @@ def _compile_field(cond: FieldCondition) -> Predicate:
         return lambda ctx: get(ctx) not in (None, "")
     if op is Operator.NOT_EXISTS:
         return lambda ctx: get(ctx) in (None, "")
+    if op is Operator.BETWEEN:
+        low, high = constant
+        at_least, at_most = (
+            _ordering(get, low, lambda a, b: bool(a >= b)),
+            _ordering(get, high, lambda a, b: bool(a <= b)),
+        )
+        return lambda ctx: at_least(ctx) and at_most(ctx)
+    if op in (Operator.CHANGED, Operator.CHANGED_TO, Operator.CHANGED_FROM):
+        return _compile_change(cond.field, get, op, constant)
     return _compile_text_operator(get, op, constant)
 
 
+def as_text(value: Any) -> str:
+    """How a value compares with the previous values an event carries (`previous` is string-valued)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _compile_change(path: str, get: Getter, op: Operator, constant: Any) -> Predicate:
+    """`changed*` compare the current value with `previous[path]`, which a `lead.updated` producer sends
+    for the fields it changed. A field absent from `previous` did not change."""
+
+    def before(ctx: Context) -> str | None:
+        previous = ctx.get("previous")
+        if not isinstance(previous, dict) or path not in previous:
+            return None
+        value = previous[path]
+        return value if isinstance(value, str) else as_text(value)
+
+    def changed(ctx: Context) -> bool:
+        old = before(ctx)
+        return old is not None and old != as_text(get(ctx))
+
+    if op is Operator.CHANGED:
+        return changed
+    target = as_text(constant)
+    if op is Operator.CHANGED_TO:
+        return lambda ctx: changed(ctx) and as_text(get(ctx)) == target
+    return lambda ctx: changed(ctx) and before(ctx) == target
+
+
 def _compile_text_operator(get: Getter, op: Operator, constant: Any) -> Predicate:
-    """String operators are case-insensitive, as CRM users expect of 'contains'."""
+    """String operators are case-insensitive, as CRM users expect of 'contains'; a regex is taken as
+    written (use `(?i)` for case-insensitive)."""
+    if op is Operator.REGEX:
+        search = compile_regex(constant).search
+        return _text(get, lambda v: search(v) is not None)
+    if op is Operator.IS_EMAIL_DOMAIN:
+        domains = FREE_MAIL_DOMAINS if constant == FREE_MAIL else frozenset(d.lower().lstrip("@") for d in constant)
+        return _text(get, lambda v: email_domain(v) in domains)
     needle = str(constant).lower()
     if op is Operator.CONTAINS:
         return _text(get, lambda v: needle in v.lower())
@@ -134,6 +183,9 @@ def compile_condition(cond: Condition) -> Predicate:
         return _all_of(tuple(compile_condition(c) for c in cond.all))
     if isinstance(cond, AnyOf):
         return _any_of(tuple(compile_condition(c) for c in cond.any))
+    if isinstance(cond, NotOf):
+        inner = compile_condition(cond.not_)
+        return lambda ctx: not inner(ctx)
     raise TypeError(f"not a condition: {cond!r}")
 
 
@@ -178,4 +230,6 @@ def describe(cond: Condition) -> str:
         return f"{cond.field} {cond.op.value} {cond.value!r}"
     if isinstance(cond, AllOf):
         return "(" + " and ".join(describe(c) for c in cond.all) + ")"
+    if isinstance(cond, NotOf):
+        return f"not {describe(cond.not_)}"
     return "(" + " or ".join(describe(c) for c in cond.any) + ")"

@@ -10,20 +10,24 @@ from typing import Any
 class ExecutionStatus(StrEnum):
     COMPLETED = "completed"
     FILTERED_OUT = "filtered_out"
+    PENDING = "pending"
+    """Stopped at an approval or wait step, which the orchestrator will run."""
 
 
 @dataclass(frozen=True, slots=True)
-class CrmUpdate:
-    """A planned write to the CRM; `step_index` names the step so ids stay stable per step."""
+class CrmCommandPlan:
+    """A planned write to the CRM. `step` is the step's path (`4`, `2.0.1`): ids derive from it, so
+    they are stable per step across replays."""
 
-    step_index: int
+    step: str
+    operation: str
     properties: dict[str, str]
     email: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class WebhookNotification:
-    step_index: int
+    step: str
     event_type: str
     payload: dict[str, Any]
 
@@ -46,5 +50,8 @@ class Execution:
     owner: str = ""
     routing_reason: str = ""
     actions: list[str] = field(default_factory=list)
-    crm_updates: list[CrmUpdate] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+    crm_commands: list[CrmCommandPlan] = field(default_factory=list)
     notifications: list[WebhookNotification] = field(default_factory=list)
+    trace: list[dict[str, Any]] | None = None
+    """Step-by-step explanation; only filled when evaluating with `trace=True` (the test endpoint)."""

@@ -22,10 +22,10 @@ def execution_id(event_id: str, workflow_id: str, workflow_version: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def crm_command_id(execution_id_: str, step_index: int) -> str:
-    """The execution id is already a digest; the step index makes it unique per action."""
-    return f"cmd_{execution_id_}_{step_index}"
+def crm_command_id(execution_id_: str, step: str) -> str:
+    """The execution id is already a digest; the step's path makes it unique per action."""
+    return f"cmd_{execution_id_}_{step}"
 
 
-def webhook_message_id(execution_id_: str, step_index: int) -> str:
-    return f"msg_{execution_id_}_{step_index}"
+def webhook_message_id(execution_id_: str, step: str) -> str:
+    return f"msg_{execution_id_}_{step}"

@@ -9,9 +9,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+import re2
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from processors.events import EventType
+from processors.free_mail import FREE_MAIL
 
 
 class Operator(StrEnum):
@@ -29,10 +31,17 @@ class Operator(StrEnum):
     ENDS_WITH = "ends_with"
     EXISTS = "exists"
     NOT_EXISTS = "not_exists"
+    BETWEEN = "between"
+    REGEX = "regex"
+    IS_EMAIL_DOMAIN = "is_email_domain"
+    CHANGED = "changed"
+    CHANGED_TO = "changed_to"
+    CHANGED_FROM = "changed_from"
 
 
-_UNARY = {Operator.EXISTS, Operator.NOT_EXISTS}
+_UNARY = {Operator.EXISTS, Operator.NOT_EXISTS, Operator.CHANGED}
 _LIST_VALUED = {Operator.IN, Operator.NOT_IN}
+MAX_REGEX_LENGTH = 500
 
 
 class _Strict(BaseModel):
@@ -49,7 +58,16 @@ class FieldCondition(_Strict):
 
     @model_validator(mode="after")
     def _value_fits_operator(self) -> FieldCondition:
-        if self.op in _UNARY:
+        if self.op is Operator.BETWEEN:
+            _check_range(self.value)
+        elif self.op is Operator.REGEX:
+            compile_regex(self.value)
+        elif self.op is Operator.IS_EMAIL_DOMAIN:
+            if self.value != FREE_MAIL and not (
+                isinstance(self.value, list) and self.value and all(isinstance(d, str) for d in self.value)
+            ):
+                raise ValueError(f"'is_email_domain' takes {FREE_MAIL!r} or a non-empty list of domains")
+        elif self.op in _UNARY:
             if self.value is not None:
                 raise ValueError(f"operator {self.op.value!r} takes no value")
         elif self.op in _LIST_VALUED:
@@ -60,6 +78,30 @@ class FieldCondition(_Strict):
         return self
 
 
+def _check_range(value: Any) -> None:
+    if not (isinstance(value, list) and len(value) == 2):
+        raise ValueError("'between' takes [low, high]")
+    low, high = value
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    if not (numbers or all(isinstance(v, str) for v in value)) or low > high:
+        raise ValueError("'between' takes [low, high] of two numbers or two strings with low <= high")
+
+
+def compile_regex(pattern: Any) -> Any:
+    """RE2: matching time is linear in the input, so no pattern can backtrack catastrophically; the
+    features that would need backtracking (backreferences, lookaround) are refused here."""
+    if not isinstance(pattern, str) or not 0 < len(pattern) <= MAX_REGEX_LENGTH:
+        raise ValueError(f"'regex' takes a pattern of 1 to {MAX_REGEX_LENGTH} characters")
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = 1 << 20
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ValueError(f"invalid regex for RE2: {reason}") from None
+
+
 class AllOf(_Strict):
     all: list[Condition] = Field(min_length=1)
 
@@ -68,23 +110,32 @@ class AnyOf(_Strict):
     any: list[Condition] = Field(min_length=1)
 
 
+class NotOf(_Strict):
+    not_: Condition = Field(alias="not")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+
+_GROUP_KINDS = {"all": "all", "any": "any", "not": "not"}
+
+
 def _condition_kind(value: Any) -> str:
     if isinstance(value, dict):
-        if "all" in value:
-            return "all"
-        if "any" in value:
-            return "any"
-    elif isinstance(value, AllOf | AnyOf | FieldCondition):
-        return {AllOf: "all", AnyOf: "any", FieldCondition: "field"}[type(value)]
-    return "field"
+        return next((kind for key, kind in _GROUP_KINDS.items() if key in value), "field")
+    kinds: dict[type, str] = {AllOf: "all", AnyOf: "any", NotOf: "not"}
+    return kinds.get(type(value), "field")
 
 
 Condition = Annotated[
-    Annotated[FieldCondition, Tag("field")] | Annotated[AllOf, Tag("all")] | Annotated[AnyOf, Tag("any")],
+    Annotated[FieldCondition, Tag("field")]
+    | Annotated[AllOf, Tag("all")]
+    | Annotated[AnyOf, Tag("any")]
+    | Annotated[NotOf, Tag("not")],
     Discriminator(_condition_kind),
 ]
 AllOf.model_rebuild()
 AnyOf.model_rebuild()
+NotOf.model_rebuild()
 
 
 class Trigger(_Strict):
@@ -108,16 +159,21 @@ class ScoreRule(_Strict):
 
 
 class ScoreStep(_Strict):
-    """Add the points of every rule whose condition holds."""
+    """Add the points (negative allowed) of every rule whose condition holds, then clamp the total to
+    [floor, ceiling] when given."""
 
     type: Literal["score"]
     rules: list[ScoreRule] = Field(min_length=1)
+    floor: int | None = None
+    ceiling: int | None = None
 
     @model_validator(mode="after")
-    def _rule_ids_unique(self) -> ScoreStep:
+    def _rules_and_bounds(self) -> ScoreStep:
         ids = [rule.id for rule in self.rules]
         if len(ids) != len(set(ids)):
             raise ValueError("score rule ids must be unique")
+        if self.floor is not None and self.ceiling is not None and self.floor > self.ceiling:
+            raise ValueError("floor must not exceed ceiling")
         return self
 
 
@@ -174,10 +230,71 @@ class WebhookNotifyAction(_Strict):
     event_type: str = Field(default="lead.qualified", min_length=1)
 
 
+class AddTagAction(_Strict):
+    """Tag the lead in the CRM."""
+
+    type: Literal["action"]
+    action: Literal["add_tag"]
+    tag: str = Field(min_length=1, max_length=100)
+
+
+class CreateTaskAction(_Strict):
+    """Create a CRM task for the lead's owner (or a named assignee), due after `due_in_days`."""
+
+    type: Literal["action"]
+    action: Literal["create_task"]
+    title: str = Field(min_length=1, max_length=300)
+    due_in_days: int = Field(default=1, ge=0, le=365)
+    assignee: str | None = None
+
+
+class LogAction(_Strict):
+    """Record a message on the execution, for operators reading it later."""
+
+    type: Literal["action"]
+    action: Literal["log"]
+    message: str = Field(min_length=1, max_length=1000)
+
+
 ActionStep = Annotated[
-    Annotated[CrmUpdateAction, Tag("crm_update")] | Annotated[WebhookNotifyAction, Tag("webhook_notify")],
+    Annotated[CrmUpdateAction, Tag("crm_update")]
+    | Annotated[WebhookNotifyAction, Tag("webhook_notify")]
+    | Annotated[AddTagAction, Tag("add_tag")]
+    | Annotated[CreateTaskAction, Tag("create_task")]
+    | Annotated[LogAction, Tag("log")],
     Discriminator(lambda v: v.get("action") if isinstance(v, dict) else getattr(v, "action", None)),
 ]
+
+
+class ApprovalStep(_Strict):
+    """Wait for a person to approve before the following steps run. Modelled and validated; the
+    orchestrator that executes it is not built yet, so an execution reaching it ends `pending`."""
+
+    type: Literal["approval"]
+    approvers: list[str] = Field(min_length=1)
+    timeout_hours: int = Field(default=72, ge=1, le=24 * 90)
+    on_timeout: Literal["approve", "reject"] = "reject"
+
+
+class WaitStep(_Strict):
+    """Pause for a duration before the following steps run. Modelled and validated; executions
+    reaching it end `pending` until the orchestrator exists."""
+
+    type: Literal["wait"]
+    hours: float = Field(gt=0, le=24 * 365)
+
+
+class BranchArm(_Strict):
+    when: Condition
+    steps: list[Step] = Field(min_length=1)
+
+
+class BranchStep(_Strict):
+    """If / else-if / else: the first arm whose condition holds runs its steps, else `otherwise`."""
+
+    type: Literal["branch"]
+    arms: list[BranchArm] = Field(min_length=1)
+    otherwise: list[Step] = Field(default_factory=list)
 
 
 def _step_kind(value: Any) -> str | None:
@@ -190,9 +307,14 @@ Step = Annotated[
     | Annotated[ScoreStep, Tag("score")]
     | Annotated[TierStep, Tag("tier")]
     | Annotated[RouteStep, Tag("route")]
-    | Annotated[ActionStep, Tag("action")],
+    | Annotated[ActionStep, Tag("action")]
+    | Annotated[BranchStep, Tag("branch")]
+    | Annotated[ApprovalStep, Tag("approval")]
+    | Annotated[WaitStep, Tag("wait")],
     Discriminator(_step_kind),
 ]
+BranchArm.model_rebuild()
+BranchStep.model_rebuild()
 
 
 class WorkflowDefinition(_Strict):

@@ -7,11 +7,17 @@ from typing import Any
 from pydantic import BaseModel
 
 from processors.model import (
+    AddTagAction,
+    ApprovalStep,
+    BranchStep,
+    CreateTaskAction,
     CrmUpdateAction,
     FilterStep,
+    LogAction,
     RouteStep,
     ScoreStep,
     TierStep,
+    WaitStep,
     WebhookNotifyAction,
 )
 
@@ -35,6 +41,19 @@ _CATALOG: list[tuple[str, type[BaseModel], dict[str, Any]]] = [
                                             "properties": {"lifecycle_stage": "lead"}}),
     ("action.webhook_notify", WebhookNotifyAction, {"type": "action", "action": "webhook_notify",
                                                     "event_type": "lead.qualified"}),
+    ("action.add_tag", AddTagAction, {"type": "action", "action": "add_tag", "tag": "hot-lead"}),
+    ("action.create_task", CreateTaskAction, {"type": "action", "action": "create_task",
+                                              "title": "Call within 24 h", "due_in_days": 1}),
+    ("action.log", LogAction, {"type": "action", "action": "log", "message": "routed by the EMEA rule"}),
+    ("branch", BranchStep, {"type": "branch", "arms": [
+        {"when": {"field": "tier", "op": "eq", "value": "A"},
+         "steps": [{"type": "action", "action": "create_task", "title": "Call today", "due_in_days": 0}]},
+        {"when": {"not": {"field": "lead.email", "op": "is_email_domain", "value": "free_mail"}},
+         "steps": [{"type": "action", "action": "add_tag", "tag": "business-email"}]}],
+        "otherwise": [{"type": "action", "action": "log", "message": "no arm matched"}]}),
+    ("approval", ApprovalStep, {"type": "approval", "approvers": ["sales-lead@acme.test"], "timeout_hours": 48,
+                                "on_timeout": "reject"}),
+    ("wait", WaitStep, {"type": "wait", "hours": 24}),
 ]
 
 
@@ -43,11 +62,19 @@ def step_types() -> list[dict[str, Any]]:
         {
             "name": name,
             "description": (model.__doc__ or "").strip(),
-            "config_schema": model.model_json_schema(),
+            "config_schema": _inline_root(model.model_json_schema()),
             "example": example,
         }
         for name, model, example in _CATALOG
     ]
+
+
+def _inline_root(schema: dict[str, Any]) -> dict[str, Any]:
+    """Recursive models (branch) come out as a bare `$ref`; clients expect the object at the root."""
+    if "$ref" not in schema:
+        return schema
+    name = schema["$ref"].rsplit("/", 1)[-1]
+    return {**schema["$defs"][name], "$defs": schema["$defs"]}
 
 
 def step_models() -> dict[str, tuple[type[BaseModel], dict[str, Any]]]:

@@ -92,21 +92,21 @@ class LeadQualifier:
 
     def _emit(self, execution: Execution, now_ms: int, outputs: list[OutputRecord]) -> None:
         key = execution.org_id.encode()
-        for update in execution.crm_updates:
+        for command in execution.crm_commands:
             outputs.append(OutputRecord(self._crm_topic, key, self._crm.encode({
-                "command_id": ids.crm_command_id(execution.execution_id, update.step_index),
+                "command_id": ids.crm_command_id(execution.execution_id, command.step),
                 "org_id": execution.org_id,
                 "execution_id": execution.execution_id,
                 "workflow_id": execution.workflow_id,
-                "operation": "update_lead",
+                "operation": command.operation,
                 "lead_id": execution.lead_id,
-                "email": update.email,
-                "properties": update.properties,
+                "email": command.email,
+                "properties": command.properties,
                 "created_at_ms": now_ms,
             })))
         for notification in execution.notifications:
             outputs.append(OutputRecord(self._webhooks_topic, key, self._webhooks.encode({
-                "message_id": ids.webhook_message_id(execution.execution_id, notification.step_index),
+                "message_id": ids.webhook_message_id(execution.execution_id, notification.step),
                 "org_id": execution.org_id,
                 "execution_id": execution.execution_id,
                 "event_type": notification.event_type,
@@ -129,6 +129,7 @@ class LeadQualifier:
             "owner": execution.owner,
             "routing_reason": execution.routing_reason,
             "actions": execution.actions,
+            "logs": execution.logs,
             "event_occurred_at_ms": execution.event_occurred_at_ms,
             "evaluated_at_ms": now_ms,
         })))

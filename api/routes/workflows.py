@@ -9,10 +9,13 @@ from fastapi import APIRouter, status
 from pydantic import ValidationError
 
 from api.deps import Admin, Reader, Store
-from api.models import ActivateRequest, WorkflowCreate, WorkflowUpdate
+from api.models import ActivateRequest, EventIn, WorkflowCreate, WorkflowTestRequest, WorkflowUpdate
 from api.problems import Problem, invalid, not_found, validation_errors
 from api.store import VersionConflict
+from processors.compiler import compile_workflow
+from processors.explain import explain
 from processors.model import WorkflowDefinition
+from processors.routing import RoutingState
 from processors.step_types import step_types
 
 router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"])
@@ -102,6 +105,56 @@ async def activate_workflow(
     except VersionConflict as exc:
         raise Problem(409, "unknown-version", "Unknown version", str(exc)) from None
     return await _with_definition(store, principal.org_id, activated)
+
+
+@router.post("/{workflow_id}/test")
+async def test_workflow(workflow_id: str, body: WorkflowTestRequest, principal: Reader, store: Store) -> dict[str, Any]:
+    """Runs sample events through the exact engine the worker runs, with no side effects: nothing is
+    produced or recorded, and round-robin rotates from the start of the team. Returns per event whether
+    it enrolls, the outcome, the planned actions and a step-by-step trace."""
+    workflow = await _workflow(store, principal.org_id, workflow_id)
+    number = body.version or workflow["latest_version"]
+    version = await store.get_version(principal.org_id, workflow_id, number)
+    if version is None:
+        raise not_found("workflow version", f"{workflow_id}@{number}")
+    compiled = compile_workflow(workflow_id, number, WorkflowDefinition.model_validate(version["definition"]))
+    routing = RoutingState()
+    return {"workflow_id": workflow_id, "version": number,
+            "results": [_test_one(index, compiled, event, principal.org_id, routing)
+                        for index, event in enumerate(body.events)]}
+
+
+def _test_one(index: int, compiled: Any, event: EventIn, org_id: str, routing: RoutingState) -> dict[str, Any]:
+    record = {**event.to_record(org_id), "event_type": event.event_type.value}
+    trigger = {"event_type": record["event_type"], "event_type_matches": record["event_type"] in compiled.event_types}
+    if compiled.trigger is not None:
+        trigger["condition"] = explain(compiled.trigger, record)
+    if not compiled.triggers(record):
+        return {"index": index, "event_id": record["event_id"], "enrolled": False, "trigger": trigger}
+    execution = compiled.evaluate(record, routing, trace=True)
+    return {
+        "index": index,
+        "event_id": record["event_id"],
+        "enrolled": True,
+        "trigger": trigger,
+        "execution_id": execution.execution_id,
+        "status": execution.status.value,
+        "status_reason": execution.status_reason,
+        "score": execution.score,
+        "score_breakdown": execution.score_breakdown,
+        "tier": execution.tier,
+        "owner": execution.owner,
+        "routing_reason": execution.routing_reason,
+        "actions": execution.actions,
+        "logs": execution.logs,
+        "planned": {
+            "crm_commands": [{"step": c.step, "operation": c.operation, "properties": c.properties}
+                             for c in execution.crm_commands],
+            "webhook_notifications": [{"step": n.step, "event_type": n.event_type, "payload": n.payload}
+                                      for n in execution.notifications],
+        },
+        "trace": execution.trace,
+    }
 
 
 @router.post("/{workflow_id}/deactivate")

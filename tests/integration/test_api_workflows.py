@@ -67,8 +67,14 @@ def test_step_types_lists_every_type_with_schema_and_valid_example(org_factory: 
         "score",
         "tier",
         "route",
+        "branch",
+        "approval",
+        "wait",
         "action.crm_update",
         "action.webhook_notify",
+        "action.add_tag",
+        "action.create_task",
+        "action.log",
     }
     for item in items:
         assert item["config_schema"]["properties"]

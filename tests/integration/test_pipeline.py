@@ -103,14 +103,14 @@ def test_crm_commands_and_webhook_deliveries_are_on_their_topics(
     completed = [e for e in pipeline_run["expected"].values() if e.status is ExecutionStatus.COMPLETED]
     commands = read_topic(settings, topics.CRM_COMMANDS, key=org_id)
     assert {c["command_id"] for c in commands} == {
-        ids.crm_command_id(e.execution_id, u.step_index) for e in completed for u in e.crm_updates
+        ids.crm_command_id(e.execution_id, u.step) for e in completed for u in e.crm_commands
     }
     by_execution = {c["execution_id"]: c for c in commands}
     for execution in completed:
         assert by_execution[execution.execution_id]["properties"]["owner"] == execution.owner
     deliveries = read_topic(settings, topics.WEBHOOK_DELIVERIES, key=org_id)
     assert {d["message_id"] for d in deliveries} == {
-        ids.webhook_message_id(e.execution_id, n.step_index) for e in completed for n in e.notifications
+        ids.webhook_message_id(e.execution_id, n.step) for e in completed for n in e.notifications
     }
     assert all(d["event_type"] == "lead.qualified" and d["org_id"] == org_id for d in deliveries)
 

@@ -55,8 +55,8 @@ def test_hot_lead_scores_tiers_routes_and_plans_actions() -> None:
     assert execution.owner == ACCOUNT_EXECUTIVES[0]
     assert "round-robin" in execution.routing_reason
     assert execution.actions == ["crm_update", "webhook_notify"]
-    assert execution.crm_updates[0].properties["drippulse_tier"] == "A"
-    assert execution.crm_updates[0].email == "ada@acme.io"
+    assert execution.crm_commands[0].properties["drippulse_tier"] == "A"
+    assert execution.crm_commands[0].email == "ada@acme.io"
     assert execution.notifications[0].payload["data"]["owner"] == ACCOUNT_EXECUTIVES[0]
     assert execution.execution_id == ids.execution_id("evt-1", "wf_lq", 3)
 
