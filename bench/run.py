@@ -6,6 +6,8 @@ Definitions (also in the README):
   ceiling for any Python processor of this data on this machine.
 - broker_bytes_passthrough: consume and produce the bytes untouched; the broker's own limit.
 - qualifier: the real LeadQualifier worker, 1,000 orgs x 10 active workflows.
+- engine_evals: event x workflow evaluations per second on one core, no I/O: every workflow's
+  trigger is checked and enrolled events run the full step graph (about 14 conditions each).
 Every loop runs as PROCESSES worker processes in one consumer group (default: one per core), each a
 child of this script, after its input is on the broker. Throughput is measured in steady state:
 the first WARMUP events (first sight of every org: workflow loading and compilation) are excluded.
@@ -35,7 +37,7 @@ EVENTS = int(os.environ.get("BENCH_EVENTS", "150000"))
 WARMUP = int(os.environ.get("BENCH_WARMUP_EVENTS", "25000"))
 PROCESSES = int(os.environ.get("BENCH_PROCESSES", str(os.cpu_count() or 1)))
 BATCH = 5_000
-TARGETS = {"qualifier_events_per_s": 15_000, "qualifier_vs_raw_ratio": 0.25}
+TARGETS = {"qualifier_events_per_s": 15_000, "qualifier_vs_raw_ratio": 0.25, "engine_evals_per_s": 200_000}
 console = Console()
 
 
@@ -188,6 +190,35 @@ def create_orgs(prefix: str) -> list[str]:
     return asyncio.run(create())
 
 
+def engine_evals(events: int = 20_000) -> tuple[float, float]:
+    """(evaluations per second, share of them that enrolled and ran the full step graph)."""
+    from bench.workflows import workflow_definitions
+    from drippulse.synthetic import lead_event
+    from processors.compiler import compile_workflow
+    from processors.events import EVENT_TYPE_BY_SYMBOL
+    from processors.model import WorkflowDefinition
+    from processors.routing import RoutingState
+
+    compiled = [compile_workflow(f"wf-{k}", 1, WorkflowDefinition.model_validate(d))
+                for k, d in enumerate(workflow_definitions())]
+    rng = random.Random(5)
+    sample = []
+    for n in range(events):
+        event = lead_event(rng, f"org-{n % ORGS}", n)
+        event["event_type"] = EVENT_TYPE_BY_SYMBOL[event["event_type"]].value
+        sample.append(event)
+    state = RoutingState()
+    enrolled = 0
+    started = time.perf_counter()
+    for event in sample:
+        for workflow in compiled:
+            if workflow.triggers(event):
+                workflow.evaluate(event, state)
+                enrolled += 1
+    total = events * len(compiled)
+    return total / (time.perf_counter() - started), enrolled / total
+
+
 def _machine() -> dict[str, Any]:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -204,7 +235,10 @@ def run() -> dict[str, Any]:
     broker = _measure(raw_worker, prefix, touch_bytes=False)
     raw = _measure(raw_worker, prefix)
     qualifier = _measure(qualifier_worker, prefix)
+    evals_per_s, enrolled_share = engine_evals()
     return {
+        "engine_evals_per_s": round(evals_per_s),
+        "engine_enrolled_share": round(enrolled_share, 3),
         "broker_bytes_passthrough_events_per_s": round(broker["events_per_s"]),
         "raw_passthrough_events_per_s": round(raw["events_per_s"]),
         "qualifier_events_per_s": round(qualifier["events_per_s"]),
