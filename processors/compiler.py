@@ -8,6 +8,7 @@ conditions; the hot path pays one `is not None` check per step for that.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from processors.conditions import Predicate, compile_condition, describe
 from processors.events import lead_id_of
 from processors.execution import CrmCommandPlan, Execution, ExecutionStatus, WebhookNotification
 from processors.explain import explain
+from processors.free_mail import business_domain
 from processors.model import (
     AddTagAction,
     ApprovalStep,
@@ -30,12 +32,13 @@ from processors.model import (
     RouteStep,
     ScoreStep,
     Step,
+    TeamMember,
     TierStep,
     WaitStep,
     WebhookNotifyAction,
     WorkflowDefinition,
 )
-from processors.routing import RoutingState
+from processors.routing import Member, RoutingState, rotation
 
 StepFn = Callable[[dict[str, Any], Execution, RoutingState], bool]
 """Runs one step on (context, execution so far, routing state); False stops the workflow."""
@@ -99,7 +102,7 @@ def compile_workflow(workflow_id: str, version: int, definition: WorkflowDefinit
 
 def _uses_round_robin(steps: Sequence[Step]) -> bool:
     for step in steps:
-        if isinstance(step, RouteStep) and (step.team or any(r.team for r in step.rules)):
+        if isinstance(step, RouteStep) and (step.team or step.account_match or any(r.team for r in step.rules)):
             return True
         if isinstance(step, BranchStep):
             nested = [arm.steps for arm in step.arms] + [step.otherwise]
@@ -199,31 +202,65 @@ def _tier(path: str, step: TierStep) -> StepFn:
     return run
 
 
+Team = tuple[tuple[Member, ...], tuple[int, ...]]
+"""A team's members and one cycle of its weighted rotation, computed once at compile time."""
+
+
+def _team(members: Sequence[TeamMember]) -> Team:
+    compiled = tuple(Member(m.owner, m.weight, m.away, m.daily_cap) for m in members)
+    return compiled, rotation(compiled) if compiled else ()
+
+
+def _day(epoch_ms: int) -> str:
+    """The UTC day of the event: capacity counts by when the lead arrived, identically on replay."""
+    return time.strftime("%Y-%m-%d", time.gmtime(epoch_ms // 1000))
+
+
 def _route(path: str, step: RouteStep) -> StepFn:
     rules = tuple(
-        (rule.id, compile_condition(rule.when), rule.owner, tuple(rule.team or ()), describe(rule.when))
+        (rule.id, compile_condition(rule.when), rule.owner, _team(rule.team or ()), describe(rule.when))
         for rule in step.rules
     )
-    team = tuple(step.team)
+    default_team = _team(step.team)
     fallback = step.fallback_owner
+    account_match = step.account_match
 
-    def run(context: dict[str, Any], execution: Execution, routing: RoutingState) -> bool:
-        owner, reason = fallback, "fallback owner: no territory rule matched and no default team"
+    def rotate(routing: RoutingState, execution: Execution, pool: str, team: Team) -> tuple[str | None, str]:
+        members, order = team
+        return routing.round_robin(
+            execution.org_id,
+            execution.workflow_id,
+            pool,
+            execution.lead_id,
+            members,
+            order,
+            _day(execution.event_occurred_at_ms),
+        )
+
+    def choose(
+        context: dict[str, Any], execution: Execution, routing: RoutingState, domain: str
+    ) -> tuple[str | None, str]:
+        if domain:
+            holder = routing.account_owner(execution.org_id, domain)
+            if holder is not None:
+                return holder, f"account match: {domain} is held by {holder}"
         for rule_id, holds, rule_owner, rule_team, text in rules:
             if holds(context):
                 if rule_owner is not None:
-                    owner, reason = rule_owner, f"territory rule {rule_id!r} matched: {text}"
-                else:
-                    owner, rotation = routing.round_robin(
-                        execution.org_id, execution.workflow_id, rule_id, execution.lead_id, rule_team
-                    )
-                    reason = f"territory rule {rule_id!r} matched: {text}; {rotation}"
-                break
-        else:
-            if team:
-                owner, reason = routing.round_robin(
-                    execution.org_id, execution.workflow_id, "default team", execution.lead_id, team
-                )
+                    return rule_owner, f"territory rule {rule_id!r} matched: {text}"
+                owner, rotation_reason = rotate(routing, execution, rule_id, rule_team)
+                return owner, f"territory rule {rule_id!r} matched: {text}; {rotation_reason}"
+        if default_team[0]:
+            return rotate(routing, execution, "default team", default_team)
+        return None, "no territory rule matched and no default team"
+
+    def run(context: dict[str, Any], execution: Execution, routing: RoutingState) -> bool:
+        domain = business_domain(_email(context)) if account_match else ""
+        owner, reason = choose(context, execution, routing, domain)
+        if owner is None:
+            owner, reason = fallback, f"fallback owner: {reason}"
+        elif domain:
+            routing.claim_account(execution.org_id, domain, owner)
         if execution.trace is not None:
             _note(execution, path, "route", owner=owner, reason=reason)
         execution.owner = owner

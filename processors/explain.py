@@ -81,8 +81,12 @@ def _evaluate(cond: FieldCondition, actual: Any, ctx: Mapping[str, Any]) -> tupl
     if op in (Operator.GT, Operator.GTE, Operator.LT, Operator.LTE):
         if not _comparable(actual, constant):
             return False, f"type mismatch: {_kind(actual)} compared with {_kind(constant)}"
-        return {Operator.GT: actual > constant, Operator.GTE: actual >= constant,
-                Operator.LT: actual < constant, Operator.LTE: actual <= constant}[op], ""
+        return {
+            Operator.GT: actual > constant,
+            Operator.GTE: actual >= constant,
+            Operator.LT: actual < constant,
+            Operator.LTE: actual <= constant,
+        }[op], ""
     if op is Operator.BETWEEN:
         low, high = constant
         if not _comparable(actual, low):
@@ -102,8 +106,12 @@ def _evaluate(cond: FieldCondition, actual: Any, ctx: Mapping[str, Any]) -> tupl
         domains = FREE_MAIL_DOMAINS if constant == FREE_MAIL else {d.lower().lstrip("@") for d in constant}
         return email_domain(actual) in domains, ""
     text, needle = actual.lower(), str(constant).lower()
-    return {Operator.CONTAINS: needle in text, Operator.NOT_CONTAINS: needle not in text,
-            Operator.STARTS_WITH: text.startswith(needle), Operator.ENDS_WITH: text.endswith(needle)}[op], ""
+    return {
+        Operator.CONTAINS: needle in text,
+        Operator.NOT_CONTAINS: needle not in text,
+        Operator.STARTS_WITH: text.startswith(needle),
+        Operator.ENDS_WITH: text.endswith(needle),
+    }[op], ""
 
 
 def _evaluate_change(cond: FieldCondition, actual: Any, ctx: Mapping[str, Any]) -> tuple[bool, str]:

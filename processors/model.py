@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import re2
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from processors.events import EventType
 from processors.free_mail import FREE_MAIL
@@ -190,13 +190,33 @@ class TierStep(_Strict):
     default_tier: str = Field(min_length=1)
 
 
+class TeamMember(_Strict):
+    """An owner in a rotation. `weight` 2 gets twice the leads of weight 1; an `away` owner is
+    skipped; `daily_cap` bounds the leads assigned to this owner per UTC day across the org."""
+
+    owner: str = Field(min_length=1)
+    weight: int = Field(default=1, ge=1, le=100)
+    away: bool = False
+    daily_cap: int | None = Field(default=None, ge=1)
+
+
+def _members(value: Any) -> Any:
+    """A plain owner name is shorthand for a member with default settings."""
+    if isinstance(value, list):
+        return [{"owner": v} if isinstance(v, str) else v for v in value]
+    return value
+
+
+Team = Annotated[list[TeamMember], BeforeValidator(_members)]
+
+
 class RouteRule(_Strict):
     """A territory rule: when it matches, assign `owner`, or rotate over `team`."""
 
     id: str = Field(min_length=1)
     when: Condition
     owner: str | None = None
-    team: list[str] | None = Field(default=None, min_length=1)
+    team: Team | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _one_assignee(self) -> RouteRule:
@@ -206,11 +226,14 @@ class RouteRule(_Strict):
 
 
 class RouteStep(_Strict):
-    """Assign an owner: the first matching rule wins; else round-robin over `team`; else the fallback."""
+    """Assign an owner. With `account_match`, a lead whose business email domain already has an
+    owner goes to that owner. Else the first matching territory rule wins; else weighted round-robin
+    over `team`. When nobody is eligible (away, at daily cap), the `fallback_owner` queue gets it."""
 
     type: Literal["route"]
+    account_match: bool = False
     rules: list[RouteRule] = Field(default_factory=list)
-    team: list[str] = Field(default_factory=list)
+    team: Team = Field(default_factory=list)
     fallback_owner: str = Field(min_length=1)
 
 

@@ -22,37 +22,104 @@ from processors.model import (
 )
 
 _CATALOG: list[tuple[str, type[BaseModel], dict[str, Any]]] = [
-    ("filter", FilterStep, {"type": "filter", "condition": {"all": [
-        {"field": "lead.email", "op": "exists"},
-        {"field": "lead.country", "op": "in", "value": ["US", "CA"]}]}}),
-    ("score", ScoreStep, {"type": "score", "rules": [
-        {"id": "senior_title", "when": {"field": "lead.title", "op": "contains", "value": "vp"}, "points": 30},
-        {"id": "free_mail", "when": {"field": "lead.email", "op": "ends_with", "value": "@gmail.com"},
-         "points": -20}]}),
-    ("tier", TierStep, {"type": "tier", "thresholds": [{"tier": "A", "min_score": 60},
-                                                       {"tier": "B", "min_score": 30}], "default_tier": "C"}),
-    ("route", RouteStep, {"type": "route", "rules": [
-        {"id": "emea", "when": {"field": "lead.country", "op": "in", "value": ["DE", "FR"]},
-         "team": ["dana@acme.test", "erik@acme.test"]},
-        {"id": "strategic", "when": {"field": "lead.employees", "op": "gte", "value": 5000},
-         "owner": "sam@acme.test"}],
-        "team": ["alice@acme.test", "bob@acme.test"], "fallback_owner": "unassigned"}),
-    ("action.crm_update", CrmUpdateAction, {"type": "action", "action": "crm_update",
-                                            "properties": {"lifecycle_stage": "lead"}}),
-    ("action.webhook_notify", WebhookNotifyAction, {"type": "action", "action": "webhook_notify",
-                                                    "event_type": "lead.qualified"}),
+    (
+        "filter",
+        FilterStep,
+        {
+            "type": "filter",
+            "condition": {
+                "all": [
+                    {"field": "lead.email", "op": "exists"},
+                    {"field": "lead.country", "op": "in", "value": ["US", "CA"]},
+                ]
+            },
+        },
+    ),
+    (
+        "score",
+        ScoreStep,
+        {
+            "type": "score",
+            "rules": [
+                {"id": "senior_title", "when": {"field": "lead.title", "op": "contains", "value": "vp"}, "points": 30},
+                {
+                    "id": "free_mail",
+                    "when": {"field": "lead.email", "op": "ends_with", "value": "@gmail.com"},
+                    "points": -20,
+                },
+            ],
+        },
+    ),
+    (
+        "tier",
+        TierStep,
+        {
+            "type": "tier",
+            "thresholds": [{"tier": "A", "min_score": 60}, {"tier": "B", "min_score": 30}],
+            "default_tier": "C",
+        },
+    ),
+    (
+        "route",
+        RouteStep,
+        {
+            "type": "route",
+            "rules": [
+                {
+                    "id": "emea",
+                    "when": {"field": "lead.country", "op": "in", "value": ["DE", "FR"]},
+                    "team": ["dana@acme.test", "erik@acme.test"],
+                },
+                {
+                    "id": "strategic",
+                    "when": {"field": "lead.employees", "op": "gte", "value": 5000},
+                    "owner": "sam@acme.test",
+                },
+            ],
+            "team": ["alice@acme.test", "bob@acme.test"],
+            "fallback_owner": "unassigned",
+        },
+    ),
+    (
+        "action.crm_update",
+        CrmUpdateAction,
+        {"type": "action", "action": "crm_update", "properties": {"lifecycle_stage": "lead"}},
+    ),
+    (
+        "action.webhook_notify",
+        WebhookNotifyAction,
+        {"type": "action", "action": "webhook_notify", "event_type": "lead.qualified"},
+    ),
     ("action.add_tag", AddTagAction, {"type": "action", "action": "add_tag", "tag": "hot-lead"}),
-    ("action.create_task", CreateTaskAction, {"type": "action", "action": "create_task",
-                                              "title": "Call within 24 h", "due_in_days": 1}),
+    (
+        "action.create_task",
+        CreateTaskAction,
+        {"type": "action", "action": "create_task", "title": "Call within 24 h", "due_in_days": 1},
+    ),
     ("action.log", LogAction, {"type": "action", "action": "log", "message": "routed by the EMEA rule"}),
-    ("branch", BranchStep, {"type": "branch", "arms": [
-        {"when": {"field": "tier", "op": "eq", "value": "A"},
-         "steps": [{"type": "action", "action": "create_task", "title": "Call today", "due_in_days": 0}]},
-        {"when": {"not": {"field": "lead.email", "op": "is_email_domain", "value": "free_mail"}},
-         "steps": [{"type": "action", "action": "add_tag", "tag": "business-email"}]}],
-        "otherwise": [{"type": "action", "action": "log", "message": "no arm matched"}]}),
-    ("approval", ApprovalStep, {"type": "approval", "approvers": ["sales-lead@acme.test"], "timeout_hours": 48,
-                                "on_timeout": "reject"}),
+    (
+        "branch",
+        BranchStep,
+        {
+            "type": "branch",
+            "arms": [
+                {
+                    "when": {"field": "tier", "op": "eq", "value": "A"},
+                    "steps": [{"type": "action", "action": "create_task", "title": "Call today", "due_in_days": 0}],
+                },
+                {
+                    "when": {"not": {"field": "lead.email", "op": "is_email_domain", "value": "free_mail"}},
+                    "steps": [{"type": "action", "action": "add_tag", "tag": "business-email"}],
+                },
+            ],
+            "otherwise": [{"type": "action", "action": "log", "message": "no arm matched"}],
+        },
+    ),
+    (
+        "approval",
+        ApprovalStep,
+        {"type": "approval", "approvers": ["sales-lead@acme.test"], "timeout_hours": 48, "on_timeout": "reject"},
+    ),
     ("wait", WaitStep, {"type": "wait", "hours": 24}),
 ]
 

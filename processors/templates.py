@@ -12,36 +12,70 @@ NURTURE_QUEUE = "nurture-queue"
 LEAD_QUALIFICATION: dict[str, Any] = {
     "trigger": {"event_types": ["lead.created", "lead.updated"]},
     "steps": [
-        {"type": "filter", "condition": {"all": [
-            {"field": "lead.email", "op": "exists"},
-            {"field": "lead.email", "op": "not_contains", "value": "@example."},
-        ]}},
-        {"type": "score", "rules": [
-            {"id": "senior_title", "when": {"any": [
-                {"field": "lead.title", "op": "contains", "value": "vp"},
-                {"field": "lead.title", "op": "contains", "value": "director"},
-                {"field": "lead.title", "op": "contains", "value": "head of"},
-            ]}, "points": 30},
-            {"id": "mid_market", "when": {"field": "lead.employees", "op": "gte", "value": 200}, "points": 20},
-            {"id": "target_industry", "when": {"field": "lead.industry", "op": "in",
-                                               "value": ["software", "fintech", "healthcare"]}, "points": 15},
-            {"id": "demo_request", "when": {"field": "lead.lead_source", "op": "eq", "value": "demo_request"},
-             "points": 25},
-            {"id": "free_mail", "when": {"any": [
-                {"field": "lead.email", "op": "ends_with", "value": "@gmail.com"},
-                {"field": "lead.email", "op": "ends_with", "value": "@yahoo.com"},
-            ]}, "points": -20},
-        ]},
-        {"type": "tier", "thresholds": [{"tier": "A", "min_score": 60}, {"tier": "B", "min_score": 30}],
-         "default_tier": "C"},
-        {"type": "route",
-         "rules": [
-             {"id": "nurture", "when": {"field": "tier", "op": "eq", "value": "C"}, "owner": NURTURE_QUEUE},
-             {"id": "emea", "when": {"field": "lead.country", "op": "in", "value": EMEA_COUNTRIES},
-              "team": EMEA_TEAM},
-         ],
-         "team": ACCOUNT_EXECUTIVES,
-         "fallback_owner": NURTURE_QUEUE},
+        {
+            "type": "filter",
+            "condition": {
+                "all": [
+                    {"field": "lead.email", "op": "exists"},
+                    {"field": "lead.email", "op": "not_contains", "value": "@example."},
+                ]
+            },
+        },
+        {
+            "type": "score",
+            "rules": [
+                {
+                    "id": "senior_title",
+                    "when": {
+                        "any": [
+                            {"field": "lead.title", "op": "contains", "value": "vp"},
+                            {"field": "lead.title", "op": "contains", "value": "director"},
+                            {"field": "lead.title", "op": "contains", "value": "head of"},
+                        ]
+                    },
+                    "points": 30,
+                },
+                {"id": "mid_market", "when": {"field": "lead.employees", "op": "gte", "value": 200}, "points": 20},
+                {
+                    "id": "target_industry",
+                    "when": {"field": "lead.industry", "op": "in", "value": ["software", "fintech", "healthcare"]},
+                    "points": 15,
+                },
+                {
+                    "id": "demo_request",
+                    "when": {"field": "lead.lead_source", "op": "eq", "value": "demo_request"},
+                    "points": 25,
+                },
+                {
+                    "id": "free_mail",
+                    "when": {
+                        "any": [
+                            {"field": "lead.email", "op": "ends_with", "value": "@gmail.com"},
+                            {"field": "lead.email", "op": "ends_with", "value": "@yahoo.com"},
+                        ]
+                    },
+                    "points": -20,
+                },
+            ],
+        },
+        {
+            "type": "tier",
+            "thresholds": [{"tier": "A", "min_score": 60}, {"tier": "B", "min_score": 30}],
+            "default_tier": "C",
+        },
+        {
+            "type": "route",
+            "rules": [
+                {"id": "nurture", "when": {"field": "tier", "op": "eq", "value": "C"}, "owner": NURTURE_QUEUE},
+                {
+                    "id": "emea",
+                    "when": {"field": "lead.country", "op": "in", "value": EMEA_COUNTRIES},
+                    "team": EMEA_TEAM,
+                },
+            ],
+            "team": ACCOUNT_EXECUTIVES,
+            "fallback_owner": NURTURE_QUEUE,
+        },
         {"type": "action", "action": "crm_update", "properties": {"lifecycle_stage": "lead"}},
         {"type": "action", "action": "webhook_notify", "event_type": "lead.qualified"},
     ],

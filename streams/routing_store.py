@@ -1,14 +1,16 @@
 """Loads and saves the `RoutingState` a batch needs, with one pipeline each way.
 
-Round-robin pointers are cached in memory: while this worker owns an org's partition it is the only
-writer of that org's pointers, so the cache is authoritative until the next rebalance, when it is
-dropped and re-read from Redis. Recorded lead owners are always read (one HMGET per org per batch),
-because a replay or a `lead.updated` must find them. Everything is written as absolute values, so
-saving the same batch twice (a replay) leaves the same state.
+Round-robin pointers and daily owner loads are cached in memory: while this worker owns an org's
+partition it is the only writer of that org's routing state, so the cache is authoritative until the
+next rebalance, when it is dropped and re-read from Redis. Recorded lead owners and account owners
+are read every batch (one HMGET per org each), because a replay or a `lead.updated` must find them.
+Everything is written as absolute values, so saving the same batch twice (a replay) leaves the same
+state, and a restarted worker continues from exactly what was saved: caps hold across restarts.
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -18,68 +20,111 @@ import redis
 
 from processors.compiler import CompiledWorkflow
 from processors.events import lead_id_of
-from processors.routing import PointerKey, RoutingState
+from processors.free_mail import business_domain
+from processors.routing import LoadKey, PointerKey, RoutingState
 from streams import state_keys
+
+LOAD_TTL_S = 3 * 86_400
+
+
+def _day(epoch_ms: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(epoch_ms // 1000))
 
 
 class RoutingStateStore:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
         self._pointers: dict[PointerKey, int] = {}
-        self._loaded: set[tuple[str, str]] = set()
+        self._loads: dict[LoadKey, int] = {}
+        self._loaded_pointers: set[tuple[str, str]] = set()
+        self._loaded_days: set[tuple[str, str]] = set()
 
     def forget(self) -> None:
-        """Called on every rebalance: another worker may have advanced these pointers meanwhile."""
+        """Called on every rebalance: another worker may have changed this state meanwhile."""
         self._pointers.clear()
-        self._loaded.clear()
+        self._loads.clear()
+        self._loaded_pointers.clear()
+        self._loaded_days.clear()
 
     def load(
         self, events: Iterable[Mapping[str, Any]], workflows: Mapping[str, tuple[CompiledWorkflow, ...]]
     ) -> RoutingState:
-        rotating = {org_id: [w.workflow_id for w in compiled if w.uses_round_robin]
-                    for org_id, compiled in workflows.items()}
+        rotating = {
+            org_id: [w.workflow_id for w in compiled if w.uses_round_robin] for org_id, compiled in workflows.items()
+        }
         leads: dict[str, set[str]] = defaultdict(set)
+        domains: dict[str, set[str]] = defaultdict(set)
+        days: set[tuple[str, str]] = set()
         for event in events:
-            if rotating.get(event["org_id"]):
-                leads[event["org_id"]].add(lead_id_of(event))
-        unloaded = sorted({(org_id, wf) for org_id, wfs in rotating.items() for wf in wfs} - self._loaded)
-        state = RoutingState(pointers=self._pointers)
+            org_id = event["org_id"]
+            if rotating.get(org_id):
+                leads[org_id].add(lead_id_of(event))
+                days.add((org_id, _day(event["occurred_at_ms"])))
+                lead = event.get("lead")
+                domain = business_domain(lead.get("email") if isinstance(lead, dict) else None)
+                if domain:
+                    domains[org_id].add(domain)
+        state = RoutingState(pointers=self._pointers, loads=self._loads)
         if not leads:
             return state
+        unloaded = sorted({(org_id, wf) for org_id, wfs in rotating.items() for wf in wfs} - self._loaded_pointers)
+        new_days = sorted(days - self._loaded_days)
         lead_lists = {org_id: sorted(ids) for org_id, ids in leads.items()}
+        domain_lists = {org_id: sorted(ds) for org_id, ds in domains.items()}
         with self._redis.pipeline(transaction=False) as pipe:
             for org_id, workflow_id in unloaded:
                 pipe.hgetall(state_keys.round_robin_pointers(org_id, workflow_id))
+            for org_id, day in new_days:
+                pipe.hgetall(state_keys.owner_loads(org_id, day))
             for org_id, lead_ids in lead_lists.items():
                 pipe.hmget(state_keys.lead_owners(org_id), lead_ids)
-            replies = pipe.execute()
-        for (org_id, workflow_id), pointers in zip(unloaded, replies, strict=False):
-            for pool, value in pointers.items():
+            for org_id, domain_ids in domain_lists.items():
+                pipe.hmget(state_keys.accounts(org_id), domain_ids)
+            replies = iter(pipe.execute())
+        for org_id, workflow_id in unloaded:
+            for pool, value in next(replies).items():
                 self._pointers[(org_id, workflow_id, pool.decode())] = int(value)
-            self._loaded.add((org_id, workflow_id))
-        for (org_id, lead_ids), owners in zip(lead_lists.items(), replies[len(unloaded):], strict=True):
-            for lead_id, recorded in zip(lead_ids, owners, strict=True):
+            self._loaded_pointers.add((org_id, workflow_id))
+        for org_id, day in new_days:
+            for owner, count in next(replies).items():
+                self._loads[(org_id, owner.decode(), day)] = int(count)
+            self._loaded_days.add((org_id, day))
+        for org_id, lead_ids in lead_lists.items():
+            for lead_id, recorded in zip(lead_ids, next(replies), strict=True):
                 if recorded is not None:
                     for workflow_id, owner in orjson.loads(recorded).items():
                         state.assignments[(org_id, workflow_id, lead_id)] = owner
+        for org_id, domain_ids in domain_lists.items():
+            for domain, owner in zip(domain_ids, next(replies), strict=True):
+                if owner is not None:
+                    state.accounts[(org_id, domain)] = owner.decode()
         return state
 
     def save(self, state: RoutingState) -> None:
-        if not state.changed_pointers and not state.new_assignments:
-            return
-        pointer_updates: dict[str, dict[str, int]] = defaultdict(dict)
+        updates: dict[str, dict[str, Any]] = defaultdict(dict)
         for org_id, workflow_id, pool in state.changed_pointers:
-            pointer_updates[state_keys.round_robin_pointers(org_id, workflow_id)][pool] = (
-                state.pointers[(org_id, workflow_id, pool)])
+            updates[state_keys.round_robin_pointers(org_id, workflow_id)][pool] = state.pointers[
+                (org_id, workflow_id, pool)
+            ]
+        load_keys = set()
+        for org_id, owner, day in state.changed_loads:
+            key = state_keys.owner_loads(org_id, day)
+            updates[key][owner] = state.loads[(org_id, owner, day)]
+            load_keys.add(key)
+        for org_id, domain in state.new_accounts:
+            updates[state_keys.accounts(org_id)][domain] = state.accounts[(org_id, domain)]
         touched_leads = {(org_id, lead_id) for org_id, _, lead_id in state.new_assignments}
         owners: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
         for (org_id, workflow_id, lead_id), owner in state.assignments.items():
             if (org_id, lead_id) in touched_leads:
                 owners[(org_id, lead_id)][workflow_id] = owner
-        owner_updates: dict[str, dict[str, bytes]] = defaultdict(dict)
         for (org_id, lead_id), by_workflow in owners.items():
-            owner_updates[state_keys.lead_owners(org_id)][lead_id] = orjson.dumps(by_workflow)
+            updates[state_keys.lead_owners(org_id)][lead_id] = orjson.dumps(by_workflow)
+        if not updates:
+            return
         with self._redis.pipeline(transaction=False) as pipe:
-            for key, mapping in [*pointer_updates.items(), *owner_updates.items()]:
-                pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
+            for key, mapping in updates.items():
+                pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]  # redis-py's Mapping key is invariant
+            for key in load_keys:
+                pipe.expire(key, LOAD_TTL_S)
             pipe.execute()

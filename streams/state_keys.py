@@ -53,6 +53,16 @@ def round_robin_pointers(org_id: str, workflow_id: str) -> str:
     return f"dp:{{{org_id}}}:rr:{workflow_id}"
 
 
+def owner_loads(org_id: str, day: str) -> str:
+    """Hash owner -> leads assigned that UTC day, for daily capacity caps."""
+    return f"dp:{{{org_id}}}:load:{day}"
+
+
+def accounts(org_id: str) -> str:
+    """Hash email domain -> owner holding that account."""
+    return f"dp:{{{org_id}}}:accounts"
+
+
 def lead_owners(org_id: str) -> str:
     """Hash lead_id -> JSON {workflow_id: owner}, the owner recorded per lead and workflow, so replays
     re-read instead of re-rolling. One hash per org: a batch reads it with one HMGET per org."""
