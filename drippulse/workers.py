@@ -16,8 +16,8 @@ from streams.clickhouse import ClickHouse
 from streams.dlq import DeadLetters
 from streams.execution_sink import ExecutionSink
 from streams.kafka import ensure_topics, make_consumer, make_producer
+from streams.processor_state import ProcessorStateStore
 from streams.qualifier import LeadQualifier
-from streams.routing_store import RoutingStateStore
 from streams.schema_registry import SchemaRegistry, make_registry
 from streams.serde import AvroSerde
 from streams.workflow_catalog import WorkflowCatalog
@@ -50,7 +50,7 @@ def build_qualifier(settings: Settings, ready_file: Path | None = None) -> Batch
         webhook_deliveries=_serde(topics.WEBHOOK_DELIVERIES, settings, registry),
         dead_letters=_dead_letters(settings, registry),
         catalog=WorkflowCatalog(client, settings.workflow_refresh_s),
-        routing_store=RoutingStateStore(client),
+        state_store=ProcessorStateStore(client),
     )
     return BatchWorker(
         consumer=make_consumer(settings, QUALIFIER_GROUP),

@@ -53,12 +53,20 @@ class CompiledWorkflow:
     trigger: Condition | None
     steps: tuple[StepFn, ...]
     uses_round_robin: bool
+    reenrollment_types: frozenset[str] = frozenset()
+    reenrollment_condition: Predicate | None = None
 
     def triggers(self, event: Mapping[str, Any]) -> bool:
-        """Whether the event enrolls: its type is a trigger type and the trigger condition holds."""
+        """Whether the event meets the enrollment trigger: its type and the trigger condition."""
         if event["event_type"] not in self.event_types:
             return False
         return self.trigger_condition is None or self.trigger_condition(event)
+
+    def reenrolls(self, event: Mapping[str, Any]) -> bool:
+        """Whether a re-enrollment trigger fires (always false when re-enrollment is off)."""
+        if event["event_type"] not in self.reenrollment_types:
+            return False
+        return self.reenrollment_condition is None or self.reenrollment_condition(event)
 
     def evaluate(self, event: Mapping[str, Any], routing: RoutingState, trace: bool = False) -> Execution:
         """Runs every step for an enrolled event. Call only when `triggers(event)` is true."""
@@ -89,6 +97,7 @@ def _run_steps(steps: Sequence[StepFn], context: dict[str, Any], execution: Exec
 
 def compile_workflow(workflow_id: str, version: int, definition: WorkflowDefinition) -> CompiledWorkflow:
     trigger = definition.trigger
+    again = trigger.reenrollment
     return CompiledWorkflow(
         workflow_id=workflow_id,
         version=version,
@@ -97,6 +106,8 @@ def compile_workflow(workflow_id: str, version: int, definition: WorkflowDefinit
         trigger=trigger.condition,
         steps=_compile_steps("", definition.steps),
         uses_round_robin=_uses_round_robin(definition.steps),
+        reenrollment_types=frozenset(t.value for t in again.event_types) if again.enabled else frozenset(),
+        reenrollment_condition=compile_condition(again.condition) if again.enabled and again.condition else None,
     )
 
 

@@ -138,11 +138,34 @@ AnyOf.model_rebuild()
 NotOf.model_rebuild()
 
 
+class Reenrollment(_Strict):
+    """HubSpot semantics: a lead is enrolled once; it enrolls again only when this is enabled, one of
+    these triggers fires, and it is not still enrolled (an execution of it is pending)."""
+
+    enabled: bool = False
+    event_types: list[EventType] = Field(default_factory=list)
+    condition: Condition | None = None
+
+    @model_validator(mode="after")
+    def _needs_a_trigger(self) -> Reenrollment:
+        if self.enabled and not self.event_types:
+            raise ValueError("re-enrollment needs at least one event type")
+        return self
+
+
 class Trigger(_Strict):
     """Enrollment criteria: which events start this workflow, optionally narrowed by a condition."""
 
     event_types: list[EventType] = Field(min_length=1)
     condition: Condition | None = None
+    reenrollment: Reenrollment = Field(default_factory=Reenrollment)
+
+    @model_validator(mode="after")
+    def _reenrollment_within_trigger(self) -> Trigger:
+        extra = set(self.reenrollment.event_types) - set(self.event_types)
+        if extra:
+            raise ValueError(f"re-enrollment event types must also be trigger event types: {sorted(extra)}")
+        return self
 
 
 class FilterStep(_Strict):

@@ -21,16 +21,22 @@ class DeadLetters:
     def record(self, message: Message, error_kind: str, error: str) -> OutputRecord:
         log.warning(
             "dead-lettering %s[%s]@%s (%s): %s",
-            message.topic(), message.partition(), message.offset(), error_kind, error,
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            error_kind,
+            error,
         )
-        value = self._serde.encode({
-            "source_topic": message.topic() or "",
-            "source_partition": message.partition() or 0,
-            "source_offset": message.offset() or 0,
-            "error_kind": error_kind,
-            "error": error,
-            "original_key": message.key(),
-            "original_value": message.value(),
-            "failed_at_ms": int(time.time() * 1000),
-        })
+        value = self._serde.encode(
+            {
+                "source_topic": message.topic() or "",
+                "source_partition": message.partition() or 0,
+                "source_offset": message.offset() or 0,
+                "error_kind": error_kind,
+                "error": error,
+                "original_key": message.key(),
+                "original_value": message.value(),
+                "failed_at_ms": int(time.time() * 1000),
+            }
+        )
         return OutputRecord(self._topic, message.key() or b"", value)

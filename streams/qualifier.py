@@ -2,8 +2,8 @@
 executions.
 
 Per batch: decode and validate every record (failures are dead-lettered), refresh the orgs'
-compiled workflows, load the routing state the batch needs, evaluate, save the routing state, and
-hand the encoded outputs to the batch runtime. Redis is touched with one pipeline per stage, never
+compiled workflows, load the routing and enrollment state the batch needs, admit and evaluate, save
+that state, and hand the encoded outputs to the batch runtime. Redis is touched with one pipeline per stage, never
 once per event.
 """
 
@@ -18,11 +18,11 @@ import orjson
 from confluent_kafka import Message
 
 from processors import ids
-from processors.events import EVENT_TYPE_BY_SYMBOL, validation_problems
+from processors.events import EVENT_TYPE_BY_SYMBOL, lead_id_of, validation_problems
 from processors.execution import Execution
 from streams.batch_runtime import OutputRecord
 from streams.dlq import DeadLetters
-from streams.routing_store import RoutingStateStore
+from streams.processor_state import ProcessorStateStore
 from streams.serde import AvroSerde, DecodeError
 from streams.workflow_catalog import WorkflowCatalog
 
@@ -38,7 +38,7 @@ class LeadQualifier:
         webhook_deliveries: tuple[AvroSerde, str],
         dead_letters: DeadLetters,
         catalog: WorkflowCatalog,
-        routing_store: RoutingStateStore,
+        state_store: ProcessorStateStore,
     ) -> None:
         self._inbound = inbound
         self._executions, self._executions_topic = executions
@@ -46,10 +46,10 @@ class LeadQualifier:
         self._webhooks, self._webhooks_topic = webhook_deliveries
         self._dead_letters = dead_letters
         self._catalog = catalog
-        self._routing_store = routing_store
+        self._state_store = state_store
 
     def on_rebalance(self) -> None:
-        self._routing_store.forget()
+        self._state_store.forget()
 
     def process(self, messages: Sequence[Message]) -> list[OutputRecord]:
         outputs: list[OutputRecord] = []
@@ -61,17 +61,20 @@ class LeadQualifier:
         if not events:
             return outputs
         workflows = self._catalog.active_for({event["org_id"] for _, event in events})
-        routing = self._routing_store.load((event for _, event in events), workflows)
+        routing, enrollments = self._state_store.load((event for _, event in events), workflows)
         now_ms = int(time.time() * 1000)
         for message, event in events:
             try:
+                lead_id = lead_id_of(event)
                 for workflow in workflows[event["org_id"]]:
-                    if workflow.triggers(event):
-                        self._emit(workflow.evaluate(event, routing), now_ms, outputs)
+                    if workflow.triggers(event) and enrollments.admit(workflow, event, lead_id)[0]:
+                        execution = workflow.evaluate(event, routing)
+                        enrollments.finish(execution)
+                        self._emit(execution, now_ms, outputs)
             except Exception as exc:
                 log.exception("evaluating event %s failed", event.get("event_id"))
                 outputs.append(self._dead_letters.record(message, "processing", repr(exc)))
-        self._routing_store.save(routing)
+        self._state_store.save(routing, enrollments)
         return outputs
 
     def _decode(self, message: Message, outputs: list[OutputRecord]) -> dict[str, Any] | None:
@@ -93,43 +96,67 @@ class LeadQualifier:
     def _emit(self, execution: Execution, now_ms: int, outputs: list[OutputRecord]) -> None:
         key = execution.org_id.encode()
         for command in execution.crm_commands:
-            outputs.append(OutputRecord(self._crm_topic, key, self._crm.encode({
-                "command_id": ids.crm_command_id(execution.execution_id, command.step),
-                "org_id": execution.org_id,
-                "execution_id": execution.execution_id,
-                "workflow_id": execution.workflow_id,
-                "operation": command.operation,
-                "lead_id": execution.lead_id,
-                "email": command.email,
-                "properties": command.properties,
-                "created_at_ms": now_ms,
-            })))
+            outputs.append(
+                OutputRecord(
+                    self._crm_topic,
+                    key,
+                    self._crm.encode(
+                        {
+                            "command_id": ids.crm_command_id(execution.execution_id, command.step),
+                            "org_id": execution.org_id,
+                            "execution_id": execution.execution_id,
+                            "workflow_id": execution.workflow_id,
+                            "operation": command.operation,
+                            "lead_id": execution.lead_id,
+                            "email": command.email,
+                            "properties": command.properties,
+                            "created_at_ms": now_ms,
+                        }
+                    ),
+                )
+            )
         for notification in execution.notifications:
-            outputs.append(OutputRecord(self._webhooks_topic, key, self._webhooks.encode({
-                "message_id": ids.webhook_message_id(execution.execution_id, notification.step),
-                "org_id": execution.org_id,
-                "execution_id": execution.execution_id,
-                "event_type": notification.event_type,
-                "payload_json": orjson.dumps(notification.payload).decode(),
-                "created_at_ms": now_ms,
-            })))
-        outputs.append(OutputRecord(self._executions_topic, key, self._executions.encode({
-            "execution_id": execution.execution_id,
-            "org_id": execution.org_id,
-            "workflow_id": execution.workflow_id,
-            "workflow_version": execution.workflow_version,
-            "event_id": execution.event_id,
-            "event_type": execution.event_type,
-            "lead_id": execution.lead_id,
-            "status": execution.status.value,
-            "status_reason": execution.status_reason,
-            "score": execution.score,
-            "score_breakdown": execution.score_breakdown,
-            "tier": execution.tier,
-            "owner": execution.owner,
-            "routing_reason": execution.routing_reason,
-            "actions": execution.actions,
-            "logs": execution.logs,
-            "event_occurred_at_ms": execution.event_occurred_at_ms,
-            "evaluated_at_ms": now_ms,
-        })))
+            outputs.append(
+                OutputRecord(
+                    self._webhooks_topic,
+                    key,
+                    self._webhooks.encode(
+                        {
+                            "message_id": ids.webhook_message_id(execution.execution_id, notification.step),
+                            "org_id": execution.org_id,
+                            "execution_id": execution.execution_id,
+                            "event_type": notification.event_type,
+                            "payload_json": orjson.dumps(notification.payload).decode(),
+                            "created_at_ms": now_ms,
+                        }
+                    ),
+                )
+            )
+        outputs.append(
+            OutputRecord(
+                self._executions_topic,
+                key,
+                self._executions.encode(
+                    {
+                        "execution_id": execution.execution_id,
+                        "org_id": execution.org_id,
+                        "workflow_id": execution.workflow_id,
+                        "workflow_version": execution.workflow_version,
+                        "event_id": execution.event_id,
+                        "event_type": execution.event_type,
+                        "lead_id": execution.lead_id,
+                        "status": execution.status.value,
+                        "status_reason": execution.status_reason,
+                        "score": execution.score,
+                        "score_breakdown": execution.score_breakdown,
+                        "tier": execution.tier,
+                        "owner": execution.owner,
+                        "routing_reason": execution.routing_reason,
+                        "actions": execution.actions,
+                        "logs": execution.logs,
+                        "event_occurred_at_ms": execution.event_occurred_at_ms,
+                        "evaluated_at_ms": now_ms,
+                    }
+                ),
+            )
+        )

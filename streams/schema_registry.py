@@ -51,9 +51,7 @@ class EmbeddedRegistry:
     def register(self, subject: str, schema: dict[str, Any]) -> int:
         schema_id = embedded_schema_id(schema)
         if schema_id not in self._by_id:
-            raise UnknownSchemaError(
-                f"subject {subject!r}: schema is not one of DripPulse's schemas/avro/ files"
-            )
+            raise UnknownSchemaError(f"subject {subject!r}: schema is not one of DripPulse's schemas/avro/ files")
         return schema_id
 
     def schema_by_id(self, schema_id: int) -> dict[str, Any]:

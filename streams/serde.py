@@ -45,7 +45,7 @@ class AvroSerde:
         writer_schema = self._writer_schema(schema_id)
         try:
             record = schemaless_reader(
-                io.BytesIO(data[_HEADER.size:]), writer_schema or self.schema, self.schema if writer_schema else None
+                io.BytesIO(data[_HEADER.size :]), writer_schema or self.schema, self.schema if writer_schema else None
             )
         except Exception as exc:
             raise DecodeError(f"Avro body does not match schema id {schema_id}: {exc!r}") from exc

@@ -63,7 +63,8 @@ def accounts(org_id: str) -> str:
     return f"dp:{{{org_id}}}:accounts"
 
 
-def lead_owners(org_id: str) -> str:
-    """Hash lead_id -> JSON {workflow_id: owner}, the owner recorded per lead and workflow, so replays
-    re-read instead of re-rolling. One hash per org: a batch reads it with one HMGET per org."""
-    return f"dp:{{{org_id}}}:owners"
+def lead_state(org_id: str) -> str:
+    """Hash lead_id -> JSON {"owners": {workflow_id: owner}, "enrollments": {workflow_id: [count,
+    enrolling event_id, active]}}: what replays and later events of a lead must find. One hash per
+    org, so a batch reads it with one HMGET per org."""
+    return f"dp:{{{org_id}}}:leads"

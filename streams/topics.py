@@ -21,24 +21,34 @@ class Topic:
 
 
 INBOUND_EVENTS = Topic(
-    "drip.events.inbound", "inbound_event",
-    written_by="producers, POST /api/v1/events", read_by="LeadQualifier (streams/qualifier.py)",
+    "drip.events.inbound",
+    "inbound_event",
+    written_by="producers, POST /api/v1/events",
+    read_by="LeadQualifier (streams/qualifier.py)",
 )
 CRM_COMMANDS = Topic(
-    "drip.crm.commands", "crm_command",
-    written_by="LeadQualifier", read_by="CRM connector workers",
+    "drip.crm.commands",
+    "crm_command",
+    written_by="LeadQualifier",
+    read_by="CRM connector workers",
 )
 WEBHOOK_DELIVERIES = Topic(
-    "drip.webhooks.deliveries", "webhook_delivery",
-    written_by="LeadQualifier", read_by="webhook delivery workers",
+    "drip.webhooks.deliveries",
+    "webhook_delivery",
+    written_by="LeadQualifier",
+    read_by="webhook delivery workers",
 )
 EXECUTIONS = Topic(
-    "drip.executions", "execution",
-    written_by="LeadQualifier", read_by="ExecutionSink (streams/execution_sink.py) -> ClickHouse",
+    "drip.executions",
+    "execution",
+    written_by="LeadQualifier",
+    read_by="ExecutionSink (streams/execution_sink.py) -> ClickHouse",
 )
 EVENTS_DLQ = Topic(
-    "drip.events.dlq", "dlq_record",
-    written_by="every batch worker, for input it cannot decode or validate", read_by="operators",
+    "drip.events.dlq",
+    "dlq_record",
+    written_by="every batch worker, for input it cannot decode or validate",
+    read_by="operators",
 )
 
 ALL_TOPICS = (INBOUND_EVENTS, CRM_COMMANDS, WEBHOOK_DELIVERIES, EXECUTIONS, EVENTS_DLQ)

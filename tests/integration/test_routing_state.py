@@ -1,4 +1,4 @@
-"""Routing state in real Redis: daily caps and recorded owners survive a worker restart and replays."""
+"""Processor state in real Redis: caps, recorded owners and enrollments survive restarts and replays."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from drippulse.settings import Settings
 from processors.compiler import compile_workflow
 from processors.events import EventType
 from processors.model import WorkflowDefinition
-from streams.routing_store import RoutingStateStore
+from streams.processor_state import ProcessorStateStore
 
 pytestmark = pytest.mark.stack
 DAY_MS = 1_764_288_000_000  # 2025-11-28T00:00:00Z
@@ -32,11 +32,16 @@ def _events(org_id: str, leads: range) -> list[dict[str, Any]]:
     ]
 
 
-def _batch(store: RoutingStateStore, workflow: Any, events: list[dict[str, Any]]) -> list[str]:
+def _batch(store: ProcessorStateStore, workflow: Any, events: list[dict[str, Any]]) -> list[str]:
     """What the qualifier does per batch: load, evaluate, save."""
-    state = store.load(events, {events[0]["org_id"]: (workflow,)})
-    owners = [workflow.evaluate(event, state).owner for event in events]
-    store.save(state)
+    state, enrollments = store.load(events, {events[0]["org_id"]: (workflow,)})
+    owners = []
+    for event in events:
+        if enrollments.admit(workflow, event, event["lead"]["lead_id"])[0]:
+            execution = workflow.evaluate(event, state)
+            enrollments.finish(execution)
+            owners.append(execution.owner)
+    store.save(state, enrollments)
     return owners
 
 
@@ -60,11 +65,14 @@ def test_caps_and_recorded_owners_hold_across_a_restart_and_a_replay(stack: Any,
         ),
     )
 
-    before = _batch(RoutingStateStore(client), workflow, _events(org_id, range(0, 3)))
-    restarted = RoutingStateStore(client)
+    before = _batch(ProcessorStateStore(client), workflow, _events(org_id, range(0, 3)))
+    restarted = ProcessorStateStore(client)
     after = _batch(restarted, workflow, _events(org_id, range(3, 8)))
 
     counts = Counter(before + after)
     assert counts == {"a": 2, "b": 3, "queue": 3}, counts
     assert _batch(restarted, workflow, _events(org_id, range(0, 3))) == before, "a replay re-reads, not re-rolls"
     assert Counter(_batch(restarted, workflow, _events(org_id, range(8, 10)))) == {"queue": 2}
+
+    again = [{**event, "event_id": f"again-{event['event_id']}"} for event in _events(org_id, range(0, 3))]
+    assert _batch(ProcessorStateStore(client), workflow, again) == [], "enrolled once, even after a restart"

@@ -1,9 +1,10 @@
-"""Loads and saves the `RoutingState` a batch needs, with one pipeline each way.
+"""Loads and saves the processor state a batch needs (routing and enrollment), one pipeline each way.
 
 Round-robin pointers and daily owner loads are cached in memory: while this worker owns an org's
 partition it is the only writer of that org's routing state, so the cache is authoritative until the
-next rebalance, when it is dropped and re-read from Redis. Recorded lead owners and account owners
-are read every batch (one HMGET per org each), because a replay or a `lead.updated` must find them.
+next rebalance, when it is dropped and re-read from Redis. Per-lead state (recorded owners and
+enrollments) and account owners are read every batch (one HMGET per org each), because a replay or a
+later event of the lead must find them.
 Everything is written as absolute values, so saving the same batch twice (a replay) leaves the same
 state, and a restarted worker continues from exactly what was saved: caps hold across restarts.
 """
@@ -19,6 +20,7 @@ import orjson
 import redis
 
 from processors.compiler import CompiledWorkflow
+from processors.enrollment import Enrollment, EnrollmentState
 from processors.events import lead_id_of
 from processors.free_mail import business_domain
 from processors.routing import LoadKey, PointerKey, RoutingState
@@ -31,7 +33,7 @@ def _day(epoch_ms: int) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(epoch_ms // 1000))
 
 
-class RoutingStateStore:
+class ProcessorStateStore:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
         self._pointers: dict[PointerKey, int] = {}
@@ -48,7 +50,7 @@ class RoutingStateStore:
 
     def load(
         self, events: Iterable[Mapping[str, Any]], workflows: Mapping[str, tuple[CompiledWorkflow, ...]]
-    ) -> RoutingState:
+    ) -> tuple[RoutingState, EnrollmentState]:
         rotating = {
             org_id: [w.workflow_id for w in compiled if w.uses_round_robin] for org_id, compiled in workflows.items()
         }
@@ -57,16 +59,18 @@ class RoutingStateStore:
         days: set[tuple[str, str]] = set()
         for event in events:
             org_id = event["org_id"]
-            if rotating.get(org_id):
+            if workflows.get(org_id):
                 leads[org_id].add(lead_id_of(event))
+            if rotating.get(org_id):
                 days.add((org_id, _day(event["occurred_at_ms"])))
                 lead = event.get("lead")
                 domain = business_domain(lead.get("email") if isinstance(lead, dict) else None)
                 if domain:
                     domains[org_id].add(domain)
         state = RoutingState(pointers=self._pointers, loads=self._loads)
+        enrollments = EnrollmentState()
         if not leads:
-            return state
+            return state, enrollments
         unloaded = sorted({(org_id, wf) for org_id, wfs in rotating.items() for wf in wfs} - self._loaded_pointers)
         new_days = sorted(days - self._loaded_days)
         lead_lists = {org_id: sorted(ids) for org_id, ids in leads.items()}
@@ -77,7 +81,7 @@ class RoutingStateStore:
             for org_id, day in new_days:
                 pipe.hgetall(state_keys.owner_loads(org_id, day))
             for org_id, lead_ids in lead_lists.items():
-                pipe.hmget(state_keys.lead_owners(org_id), lead_ids)
+                pipe.hmget(state_keys.lead_state(org_id), lead_ids)
             for org_id, domain_ids in domain_lists.items():
                 pipe.hmget(state_keys.accounts(org_id), domain_ids)
             replies = iter(pipe.execute())
@@ -92,15 +96,18 @@ class RoutingStateStore:
         for org_id, lead_ids in lead_lists.items():
             for lead_id, recorded in zip(lead_ids, next(replies), strict=True):
                 if recorded is not None:
-                    for workflow_id, owner in orjson.loads(recorded).items():
+                    lead = orjson.loads(recorded)
+                    for workflow_id, owner in lead.get("owners", {}).items():
                         state.assignments[(org_id, workflow_id, lead_id)] = owner
+                    for workflow_id, (count, event_id, active) in lead.get("enrollments", {}).items():
+                        enrollments.enrollments[(org_id, workflow_id, lead_id)] = Enrollment(count, event_id, active)
         for org_id, domain_ids in domain_lists.items():
             for domain, owner in zip(domain_ids, next(replies), strict=True):
                 if owner is not None:
                     state.accounts[(org_id, domain)] = owner.decode()
-        return state
+        return state, enrollments
 
-    def save(self, state: RoutingState) -> None:
+    def save(self, state: RoutingState, enrollments: EnrollmentState) -> None:
         updates: dict[str, dict[str, Any]] = defaultdict(dict)
         for org_id, workflow_id, pool in state.changed_pointers:
             updates[state_keys.round_robin_pointers(org_id, workflow_id)][pool] = state.pointers[
@@ -113,13 +120,20 @@ class RoutingStateStore:
             load_keys.add(key)
         for org_id, domain in state.new_accounts:
             updates[state_keys.accounts(org_id)][domain] = state.accounts[(org_id, domain)]
-        touched_leads = {(org_id, lead_id) for org_id, _, lead_id in state.new_assignments}
-        owners: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+        touched = {(org_id, lead_id) for org_id, _, lead_id in state.new_assignments | enrollments.changed}
+        leads: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(lambda: {"owners": {}, "enrollments": {}})
         for (org_id, workflow_id, lead_id), owner in state.assignments.items():
-            if (org_id, lead_id) in touched_leads:
-                owners[(org_id, lead_id)][workflow_id] = owner
-        for (org_id, lead_id), by_workflow in owners.items():
-            updates[state_keys.lead_owners(org_id)][lead_id] = orjson.dumps(by_workflow)
+            if (org_id, lead_id) in touched:
+                leads[(org_id, lead_id)]["owners"][workflow_id] = owner
+        for (org_id, workflow_id, lead_id), enrollment in enrollments.enrollments.items():
+            if (org_id, lead_id) in touched:
+                leads[(org_id, lead_id)]["enrollments"][workflow_id] = [
+                    enrollment.count,
+                    enrollment.event_id,
+                    enrollment.active,
+                ]
+        for (org_id, lead_id), lead in leads.items():
+            updates[state_keys.lead_state(org_id)][lead_id] = orjson.dumps(lead)
         if not updates:
             return
         with self._redis.pipeline(transaction=False) as pipe:
