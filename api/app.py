@@ -1,5 +1,5 @@
 """The FastAPI application and its lifespan: connections, topics, DDL, and in embedded mode the
-ClickHouse sink (chdb allows one process per data directory, so the process serving reads also writes)."""
+ClickHouse sinks (chdb allows one process per data directory, so the process serving reads also writes)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from fastapi.concurrency import run_in_threadpool
 from api import problems
 from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
+from api.history_reader import InboundHistoryReader
 from api.routes import api_keys, events, executions, health, schema_registry, workflows
 from api.store import ControlPlaneStore
 from drippulse.settings import Settings, load_settings
-from drippulse.workers import build_execution_sink
+from drippulse.workers import build_sinks, run_in_threads
 from streams import topics
 from streams.clickhouse import apply_schema, connect_clickhouse
 from streams.kafka import ensure_topics, make_producer
@@ -40,7 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         inbound_topic = topics.topic_name(topics.INBOUND_EVENTS, settings)
         registry = make_registry(settings.schema_registry_url)
         publisher = EventPublisher(
-            make_producer(settings, **{"linger.ms": 2}), inbound_topic,
+            make_producer(settings, **{"linger.ms": 2}),
+            inbound_topic,
             AvroSerde(topics.INBOUND_EVENTS, inbound_topic, registry),
         )
         app.state.settings = settings
@@ -49,18 +51,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.publisher = publisher
         app.state.clickhouse = clickhouse
         app.state.executions = ExecutionsReader(clickhouse)
+        app.state.history = InboundHistoryReader(clickhouse)
         stop = threading.Event()
-        sink_thread = None
-        if settings.embedded_clickhouse:
-            sink = build_execution_sink(settings, clickhouse)
-            sink_thread = threading.Thread(target=sink.run, args=(stop,), name="execution-sink", daemon=True)
-            sink_thread.start()
+        sink_threads = run_in_threads(build_sinks(settings, clickhouse), stop) if settings.embedded_clickhouse else []
         try:
             yield
         finally:
             stop.set()
-            if sink_thread is not None:
-                sink_thread.join(timeout=10)
+            for thread in sink_threads:
+                thread.join(timeout=10)
             publisher.close()
             await redis_client.aclose()
             clickhouse.close()

@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
+from api.history_reader import InboundHistoryReader
 from api.problems import Problem
 from api.store import ControlPlaneStore
 from drippulse.settings import Settings
@@ -39,6 +40,11 @@ def get_settings(request: Request) -> Settings:
 def get_publisher(request: Request) -> EventPublisher:
     publisher: EventPublisher = request.app.state.publisher
     return publisher
+
+
+def get_history(request: Request) -> InboundHistoryReader:
+    history: InboundHistoryReader = request.app.state.history
+    return history
 
 
 def get_executions(request: Request) -> ExecutionsReader:

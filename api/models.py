@@ -126,6 +126,15 @@ class WorkflowTestRequest(_Body):
     version: int | None = Field(default=None, ge=1, description="Defaults to the latest version (drafts too).")
 
 
+class ReplayRequest(_Body):
+    base_version: int = Field(ge=1, description="The version to compare against, usually the active one.")
+    candidate_version: int = Field(ge=1, description="The version to try, usually a draft.")
+    last: int = Field(default=1000, ge=1, le=20_000, description="How many of the most recent events to replay.")
+    since: datetime | None = Field(default=None, description="Only events that occurred at or after this time.")
+    until: datetime | None = Field(default=None, description="Only events that occurred before this time.")
+    examples: int = Field(default=5, ge=0, le=50, description="Examples to return per kind of change.")
+
+
 class ApiKeyCreate(_Body):
     name: str = Field(min_length=1, max_length=200)
     role: str = Field(default="admin", pattern="^(admin|writer|reader)$")

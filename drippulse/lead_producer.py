@@ -14,7 +14,10 @@ from streams.serde import AvroSerde
 
 
 def produce_leads(
-    settings: Settings, org_ids: list[str], count: int, seed: int = 7,
+    settings: Settings,
+    org_ids: list[str],
+    count: int,
+    seed: int = 7,
     on_progress: Callable[[int], None] | None = None,
 ) -> None:
     """Produces `count` lead.created events spread over `org_ids`, then waits for every ack."""

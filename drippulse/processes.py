@@ -36,8 +36,13 @@ def spawn(
     with log_path.open("ab") as log:
         preexec: Callable[[], None] | None = _die_with_parent if attached else None
         return subprocess.Popen(
-            list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=preexec, start_new_session=True, env=env,
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=preexec,
+            start_new_session=True,
+            env=env,
         )
 
 

@@ -34,7 +34,8 @@ class LocalServices:
         for n in range(self.qualifiers):
             self.children[f"qualifier-{n}"] = spawn(
                 [sys.executable, "-m", "drippulse", "worker", "qualifier", "--ready-file", str(ready_dir / f"q{n}")],
-                log_dir / f"qualifier-{n}.log", attached=True,
+                log_dir / f"qualifier-{n}.log",
+                attached=True,
             )
         self.wait_for_api(timeout_s)
         self._wait_for_qualifiers(ready_dir, timeout_s)

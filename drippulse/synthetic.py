@@ -8,13 +8,31 @@ from typing import Any
 
 _FIRST = ["Ada", "Grace", "Alan", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Radia", "Edsger"]
 _LAST = ["Lovelace", "Hopper", "Turing", "Torvalds", "Liskov", "Thompson", "Hamilton", "Ritchie", "Perlman"]
-_TITLES = ["VP Sales", "Director of Marketing", "Head of Growth", "Software Engineer", "Analyst", "CTO",
-           "Marketing Manager", "Intern", "Founder", "Sales Director"]
+_TITLES = [
+    "VP Sales",
+    "Director of Marketing",
+    "Head of Growth",
+    "Software Engineer",
+    "Analyst",
+    "CTO",
+    "Marketing Manager",
+    "Intern",
+    "Founder",
+    "Sales Director",
+]
 _INDUSTRIES = ["software", "fintech", "healthcare", "retail", "manufacturing", "education", "media"]
 _COUNTRIES = ["US", "US", "US", "CA", "GB", "DE", "FR", "NL", "BR", "IN", "AU", "JP"]
 _SOURCES = ["demo_request", "web_form", "webinar", "import", "referral", "ads"]
-_DOMAINS = ["acme.io", "globex.com", "initech.net", "umbrella.org", "gmail.com", "yahoo.com", "hooli.dev",
-            "example.com"]
+_DOMAINS = [
+    "acme.io",
+    "globex.com",
+    "initech.net",
+    "umbrella.org",
+    "gmail.com",
+    "yahoo.com",
+    "hooli.dev",
+    "example.com",
+]
 
 
 def lead_event(rng: random.Random, org_id: str, n: int, occurred_at_ms: int | None = None) -> dict[str, Any]:

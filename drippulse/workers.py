@@ -13,8 +13,8 @@ from drippulse.settings import Settings
 from streams import topics
 from streams.batch_runtime import BatchWorker
 from streams.clickhouse import ClickHouse
+from streams.clickhouse_sink import ClickHouseSink, RowBuilder, execution_row, inbound_event_row
 from streams.dlq import DeadLetters
-from streams.execution_sink import ExecutionSink
 from streams.kafka import ensure_topics, make_consumer, make_producer
 from streams.processor_state import ProcessorStateStore
 from streams.qualifier import LeadQualifier
@@ -25,7 +25,11 @@ from streams.workflow_catalog import WorkflowCatalog
 log = logging.getLogger(__name__)
 
 QUALIFIER_GROUP = "drippulse-qualifier"
-EXECUTION_SINK_GROUP = "drippulse-execution-sink"
+SINKS: dict[str, tuple[topics.Topic, str, RowBuilder]] = {
+    "executions": (topics.EXECUTIONS, "executions", execution_row),
+    "inbound-history": (topics.INBOUND_EVENTS, "inbound_events", inbound_event_row),
+}
+"""Sink name -> (topic, ClickHouse table, row builder); each sink is its own consumer group."""
 
 
 def _serde(topic: topics.Topic, settings: Settings, registry: SchemaRegistry) -> tuple[AvroSerde, str]:
@@ -64,24 +68,41 @@ def build_qualifier(settings: Settings, ready_file: Path | None = None) -> Batch
     )
 
 
-def build_execution_sink(settings: Settings, clickhouse: ClickHouse) -> BatchWorker:
+def build_sinks(settings: Settings, clickhouse: ClickHouse) -> list[BatchWorker]:
     ensure_topics(settings)
     registry = make_registry(settings.schema_registry_url)
-    serde, name = _serde(topics.EXECUTIONS, settings, registry)
-    return BatchWorker(
-        consumer=make_consumer(settings, EXECUTION_SINK_GROUP),
-        producer=make_producer(settings),
-        processor=ExecutionSink(serde, clickhouse, _dead_letters(settings, registry)),
-        topics=[name],
-        batch_size=settings.batch_size,
-        batch_timeout_s=max(settings.batch_timeout_s, 0.2),
-        name="execution-sink",
-    )
+    workers = []
+    for name, (topic, table, to_row) in SINKS.items():
+        serde, topic_name = _serde(topic, settings, registry)
+        workers.append(
+            BatchWorker(
+                consumer=make_consumer(settings, f"drippulse-sink-{name}"),
+                producer=make_producer(settings),
+                processor=ClickHouseSink(serde, clickhouse, table, to_row, _dead_letters(settings, registry)),
+                topics=[topic_name],
+                batch_size=settings.batch_size,
+                batch_timeout_s=max(settings.batch_timeout_s, 0.2),
+                name=f"sink-{name}",
+            )
+        )
+    return workers
 
 
-def run_until_signalled(worker: BatchWorker) -> None:
-    """Runs a worker in the foreground; SIGINT/SIGTERM finish the current batch, then stop."""
+def run_in_threads(workers: list[BatchWorker], stop: threading.Event) -> list[threading.Thread]:
+    threads = [threading.Thread(target=w.run, args=(stop,), name=w.name, daemon=True) for w in workers]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def run_until_signalled(*workers: BatchWorker) -> None:
+    """Runs workers until SIGINT/SIGTERM; each finishes its current batch, then stops."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    worker.run(stop)
+    if len(workers) == 1:
+        workers[0].run(stop)
+        return
+    for thread in run_in_threads(list(workers), stop):
+        while thread.is_alive():
+            thread.join(timeout=0.5)

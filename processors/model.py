@@ -212,6 +212,13 @@ class TierStep(_Strict):
     thresholds: list[TierThreshold] = Field(min_length=1)
     default_tier: str = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _unambiguous(self) -> TierStep:
+        scores = [t.min_score for t in self.thresholds]
+        if len(scores) != len(set(scores)):
+            raise ValueError("tier thresholds need distinct min_score values")
+        return self
+
 
 class TeamMember(_Strict):
     """An owner in a rotation. `weight` 2 gets twice the leads of weight 1; an `away` owner is

@@ -10,8 +10,10 @@ EMEA_TEAM = ["dana@acme.test", "erik@acme.test"]
 NURTURE_QUEUE = "nurture-queue"
 
 LEAD_QUALIFICATION: dict[str, Any] = {
-    "trigger": {"event_types": ["lead.created", "lead.updated"],
-                "reenrollment": {"enabled": True, "event_types": ["lead.updated"]}},
+    "trigger": {
+        "event_types": ["lead.created", "lead.updated"],
+        "reenrollment": {"enabled": True, "event_types": ["lead.updated"]},
+    },
     "steps": [
         {
             "type": "filter",

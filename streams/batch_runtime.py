@@ -69,25 +69,25 @@ class BatchWorker:
         self._processor = processor
         self._batch_size = batch_size
         self._batch_timeout_s = batch_timeout_s
-        self._name = name
+        self.name = name
         self._ready_file = ready_file
         self.stats = BatchStats()
         consumer.subscribe(list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
 
     def _on_assign(self, _: Consumer, partitions: list[TopicPartition]) -> None:
         """The ready file tells a supervisor this worker owns partitions (a readiness probe)."""
-        log.info("%s: assigned %d partitions", self._name, len(partitions))
+        log.info("%s: assigned %d partitions", self.name, len(partitions))
         self._processor.on_rebalance()
         if self._ready_file is not None and partitions:
             self._ready_file.parent.mkdir(parents=True, exist_ok=True)
             self._ready_file.touch()
 
     def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("%s: %d partitions revoked", self._name, len(partitions))
+        log.info("%s: %d partitions revoked", self.name, len(partitions))
         self._processor.on_rebalance()
 
     def run(self, stop: threading.Event) -> None:
-        log.info("%s: running", self._name)
+        log.info("%s: running", self.name)
         try:
             while not stop.is_set():
                 self.run_once()
@@ -95,7 +95,7 @@ class BatchWorker:
             self._consumer.close()
             if self._producer is not None:
                 self._producer.flush(10)
-            log.info("%s: stopped after %d records", self._name, self.stats.records_in)
+            log.info("%s: stopped after %d records", self.name, self.stats.records_in)
 
     def run_once(self) -> int:
         """One checkpoint. The order of these steps is the delivery guarantee:
@@ -118,7 +118,7 @@ class BatchWorker:
             try:
                 self._produce_and_wait(outputs)
             except DeliveryFailed as exc:
-                log.error("%s: %s; rewinding the batch", self._name, exc)
+                log.error("%s: %s; rewinding the batch", self.name, exc)
                 self._rewind(messages)
                 self.stats.rewinds += 1
                 return 0
@@ -138,7 +138,7 @@ class BatchWorker:
             elif error.code() != KafkaError._PARTITION_EOF:
                 if error.fatal():
                     raise KafkaException(error)
-                log.warning("%s: consumer error: %s", self._name, error)
+                log.warning("%s: consumer error: %s", self.name, error)
         return records
 
     def _produce_and_wait(self, outputs: list[OutputRecord]) -> None:

@@ -97,8 +97,8 @@ def apply_schema(clickhouse: ClickHouse) -> None:
     """Applies every DDL file in order; each statement is idempotent (IF NOT EXISTS)."""
     clickhouse.command(f"CREATE DATABASE IF NOT EXISTS {clickhouse.database}")
     for path in sorted(DDL_DIR.glob("*.sql")):
-        sql = path.read_text().replace("{database}", clickhouse.database)
+        lines = path.read_text().replace("{database}", clickhouse.database).splitlines()
+        sql = "\n".join(line for line in lines if not line.strip().startswith("--"))
         for statement in sql.split(";"):
-            body = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
-            if body.strip():
-                clickhouse.command(body)
+            if statement.strip():
+                clickhouse.command(statement)

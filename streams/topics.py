@@ -24,7 +24,7 @@ INBOUND_EVENTS = Topic(
     "drip.events.inbound",
     "inbound_event",
     written_by="producers, POST /api/v1/events",
-    read_by="LeadQualifier (streams/qualifier.py)",
+    read_by="LeadQualifier (streams/qualifier.py); ClickHouseSink -> ClickHouse inbound_events (replay history)",
 )
 CRM_COMMANDS = Topic(
     "drip.crm.commands",
@@ -42,7 +42,7 @@ EXECUTIONS = Topic(
     "drip.executions",
     "execution",
     written_by="LeadQualifier",
-    read_by="ExecutionSink (streams/execution_sink.py) -> ClickHouse",
+    read_by="ClickHouseSink (streams/clickhouse_sink.py) -> ClickHouse executions",
 )
 EVENTS_DLQ = Topic(
     "drip.events.dlq",

@@ -23,13 +23,19 @@ def _parse(body: Any) -> list[EventIn]:
         if not body:
             raise invalid([{"field": "$", "message": "the batch is empty"}])
         if len(body) > MAX_EVENTS_PER_REQUEST:
-            raise Problem(413, "batch-too-large", "Batch too large",
-                          f"{len(body)} events; at most {MAX_EVENTS_PER_REQUEST} per request")
+            raise Problem(
+                413,
+                "batch-too-large",
+                "Batch too large",
+                f"{len(body)} events; at most {MAX_EVENTS_PER_REQUEST} per request",
+            )
         try:
             return _batch.validate_python(body)
         except ValidationError as exc:
-            raise invalid(validation_errors(body, exc.errors(include_url=False), batch=True),
-                          "some events are invalid; nothing was accepted") from None
+            raise invalid(
+                validation_errors(body, exc.errors(include_url=False), batch=True),
+                "some events are invalid; nothing was accepted",
+            ) from None
     try:
         return [EventIn.model_validate(body)]
     except ValidationError as exc:

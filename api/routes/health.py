@@ -27,5 +27,6 @@ async def health(request: Request) -> JSONResponse:
     except Exception as exc:
         checks["clickhouse"] = f"error: {exc}"
     healthy = all(value == "ok" for value in checks.values())
-    return JSONResponse({"status": "ok" if healthy else "degraded", "checks": checks},
-                        status_code=200 if healthy else 503)
+    return JSONResponse(
+        {"status": "ok" if healthy else "degraded", "checks": checks}, status_code=200 if healthy else 503
+    )

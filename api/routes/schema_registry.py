@@ -35,8 +35,9 @@ async def register(subject: str, request: Request) -> JSONResponse:
         schema_id = _registry.register(subject, schema)
     except (KeyError, ValueError, UnknownSchemaError) as exc:
         return _error(409, 409, f"incompatible schema: {exc}")
-    return JSONResponse({"id": schema_id, "subject": subject, "version": 1, "schema": body["schema"]},
-                        media_type=_MEDIA)
+    return JSONResponse(
+        {"id": schema_id, "subject": subject, "version": 1, "schema": body["schema"]}, media_type=_MEDIA
+    )
 
 
 @router.get("/schemas/ids/{schema_id}")

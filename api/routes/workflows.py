@@ -3,18 +3,21 @@ version runs only once activated."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
+from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from api.deps import Admin, Reader, Store
-from api.models import ActivateRequest, EventIn, WorkflowCreate, WorkflowTestRequest, WorkflowUpdate
+from api.deps import Admin, Reader, Store, get_history
+from api.history_reader import InboundHistoryReader
+from api.models import ActivateRequest, EventIn, ReplayRequest, WorkflowCreate, WorkflowTestRequest, WorkflowUpdate
 from api.problems import Problem, invalid, not_found, validation_errors
 from api.store import VersionConflict
 from processors.compiler import compile_workflow
 from processors.explain import explain
 from processors.model import WorkflowDefinition
+from processors.replay import compare_versions
 from processors.routing import RoutingState
 from processors.step_types import step_types
 
@@ -37,6 +40,13 @@ async def _workflow(store: Store, org_id: str, workflow_id: str) -> dict[str, An
     workflow = await store.get_workflow(org_id, workflow_id)
     if workflow is None:
         raise not_found("workflow", workflow_id)
+    return workflow
+
+
+async def _changeable(store: Store, org_id: str, workflow_id: str) -> dict[str, Any]:
+    workflow = await _workflow(store, org_id, workflow_id)
+    if workflow["status"] == "archived":
+        raise Problem(409, "archived", "Workflow archived", "an archived workflow can be read, not changed")
     return workflow
 
 
@@ -71,7 +81,7 @@ async def get_workflow(workflow_id: str, principal: Reader, store: Store) -> dic
 
 @router.patch("/{workflow_id}")
 async def update_workflow(workflow_id: str, body: WorkflowUpdate, principal: Admin, store: Store) -> dict[str, Any]:
-    workflow = await _workflow(store, principal.org_id, workflow_id)
+    workflow = await _changeable(store, principal.org_id, workflow_id)
     definition = _validated(body.definition) if body.definition is not None else None
     changes = body.model_dump(exclude_unset=True, exclude={"definition"}, exclude_none=True)
     updated = await store.update_workflow(principal.org_id, workflow, changes, definition)
@@ -98,7 +108,7 @@ async def activate_workflow(
     workflow_id: str, principal: Admin, store: Store, body: ActivateRequest | None = None
 ) -> dict[str, Any]:
     """Makes a version (default: the latest) the active one; workers pick it up within a second."""
-    workflow = await _workflow(store, principal.org_id, workflow_id)
+    workflow = await _changeable(store, principal.org_id, workflow_id)
     version = body.version if body and body.version else workflow["latest_version"]
     try:
         activated = await store.activate_workflow(principal.org_id, workflow, version)
@@ -119,9 +129,13 @@ async def test_workflow(workflow_id: str, body: WorkflowTestRequest, principal: 
         raise not_found("workflow version", f"{workflow_id}@{number}")
     compiled = compile_workflow(workflow_id, number, WorkflowDefinition.model_validate(version["definition"]))
     routing = RoutingState()
-    return {"workflow_id": workflow_id, "version": number,
-            "results": [_test_one(index, compiled, event, principal.org_id, routing)
-                        for index, event in enumerate(body.events)]}
+    return {
+        "workflow_id": workflow_id,
+        "version": number,
+        "results": [
+            _test_one(index, compiled, event, principal.org_id, routing) for index, event in enumerate(body.events)
+        ],
+    }
 
 
 def _test_one(index: int, compiled: Any, event: EventIn, org_id: str, routing: RoutingState) -> dict[str, Any]:
@@ -148,16 +162,60 @@ def _test_one(index: int, compiled: Any, event: EventIn, org_id: str, routing: R
         "actions": execution.actions,
         "logs": execution.logs,
         "planned": {
-            "crm_commands": [{"step": c.step, "operation": c.operation, "properties": c.properties}
-                             for c in execution.crm_commands],
-            "webhook_notifications": [{"step": n.step, "event_type": n.event_type, "payload": n.payload}
-                                      for n in execution.notifications],
+            "crm_commands": [
+                {"step": c.step, "operation": c.operation, "properties": c.properties} for c in execution.crm_commands
+            ],
+            "webhook_notifications": [
+                {"step": n.step, "event_type": n.event_type, "payload": n.payload} for n in execution.notifications
+            ],
         },
         "trace": execution.trace,
     }
 
 
+@router.post("/{workflow_id}/replay")
+async def replay_workflow(
+    workflow_id: str,
+    body: ReplayRequest,
+    principal: Reader,
+    store: Store,
+    history: Annotated[InboundHistoryReader, Depends(get_history)],
+) -> dict[str, Any]:
+    """What would change if `candidate_version` replaced `base_version`: this org's real inbound events
+    (the most recent `last`, optionally within [since, until)) run through both versions. Answers how
+    many leads would change enrollment, tier, owner or actions, with examples. No side effects."""
+    versions = []
+    for number in (body.base_version, body.candidate_version):
+        version = await store.get_version(principal.org_id, workflow_id, number)
+        if version is None:
+            await _workflow(store, principal.org_id, workflow_id)
+            raise not_found("workflow version", f"{workflow_id}@{number}")
+        versions.append(compile_workflow(workflow_id, number, WorkflowDefinition.model_validate(version["definition"])))
+    since = int(body.since.timestamp() * 1000) if body.since else None
+    until = int(body.until.timestamp() * 1000) if body.until else None
+
+    def run() -> dict[str, Any]:
+        events = history.events(principal.org_id, body.last, since, until)
+        return compare_versions(versions[0], versions[1], events, body.examples).as_dict()
+
+    report = await run_in_threadpool(run)
+    return {
+        "workflow_id": workflow_id,
+        "base_version": body.base_version,
+        "candidate_version": body.candidate_version,
+        **report,
+    }
+
+
 @router.post("/{workflow_id}/deactivate")
 async def deactivate_workflow(workflow_id: str, principal: Admin, store: Store) -> dict[str, Any]:
-    workflow = await _workflow(store, principal.org_id, workflow_id)
+    workflow = await _changeable(store, principal.org_id, workflow_id)
     return await store.deactivate_workflow(principal.org_id, workflow)
+
+
+@router.post("/{workflow_id}/archive")
+async def archive_workflow(workflow_id: str, principal: Admin, store: Store) -> dict[str, Any]:
+    """Stops the workflow for new events and freezes it; its versions and executions stay readable.
+    Runs already under way finish on the version that started them."""
+    workflow = await _changeable(store, principal.org_id, workflow_id)
+    return await store.deactivate_workflow(principal.org_id, workflow, status="archived")

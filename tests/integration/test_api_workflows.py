@@ -43,6 +43,13 @@ def test_versions_and_activation(org_factory: Any) -> None:
         workflow_id
     ]
     assert client.post(f"/api/v1/workflows/{workflow_id}/deactivate").json()["status"] == "inactive"
+    archived = client.post(f"/api/v1/workflows/{workflow_id}/archive").json()
+    assert (archived["status"], archived["active_version"]) == ("archived", None)
+    for path, body in [("activate", {}), ("archive", {}), ("deactivate", {})]:
+        refused = client.post(f"/api/v1/workflows/{workflow_id}/{path}", json=body)
+        assert refused.status_code == 409 and refused.json()["type"].endswith("/archived")
+    assert client.patch(f"/api/v1/workflows/{workflow_id}", json={"name": "x"}).status_code == 409
+    assert len(client.get(f"/api/v1/workflows/{workflow_id}/versions").json()["items"]) == 2
 
 
 def test_invalid_definition_is_422_with_json_path(org_factory: Any) -> None:
