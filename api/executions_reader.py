@@ -16,7 +16,7 @@ from api.problems import Problem
 from streams.clickhouse import ClickHouse
 
 _COLUMNS = """execution_id, org_id, workflow_id, workflow_version, event_id, event_type, lead_id, status,
-    status_reason, score, score_breakdown, tier, owner, routing_reason, actions, logs,
+    status_reason, score, score_breakdown, tier, owner, routing_reason, actions, logs, decisions,
     toUnixTimestamp64Milli(event_occurred_at) AS event_occurred_at_ms,
     toUnixTimestamp64Milli(evaluated_at) AS evaluated_at_ms,
     toUnixTimestamp64Milli(ingested_at) AS ingested_at_ms"""

@@ -151,10 +151,13 @@ def _filter(path: str, step: FilterStep) -> StepFn:
     holds = compile_condition(step.condition)
     reason = f"step {path} filter not met: {describe(step.condition)}"
 
+    passed_token, failed_token = f"{path}:filter:pass", f"{path}:filter:fail"
+
     def run(context: dict[str, Any], execution: Execution, _: RoutingState) -> bool:
         passed = holds(context)
         if execution.trace is not None:
             _note(execution, path, "filter", passed=passed, condition=explain(step.condition, context))
+        execution.decisions.append(passed_token if passed else failed_token)
         if passed:
             return True
         execution.status = ExecutionStatus.FILTERED_OUT
@@ -206,6 +209,7 @@ def _tier(path: str, step: TierStep) -> StepFn:
         tier = next((name for minimum, name in thresholds if score >= minimum), default)
         if execution.trace is not None:
             _note(execution, path, "tier", score=score, tier=tier)
+        execution.decisions.append(f"{path}:tier:{tier}")
         execution.tier = tier
         context["tier"] = tier
         return True
@@ -250,32 +254,35 @@ def _route(path: str, step: RouteStep) -> StepFn:
 
     def choose(
         context: dict[str, Any], execution: Execution, routing: RoutingState, domain: str
-    ) -> tuple[str | None, str]:
+    ) -> tuple[str | None, str, str]:
+        """(owner or None, reason, which route decided: account, a rule id, or default)."""
         if domain:
             holder = routing.account_owner(execution.org_id, domain)
             if holder is not None:
-                return holder, f"account match: {domain} is held by {holder}"
+                return holder, f"account match: {domain} is held by {holder}", "account"
         for rule_id, holds, rule_owner, rule_team, text in rules:
             if holds(context):
                 if rule_owner is not None:
-                    return rule_owner, f"territory rule {rule_id!r} matched: {text}"
+                    return rule_owner, f"territory rule {rule_id!r} matched: {text}", rule_id
                 owner, rotation_reason = rotate(routing, execution, rule_id, rule_team)
-                return owner, f"territory rule {rule_id!r} matched: {text}; {rotation_reason}"
+                return owner, f"territory rule {rule_id!r} matched: {text}; {rotation_reason}", rule_id
         if default_team[0]:
-            return rotate(routing, execution, "default team", default_team)
-        return None, "no territory rule matched and no default team"
+            owner, reason = rotate(routing, execution, "default team", default_team)
+            return owner, reason, "default"
+        return None, "no territory rule matched and no default team", "default"
 
     def run(context: dict[str, Any], execution: Execution, routing: RoutingState) -> bool:
         domain = business_domain(_email(context)) if account_match else ""
-        owner, reason = choose(context, execution, routing, domain)
+        owner, reason, decided_by = choose(context, execution, routing, domain)
         if owner is None:
-            owner, reason = fallback, f"fallback owner: {reason}"
+            owner, reason, decided_by = fallback, f"fallback owner: {reason}", "fallback"
         elif domain:
             routing.claim_account(execution.org_id, domain, owner)
         if execution.trace is not None:
             _note(execution, path, "route", owner=owner, reason=reason)
         execution.owner = owner
         execution.routing_reason = reason
+        execution.decisions.append(f"{path}:route:{decided_by}")
         context["owner"] = owner
         return True
 
@@ -294,9 +301,11 @@ def _branch(path: str, step: BranchStep) -> StepFn:
             if holds(context):
                 if execution.trace is not None:
                     _note(execution, path, "branch", taken=index, condition=explain(step.arms[index].when, context))
+                execution.decisions.append(f"{path}:branch:{index}")
                 return _run_steps(steps, context, execution, routing)
         if execution.trace is not None:
             _note(execution, path, "branch", taken="otherwise")
+        execution.decisions.append(f"{path}:branch:else")
         return _run_steps(otherwise, context, execution, routing)
 
     return run
@@ -313,6 +322,7 @@ def _pending(path: str, step: ApprovalStep | WaitStep) -> StepFn:
             _note(execution, path, step.type, pending=True)
         execution.status = ExecutionStatus.PENDING
         execution.status_reason = reason
+        execution.decisions.append(f"{path}:{step.type}:pending")
         return False
 
     return run

@@ -51,6 +51,9 @@ class Execution:
     routing_reason: str = ""
     actions: list[str] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
+    decisions: list[str] = field(default_factory=list)
+    """One token per deciding step, `path:kind:outcome` (`0:filter:pass`, `3:route:emea`,
+    `4:branch:else`), stored as a ClickHouse array so analysts can query which paths were taken."""
     crm_commands: list[CrmCommandPlan] = field(default_factory=list)
     notifications: list[WebhookNotification] = field(default_factory=list)
     trace: list[dict[str, Any]] | None = None

@@ -154,6 +154,7 @@ class LeadQualifier:
                         "routing_reason": execution.routing_reason,
                         "actions": execution.actions,
                         "logs": execution.logs,
+                        "decisions": execution.decisions,
                         "event_occurred_at_ms": execution.event_occurred_at_ms,
                         "evaluated_at_ms": now_ms,
                     }

@@ -65,7 +65,7 @@ def expected_executions(workflows: list[dict[str, Any]], records: list[dict[str,
 
 def stored_executions(api: ApiServer, org_id: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = api.clickhouse.query(
-        "SELECT execution_id, workflow_id, lead_id, status, tier, owner, score, routing_reason "
+        "SELECT execution_id, workflow_id, lead_id, status, tier, owner, score, routing_reason, decisions "
         "FROM drippulse.executions FINAL WHERE org_id = {org:String}",
         {"org": org_id},
     )

@@ -93,6 +93,13 @@ def test_tiers_owners_and_scores_equal_the_pure_engine(pipeline_run: dict[str, A
             execution.score,
             execution.routing_reason,
         )
+    assert all(stored[i]["decisions"] == e.decisions for i, e in expected.items())
+    emea = api_server.clickhouse.query(
+        "SELECT count() AS n FROM drippulse.executions FINAL "
+        "WHERE org_id = {o:String} AND has(decisions, '3:route:emea')",
+        {"o": pipeline_run["org"]["org_id"]},
+    )[0]["n"]
+    assert int(emea) == sum(1 for e in expected.values() if "territory rule 'emea'" in e.routing_reason) > 0
     assert {row["status"] for row in stored.values()} == {"completed", "filtered_out"}
 
 

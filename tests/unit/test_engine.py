@@ -59,6 +59,7 @@ def test_hot_lead_scores_tiers_routes_and_plans_actions() -> None:
     assert execution.crm_commands[0].email == "ada@acme.io"
     assert execution.notifications[0].payload["data"]["owner"] == ACCOUNT_EXECUTIVES[0]
     assert execution.execution_id == ids.execution_id("evt-1", "wf_lq", 3)
+    assert execution.decisions == ["0:filter:pass", "2:tier:A", "3:route:default"]
 
 
 def test_negative_points_and_territory_rules() -> None:
