@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from processors import ids
@@ -228,7 +228,22 @@ def _team(members: Sequence[TeamMember]) -> Team:
 
 def _day(epoch_ms: int) -> str:
     """The UTC day of the event: capacity counts by when the lead arrived, identically on replay."""
-    return time.strftime("%Y-%m-%d", time.gmtime(epoch_ms // 1000))
+    return _utc_day(epoch_ms // 86_400_000)
+
+
+@lru_cache(maxsize=64)
+def _utc_day(day: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
+
+
+def _iso_timestamp(epoch_ms: int) -> str:
+    """ISO 8601 in UTC with milliseconds; events of a batch share seconds, so formatting is cached."""
+    return f"{_utc_second(epoch_ms // 1000)}.{epoch_ms % 1000:03d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _utc_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def _route(path: str, step: RouteStep) -> StepFn:
@@ -392,7 +407,7 @@ def _plan_webhook_notify(path: str, step: Any) -> Planner:
     def plan(context: dict[str, Any], execution: Execution) -> None:
         payload = {
             "type": event_type,
-            "timestamp": datetime.fromtimestamp(execution.event_occurred_at_ms / 1000, UTC).isoformat(),
+            "timestamp": _iso_timestamp(execution.event_occurred_at_ms),
             "data": {
                 "execution_id": execution.execution_id,
                 "workflow_id": execution.workflow_id,
