@@ -139,7 +139,3 @@ class ApiKeyCreate(_Body):
     name: str = Field(min_length=1, max_length=200)
     role: str = Field(default="admin", pattern="^(admin|writer|reader)$")
 
-
-class Page(BaseModel):
-    items: list[dict[str, Any]]
-    next_cursor: str | None

@@ -46,10 +46,6 @@ class ControlPlaneStore:
         key = await self.create_api_key(org["id"], name="admin", role="admin")
         return org, key
 
-    async def get_org(self, org_id: str) -> dict[str, Any] | None:
-        raw = await self._redis.get(state_keys.org(org_id))
-        return orjson.loads(raw) if raw else None
-
     async def create_api_key(self, org_id: str, name: str, role: str) -> NewApiKey:
         key = generate_api_key()
         key_hash = hash_api_key(key.secret)

@@ -57,9 +57,6 @@ class RoutingState:
     changed_loads: set[LoadKey] = field(default_factory=set)
     new_accounts: set[AccountKey] = field(default_factory=set)
 
-    def recorded_owner(self, org_id: str, workflow_id: str, lead_id: str) -> str | None:
-        return self.assignments.get((org_id, workflow_id, lead_id))
-
     def round_robin(
         self,
         org_id: str,

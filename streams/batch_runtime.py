@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -49,7 +48,6 @@ class BatchStats:
     records_in: int = 0
     records_out: int = 0
     rewinds: int = 0
-    started_at: float = field(default_factory=time.monotonic)
 
 
 class BatchWorker:
