@@ -16,14 +16,16 @@ from api import problems
 from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
 from api.history_reader import InboundHistoryReader
-from api.routes import api_keys, events, executions, health, schema_registry, workflows
+from api.routes import api_keys, events, executions, health, schema_registry, webhooks, workflows
 from api.store import ControlPlaneStore
+from api.webhook_store import WebhookSubscriptions
 from drippulse.settings import Settings, load_settings
 from drippulse.workers import build_sinks, run_in_threads
 from streams import topics
 from streams.clickhouse import apply_schema, connect_clickhouse
 from streams.kafka import ensure_topics, make_producer
 from streams.schema_registry import make_registry
+from streams.secret_box import secret_box
 from streams.serde import AvroSerde
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.redis = redis_client
         app.state.store = ControlPlaneStore(redis_client)
+        app.state.webhooks = WebhookSubscriptions(redis_client, secret_box(settings))
         app.state.publisher = publisher
         app.state.clickhouse = clickhouse
         app.state.executions = ExecutionsReader(clickhouse)
@@ -71,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    for module in (health, workflows, events, executions, api_keys):
+    for module in (health, workflows, events, executions, api_keys, webhooks):
         app.include_router(module.router)
     if not settings.schema_registry_url:
         app.include_router(schema_registry.router)

@@ -14,6 +14,7 @@ from api.executions_reader import ExecutionsReader
 from api.history_reader import InboundHistoryReader
 from api.problems import Problem
 from api.store import ControlPlaneStore
+from api.webhook_store import WebhookSubscriptions
 from drippulse.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer dpk_…`")
@@ -40,6 +41,11 @@ def get_settings(request: Request) -> Settings:
 def get_publisher(request: Request) -> EventPublisher:
     publisher: EventPublisher = request.app.state.publisher
     return publisher
+
+
+def get_webhooks(request: Request) -> WebhookSubscriptions:
+    webhooks: WebhookSubscriptions = request.app.state.webhooks
+    return webhooks
 
 
 def get_history(request: Request) -> InboundHistoryReader:

@@ -138,4 +138,3 @@ class ReplayRequest(_Body):
 class ApiKeyCreate(_Body):
     name: str = Field(min_length=1, max_length=200)
     role: str = Field(default="admin", pattern="^(admin|writer|reader)$")
-

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     event_dedup_window_s: int = Field(default=86_400, ge=1, alias="DRIPPULSE_EVENT_DEDUP_WINDOW_S")
     clickhouse_database: str = Field(default="drippulse", alias="DRIPPULSE_CLICKHOUSE_DATABASE")
     log_level: str = Field(default="INFO", alias="DRIPPULSE_LOG_LEVEL")
+    secret_key: str = Field(default="", alias="DRIPPULSE_SECRET_KEY", repr=False)
+    webhook_allow_loopback: bool = Field(default=False, alias="DRIPPULSE_WEBHOOK_ALLOW_LOOPBACK")
 
     @property
     def kafka_bootstrap_servers(self) -> str:

@@ -1,0 +1,84 @@
+"""Webhook subscriptions: secrets shown once and sealed at rest, SSRF refusals, rotation, isolation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis
+from standardwebhooks import Webhook
+
+from drippulse.settings import Settings
+
+pytestmark = pytest.mark.stack
+PUBLIC = "https://93.184.216.34/hooks/drippulse"
+
+
+def _redis_dump(settings: Settings) -> bytes:
+    client = redis.Redis.from_url(settings.redis_url)
+    return b"\n".join(
+        b"%s" % v for key in client.scan_iter() if client.type(key) == b"hash" for v in client.hgetall(key).values()
+    )
+
+
+def test_secret_is_shown_once_sealed_at_rest_and_standard(org_factory: Any, settings: Settings) -> None:
+    client = org_factory()["client"]
+    created = client.post("/api/v1/webhooks", json={"url": PUBLIC, "event_types": ["lead.qualified"]})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    secret = body["secret"]
+    assert secret.startswith("whsec_")
+    signer = Webhook(secret)
+    now = datetime.now(UTC)
+    signature = signer.sign("msg_1", now, '{"ok":true}')
+    assert signer.verify(
+        '{"ok":true}',
+        {"webhook-id": "msg_1", "webhook-timestamp": str(int(now.timestamp())), "webhook-signature": signature},
+    ) == {"ok": True}
+
+    shown = client.get(f"/api/v1/webhooks/{body['id']}").json()
+    assert "secret" not in shown and "secrets" not in shown and shown["signing_secrets"] == 1
+    assert secret.encode() not in _redis_dump(settings) and secret[6:].encode() not in _redis_dump(settings)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "https://10.0.0.1/hook",
+        "http://169.254.169.254/latest",
+        "http://localhost/hook",
+        "https://100.64.0.1/",
+        "http://[::1]/hook",
+        "ftp://host/x",
+    ],
+)
+def test_private_and_metadata_destinations_are_refused(url: str, org_factory: Any) -> None:
+    client = org_factory()["client"]
+    refused = client.post("/api/v1/webhooks", json={"url": url})
+    assert refused.status_code == 422 and refused.json()["type"].endswith("/unsafe-destination")
+    created = client.post("/api/v1/webhooks", json={"url": PUBLIC}).json()
+    assert client.patch(f"/api/v1/webhooks/{created['id']}", json={"url": url}).status_code == 422
+
+
+def test_rotation_overlap_update_delete_and_isolation(org_factory: Any) -> None:
+    a, b = org_factory(), org_factory()
+    created = a["client"].post("/api/v1/webhooks", json={"url": PUBLIC}).json()
+    rotated = a["client"].post(f"/api/v1/webhooks/{created['id']}/rotate_secret", json={"overlap_hours": 2}).json()
+    assert rotated["secret"] != created["secret"] and rotated["signing_secrets"] == 2
+    assert rotated["previous_secret_valid_until_ms"] > created["created_at_ms"]
+    immediate = a["client"].post(f"/api/v1/webhooks/{created['id']}/rotate_secret", json={"overlap_hours": 0}).json()
+    assert immediate["signing_secrets"] == 1
+
+    assert a["client"].patch(f"/api/v1/webhooks/{created['id']}", json={"enabled": False}).json()["enabled"] is False
+    for method in ("GET", "PATCH", "DELETE"):
+        assert (
+            b["client"]
+            .request(method, f"/api/v1/webhooks/{created['id']}", json={} if method == "PATCH" else None)
+            .status_code
+            == 404
+        )
+    assert b["client"].get("/api/v1/webhooks").json()["items"] == []
+    assert a["client"].delete(f"/api/v1/webhooks/{created['id']}").status_code == 204
+    assert a["client"].get(f"/api/v1/webhooks/{created['id']}").status_code == 404
