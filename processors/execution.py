@@ -58,3 +58,26 @@ class Execution:
     notifications: list[WebhookNotification] = field(default_factory=list)
     trace: list[dict[str, Any]] | None = None
     """Step-by-step explanation; only filled when evaluating with `trace=True` (the test endpoint)."""
+
+    def as_record(self) -> dict[str, Any]:
+        """The decision as stored and shown: the fields of execution.avsc except the evaluation time."""
+        return {
+            "execution_id": self.execution_id,
+            "org_id": self.org_id,
+            "workflow_id": self.workflow_id,
+            "workflow_version": self.workflow_version,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "lead_id": self.lead_id,
+            "status": self.status.value,
+            "status_reason": self.status_reason,
+            "score": self.score,
+            "score_breakdown": self.score_breakdown,
+            "tier": self.tier,
+            "owner": self.owner,
+            "routing_reason": self.routing_reason,
+            "actions": self.actions,
+            "logs": self.logs,
+            "decisions": self.decisions,
+            "event_occurred_at_ms": self.event_occurred_at_ms,
+        }

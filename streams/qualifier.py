@@ -136,28 +136,6 @@ class LeadQualifier:
             OutputRecord(
                 self._executions_topic,
                 key,
-                self._executions.encode(
-                    {
-                        "execution_id": execution.execution_id,
-                        "org_id": execution.org_id,
-                        "workflow_id": execution.workflow_id,
-                        "workflow_version": execution.workflow_version,
-                        "event_id": execution.event_id,
-                        "event_type": execution.event_type,
-                        "lead_id": execution.lead_id,
-                        "status": execution.status.value,
-                        "status_reason": execution.status_reason,
-                        "score": execution.score,
-                        "score_breakdown": execution.score_breakdown,
-                        "tier": execution.tier,
-                        "owner": execution.owner,
-                        "routing_reason": execution.routing_reason,
-                        "actions": execution.actions,
-                        "logs": execution.logs,
-                        "decisions": execution.decisions,
-                        "event_occurred_at_ms": execution.event_occurred_at_ms,
-                        "evaluated_at_ms": now_ms,
-                    }
-                ),
+                self._executions.encode({**execution.as_record(), "evaluated_at_ms": now_ms}),
             )
         )

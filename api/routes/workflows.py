@@ -151,16 +151,7 @@ def _test_one(index: int, compiled: Any, event: EventIn, org_id: str, routing: R
         "event_id": record["event_id"],
         "enrolled": True,
         "trigger": trigger,
-        "execution_id": execution.execution_id,
-        "status": execution.status.value,
-        "status_reason": execution.status_reason,
-        "score": execution.score,
-        "score_breakdown": execution.score_breakdown,
-        "tier": execution.tier,
-        "owner": execution.owner,
-        "routing_reason": execution.routing_reason,
-        "actions": execution.actions,
-        "logs": execution.logs,
+        **execution.as_record(),
         "planned": {
             "crm_commands": [
                 {"step": c.step, "operation": c.operation, "properties": c.properties} for c in execution.crm_commands
