@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -29,33 +29,27 @@ class Principal:
 
 
 def get_store(request: Request) -> ControlPlaneStore:
-    store: ControlPlaneStore = request.app.state.store
-    return store
+    return cast(ControlPlaneStore, request.app.state.store)
 
 
 def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return cast(Settings, request.app.state.settings)
 
 
 def get_publisher(request: Request) -> EventPublisher:
-    publisher: EventPublisher = request.app.state.publisher
-    return publisher
+    return cast(EventPublisher, request.app.state.publisher)
 
 
 def get_webhooks(request: Request) -> WebhookSubscriptions:
-    webhooks: WebhookSubscriptions = request.app.state.webhooks
-    return webhooks
+    return cast(WebhookSubscriptions, request.app.state.webhooks)
 
 
 def get_history(request: Request) -> InboundHistoryReader:
-    history: InboundHistoryReader = request.app.state.history
-    return history
+    return cast(InboundHistoryReader, request.app.state.history)
 
 
 def get_executions(request: Request) -> ExecutionsReader:
-    reader: ExecutionsReader = request.app.state.executions
-    return reader
+    return cast(ExecutionsReader, request.app.state.executions)
 
 
 async def get_principal(

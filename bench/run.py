@@ -272,13 +272,12 @@ def report(figures: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    from drippulse.devstack import EmbeddedStack
+    from drippulse.devstack import EmbeddedStack, isolated_env
     from drippulse.settings import Settings
-    from tests.stack import stack_env
 
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         home = Path(tempfile.mkdtemp(prefix="drippulse-bench-"))
-        os.environ.update({k: v for k, v in stack_env(home).items() if k != "DRIPPULSE_TOPIC_PARTITIONS"})
+        os.environ.update(isolated_env(home))
     stack = EmbeddedStack(Settings(), attached=True)
     stack.start()
     try:

@@ -44,6 +44,23 @@ def redis_binary() -> str:
     return str(REDIS_SERVER_PATH)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def isolated_env(home: Path) -> dict[str, str]:
+    """Settings for a second embedded stack beside any running one: its own home and free ports
+    (tests, `make bench`)."""
+    return {
+        "DRIPPULSE_HOME": str(home),
+        "DRIPPULSE_EMBEDDED_KAFKA_PORT": str(free_port()),
+        "DRIPPULSE_EMBEDDED_REDIS_PORT": str(free_port()),
+        "DRIPPULSE_API_PORT": str(free_port()),
+    }
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
