@@ -13,12 +13,12 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from api import problems
+from api.deliveries_reader import DeliveriesReader
 from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
 from api.history_reader import InboundHistoryReader
 from api.routes import api_keys, events, executions, health, schema_registry, webhooks, workflows
 from api.store import ControlPlaneStore
-from api.webhook_store import WebhookSubscriptions
 from drippulse.settings import Settings, load_settings
 from drippulse.workers import build_sinks, run_in_threads
 from streams import topics
@@ -27,6 +27,8 @@ from streams.kafka import ensure_topics, make_producer
 from streams.schema_registry import make_registry
 from streams.secret_box import secret_box
 from streams.serde import AvroSerde
+from streams.webhook_schedule import DeliverySchedule
+from streams.webhook_subscriptions import WebhookSubscriptions
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.clickhouse = clickhouse
         app.state.executions = ExecutionsReader(clickhouse)
         app.state.history = InboundHistoryReader(clickhouse)
+        app.state.delivery_schedule = DeliverySchedule(redis_client, settings.webhook_retention_s)
+        app.state.deliveries = DeliveriesReader(clickhouse)
         stop = threading.Event()
         sink_threads = run_in_threads(build_sinks(settings, clickhouse), stop) if settings.embedded_clickhouse else []
         try:

@@ -9,13 +9,15 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.deliveries_reader import DeliveriesReader
 from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
 from api.history_reader import InboundHistoryReader
 from api.problems import Problem
 from api.store import ControlPlaneStore
-from api.webhook_store import WebhookSubscriptions
 from drippulse.settings import Settings
+from streams.webhook_schedule import DeliverySchedule
+from streams.webhook_subscriptions import WebhookSubscriptions
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer dpk_…`")
 _RANK = {"reader": 0, "writer": 1, "admin": 2}
@@ -42,6 +44,14 @@ def get_publisher(request: Request) -> EventPublisher:
 
 def get_webhooks(request: Request) -> WebhookSubscriptions:
     return cast(WebhookSubscriptions, request.app.state.webhooks)
+
+
+def get_delivery_schedule(request: Request) -> DeliverySchedule:
+    return cast(DeliverySchedule, request.app.state.delivery_schedule)
+
+
+def get_deliveries(request: Request) -> DeliveriesReader:
+    return cast(DeliveriesReader, request.app.state.deliveries)
 
 
 def get_history(request: Request) -> InboundHistoryReader:

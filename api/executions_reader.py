@@ -6,13 +6,10 @@ duplicates a replay may have inserted.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from api.problems import Problem
+from api.cursors import decode_cursor, encode_cursor
 from streams.clickhouse import ClickHouse
 
 _COLUMNS = """execution_id, org_id, workflow_id, workflow_version, event_id, event_type, lead_id, status,
@@ -29,18 +26,6 @@ class ExecutionFilter:
     lead_id: str | None = None
     since_ms: int | None = None
     until_ms: int | None = None
-
-
-def encode_cursor(row: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([int(row["evaluated_at_ms"]), row["execution_id"]])).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    try:
-        evaluated_at_ms, execution_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return int(evaluated_at_ms), str(execution_id)
-    except Exception:
-        raise Problem(400, "bad-cursor", "Invalid cursor", "pass back the next_cursor of a previous page") from None
 
 
 def _normalize(row: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +73,8 @@ class ExecutionsReader:
             params,
         )
         page = [_normalize(row) for row in rows[:limit]]
-        next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+        last = page[-1] if len(rows) > limit else None
+        next_cursor = encode_cursor(last["evaluated_at_ms"], last["execution_id"]) if last else None
         return page, next_cursor
 
     def get(self, org_id: str, execution_id: str) -> dict[str, Any] | None:

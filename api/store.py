@@ -6,7 +6,6 @@ isolation is a property of the key layout, not of each route remembering to chec
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import Any
 
@@ -15,14 +14,11 @@ import redis.asyncio as aioredis
 
 from api.api_keys import NewApiKey, generate_api_key, hash_api_key
 from streams import state_keys
+from streams.state_keys import new_id
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(10)}"
 
 
 def _text(value: object) -> str:

@@ -94,9 +94,21 @@ def worker_qualifier(
     run_until_signalled(build_qualifier(_settings(), ready_file))
 
 
+@worker.command("webhooks")
+def worker_webhooks(
+    ready_file: Path | None = typer.Option(None, help="Touched once the intake owns partitions."),
+) -> None:
+    """Deliver drip.webhooks.deliveries to subscribed endpoints, signed, with durable retries."""
+    from drippulse.workers import run_webhook_worker
+
+    run_webhook_worker(_settings(), ready_file)
+
+
 @worker.command("sink")
 def worker_sink() -> None:
-    """Write executions and inbound history to a ClickHouse server (with chdb they run inside `api`)."""
+    """Write executions, inbound history and webhook attempts to a ClickHouse server.
+
+    With chdb these sinks run inside `drippulse api` instead (chdb allows one process)."""
     from drippulse.workers import build_sinks, run_until_signalled
     from streams.clickhouse import apply_schema, connect_clickhouse
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from processors.delivery_policy import DEFAULT_RETRY_SCHEDULE_S, parse_schedule
 
 
 class Settings(BaseSettings):
@@ -38,6 +40,25 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", alias="DRIPPULSE_LOG_LEVEL")
     secret_key: str = Field(default="", alias="DRIPPULSE_SECRET_KEY", repr=False)
     webhook_allow_loopback: bool = Field(default=False, alias="DRIPPULSE_WEBHOOK_ALLOW_LOOPBACK")
+    webhook_retry_schedule_s: str = Field(
+        default=",".join(f"{d:g}" for d in DEFAULT_RETRY_SCHEDULE_S), alias="DRIPPULSE_WEBHOOK_RETRY_SCHEDULE_S"
+    )
+    webhook_timeout_s: float = Field(default=15.0, gt=0, alias="DRIPPULSE_WEBHOOK_TIMEOUT_S")
+    webhook_max_in_flight: int = Field(default=200, ge=1, alias="DRIPPULSE_WEBHOOK_MAX_IN_FLIGHT")
+    webhook_endpoint_concurrency: int = Field(default=20, ge=1, alias="DRIPPULSE_WEBHOOK_ENDPOINT_CONCURRENCY")
+    webhook_disable_after_s: float = Field(default=5 * 86_400, gt=0, alias="DRIPPULSE_WEBHOOK_DISABLE_AFTER_S")
+    webhook_retention_s: int = Field(default=7 * 86_400, ge=60, alias="DRIPPULSE_WEBHOOK_RETENTION_S")
+    webhook_response_excerpt_bytes: int = Field(default=1024, ge=0, alias="DRIPPULSE_WEBHOOK_RESPONSE_EXCERPT_BYTES")
+
+    @field_validator("webhook_retry_schedule_s")
+    @classmethod
+    def _valid_schedule(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
+
+    @property
+    def webhook_retry_schedule(self) -> tuple[float, ...]:
+        return parse_schedule(self.webhook_retry_schedule_s)
 
     @property
     def kafka_bootstrap_servers(self) -> str:

@@ -2,32 +2,47 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
 from pathlib import Path
 
 import redis
+import redis.asyncio as aioredis
 
 from drippulse.settings import Settings
 from streams import topics
 from streams.batch_runtime import BatchWorker
 from streams.clickhouse import ClickHouse
-from streams.clickhouse_sink import ClickHouseSink, RowBuilder, execution_row, inbound_event_row
+from streams.clickhouse_sink import (
+    ClickHouseSink,
+    RowBuilder,
+    execution_row,
+    inbound_event_row,
+    webhook_attempt_row,
+)
 from streams.dlq import DeadLetters
 from streams.kafka import ensure_topics, make_consumer, make_producer
 from streams.processor_state import ProcessorStateStore
 from streams.qualifier import LeadQualifier
 from streams.schema_registry import SchemaRegistry, make_registry
+from streams.secret_box import secret_box
 from streams.serde import AvroSerde
+from streams.webhook_dispatcher import DispatchConfig, WebhookDispatcher
+from streams.webhook_intake import WebhookIntake
+from streams.webhook_schedule import DeliverySchedule
+from streams.webhook_subscriptions import WebhookSubscriptions
 from streams.workflow_catalog import WorkflowCatalog
 
 log = logging.getLogger(__name__)
 
 QUALIFIER_GROUP = "drippulse-qualifier"
+WEBHOOK_INTAKE_GROUP = "drippulse-webhooks"
 SINKS: dict[str, tuple[topics.Topic, str, RowBuilder]] = {
     "executions": (topics.EXECUTIONS, "executions", execution_row),
     "inbound-history": (topics.INBOUND_EVENTS, "inbound_events", inbound_event_row),
+    "webhook-attempts": (topics.WEBHOOK_ATTEMPTS, "webhook_attempts", webhook_attempt_row),
 }
 """Sink name -> (topic, ClickHouse table, row builder); each sink is its own consumer group."""
 
@@ -88,6 +103,73 @@ def build_sinks(settings: Settings, clickhouse: ClickHouse) -> list[BatchWorker]
     return workers
 
 
+def build_webhook_intake(settings: Settings, ready_file: Path | None = None) -> BatchWorker:
+    registry = make_registry(settings.schema_registry_url)
+    serde, topic_name = _serde(topics.WEBHOOK_DELIVERIES, settings, registry)
+    intake = WebhookIntake(
+        serde=serde,
+        client=redis.Redis.from_url(settings.redis_url),
+        dead_letters=_dead_letters(settings, registry),
+        first_delay_ms=int(settings.webhook_retry_schedule[0] * 1000),
+        retention_s=settings.webhook_retention_s,
+    )
+    return BatchWorker(
+        consumer=make_consumer(settings, WEBHOOK_INTAKE_GROUP),
+        producer=make_producer(settings),
+        processor=intake,
+        topics=[topic_name],
+        batch_size=settings.batch_size,
+        batch_timeout_s=settings.batch_timeout_s,
+        name="webhook-intake",
+        ready_file=ready_file,
+    )
+
+
+def build_webhook_dispatcher(settings: Settings) -> WebhookDispatcher:
+    """Builds inside the running event loop: the async Redis client binds to it."""
+    registry = make_registry(settings.schema_registry_url)
+    client = aioredis.Redis.from_url(settings.redis_url)
+    return WebhookDispatcher(
+        schedule=DeliverySchedule(client, settings.webhook_retention_s),
+        subscriptions=WebhookSubscriptions(client, secret_box(settings)),
+        client=client,
+        producer=make_producer(settings),
+        attempts=_serde(topics.WEBHOOK_ATTEMPTS, settings, registry),
+        config=DispatchConfig(
+            retry_schedule_s=settings.webhook_retry_schedule,
+            timeout_s=settings.webhook_timeout_s,
+            max_in_flight=settings.webhook_max_in_flight,
+            endpoint_concurrency=settings.webhook_endpoint_concurrency,
+            disable_after_s=settings.webhook_disable_after_s,
+            response_excerpt_bytes=settings.webhook_response_excerpt_bytes,
+            allow_loopback=settings.webhook_allow_loopback,
+        ),
+    )
+
+
+def run_webhook_worker(settings: Settings, ready_file: Path | None = None) -> None:
+    """Intake (the batch loop, in a thread) and dispatcher (asyncio, this thread) until SIGINT/SIGTERM."""
+    ensure_topics(settings)
+    stop = _stop_on_signals()
+    (intake,) = run_in_threads([build_webhook_intake(settings, ready_file)], stop)
+
+    async def dispatch() -> None:
+        await build_webhook_dispatcher(settings).run(stop)
+
+    try:
+        asyncio.run(dispatch())
+    finally:
+        stop.set()
+        intake.join(timeout=15)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
 def run_in_threads(workers: list[BatchWorker], stop: threading.Event) -> list[threading.Thread]:
     threads = [threading.Thread(target=w.run, args=(stop,), name=w.name, daemon=True) for w in workers]
     for thread in threads:
@@ -97,9 +179,7 @@ def run_in_threads(workers: list[BatchWorker], stop: threading.Event) -> list[th
 
 def run_until_signalled(*workers: BatchWorker) -> None:
     """Runs workers until SIGINT/SIGTERM; each finishes its current batch, then stops."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = _stop_on_signals()
     if len(workers) == 1:
         workers[0].run(stop)
         return

@@ -29,3 +29,8 @@ def crm_command_id(execution_id_: str, step: str) -> str:
 
 def webhook_message_id(execution_id_: str, step: str) -> str:
     return f"msg_{execution_id_}_{step}"
+
+
+def webhook_delivery_id(message_id: str, webhook_id: str) -> str:
+    """One message goes to each subscribed endpoint; each (message, endpoint) pair is one delivery."""
+    return f"dlv_{_digest(message_id, webhook_id)}"

@@ -29,6 +29,14 @@ def execution_row(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def webhook_attempt_row(record: dict[str, Any]) -> dict[str, Any]:
+    row = dict(record)
+    row["attempted_at"] = row.pop("attempted_at_ms") / 1000
+    next_at = row.pop("next_attempt_at_ms")
+    row["next_attempt_at"] = None if next_at is None else next_at / 1000
+    return row
+
+
 def inbound_event_row(record: dict[str, Any]) -> dict[str, Any]:
     """Stored as the engine sees it (dotted event type), so replay feeds it to the engine unchanged."""
     event_type = EVENT_TYPE_BY_SYMBOL.get(record["event_type"])

@@ -6,6 +6,13 @@ organization's keys on one shard and per-org pipelines never cross slots.
 
 from __future__ import annotations
 
+import secrets
+
+
+def new_id(prefix: str) -> str:
+    """A random id for a control-plane record, e.g. `wf_…`; the prefix tells its kind in logs."""
+    return f"{prefix}_{secrets.token_hex(10)}"
+
 
 def org(org_id: str) -> str:
     return f"dp:{{{org_id}}}:org"
@@ -68,3 +75,23 @@ def lead_state(org_id: str) -> str:
     enrolling event_id, active]}}: what replays and later events of a lead must find. One hash per
     org, so a batch reads it with one HMGET per org."""
     return f"dp:{{{org_id}}}:leads"
+
+
+def webhooks(org_id: str) -> str:
+    """Hash webhook_id -> subscription JSON (signing secrets sealed)."""
+    return f"dp:{{{org_id}}}:webhooks"
+
+
+def webhook_failing_since(org_id: str) -> str:
+    """Hash webhook_id -> ms of the first failed attempt since the endpoint's last success."""
+    return f"dp:{{{org_id}}}:webhooks:failing"
+
+
+def webhook_delivery(org_id: str, delivery_id: str) -> str:
+    """One delivery's state (JSON): its message, attempts made, status, next attempt."""
+    return f"dp:{{{org_id}}}:whd:{delivery_id}"
+
+
+WEBHOOK_SCHEDULE = "dp:{webhooks}:due"
+"""Sorted set "org_id/delivery_id" -> ms the next attempt is due. Claiming moves the score forward by
+a lease, so a delivery claimed by a worker that dies becomes due again when the lease runs out."""

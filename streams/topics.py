@@ -36,7 +36,13 @@ WEBHOOK_DELIVERIES = Topic(
     "drip.webhooks.deliveries",
     "webhook_delivery",
     written_by="LeadQualifier",
-    read_by="webhook delivery workers",
+    read_by="WebhookIntake (streams/webhook_intake.py) -> the Redis delivery schedule",
+)
+WEBHOOK_ATTEMPTS = Topic(
+    "drip.webhooks.attempts",
+    "webhook_attempt",
+    written_by="WebhookDispatcher (streams/webhook_dispatcher.py), one record per HTTP attempt",
+    read_by="ClickHouseSink -> ClickHouse webhook_attempts (GET /api/v1/webhooks/{id}/deliveries)",
 )
 EXECUTIONS = Topic(
     "drip.executions",
@@ -51,7 +57,7 @@ EVENTS_DLQ = Topic(
     read_by="operators",
 )
 
-ALL_TOPICS = (INBOUND_EVENTS, CRM_COMMANDS, WEBHOOK_DELIVERIES, EXECUTIONS, EVENTS_DLQ)
+ALL_TOPICS = (INBOUND_EVENTS, CRM_COMMANDS, WEBHOOK_DELIVERIES, WEBHOOK_ATTEMPTS, EXECUTIONS, EVENTS_DLQ)
 
 
 def topic_name(topic: Topic, settings: Settings) -> str:

@@ -12,7 +12,7 @@ import pytest
 
 from drippulse.devstack import EmbeddedStack
 from drippulse.settings import Settings
-from tests.stack import ApiServer, QualifierProcess, stack_env
+from tests.stack import ApiServer, WorkerProcess, stack_env
 
 
 @pytest.fixture(scope="session")
@@ -48,8 +48,8 @@ def api_server(stack: EmbeddedStack, settings: Settings) -> Iterator[ApiServer]:
 
 
 @pytest.fixture(scope="session")
-def qualifier(api_server: ApiServer, settings: Settings) -> Iterator[QualifierProcess]:
-    process = QualifierProcess(settings)
+def qualifier(api_server: ApiServer, settings: Settings) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(settings)
     process.start()
     yield process
     process.stop()
@@ -67,3 +67,20 @@ def _new_org(settings: Settings, name: str) -> dict[str, Any]:
 def org_factory(api_server: ApiServer, settings: Settings) -> Any:
     """Creates organizations with an admin key and an authenticated HTTP client each."""
     return lambda name="Test Org": _new_org(settings, name)
+
+
+WEBHOOK_WORKER_ENV = {
+    "DRIPPULSE_WEBHOOK_ALLOW_LOOPBACK": "true",
+    "DRIPPULSE_WEBHOOK_RETRY_SCHEDULE_S": ",".join(["0"] + ["0.2"] * 24),
+    "DRIPPULSE_WEBHOOK_TIMEOUT_S": "2",
+}
+"""Loopback allowed (the test receivers listen on 127.0.0.1) and 25 quick attempts: at a 50 % failure
+rate a message fails them all with probability 3e-8."""
+
+
+@pytest.fixture(scope="session")
+def webhook_worker(api_server: ApiServer, settings: Settings) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(settings, "webhooks", WEBHOOK_WORKER_ENV)
+    process.start()
+    yield process
+    process.stop()

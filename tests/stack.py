@@ -74,25 +74,29 @@ class ApiServer:
         return self.app.state.clickhouse
 
 
-class QualifierProcess:
-    def __init__(self, settings: Settings) -> None:
+class WorkerProcess:
+    """A `drippulse worker KIND` as a real process, so tests can SIGKILL it."""
+
+    def __init__(self, settings: Settings, kind: str = "qualifier", env: dict[str, str] | None = None) -> None:
         self.settings = settings
-        self.env: dict[str, str] = {}
+        self.kind = kind
+        self.env: dict[str, str] = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     def start(self, crash_on_commit: int | None = None) -> None:
-        """Starts the worker; with `crash_on_commit` it SIGKILLs itself right before that commit."""
+        """Starts the worker; with `crash_on_commit` (qualifier only) it SIGKILLs itself right before
+        that commit."""
         self.starts += 1
-        ready = self.settings.home / "ready" / f"qualifier-{self.starts}"
-        argv = [sys.executable, "-m", "drippulse", "worker", "qualifier", "--ready-file", str(ready)]
+        ready = self.settings.home / "ready" / f"{self.kind}-{self.starts}"
+        argv = [sys.executable, "-m", "drippulse", "worker", self.kind, "--ready-file", str(ready)]
         if crash_on_commit is not None:
             argv = [sys.executable, "-m", "tests.crashing_qualifier", str(ready), str(crash_on_commit)]
-        log = self.settings.log_dir / "qualifier.log"
+        log = self.settings.log_dir / f"{self.kind}.log"
         self.process = spawn(argv, log, attached=True, env={**os.environ, **self.env})
         if crash_on_commit is None:
-            wait_until(lambda: ready.exists() or self._died(), 60, "the qualifier to receive partitions")
-            assert not self._died(), f"qualifier exited; see {log}"
+            wait_until(lambda: ready.exists() or self._died(), 60, f"the {self.kind} worker to receive partitions")
+            assert not self._died(), f"{self.kind} worker exited; see {log}"
 
     def wait_for_exit(self, timeout_s: float) -> int:
         assert self.process is not None

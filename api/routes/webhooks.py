@@ -1,23 +1,34 @@
-"""Webhook subscriptions: where an organization's notifications go. Deliveries themselves are made by
-the webhook delivery worker (not built yet); this is the management API it will read."""
+"""Webhook subscriptions (where an organization's notifications go) and their delivery history.
+
+Deliveries are made by `drippulse worker webhooks`; this router manages what it reads, shows what it
+did (every attempt, from ClickHouse) and hands it work: a test message, or a replay of a delivery.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import time
+import uuid
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Response, status
+import orjson
+from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Admin, Reader, get_settings, get_webhooks
+from api.deliveries_reader import DeliveriesReader
+from api.deps import Admin, Reader, Writer, get_deliveries, get_delivery_schedule, get_settings, get_webhooks
 from api.problems import Problem, not_found
-from api.webhook_store import WebhookSubscriptions, public_view
 from drippulse.settings import Settings
 from streams.ssrf_guard import UnsafeDestination, check_destination
+from streams.webhook_schedule import DeliverySchedule, DeliveryTask, now_ms
+from streams.webhook_subscriptions import WebhookSubscriptions, public_view
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 Subscriptions = Annotated[WebhookSubscriptions, Depends(get_webhooks)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+Schedule = Annotated[DeliverySchedule, Depends(get_delivery_schedule)]
+History = Annotated[DeliveriesReader, Depends(get_deliveries)]
+TEST_EVENT_TYPE = "webhook.test"
 
 
 class _Body(BaseModel):
@@ -107,3 +118,67 @@ async def rotate_secret(
     overlap_s = (body.overlap_hours if body else 24) * 3600
     rotated, secret = await webhooks.rotate_secret(principal.org_id, record, overlap_s)
     return {**public_view(rotated), "secret": secret}
+
+
+@router.post("/{webhook_id}/test", status_code=status.HTTP_202_ACCEPTED)
+async def send_test_message(
+    webhook_id: str, principal: Writer, webhooks: Subscriptions, schedule: Schedule
+) -> dict[str, Any]:
+    """Queues a `webhook.test` message to this endpoint (whatever its event-type filter), signed and
+    retried like any other; follow it at `GET .../deliveries/{delivery_id}`."""
+    await _subscription(webhooks, principal.org_id, webhook_id)
+    message_id = f"msg_test_{uuid.uuid4().hex}"
+    payload = {
+        "type": TEST_EVENT_TYPE,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "data": {"webhook_id": webhook_id, "message": "A test message from DripPulse."},
+    }
+    task = DeliveryTask.new(
+        principal.org_id, webhook_id, message_id, TEST_EVENT_TYPE, orjson.dumps(payload).decode(), now_ms()
+    )
+    await schedule.enqueue(task)
+    return task.public_view()
+
+
+@router.get("/{webhook_id}/deliveries")
+async def list_deliveries(
+    webhook_id: str,
+    principal: Reader,
+    webhooks: Subscriptions,
+    history: History,
+    status_filter: Annotated[Literal["delivered", "failed", "pending"] | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """Attempted deliveries, latest attempt first; `pending` means a retry is scheduled."""
+    await _subscription(webhooks, principal.org_id, webhook_id)
+    items, next_cursor = await run_in_threadpool(
+        history.deliveries, principal.org_id, webhook_id, status_filter, limit, cursor
+    )
+    return {"items": items, "next_cursor": next_cursor}
+
+
+async def _delivery(schedule: DeliverySchedule, org_id: str, webhook_id: str, delivery_id: str) -> DeliveryTask:
+    task = await schedule.get(org_id, delivery_id)
+    if task is None or task.webhook_id != webhook_id:
+        raise not_found("delivery", delivery_id)
+    return task
+
+
+@router.get("/{webhook_id}/deliveries/{delivery_id}")
+async def get_delivery(
+    webhook_id: str, delivery_id: str, principal: Reader, schedule: Schedule, history: History
+) -> dict[str, Any]:
+    """The delivery's current state and every attempt so far. Kept for DRIPPULSE_WEBHOOK_RETENTION_S."""
+    task = await _delivery(schedule, principal.org_id, webhook_id, delivery_id)
+    attempts = await run_in_threadpool(history.attempts, principal.org_id, webhook_id, delivery_id)
+    return {**task.public_view(), "attempt_history": attempts}
+
+
+@router.post("/{webhook_id}/deliveries/{delivery_id}/replay", status_code=status.HTTP_202_ACCEPTED)
+async def replay_delivery(
+    webhook_id: str, delivery_id: str, principal: Writer, schedule: Schedule
+) -> dict[str, Any]:
+    """Sends the same message again (same `webhook-id`), with a fresh run of the retry schedule."""
+    task = await _delivery(schedule, principal.org_id, webhook_id, delivery_id)
+    return (await schedule.restart(task)).public_view()

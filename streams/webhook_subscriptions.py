@@ -2,7 +2,8 @@
 
 A secret is shown once (on create or rotation) and stored only encrypted. Rotation keeps the old
 secret valid for an overlap period, during which deliveries are signed with both, so receivers can
-switch without dropping a message.
+switch without dropping a message. The API manages subscriptions; the delivery worker reads them
+(`decode_subscriptions`, with a sync client in its intake thread) and disables failing ones.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import base64
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
-from api.store import new_id
+from streams import state_keys
 from streams.secret_box import SecretBox
+from streams.state_keys import new_id
 
 SECRET_PREFIX = "whsec_"
 
@@ -30,17 +33,30 @@ def generate_signing_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def _key(org_id: str) -> str:
-    return f"dp:{{{org_id}}}:webhooks"
-
-
 def public_view(record: dict[str, Any]) -> dict[str, Any]:
     """What the API shows: never a secret, only how many are valid and until when the old ones are."""
     view = {k: v for k, v in record.items() if k != "secrets"}
     expiring = [s["expires_at_ms"] for s in record["secrets"] if s["expires_at_ms"] is not None]
     view["signing_secrets"] = len(record["secrets"])
     view["previous_secret_valid_until_ms"] = max(expiring) if expiring else None
+    view.setdefault("disabled_reason", None)
     return view
+
+
+def _pruned(record: dict[str, Any]) -> dict[str, Any]:
+    """Drops secrets whose overlap period is over: they no longer sign anything."""
+    now = _now_ms()
+    record["secrets"] = [s for s in record["secrets"] if s["expires_at_ms"] is None or s["expires_at_ms"] > now]
+    return record
+
+
+def decode_subscriptions(raw: Mapping[bytes | str, bytes | str]) -> dict[str, dict[str, Any]]:
+    """webhook_id -> subscription, from the org's hash as HGETALL returns it."""
+    return {_text(key): _pruned(orjson.loads(value)) for key, value in raw.items()}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class WebhookSubscriptions:
@@ -54,28 +70,42 @@ class WebhookSubscriptions:
         record = {
             "id": new_id("wh"),
             **fields,
+            "disabled_reason": None,
             "created_at_ms": now,
             "updated_at_ms": now,
             "secrets": [{"sealed": self._box.seal(secret), "created_at_ms": now, "expires_at_ms": None}],
         }
-        await self._redis.hset(_key(org_id), record["id"], orjson.dumps(record))
+        await self._save(org_id, record)
         return record, secret
 
     async def get(self, org_id: str, webhook_id: str) -> dict[str, Any] | None:
-        raw = await self._redis.hget(_key(org_id), webhook_id)
-        return self._pruned(orjson.loads(raw)) if raw else None
+        raw = await self._redis.hget(state_keys.webhooks(org_id), webhook_id)
+        return _pruned(orjson.loads(raw)) if raw else None
 
     async def list(self, org_id: str) -> list[dict[str, Any]]:
-        entries = await self._redis.hgetall(_key(org_id))
-        return sorted((self._pruned(orjson.loads(raw)) for raw in entries.values()), key=lambda r: r["created_at_ms"])
+        entries = await self._redis.hgetall(state_keys.webhooks(org_id))
+        return sorted(decode_subscriptions(entries).values(), key=lambda r: r["created_at_ms"])
 
     async def update(self, org_id: str, record: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+        """Re-enabling clears the reason it was disabled and the endpoint's failure streak."""
         record = {**record, **changes, "updated_at_ms": _now_ms()}
-        await self._redis.hset(_key(org_id), record["id"], orjson.dumps(record))
+        if changes.get("enabled"):
+            record["disabled_reason"] = None
+            await self._redis.hdel(state_keys.webhook_failing_since(org_id), record["id"])
+        await self._save(org_id, record)
         return record
 
+    async def disable(self, org_id: str, webhook_id: str, reason: str) -> bool:
+        """False when there was nothing to disable (gone, or disabled already)."""
+        record = await self.get(org_id, webhook_id)
+        if record is None or not record.get("enabled", True):
+            return False
+        disabled = {**record, "enabled": False, "disabled_reason": reason, "updated_at_ms": _now_ms()}
+        await self._save(org_id, disabled)
+        return True
+
     async def delete(self, org_id: str, webhook_id: str) -> bool:
-        return bool(await self._redis.hdel(_key(org_id), webhook_id))
+        return bool(await self._redis.hdel(state_keys.webhooks(org_id), webhook_id))
 
     async def rotate_secret(self, org_id: str, record: dict[str, Any], overlap_s: int) -> tuple[dict[str, Any], str]:
         now = _now_ms()
@@ -88,11 +118,12 @@ class WebhookSubscriptions:
             "updated_at_ms": now,
             "secrets": [{"sealed": self._box.seal(secret), "created_at_ms": now, "expires_at_ms": None}, *kept],
         }
-        await self._redis.hset(_key(org_id), record["id"], orjson.dumps(record))
-        return self._pruned(record), secret
+        await self._save(org_id, record)
+        return _pruned(record), secret
 
-    @staticmethod
-    def _pruned(record: dict[str, Any]) -> dict[str, Any]:
-        now = _now_ms()
-        record["secrets"] = [s for s in record["secrets"] if s["expires_at_ms"] is None or s["expires_at_ms"] > now]
-        return record
+    def open_secret(self, sealed: str) -> str:
+        """A signing secret in plaintext, for the delivery worker to sign with; never stored so."""
+        return self._box.open(sealed)
+
+    async def _save(self, org_id: str, record: dict[str, Any]) -> None:
+        await self._redis.hset(state_keys.webhooks(org_id), record["id"], orjson.dumps(record))

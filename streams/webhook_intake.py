@@ -1,0 +1,87 @@
+"""WebhookIntake: drip.webhooks.deliveries -> one scheduled delivery per subscribed endpoint.
+
+Runs in the batch loop (its own thread of the webhook worker): decode a batch, read the subscriptions
+of the batch's orgs with one pipeline, write every new delivery to the schedule with one more, and
+only then let the loop commit. Sending happens elsewhere (WebhookDispatcher), so a slow endpoint never
+holds a partition back. A message with no subscribed endpoint is done once it is read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from confluent_kafka import Message
+
+from processors.delivery_policy import subscribed
+from streams import state_keys
+from streams.batch_runtime import OutputRecord
+from streams.dlq import DeadLetters
+from streams.serde import AvroSerde, DecodeError
+from streams.webhook_schedule import DeliveryTask, now_ms, queue_enqueue
+from streams.webhook_subscriptions import decode_subscriptions
+
+log = logging.getLogger(__name__)
+
+
+class WebhookIntake:
+    def __init__(
+        self,
+        serde: AvroSerde,
+        client: redis.Redis,
+        dead_letters: DeadLetters,
+        first_delay_ms: int,
+        retention_s: int,
+    ) -> None:
+        self._serde = serde
+        self._redis = client
+        self._dead_letters = dead_letters
+        self._first_delay_ms = first_delay_ms
+        self._retention_s = retention_s
+        self.scheduled = 0
+
+    def on_rebalance(self) -> None:
+        """Stateless between batches: subscriptions are read fresh for every batch."""
+
+    def process(self, messages: Sequence[Message]) -> list[OutputRecord]:
+        records: list[dict[str, Any]] = []
+        dead: list[OutputRecord] = []
+        for message in messages:
+            try:
+                records.append(self._serde.decode(message.value()))
+            except DecodeError as exc:
+                dead.append(self._dead_letters.record(message, "decode", str(exc)))
+        if records:
+            self._schedule(records)
+        return dead
+
+    def _schedule(self, records: list[dict[str, Any]]) -> None:
+        subscriptions = self._subscriptions({r["org_id"] for r in records})
+        due = now_ms() + self._first_delay_ms
+        pipe = self._redis.pipeline(transaction=False)
+        scheduled = 0
+        for record in records:
+            for webhook_id, subscription in subscriptions[record["org_id"]].items():
+                if subscription.get("enabled", True) and subscribed(subscription["event_types"], record["event_type"]):
+                    task = DeliveryTask.new(
+                        record["org_id"],
+                        webhook_id,
+                        record["message_id"],
+                        record["event_type"],
+                        record["payload_json"],
+                        due,
+                    )
+                    queue_enqueue(pipe, task, self._retention_s)
+                    scheduled += 1
+        if scheduled:
+            pipe.execute()
+        self.scheduled += scheduled
+
+    def _subscriptions(self, org_ids: set[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        pipe = self._redis.pipeline(transaction=False)
+        ordered = sorted(org_ids)
+        for org_id in ordered:
+            pipe.hgetall(state_keys.webhooks(org_id))
+        return {org_id: decode_subscriptions(raw) for org_id, raw in zip(ordered, pipe.execute(), strict=True)}

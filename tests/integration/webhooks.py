@@ -1,0 +1,57 @@
+"""Shared steps of the webhook delivery tests: subscriptions aimed at a local receiver, messages in."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import redis
+from confluent_kafka import Producer
+
+from drippulse.settings import Settings
+from streams import state_keys, topics
+from tests.stack import serde_for
+from tests.webhook_receiver import Receiver
+
+PUBLIC_URL = "https://93.184.216.34/hooks/drippulse"
+
+
+def subscribe(org: dict[str, Any], settings: Settings, receiver: Receiver, event_types: list[str] | None = None) -> str:
+    """Creates a subscription through the API, then points it at the local receiver.
+
+    The API refuses loopback URLs (the SSRF guard, tested elsewhere), so the record is created with a
+    public URL and its URL rewritten in Redis: the same record a loopback-allowing dev setup would hold.
+    """
+    created = org["client"].post("/api/v1/webhooks", json={"url": PUBLIC_URL, "event_types": event_types or []})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    receiver.secrets.append(body["secret"])
+    client = redis.Redis.from_url(settings.redis_url)
+    key = state_keys.webhooks(org["org_id"])
+    record = orjson.loads(client.hget(key, body["id"]))
+    client.hset(key, body["id"], orjson.dumps({**record, "url": receiver.url}))
+    return str(body["id"])
+
+
+def produce_messages(settings: Settings, org_id: str, count: int, event_type: str = "lead.qualified") -> list[str]:
+    """Puts `count` notifications on drip.webhooks.deliveries, as the qualifier would; their ids."""
+    serde = serde_for(topics.WEBHOOK_DELIVERIES, settings)
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    now = int(time.time() * 1000)
+    message_ids = []
+    for index in range(count):
+        message_id = f"msg_{org_id}_{index}"
+        payload = {"type": event_type, "timestamp": "2026-11-28T00:00:00Z", "data": {"index": index}}
+        record = {
+            "message_id": message_id,
+            "org_id": org_id,
+            "execution_id": f"exec-{index}",
+            "event_type": event_type,
+            "payload_json": orjson.dumps(payload).decode(),
+            "created_at_ms": now,
+        }
+        producer.produce(topics.topic_name(topics.WEBHOOK_DELIVERIES, settings), serde.encode(record), org_id.encode())
+        message_ids.append(message_id)
+    assert producer.flush(30) == 0
+    return message_ids
