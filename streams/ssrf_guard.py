@@ -9,6 +9,7 @@ addresses pass; loopback can be allowed explicitly for local development and tes
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 from urllib.parse import urlsplit
@@ -89,7 +90,7 @@ class GuardedResolver(AbstractResolver):
         try:
             _check_addresses(host, [r["host"] for r in results], self._allow_loopback)
         except UnsafeDestination as exc:
-            raise OSError(str(exc)) from None
+            raise OSError(errno.EACCES, f"unsafe destination: {exc}") from None
         return results
 
     async def close(self) -> None:

@@ -268,20 +268,29 @@ class WebhookDispatcher:
                 log.exception("webhooks: recording outcomes failed; retrying")
 
     async def _record(self) -> None:
-        """Attempt records first (acknowledged by the broker), then the schedule: see the module doc."""
+        """Endpoint health first (it can make this attempt the last), then the attempt records
+        (acknowledged by the broker), then the schedule: see the module doc."""
         finished, self._finished = self._finished, []
         if not finished:
             return
         try:
+            disabling = await self._track_endpoint_health(finished)
             for item in finished:
                 self._produce(item.attempt)
             remaining = await asyncio.get_running_loop().run_in_executor(None, self._producer.flush, 30)
             if remaining:
                 log.error("webhooks: %d attempt records not acknowledged by the broker", remaining)
-            await self._update_schedule(finished)
+            pipe = self._schedule.pipeline()
+            for item in finished:
+                self._schedule.queue_update(pipe, item.task)
+            await pipe.execute()
         except Exception:
             self._finished = finished + self._finished
             raise
+        for (org_id, webhook_id), reason in disabling.items():
+            if await self._subscriptions.disable(org_id, webhook_id, reason):
+                self._endpoints.forget(org_id)
+                log.warning("webhooks: disabled %s of %s: %s", webhook_id, org_id, reason)
 
     def _produce(self, attempt: dict[str, Any]) -> None:
         value = self._attempts.encode(attempt)
@@ -292,30 +301,41 @@ class WebhookDispatcher:
             except BufferError:
                 self._producer.poll(0.05)
 
-    async def _update_schedule(self, finished: list[Finished]) -> None:
+    async def _track_endpoint_health(self, finished: list[Finished]) -> dict[tuple[str, str], str]:
+        """Updates each endpoint's failure streak; returns the endpoints to disable and why, having
+        turned their still-pending deliveries in this batch into failures."""
         pipe = self._schedule.pipeline()
         failures: list[tuple[Finished, int]] = []
         """Each failure with the index of its HGET (the failure streak's start) in the results."""
         for item in finished:
-            task = item.task
-            self._schedule.queue_update(pipe, task)
-            failing_key = state_keys.webhook_failing_since(task.org_id)
+            failing_key = state_keys.webhook_failing_since(item.task.org_id)
             if item.verdict.result == AttemptResult.SUCCEEDED:
-                pipe.hdel(failing_key, task.webhook_id)
+                pipe.hdel(failing_key, item.task.webhook_id)
             else:
-                pipe.hsetnx(failing_key, task.webhook_id, item.attempt["attempted_at_ms"])
-                pipe.hget(failing_key, task.webhook_id)
+                pipe.hsetnx(failing_key, item.task.webhook_id, item.attempt["attempted_at_ms"])
+                pipe.hget(failing_key, item.task.webhook_id)
                 failures.append((item, len(pipe) - 1))
         results = await pipe.execute()
         now = now_ms()
+        disabling: dict[tuple[str, str], str] = {}
         for item, index in failures:
-            since = int(results[index])
             reason = item.verdict.disable_subscription
-            if reason is None and failing_too_long(since, now, self._config.disable_after_s):
+            if reason is None and failing_too_long(int(results[index]), now, self._config.disable_after_s):
                 reason = f"every attempt failed for {self._config.disable_after_s:g} s"
-            if reason is not None and await self._subscriptions.disable(item.task.org_id, item.task.webhook_id, reason):
-                self._endpoints.forget(item.task.org_id)
-                log.warning("webhooks: disabled %s of %s: %s", item.task.webhook_id, item.task.org_id, reason)
+            if reason is not None:
+                disabling[(item.task.org_id, item.task.webhook_id)] = reason
+        for item, _ in failures:
+            reason = disabling.get((item.task.org_id, item.task.webhook_id))
+            if reason is not None and item.task.status == DeliveryStatus.PENDING:
+                item.task = replace(
+                    item.task,
+                    status=DeliveryStatus.FAILED,
+                    next_attempt_at_ms=None,
+                    completed_at_ms=now,
+                    last_error=f"{item.task.last_error}; the subscription is disabled: {reason}",
+                )
+                item.attempt.update(result=AttemptResult.FAILED.value, next_attempt_at_ms=None)
+        return disabling
 
 
 def _elapsed_ms(started: float) -> int:

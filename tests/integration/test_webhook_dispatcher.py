@@ -1,0 +1,196 @@
+"""The dispatcher in this process, with settings the shared worker does not have: the SSRF guard at
+send time (loopback not allowed), automatic disabling, per-endpoint concurrency. It uses its own Redis
+database, so the session's webhook worker never claims these deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from confluent_kafka import Producer
+
+from drippulse.settings import Settings
+from streams import topics
+from streams.secret_box import secret_box
+from streams.webhook_dispatcher import DispatchConfig, WebhookDispatcher
+from streams.webhook_schedule import DeliverySchedule, DeliveryTask, now_ms
+from streams.webhook_subscriptions import WebhookSubscriptions
+from tests.stack import serde_for
+from tests.webhook_receiver import Receiver, always
+
+pytestmark = pytest.mark.stack
+ORG = "org_dispatch_test"
+
+
+@pytest.fixture
+def redis_db1(stack: Any, settings: Settings) -> Iterator[str]:
+    url = settings.redis_url.rsplit("/", 1)[0] + "/1"
+    redis.Redis.from_url(url).flushdb()
+    yield url
+    redis.Redis.from_url(url).flushdb()
+
+
+def _config(**overrides: Any) -> DispatchConfig:
+    defaults: dict[str, Any] = {
+        "retry_schedule_s": (0,),
+        "timeout_s": 5,
+        "max_in_flight": 50,
+        "endpoint_concurrency": 10,
+        "disable_after_s": 3600,
+        "response_excerpt_bytes": 100,
+        "allow_loopback": False,
+    }
+    return DispatchConfig(**{**defaults, **overrides})
+
+
+class Harness:
+    """Subscriptions and deliveries in Redis db 1, and a dispatcher run until a condition holds."""
+
+    def __init__(self, settings: Settings, redis_url: str) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+
+    async def _parts(self) -> tuple[aioredis.Redis, WebhookSubscriptions, DeliverySchedule]:
+        client = aioredis.Redis.from_url(self.redis_url)
+        return client, WebhookSubscriptions(client, secret_box(self.settings)), DeliverySchedule(client, 3600)
+
+    def subscribe(self, url: str, receiver: Receiver | None = None) -> str:
+        async def create() -> str:
+            client, subscriptions, _ = await self._parts()
+            record, secret = await subscriptions.create(ORG, {"url": url, "event_types": [], "enabled": True})
+            await client.aclose()
+            if receiver is not None:
+                receiver.secrets.append(secret)
+            return str(record["id"])
+
+        return asyncio.run(create())
+
+    def enqueue(self, webhook_id: str, count: int, prefix: str) -> list[str]:
+        async def add() -> list[str]:
+            client, _, schedule = await self._parts()
+            message_ids = [f"msg_{prefix}_{i}" for i in range(count)]
+            for message_id in message_ids:
+                await schedule.enqueue(DeliveryTask.new(ORG, webhook_id, message_id, "lead.qualified", "{}", now_ms()))
+            await client.aclose()
+            return message_ids
+
+        return asyncio.run(add())
+
+    def run(self, config: DispatchConfig, until: Callable[[], bool], timeout_s: float = 30) -> WebhookDispatcher:
+        """Runs a dispatcher in a thread (its own event loop) until `until()` holds or time is up."""
+        stop = threading.Event()
+        built: list[WebhookDispatcher] = []
+
+        async def main() -> None:
+            client, subscriptions, schedule = await self._parts()
+            dispatcher = WebhookDispatcher(
+                schedule=schedule,
+                subscriptions=subscriptions,
+                client=client,
+                producer=Producer({"bootstrap.servers": self.settings.kafka_bootstrap_servers}),
+                attempts=(
+                    serde_for(topics.WEBHOOK_ATTEMPTS, self.settings),
+                    topics.topic_name(topics.WEBHOOK_ATTEMPTS, self.settings),
+                ),
+                config=config,
+            )
+            built.append(dispatcher)
+            await dispatcher.run(stop)
+            await client.aclose()
+
+        thread = threading.Thread(target=asyncio.run, args=(main(),))
+        thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not until() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        thread.join(timeout=30)
+        return built[0]
+
+    def task(self, webhook_id: str, message_id: str) -> DeliveryTask | None:
+        from processors import ids
+
+        async def get() -> DeliveryTask | None:
+            client, _, schedule = await self._parts()
+            found = await schedule.get(ORG, ids.webhook_delivery_id(message_id, webhook_id))
+            await client.aclose()
+            return found
+
+        return asyncio.run(get())
+
+    def subscription(self, webhook_id: str) -> dict[str, Any] | None:
+        async def get() -> dict[str, Any] | None:
+            client, subscriptions, _ = await self._parts()
+            found = await subscriptions.get(ORG, webhook_id)
+            await client.aclose()
+            return found
+
+        return asyncio.run(get())
+
+
+@pytest.fixture
+def harness(settings: Settings, redis_db1: str) -> Harness:
+    return Harness(settings, redis_db1)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:{port}/hooks", "loopback"),
+        ("http://localhost:{port}/hooks", "loopback"),
+        ("http://10.0.0.1/hook", "private"),
+        ("http://169.254.169.254/latest/meta-data", "metadata"),
+    ],
+)
+def test_unsafe_destinations_are_refused_at_send_time(harness: Harness, url: str, reason: str) -> None:
+    """Whatever is stored (DNS may have changed since the subscription was saved), nothing is sent."""
+    with Receiver() as receiver:
+        port = receiver.url.split(":")[2].split("/")[0]
+        webhook_id = harness.subscribe(url.format(port=port))
+        (message_id,) = harness.enqueue(webhook_id, 1, "ssrf")
+        dispatcher = harness.run(_config(), lambda: False, timeout_s=1.5)
+        assert receiver.answers == {}
+    task = harness.task(webhook_id, message_id)
+    assert task is not None and task.status == "failed" and dispatcher.stats["failed"] == 1
+    assert "unsafe destination" in task.last_error or "resolves to" in task.last_error
+    assert reason in task.last_error
+
+
+def test_an_endpoint_failing_for_the_whole_period_is_disabled(harness: Harness) -> None:
+    with Receiver(always(503)) as receiver:
+        webhook_id = harness.subscribe(receiver.url, receiver)
+        (message_id,) = harness.enqueue(webhook_id, 1, "down")
+        harness.run(
+            _config(allow_loopback=True, retry_schedule_s=(0,) + (0.2,) * 20, disable_after_s=1),
+            lambda: not (harness.subscription(webhook_id) or {}).get("enabled", True),
+        )
+        requests = len(receiver.answers[message_id])
+    subscription = harness.subscription(webhook_id)
+    assert subscription is not None and subscription["enabled"] is False
+    assert "every attempt failed" in subscription["disabled_reason"]
+    assert 3 <= requests < 21, "retried for about the disable period, then stopped"
+    task = harness.task(webhook_id, message_id)
+    assert task is not None and task.status == "failed" and "disabled" in task.last_error
+
+
+def test_a_slow_endpoint_does_not_starve_the_others(harness: Harness) -> None:
+    with Receiver(delay_s=0.5) as slow, Receiver() as fast:
+        slow_id = harness.subscribe(slow.url, slow)
+        fast_id = harness.subscribe(fast.url, fast)
+        slow_ids = harness.enqueue(slow_id, 20, "slow")
+        fast_ids = harness.enqueue(fast_id, 40, "fast")
+        dispatcher = harness.run(
+            _config(allow_loopback=True, endpoint_concurrency=2, max_in_flight=10),
+            lambda: len(fast.delivered()) == len(fast_ids),
+        )
+        slow_done = len(slow.delivered())
+        assert slow.max_concurrent <= 2, "never more than the per-endpoint limit at once"
+        assert len(fast.delivered()) == len(fast_ids)
+        assert slow_done < len(slow_ids), "the fast endpoint finished while the slow one was still busy"
+        assert dispatcher.stats["deferred"] > 0
