@@ -6,6 +6,8 @@ Definitions (also in the README):
   ceiling for any Python processor of this data on this machine.
 - broker_bytes_passthrough: consume and produce the bytes untouched; the broker's own limit.
 - qualifier: the real LeadQualifier worker, 1,000 orgs x 10 active workflows.
+- webhook_deliveries: one `drippulse worker webhooks` process delivering signed messages to a local
+  receiver that answers 200 at once (bench/webhook_deliveries.py).
 - engine_evals: event x workflow evaluations per second on one core, no I/O: every workflow's
   trigger is checked and enrolled events run the full step graph (about 14 conditions each).
   Median of 5 runs (min and max reported too): run-to-run noise on the 2-core machine is about 25%.
@@ -30,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+
+from bench import webhook_deliveries
 from rich.table import Table
 
 OUT = Path(__file__).resolve().parent / "out" / "results.json"
@@ -38,7 +42,12 @@ EVENTS = int(os.environ.get("BENCH_EVENTS", "150000"))
 WARMUP = int(os.environ.get("BENCH_WARMUP_EVENTS", "25000"))
 PROCESSES = int(os.environ.get("BENCH_PROCESSES", str(os.cpu_count() or 1)))
 BATCH = 5_000
-TARGETS = {"qualifier_events_per_s": 15_000, "qualifier_vs_raw_ratio": 0.25, "engine_evals_per_s": 200_000}
+TARGETS = {
+    "qualifier_events_per_s": 15_000,
+    "qualifier_vs_raw_ratio": 0.25,
+    "engine_evals_per_s": 200_000,
+    "webhook_deliveries_per_s": 3_000,
+}
 console = Console()
 
 
@@ -236,6 +245,7 @@ def run() -> dict[str, Any]:
     broker = _measure(raw_worker, prefix, touch_bytes=False)
     raw = _measure(raw_worker, prefix)
     qualifier = _measure(qualifier_worker, prefix)
+    webhooks = webhook_deliveries.measure(_settings(prefix), _settings(prefix).log_dir)
     runs = sorted(engine_evals() for _ in range(5))
     evals_per_s, enrolled_share = runs[2]
     return {
@@ -250,6 +260,7 @@ def run() -> dict[str, Any]:
         "qualifier_vs_broker_bytes_ratio": round(qualifier["events_per_s"] / broker["events_per_s"], 3),
         "qualifier_rss_mb": round(qualifier["rss_mb"], 1),
         "qualifier_outputs_per_event": round(qualifier["outputs_per_event"], 2),
+        **webhooks,
     }
 
 
@@ -265,7 +276,8 @@ def report(figures: dict[str, Any]) -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({
         "figures": figures, "targets": TARGETS, "machine": _machine(),
-        "workload": {"events": EVENTS, "warmup_events": WARMUP, "orgs": ORGS, "workflows_per_org": 10,
+        "workload": {"webhook_messages": webhook_deliveries.MESSAGES, "webhook_endpoints": webhook_deliveries.ENDPOINTS,
+                     "events": EVENTS, "warmup_events": WARMUP, "orgs": ORGS, "workflows_per_org": 10,
                      "processes_per_loop": PROCESSES, "batch": BATCH},
     }, indent=2))
     console.print(f"wrote {OUT}")

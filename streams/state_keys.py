@@ -93,5 +93,5 @@ def webhook_delivery(org_id: str, delivery_id: str) -> str:
 
 
 WEBHOOK_SCHEDULE = "dp:{webhooks}:due"
-"""Sorted set "org_id/delivery_id" -> ms the next attempt is due. Claiming moves the score forward by
+"""Sorted set "delivery_id/org_id" -> ms the next attempt is due. Claiming moves the score forward by
 a lease, so a delivery claimed by a worker that dies becomes due again when the lease runs out."""

@@ -2,8 +2,9 @@
 
 One asyncio loop keeps up to `max_in_flight` requests open over a pooled aiohttp session. Nothing waits
 on one message: each claimed delivery is its own task, and the loop claims more as slots free up. An
-endpoint already holding `endpoint_concurrency` requests gets its further deliveries handed back to
-the schedule for a moment, so one slow endpoint cannot occupy the slots every other endpoint needs.
+endpoint already holding `endpoint_concurrency` requests queues as many more locally, and any further
+deliveries go back to the schedule for a moment, so one slow endpoint cannot occupy the slots every
+other endpoint needs.
 
 Outcomes are recorded in batches: the attempt records go to drip.webhooks.attempts (and on to
 ClickHouse) and are acknowledged by the broker first, then the schedule is updated in one Redis
@@ -19,7 +20,7 @@ import random
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -56,8 +57,10 @@ class DispatchConfig:
 
     @property
     def lease_ms(self) -> int:
-        """Longer than any attempt can take, so a live worker always finishes before its lease ends."""
-        return int((self.timeout_s + 5) * 1000)
+        """Longer than a delivery can be held: one attempt's wait in its endpoint's local queue (at
+        most the queue's length of attempts ahead, `endpoint_concurrency` at a time: one timeout) plus
+        its own, so a live worker always finishes before its lease ends."""
+        return int((2 * self.timeout_s + 5) * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,16 +86,26 @@ class Endpoints:
         self._ttl_s = ttl_s
         self._orgs: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
         self._signers: dict[str, Webhook] = {}
+        self._reloading: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def find(self, org_id: str, webhook_id: str) -> tuple[dict[str, Any], list[Webhook]] | None:
-        loaded_at, subscriptions = self._orgs.get(org_id, (0.0, {}))
-        if time.monotonic() - loaded_at > self._ttl_s:
-            subscriptions = {r["id"]: r for r in await self._store.list(org_id)}
-            self._orgs[org_id] = (time.monotonic(), subscriptions)
-        record = subscriptions.get(webhook_id)
+        record = (await self._subscriptions(org_id)).get(webhook_id)
         if record is None:
             return None
         return record, [self._signer(secret["sealed"]) for secret in record["secrets"]]
+
+    async def _subscriptions(self, org_id: str) -> dict[str, dict[str, Any]]:
+        """One reload per org at a time: the hundreds of attempts that find the cache stale at once
+        wait for the same read instead of each making it."""
+        loaded_at, subscriptions = self._orgs.get(org_id, (0.0, {}))
+        if time.monotonic() - loaded_at <= self._ttl_s:
+            return subscriptions
+        async with self._reloading[org_id]:
+            loaded_at, subscriptions = self._orgs.get(org_id, (0.0, {}))
+            if time.monotonic() - loaded_at > self._ttl_s:
+                subscriptions = {r["id"]: r for r in await self._store.list(org_id)}
+                self._orgs[org_id] = (time.monotonic(), subscriptions)
+            return subscriptions
 
     def _signer(self, sealed: str) -> Webhook:
         """Opening a sealed secret costs a Fernet decryption; each is opened once per process."""
@@ -129,6 +142,10 @@ class WebhookDispatcher:
         self._config = config
         self._rng = random.Random()
         self._busy: Counter[str] = Counter()
+        self._waiting: defaultdict[str, deque[DeliveryTask]] = defaultdict(deque)
+        """Claimed deliveries whose endpoint is at its concurrency limit, up to the limit again per
+        endpoint; beyond that they go back to the schedule (see `_defer`)."""
+        self._queued = 0
         self._in_flight: set[asyncio.Task[None]] = set()
         self._finished: list[Finished] = []
         self.stats: Counter[str] = Counter()
@@ -149,7 +166,7 @@ class WebhookDispatcher:
             await self._record()
 
     async def _dispatch_round(self, session: aiohttp.ClientSession) -> None:
-        room = self._config.max_in_flight - len(self._in_flight)
+        room = self._config.max_in_flight - len(self._in_flight) - self._queued
         if room <= 0:
             await asyncio.wait(self._in_flight, timeout=self._config.poll_interval_s, return_when="FIRST_COMPLETED")
             return
@@ -159,18 +176,35 @@ class WebhookDispatcher:
             log.warning("webhooks: cannot claim deliveries: %s", exc)
             claimed = []
         deferred = []
+        limit = self._config.endpoint_concurrency
         for task in claimed:
-            if self._busy[task.webhook_id] >= self._config.endpoint_concurrency:
+            if self._busy[task.webhook_id] < limit:
+                self._start(session, task)
+            elif len(self._waiting[task.webhook_id]) < limit:
+                self._waiting[task.webhook_id].append(task)
+                self._queued += 1
+            else:
                 deferred.append(task)
-                continue
-            self._busy[task.webhook_id] += 1
-            attempt = asyncio.create_task(self._attempt(session, task))
-            self._in_flight.add(attempt)
-            attempt.add_done_callback(self._in_flight.discard)
         if deferred:
             await self._defer(deferred)
         if len(claimed) < room:
             await asyncio.sleep(self._config.poll_interval_s)
+
+    def _start(self, session: aiohttp.ClientSession, task: DeliveryTask) -> None:
+        self._busy[task.webhook_id] += 1
+        attempt = asyncio.create_task(self._attempt(session, task))
+        self._in_flight.add(attempt)
+        attempt.add_done_callback(self._in_flight.discard)
+
+    def _release(self, session: aiohttp.ClientSession, webhook_id: str) -> None:
+        """An endpoint slot is free: its next locally queued delivery takes it."""
+        self._busy[webhook_id] -= 1
+        waiting = self._waiting.get(webhook_id)
+        if waiting:
+            self._queued -= 1
+            self._start(session, waiting.popleft())
+            if not waiting:
+                del self._waiting[webhook_id]
 
     async def _defer(self, tasks: list[DeliveryTask]) -> None:
         pipe = self._schedule.pipeline()
@@ -196,7 +230,7 @@ class WebhookDispatcher:
         except Exception:
             log.exception("webhooks: attempt of %s failed unexpectedly; retried after its lease", task.delivery_id)
         finally:
-            self._busy[task.webhook_id] -= 1
+            self._release(session, task.webhook_id)
 
     async def _send(
         self, session: aiohttp.ClientSession, url: str, signers: list[Webhook], task: DeliveryTask
@@ -307,11 +341,13 @@ class WebhookDispatcher:
         pipe = self._schedule.pipeline()
         failures: list[tuple[Finished, int]] = []
         """Each failure with the index of its HGET (the failure streak's start) in the results."""
+        ok = AttemptResult.SUCCEEDED
+        succeeded = {(i.task.org_id, i.task.webhook_id) for i in finished if i.verdict.result == ok}
+        for org_id, webhook_id in succeeded:
+            pipe.hdel(state_keys.webhook_failing_since(org_id), webhook_id)
         for item in finished:
             failing_key = state_keys.webhook_failing_since(item.task.org_id)
-            if item.verdict.result == AttemptResult.SUCCEEDED:
-                pipe.hdel(failing_key, item.task.webhook_id)
-            else:
+            if item.verdict.result != AttemptResult.SUCCEEDED:
                 pipe.hsetnx(failing_key, item.task.webhook_id, item.attempt["attempted_at_ms"])
                 pipe.hget(failing_key, item.task.webhook_id)
                 failures.append((item, len(pipe) - 1))

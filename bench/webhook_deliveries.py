@@ -1,0 +1,143 @@
+"""webhook_deliveries_per_s: one real `drippulse worker webhooks` process delivering to a local receiver
+that answers 200 at once.
+
+The receiver is a minimal asyncio HTTP/1.1 server in its own process (keep-alive, no parsing beyond
+Content-Length), so the figure measures the worker and not the receiver. Messages are on the
+deliveries topic before the worker starts; the rate is taken from the receiver's request count after
+the first WARMUP deliveries, when connections are open and subscriptions cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+MESSAGES = int(os.environ.get("BENCH_WEBHOOK_MESSAGES", "40000"))
+WARMUP = int(os.environ.get("BENCH_WEBHOOK_WARMUP", "5000"))
+ENDPOINTS = 10
+
+
+class _Answer200(asyncio.Protocol):
+    def __init__(self, counter: Any) -> None:
+        self._counter = counter
+        self._buffer = b""
+        self._transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while True:
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            length = 0
+            for line in self._buffer[:end].split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(self._buffer) < end + 4 + length:
+                return
+            self._buffer = self._buffer[end + 4 + length :]
+            self._transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            with self._counter.get_lock():
+                self._counter.value += 1
+
+
+def _serve(port: Any, counter: Any) -> None:
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(lambda: _Answer200(counter), "127.0.0.1", 0)
+        port.value = server.sockets[0].getsockname()[1]
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def _subscribe(settings: Any, url: str) -> None:
+    import redis.asyncio as aioredis
+
+    from streams.secret_box import secret_box
+    from streams.webhook_subscriptions import WebhookSubscriptions
+
+    async def create() -> None:
+        client = aioredis.Redis.from_url(settings.redis_url)
+        subscriptions = WebhookSubscriptions(client, secret_box(settings))
+        for n in range(ENDPOINTS):
+            await subscriptions.create(f"bench-org-{n}", {"url": url, "event_types": [], "enabled": True})
+        await client.aclose()
+
+    asyncio.run(create())
+
+
+def _produce(settings: Any) -> None:
+    import orjson
+
+    from streams import topics
+    from streams.kafka import ensure_topics, make_producer
+    from streams.schema_registry import make_registry
+    from streams.serde import AvroSerde
+
+    ensure_topics(settings)
+    name = topics.topic_name(topics.WEBHOOK_DELIVERIES, settings)
+    serde = AvroSerde(topics.WEBHOOK_DELIVERIES, name, make_registry(settings.schema_registry_url))
+    producer = make_producer(settings)
+    payload = orjson.dumps({"type": "lead.qualified", "timestamp": "2026-11-28T00:00:00Z", "data": {"tier": "A"}})
+    now = int(time.time() * 1000)
+    for n in range(MESSAGES):
+        org_id = f"bench-org-{n % ENDPOINTS}"
+        record = {
+            "message_id": f"msg_bench_{n}",
+            "org_id": org_id,
+            "execution_id": f"exec-{n}",
+            "event_type": "lead.qualified",
+            "payload_json": payload.decode(),
+            "created_at_ms": now,
+        }
+        while True:
+            try:
+                producer.produce(name, serde.encode(record), org_id.encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+    assert producer.flush(120) == 0
+
+
+def measure(settings: Any, log_dir: Path) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    port, counter = context.Value("i", 0), context.Value("q", 0)
+    receiver = context.Process(target=_serve, args=(port, counter), daemon=True)
+    receiver.start()
+    while port.value == 0:
+        time.sleep(0.01)
+    _subscribe(settings, f"http://127.0.0.1:{port.value}/hooks")
+    _produce(settings)
+    env = {**os.environ, "DRIPPULSE_WEBHOOK_ALLOW_LOOPBACK": "true", "DRIPPULSE_LOG_LEVEL": "WARNING"}
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with (log_dir / "bench-webhooks.log").open("ab") as log:
+        worker = subprocess.Popen(
+            [*os.environ.get("BENCH_WRAP", "").split(), sys.executable, "-m", "drippulse", "worker", "webhooks"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    samples: list[tuple[float, int]] = []
+    deadline = time.monotonic() + 300
+    try:
+        while counter.value < MESSAGES and time.monotonic() < deadline and worker.poll() is None:
+            samples.append((time.monotonic(), counter.value))
+            time.sleep(0.05)
+        samples.append((time.monotonic(), counter.value))
+    finally:
+        worker.send_signal(signal.SIGINT)
+        worker.wait(timeout=30)
+        receiver.terminate()
+    if counter.value < MESSAGES:
+        raise RuntimeError(f"the webhook worker delivered {counter.value} of {MESSAGES} messages")
+    start_at, start_count = next((at, n) for at, n in samples if n >= WARMUP)
+    end_at, end_count = next((at, n) for at, n in samples if n >= MESSAGES)
+    return {"webhook_deliveries_per_s": round((end_count - start_count) / (end_at - start_at))}
