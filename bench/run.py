@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
 from bench import webhook_deliveries
-from rich.table import Table
 
 OUT = Path(__file__).resolve().parent / "out" / "results.json"
 ORGS = 1_000

@@ -122,9 +122,10 @@ def measure(settings: Any, log_dir: Path) -> dict[str, Any]:
     env = {**os.environ, "DRIPPULSE_WEBHOOK_ALLOW_LOOPBACK": "true", "DRIPPULSE_LOG_LEVEL": "WARNING"}
     log_dir.mkdir(parents=True, exist_ok=True)
     with (log_dir / "bench-webhooks.log").open("ab") as log:
-        worker = subprocess.Popen(
-            [*os.environ.get("BENCH_WRAP", "").split(), sys.executable, "-m", "drippulse", "worker", "webhooks"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        profiler = os.environ.get("BENCH_PROFILER", "").split()
+        """e.g. BENCH_PROFILER="py-spy record -o profile.txt -f raw --" to see where the worker spends."""
+        argv = [*profiler, sys.executable, "-m", "drippulse", "worker", "webhooks"]
+        worker = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     samples: list[tuple[float, int]] = []
     deadline = time.monotonic() + 300
     try:
