@@ -122,8 +122,8 @@ def measure(settings: Any, log_dir: Path) -> dict[str, Any]:
     env = {**os.environ, "DRIPPULSE_WEBHOOK_ALLOW_LOOPBACK": "true", "DRIPPULSE_LOG_LEVEL": "WARNING"}
     log_dir.mkdir(parents=True, exist_ok=True)
     with (log_dir / "bench-webhooks.log").open("ab") as log:
+        # BENCH_PROFILER="py-spy record -o profile.txt -f raw --" shows where the worker spends its time.
         profiler = os.environ.get("BENCH_PROFILER", "").split()
-        """e.g. BENCH_PROFILER="py-spy record -o profile.txt -f raw --" to see where the worker spends."""
         argv = [*profiler, sys.executable, "-m", "drippulse", "worker", "webhooks"]
         worker = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     samples: list[tuple[float, int]] = []
