@@ -17,7 +17,18 @@ from api.deliveries_reader import DeliveriesReader
 from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
 from api.history_reader import InboundHistoryReader
-from api.routes import api_keys, events, executions, health, schema_registry, webhooks, workflows
+from api.inbound_sources import InboundSources
+from api.routes import (
+    api_keys,
+    events,
+    executions,
+    health,
+    hooks,
+    inbound_sources,
+    schema_registry,
+    webhooks,
+    workflows,
+)
 from api.store import ControlPlaneStore
 from drippulse.settings import Settings, load_settings
 from drippulse.workers import build_sinks, run_in_threads
@@ -52,7 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.redis = redis_client
         app.state.store = ControlPlaneStore(redis_client)
-        app.state.webhooks = WebhookSubscriptions(redis_client, secret_box(settings))
+        box = secret_box(settings)
+        app.state.webhooks = WebhookSubscriptions(redis_client, box)
+        app.state.inbound_sources = InboundSources(redis_client, box)
         app.state.publisher = publisher
         app.state.clickhouse = clickhouse
         app.state.executions = ExecutionsReader(clickhouse)
@@ -78,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    for module in (health, workflows, events, executions, api_keys, webhooks):
+    for module in (health, workflows, events, executions, api_keys, webhooks, inbound_sources, hooks):
         app.include_router(module.router)
     if not settings.schema_registry_url:
         app.include_router(schema_registry.router)

@@ -13,6 +13,7 @@ from api.deliveries_reader import DeliveriesReader
 from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
 from api.history_reader import InboundHistoryReader
+from api.inbound_sources import InboundSources
 from api.problems import Problem
 from api.store import ControlPlaneStore
 from drippulse.settings import Settings
@@ -52,6 +53,10 @@ def get_delivery_schedule(request: Request) -> DeliverySchedule:
 
 def get_deliveries(request: Request) -> DeliveriesReader:
     return cast(DeliveriesReader, request.app.state.deliveries)
+
+
+def get_inbound_sources(request: Request) -> InboundSources:
+    return cast(InboundSources, request.app.state.inbound_sources)
 
 
 def get_history(request: Request) -> InboundHistoryReader:

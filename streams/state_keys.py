@@ -95,3 +95,13 @@ def webhook_delivery(org_id: str, delivery_id: str) -> str:
 WEBHOOK_SCHEDULE = "dp:{webhooks}:due"
 """Sorted set "delivery_id/org_id" -> ms the next attempt is due. Claiming moves the score forward by
 a lease, so a delivery claimed by a worker that dies becomes due again when the lease runs out."""
+
+
+def inbound_sources(org_id: str) -> str:
+    """Hash source_id -> inbound webhook source JSON (verification secret sealed)."""
+    return f"dp:{{{org_id}}}:hooksources"
+
+
+def inbound_source_owner(source_id: str) -> str:
+    """Global lookup from a source id to its org: a signed hook brings no API key, only the id."""
+    return f"dp:hooksource:{source_id}"

@@ -11,6 +11,7 @@ from api.deps import Store, Writer, get_publisher, get_settings
 from api.event_publisher import EventPublisher, PublishFailed
 from api.models import MAX_EVENTS_PER_REQUEST, EventIn, EventsAccepted
 from api.problems import Problem, invalid, validation_errors
+from api.store import ControlPlaneStore
 from drippulse.settings import Settings
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
@@ -42,19 +43,14 @@ def _parse(body: Any) -> list[EventIn]:
         raise invalid(validation_errors(body, exc.errors(include_url=False))) from None
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted)
-async def post_events(
-    principal: Writer,
-    store: Store,
-    publisher: Annotated[EventPublisher, Depends(get_publisher)],
-    settings: Annotated[Settings, Depends(get_settings)],
-    body: Annotated[Any, Body(description="One event, or a JSON array of up to 1,000 events.")],
+async def accept_events(
+    org_id: str, events: list[EventIn], store: ControlPlaneStore, publisher: EventPublisher, settings: Settings
 ) -> EventsAccepted:
-    """Answers once the broker acknowledged every accepted event, so 202 means durably queued."""
-    events = _parse(body)
-    records = [event.to_record(principal.org_id) for event in events]
+    """Drops client event ids seen in the dedup window, produces the rest and waits for the broker's
+    acknowledgement, so acceptance means durably queued. Shared by /events and signed inbound hooks."""
+    records = [event.to_record(org_id) for event in events]
     client_ids = list(dict.fromkeys(r["event_id"] for r, e in zip(records, events, strict=True) if e.event_id))
-    claimed = await store.claim_event_ids(principal.org_id, client_ids, settings.event_dedup_window_s)
+    claimed = await store.claim_event_ids(org_id, client_ids, settings.event_dedup_window_s)
     claimable = {event_id for event_id, fresh in zip(client_ids, claimed, strict=True) if fresh}
     fresh_records, duplicates = [], []
     for record, event in zip(records, events, strict=True):
@@ -66,10 +62,22 @@ async def post_events(
     try:
         await publisher.publish(fresh_records)
     except PublishFailed as exc:
-        await store.release_event_ids(principal.org_id, [r["event_id"] for r in fresh_records])
+        await store.release_event_ids(org_id, [r["event_id"] for r in fresh_records])
         raise Problem(503, "broker-unavailable", "Events not accepted", str(exc)) from None
     return EventsAccepted(
         accepted=len(fresh_records),
         event_ids=[r["event_id"] for r in fresh_records],
         duplicates=duplicates,
     )
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted)
+async def post_events(
+    principal: Writer,
+    store: Store,
+    publisher: Annotated[EventPublisher, Depends(get_publisher)],
+    settings: Annotated[Settings, Depends(get_settings)],
+    body: Annotated[Any, Body(description="One event, or a JSON array of up to 1,000 events.")],
+) -> EventsAccepted:
+    """Answers once the broker acknowledged every accepted event, so 202 means durably queued."""
+    return await accept_events(principal.org_id, _parse(body), store, publisher, settings)

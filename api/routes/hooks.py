@@ -1,0 +1,68 @@
+"""POST /api/v1/hooks/{source_id}: events pushed by a third party, authenticated by their signature.
+
+Verification is the Standard Webhooks scheme, with the `standardwebhooks` library: HMAC-SHA256 over
+`webhook-id.webhook-timestamp.body`, timestamps older or newer than 5 minutes refused, so a captured
+request cannot be replayed later. Nothing is produced unless the signature holds. The sender's
+`webhook-id` becomes the event id, so its retries of one message are deduplicated like any client id.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, status
+from pydantic import ValidationError
+from standardwebhooks import WebhookVerificationError
+from standardwebhooks.webhooks import Webhook
+
+from api.deps import Store, get_inbound_sources, get_publisher, get_settings
+from api.event_publisher import EventPublisher
+from api.inbound_sources import InboundSources
+from api.models import EventIn, EventsAccepted
+from api.problems import Problem, invalid, validation_errors
+from api.routes.events import accept_events
+from drippulse.settings import Settings
+from processors.payload_mapping import map_payload
+
+router = APIRouter(prefix="/api/v1/hooks", tags=["inbound webhooks"])
+MAX_BODY_BYTES = 256 * 1024
+
+
+def _event(source: dict[str, Any], message_id: str, payload: Any) -> EventIn:
+    fields = map_payload(payload, source["mapping"]) if source["mapping"] else dict(payload)
+    if not isinstance(fields, dict):
+        raise invalid([{"field": "$", "message": "the payload must be a JSON object"}])
+    fields.setdefault("event_type", source["event_type"])
+    fields.setdefault("source", f"hook:{source['name']}")
+    fields["event_id"] = f"{source['id']}:{message_id}"[:128]
+    try:
+        return EventIn.model_validate(fields)
+    except ValidationError as exc:
+        raise invalid(validation_errors(fields, exc.errors(include_url=False)), "the mapped event is invalid") from None
+
+
+@router.post("/{source_id}", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted)
+async def receive_hook(
+    source_id: str,
+    request: Request,
+    sources: Annotated[InboundSources, Depends(get_inbound_sources)],
+    store: Store,
+    publisher: Annotated[EventPublisher, Depends(get_publisher)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> EventsAccepted:
+    """No API key: the signature made with the source's secret is the authentication."""
+    source = await sources.find(source_id)
+    if source is None:
+        raise Problem(404, "not-found", "Unknown inbound source", f"no inbound source {source_id}")
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise Problem(413, "payload-too-large", "Payload too large", f"at most {MAX_BODY_BYTES} bytes")
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        payload = Webhook(sources.secret(source)).verify(body, headers)
+    except WebhookVerificationError as exc:
+        raise Problem(401, "bad-signature", "Signature verification failed", str(exc)) from None
+    except ValueError:
+        raise invalid([{"field": "$", "message": "the body is not JSON"}]) from None
+    event = _event(source, headers["webhook-id"], payload)
+    return await accept_events(source["org_id"], [event], store, publisher, settings)

@@ -1,0 +1,97 @@
+"""Signed inbound webhooks: a valid signature produces exactly one inbound event; a tampered body, a
+wrong secret or a stale timestamp is refused with 401 and produces nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks import Webhook
+
+from drippulse.settings import Settings
+from streams import topics
+from tests.stack import read_topic
+
+pytestmark = pytest.mark.stack
+FORM_MAPPING = {"lead.lead_id": "data.id", "lead.email": "data.contact.email", "lead.company": "data.company"}
+
+
+def _signed(secret: str, message_id: str, body: str, at: datetime | None = None) -> dict[str, str]:
+    at = at or datetime.now(UTC)
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": Webhook(secret).sign(message_id, at, body),
+        "content-type": "application/json",
+    }
+
+
+def _source(org: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    created = org["client"].post("/api/v1/inbound_sources", json={"name": "Form tool", **fields})
+    assert created.status_code == 201, created.text
+    return dict(created.json())
+
+
+def test_signed_hook_produces_exactly_one_event(org_factory: Any, settings: Settings) -> None:
+    org = org_factory("Hook Co")
+    source = _source(org, mapping=FORM_MAPPING)
+    assert source["secret"].startswith("whsec_")
+    hook = httpx.Client(base_url=settings.api_url, timeout=10)
+    body = json.dumps({"data": {"id": "L-77", "contact": {"email": "ana@acme.io"}, "company": "Acme", "x": 1}})
+
+    accepted = hook.post(source["hook_path"], content=body, headers=_signed(source["secret"], "msg_1", body))
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["accepted"] == 1
+    retried = hook.post(source["hook_path"], content=body, headers=_signed(source["secret"], "msg_1", body))
+    assert retried.status_code == 202 and retried.json()["accepted"] == 0, "the sender's retry is deduplicated"
+
+    tampered = body.replace("Acme", "Evil")
+    stale = datetime.now(UTC) - timedelta(minutes=6)
+    refused = {
+        "tampered body": hook.post(
+            source["hook_path"], content=tampered, headers=_signed(source["secret"], "msg_2", body)
+        ),
+        "wrong secret": hook.post(
+            source["hook_path"],
+            content=body,
+            headers=_signed("whsec_" + "QUJD" * 11, "msg_3", body),
+        ),
+        "stale timestamp": hook.post(
+            source["hook_path"], content=body, headers=_signed(source["secret"], "msg_4", body, stale)
+        ),
+        "no signature": hook.post(source["hook_path"], content=body, headers={"content-type": "application/json"}),
+    }
+    for case, response in refused.items():
+        assert response.status_code == 401, case
+        assert response.json()["type"].endswith("/bad-signature"), case
+
+    events = read_topic(settings, topics.INBOUND_EVENTS, key=org["org_id"])
+    assert len(events) == 1, "only the valid request produced, and only once"
+    (event,) = events
+    assert event["lead"]["lead_id"] == "L-77" and event["lead"]["email"] == "ana@acme.io"
+    assert event["lead"]["company"] == "Acme" and event["source"] == "hook:Form tool"
+    assert event["event_type"] == "LEAD_CREATED"
+
+
+def test_unmapped_source_takes_events_as_they_are_and_validates_them(org_factory: Any, settings: Settings) -> None:
+    org, other = org_factory("Raw Hook Co"), org_factory("Other Co")
+    source = _source(org)
+    hook = httpx.Client(base_url=settings.api_url, timeout=10)
+    body = json.dumps({"event_type": "lead.updated", "lead": {"lead_id": "L-1", "title": "CTO"}})
+    accepted = hook.post(source["hook_path"], content=body, headers=_signed(source["secret"], "m1", body))
+    assert accepted.status_code == 202, accepted.text
+
+    invalid = json.dumps({"lead": {"email": "no-id@acme.io"}})
+    rejected = hook.post(source["hook_path"], content=invalid, headers=_signed(source["secret"], "m2", invalid))
+    assert rejected.status_code == 422 and rejected.json()["errors"]
+
+    unknown = hook.post("/api/v1/hooks/src_unknown", content=body, headers=_signed(source["secret"], "m3", body))
+    assert unknown.status_code == 404
+    listed = org["client"].get("/api/v1/inbound_sources").json()["items"]
+    assert [s["id"] for s in listed] == [source["id"]]
+    assert "secret" not in listed[0] and "sealed_secret" not in listed[0]
+    assert other["client"].get(f"/api/v1/inbound_sources/{source['id']}").status_code == 404
+    assert other["client"].delete(f"/api/v1/inbound_sources/{source['id']}").status_code == 404
