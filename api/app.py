@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from api import problems
+from api.crm_results_reader import CrmResultsReader
 from api.deliveries_reader import DeliveriesReader
 from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
@@ -20,11 +21,13 @@ from api.history_reader import InboundHistoryReader
 from api.inbound_sources import InboundSources
 from api.routes import (
     api_keys,
+    crm_commands,
     events,
     executions,
     health,
     hooks,
     inbound_sources,
+    integration_connections,
     schema_registry,
     webhooks,
     workflows,
@@ -34,6 +37,7 @@ from drippulse.settings import Settings, load_settings
 from drippulse.workers import build_sinks, run_in_threads
 from streams import topics
 from streams.clickhouse import apply_schema, connect_clickhouse
+from streams.integration_connections import IntegrationConnections
 from streams.kafka import ensure_topics, make_producer
 from streams.schema_registry import make_registry
 from streams.secret_box import secret_box
@@ -66,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         box = secret_box(settings)
         app.state.webhooks = WebhookSubscriptions(redis_client, box)
         app.state.inbound_sources = InboundSources(redis_client, box)
+        app.state.integrations = IntegrationConnections(redis_client, box)
+        app.state.crm_results = CrmResultsReader(clickhouse)
         app.state.publisher = publisher
         app.state.clickhouse = clickhouse
         app.state.executions = ExecutionsReader(clickhouse)
@@ -91,7 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    for module in (health, workflows, events, executions, api_keys, webhooks, inbound_sources, hooks):
+    routers = (health, workflows, events, executions, api_keys, webhooks, inbound_sources, hooks)
+    for module in (*routers, integration_connections, crm_commands):
         app.include_router(module.router)
     if not settings.schema_registry_url:
         app.include_router(schema_registry.router)

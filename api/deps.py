@@ -9,6 +9,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.crm_results_reader import CrmResultsReader
 from api.deliveries_reader import DeliveriesReader
 from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
@@ -17,6 +18,7 @@ from api.inbound_sources import InboundSources
 from api.problems import Problem
 from api.store import ControlPlaneStore
 from drippulse.settings import Settings
+from streams.integration_connections import IntegrationConnections
 from streams.webhook_schedule import DeliverySchedule
 from streams.webhook_subscriptions import WebhookSubscriptions
 
@@ -57,6 +59,14 @@ def get_deliveries(request: Request) -> DeliveriesReader:
 
 def get_inbound_sources(request: Request) -> InboundSources:
     return cast(InboundSources, request.app.state.inbound_sources)
+
+
+def get_integrations(request: Request) -> IntegrationConnections:
+    return cast(IntegrationConnections, request.app.state.integrations)
+
+
+def get_crm_results(request: Request) -> CrmResultsReader:
+    return cast(CrmResultsReader, request.app.state.crm_results)
 
 
 def get_history(request: Request) -> InboundHistoryReader:

@@ -104,9 +104,19 @@ def worker_webhooks(
     run_webhook_worker(_settings(), ready_file)
 
 
+@worker.command("crm")
+def worker_crm(
+    ready_file: Path | None = typer.Option(None, help="Touched once the worker owns partitions."),
+) -> None:
+    """Apply drip.crm.commands through each organization's integration connections."""
+    from drippulse.workers import build_crm_applier, run_until_signalled
+
+    run_until_signalled(build_crm_applier(_settings(), ready_file))
+
+
 @worker.command("sink")
 def worker_sink() -> None:
-    """Write executions, inbound history and webhook attempts to a ClickHouse server.
+    """Write executions, inbound history, webhook attempts and CRM results to a ClickHouse server.
 
     With chdb these sinks run inside `drippulse api` instead (chdb allows one process)."""
     from drippulse.workers import build_sinks, run_until_signalled

@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     clickhouse_database: str = Field(default="drippulse", alias="DRIPPULSE_CLICKHOUSE_DATABASE")
     log_level: str = Field(default="INFO", alias="DRIPPULSE_LOG_LEVEL")
     secret_key: str = Field(default="", alias="DRIPPULSE_SECRET_KEY", repr=False)
-    webhook_allow_loopback: bool = Field(default=False, alias="DRIPPULSE_WEBHOOK_ALLOW_LOOPBACK")
+    webhook_allow_loopback: bool = Field(
+        default=False, alias="DRIPPULSE_WEBHOOK_ALLOW_LOOPBACK", description="Also for CRM connection URLs."
+    )
     webhook_retry_schedule_s: str = Field(
         default=",".join(f"{d:g}" for d in DEFAULT_RETRY_SCHEDULE_S), alias="DRIPPULSE_WEBHOOK_RETRY_SCHEDULE_S"
     )
@@ -50,7 +52,13 @@ class Settings(BaseSettings):
     webhook_retention_s: int = Field(default=7 * 86_400, ge=60, alias="DRIPPULSE_WEBHOOK_RETENTION_S")
     webhook_response_excerpt_bytes: int = Field(default=1024, ge=0, alias="DRIPPULSE_WEBHOOK_RESPONSE_EXCERPT_BYTES")
 
-    @field_validator("webhook_retry_schedule_s")
+    crm_max_attempts: int = Field(default=5, ge=1, alias="DRIPPULSE_CRM_MAX_ATTEMPTS")
+    crm_backoff_s: str = Field(default="0.5,1,2,4", alias="DRIPPULSE_CRM_BACKOFF_S")
+    crm_timeout_s: float = Field(default=10.0, gt=0, alias="DRIPPULSE_CRM_TIMEOUT_S")
+    crm_max_retry_after_s: float = Field(default=60.0, ge=0, alias="DRIPPULSE_CRM_MAX_RETRY_AFTER_S")
+    crm_connection_concurrency: int = Field(default=4, ge=1, alias="DRIPPULSE_CRM_CONNECTION_CONCURRENCY")
+
+    @field_validator("webhook_retry_schedule_s", "crm_backoff_s")
     @classmethod
     def _valid_schedule(cls, value: str) -> str:
         parse_schedule(value)
@@ -59,6 +67,10 @@ class Settings(BaseSettings):
     @property
     def webhook_retry_schedule(self) -> tuple[float, ...]:
         return parse_schedule(self.webhook_retry_schedule_s)
+
+    @property
+    def crm_backoff(self) -> tuple[float, ...]:
+        return parse_schedule(self.crm_backoff_s)
 
     @property
     def kafka_bootstrap_servers(self) -> str:

@@ -18,10 +18,12 @@ from streams.clickhouse import ClickHouse
 from streams.clickhouse_sink import (
     ClickHouseSink,
     RowBuilder,
+    crm_result_row,
     execution_row,
     inbound_event_row,
     webhook_attempt_row,
 )
+from streams.crm_applier import CrmCommandApplier, CrmConfig
 from streams.dlq import DeadLetters
 from streams.kafka import ensure_topics, make_consumer, make_producer
 from streams.processor_state import ProcessorStateStore
@@ -38,11 +40,13 @@ from streams.workflow_catalog import WorkflowCatalog
 log = logging.getLogger(__name__)
 
 QUALIFIER_GROUP = "drippulse-qualifier"
+CRM_GROUP = "drippulse-crm"
 WEBHOOK_INTAKE_GROUP = "drippulse-webhooks"
 SINKS: dict[str, tuple[topics.Topic, str, RowBuilder]] = {
     "executions": (topics.EXECUTIONS, "executions", execution_row),
     "inbound-history": (topics.INBOUND_EVENTS, "inbound_events", inbound_event_row),
     "webhook-attempts": (topics.WEBHOOK_ATTEMPTS, "webhook_attempts", webhook_attempt_row),
+    "crm-results": (topics.CRM_RESULTS, "crm_command_results", crm_result_row),
 }
 """Sink name -> (topic, ClickHouse table, row builder); each sink is its own consumer group."""
 
@@ -101,6 +105,38 @@ def build_sinks(settings: Settings, clickhouse: ClickHouse) -> list[BatchWorker]
             )
         )
     return workers
+
+
+def build_crm_applier(settings: Settings, ready_file: Path | None = None) -> BatchWorker:
+    ensure_topics(settings)
+    registry = make_registry(settings.schema_registry_url)
+    commands, commands_topic = _serde(topics.CRM_COMMANDS, settings, registry)
+    applier = CrmCommandApplier(
+        commands=commands,
+        results=_serde(topics.CRM_RESULTS, settings, registry),
+        dead_letters=_dead_letters(settings, registry),
+        redis_url=settings.redis_url,
+        box=secret_box(settings),
+        config=CrmConfig(
+            max_attempts=settings.crm_max_attempts,
+            backoff_s=settings.crm_backoff,
+            timeout_s=settings.crm_timeout_s,
+            max_retry_after_s=settings.crm_max_retry_after_s,
+            connection_concurrency=settings.crm_connection_concurrency,
+            applied_retention_s=settings.webhook_retention_s,
+            allow_loopback=settings.webhook_allow_loopback,
+        ),
+    )
+    return BatchWorker(
+        consumer=make_consumer(settings, CRM_GROUP),
+        producer=make_producer(settings),
+        processor=applier,
+        topics=[commands_topic],
+        batch_size=settings.batch_size,
+        batch_timeout_s=settings.batch_timeout_s,
+        name="crm",
+        ready_file=ready_file,
+    )
 
 
 def build_webhook_intake(settings: Settings, ready_file: Path | None = None) -> BatchWorker:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 DEFAULT_RETRY_SCHEDULE_S: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -86,3 +87,39 @@ def failing_too_long(failing_since_ms: int | None, now_ms: int, disable_after_s:
 def subscribed(event_types: list[str], event_type: str) -> bool:
     """An empty filter means every event type."""
     return not event_types or event_type in event_types
+
+
+class CrmOutcome(StrEnum):
+    APPLIED = "applied"
+    RETRY = "retry"
+    FAILED = "failed"
+    """Permanent: the CRM refused the command itself (a 4xx other than 408, 409, 425, 429)."""
+
+
+_TRANSIENT_4XX = frozenset({408, 409, 425, 429})
+
+
+def classify_crm_response(status_code: int | None) -> CrmOutcome:
+    """No answer, a 5xx, or a transient 4xx (timeout, conflict, too early, rate limited) is retried;
+    any other 4xx is the CRM saying the command is wrong, and retrying it cannot help."""
+    if is_success(status_code):
+        return CrmOutcome.APPLIED
+    if status_code is None or status_code >= 500 or status_code in _TRANSIENT_4XX:
+        return CrmOutcome.RETRY
+    return CrmOutcome.FAILED
+
+
+def retry_after_s(header: str | None, now_s: float, default_s: float, cap_s: float) -> float:
+    """The wait a `Retry-After` header asks for, in delta-seconds or as an HTTP date; the default
+    when absent or unreadable; never negative and never above `cap_s`."""
+    if header is None or not header.strip():
+        return min(default_s, cap_s)
+    text = header.strip()
+    try:
+        wait = float(text)
+    except ValueError:
+        try:
+            wait = parsedate_to_datetime(text).timestamp() - now_s
+        except (TypeError, ValueError):
+            return min(default_s, cap_s)
+    return max(0.0, min(wait, cap_s))

@@ -37,6 +37,12 @@ def webhook_attempt_row(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def crm_result_row(record: dict[str, Any]) -> dict[str, Any]:
+    row = dict(record)
+    row["applied_at"] = row.pop("applied_at_ms") / 1000
+    return row
+
+
 def inbound_event_row(record: dict[str, Any]) -> dict[str, Any]:
     """Stored as the engine sees it (dotted event type), so replay feeds it to the engine unchanged."""
     event_type = EVENT_TYPE_BY_SYMBOL.get(record["event_type"])

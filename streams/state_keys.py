@@ -105,3 +105,18 @@ def inbound_sources(org_id: str) -> str:
 def inbound_source_owner(source_id: str) -> str:
     """Global lookup from a source id to its org: a signed hook brings no API key, only the id."""
     return f"dp:hooksource:{source_id}"
+
+
+def integration_connections(org_id: str) -> str:
+    """Hash connection_id -> integration connection JSON (credentials sealed)."""
+    return f"dp:{{{org_id}}}:integrations"
+
+
+def crm_bucket(org_id: str, connection_id: str) -> str:
+    """The connection's token bucket: {tokens, updated_ms}, shared by every CRM worker."""
+    return f"dp:{{{org_id}}}:crm:bucket:{connection_id}"
+
+
+def crm_applied(org_id: str, connection_id: str, command_id: str) -> str:
+    """Set once a command is applied through a connection, so a replayed batch does not send it again."""
+    return f"dp:{{{org_id}}}:crm:done:{connection_id}:{command_id}"

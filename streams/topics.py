@@ -30,7 +30,13 @@ CRM_COMMANDS = Topic(
     "drip.crm.commands",
     "crm_command",
     written_by="LeadQualifier",
-    read_by="CRM connector workers",
+    read_by="CrmCommandApplier (streams/crm_applier.py) -> the org's integration connections",
+)
+CRM_RESULTS = Topic(
+    "drip.crm.results",
+    "crm_command_result",
+    written_by="CrmCommandApplier, one record per (command, connection)",
+    read_by="ClickHouseSink -> ClickHouse crm_command_results (GET /api/v1/crm_commands)",
 )
 WEBHOOK_DELIVERIES = Topic(
     "drip.webhooks.deliveries",
@@ -57,7 +63,7 @@ EVENTS_DLQ = Topic(
     read_by="operators",
 )
 
-ALL_TOPICS = (INBOUND_EVENTS, CRM_COMMANDS, WEBHOOK_DELIVERIES, WEBHOOK_ATTEMPTS, EXECUTIONS, EVENTS_DLQ)
+ALL_TOPICS = (INBOUND_EVENTS, CRM_COMMANDS, CRM_RESULTS, WEBHOOK_DELIVERIES, WEBHOOK_ATTEMPTS, EXECUTIONS, EVENTS_DLQ)
 
 
 def topic_name(topic: Topic, settings: Settings) -> str:

@@ -84,3 +84,12 @@ def webhook_worker(api_server: ApiServer, settings: Settings) -> Iterator[Worker
     process.start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def crm_worker(api_server: ApiServer, settings: Settings) -> Iterator[WorkerProcess]:
+    env = {"DRIPPULSE_WEBHOOK_ALLOW_LOOPBACK": "true", "DRIPPULSE_CRM_BACKOFF_S": "0.2,0.2,0.4"}
+    process = WorkerProcess(settings, "crm", env)
+    process.start()
+    yield process
+    process.stop()

@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deliveries_reader import DeliveriesReader
 from api.deps import Admin, Reader, Writer, get_deliveries, get_delivery_schedule, get_settings, get_webhooks
-from api.problems import Problem, not_found
+from api.destinations import refuse_unsafe
+from api.problems import not_found
 from drippulse.settings import Settings
-from streams.ssrf_guard import UnsafeDestination, check_destination
 from streams.webhook_schedule import DeliverySchedule, DeliveryTask, now_ms
 from streams.webhook_subscriptions import WebhookSubscriptions, public_view
 
@@ -55,15 +55,6 @@ class RotateSecret(_Body):
     )
 
 
-async def _safe(url: str, settings: Settings) -> None:
-    try:
-        await run_in_threadpool(check_destination, url, settings.webhook_allow_loopback)
-    except UnsafeDestination as exc:
-        raise Problem(
-            422, "unsafe-destination", "Destination refused", str(exc), errors=[{"field": "url", "message": str(exc)}]
-        ) from None
-
-
 async def _subscription(webhooks: Subscriptions, org_id: str, webhook_id: str) -> dict[str, Any]:
     record = await webhooks.get(org_id, webhook_id)
     if record is None:
@@ -76,7 +67,7 @@ async def create_webhook(
     body: WebhookCreate, principal: Admin, webhooks: Subscriptions, settings: SettingsDep
 ) -> dict[str, Any]:
     """The signing secret is in this response only; it is stored encrypted and never shown again."""
-    await _safe(body.url, settings)
+    await refuse_unsafe(body.url, settings, "url")
     record, secret = await webhooks.create(principal.org_id, body.model_dump())
     return {**public_view(record), "secret": secret}
 
@@ -97,7 +88,7 @@ async def update_webhook(
 ) -> dict[str, Any]:
     record = await _subscription(webhooks, principal.org_id, webhook_id)
     if body.url is not None:
-        await _safe(body.url, settings)
+        await refuse_unsafe(body.url, settings, "url")
     changes = body.model_dump(exclude_none=True)
     return public_view(await webhooks.update(principal.org_id, record, changes))
 

@@ -15,7 +15,7 @@ from processors import ids
 from processors.templates import LEAD_QUALIFICATION
 from streams import topics
 from tests.integration.helpers import activate_workflow, post_events
-from tests.integration.webhooks import produce_messages, subscribe
+from tests.integration.outbound import produce_messages, subscribe
 from tests.stack import read_topic, wait_until
 from tests.webhook_receiver import Receiver, always, flaky
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -72,3 +73,28 @@ def test_failing_too_long_and_subscription_filter() -> None:
     assert failing_too_long(NOW - 60_000, NOW, 60)
     assert subscribed([], "lead.qualified") and subscribed(["lead.qualified"], "lead.qualified")
     assert not subscribed(["deal.won"], "lead.qualified")
+
+
+def test_crm_responses_are_applied_retried_or_refused() -> None:
+    from processors.delivery_policy import CrmOutcome, classify_crm_response
+
+    assert classify_crm_response(200) == classify_crm_response(204) == CrmOutcome.APPLIED
+    for transient in (None, 408, 409, 425, 429, 500, 502, 503):
+        assert classify_crm_response(transient) == CrmOutcome.RETRY, transient
+    for permanent in (400, 401, 403, 404, 422):
+        assert classify_crm_response(permanent) == CrmOutcome.FAILED, permanent
+
+
+def test_retry_after_in_seconds_or_as_a_date() -> None:
+    from processors.delivery_policy import retry_after_s
+
+    now = 1_800_000_000.0
+    assert retry_after_s("3", now, 1, 60) == 3
+    assert retry_after_s(None, now, 1, 60) == 1
+    assert retry_after_s("soon", now, 2, 60) == 2
+    assert retry_after_s("600", now, 1, 60) == 60, "capped"
+    assert retry_after_s("-5", now, 1, 60) == 0
+    date = "Fri, 15 Jan 2027 08:00:05 GMT"
+    at = datetime(2027, 1, 15, 8, 0, 5, tzinfo=UTC).timestamp()
+    assert retry_after_s(date, at - 5, 1, 60) == 5
+    assert retry_after_s(date, at + 5, 1, 60) == 0, "a date in the past means now"

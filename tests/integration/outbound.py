@@ -1,4 +1,5 @@
-"""Shared steps of the webhook delivery tests: subscriptions aimed at a local receiver, messages in."""
+"""Shared steps of the outbound delivery tests: subscriptions and connections aimed at local servers,
+messages and commands put on their topics as the qualifier would."""
 
 from __future__ import annotations
 
@@ -27,19 +28,29 @@ def subscribe(org: dict[str, Any], settings: Settings, receiver: Receiver, event
     assert created.status_code == 201, created.text
     body = created.json()
     receiver.secrets.append(body["secret"])
-    client = redis.Redis.from_url(settings.redis_url)
-    key = state_keys.webhooks(org["org_id"])
-    record = orjson.loads(client.hget(key, body["id"]))
-    client.hset(key, body["id"], orjson.dumps({**record, "url": receiver.url}))
+    repoint(settings, state_keys.webhooks(org["org_id"]), body["id"], {"url": receiver.url})
     return str(body["id"])
+
+
+def repoint(settings: Settings, hash_key: str, record_id: str, changes: dict[str, Any]) -> None:
+    """Rewrites fields of a stored record, bypassing the API's refusal of loopback URLs."""
+    client = redis.Redis.from_url(settings.redis_url)
+    record = orjson.loads(client.hget(hash_key, record_id))
+    client.hset(hash_key, record_id, orjson.dumps({**record, **changes}))
+
+
+def produce_records(settings: Settings, topic: topics.Topic, org_id: str, records: list[dict[str, Any]]) -> None:
+    serde = serde_for(topic, settings)
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    for record in records:
+        producer.produce(topics.topic_name(topic, settings), serde.encode(record), org_id.encode())
+    assert producer.flush(30) == 0
 
 
 def produce_messages(settings: Settings, org_id: str, count: int, event_type: str = "lead.qualified") -> list[str]:
     """Puts `count` notifications on drip.webhooks.deliveries, as the qualifier would; their ids."""
-    serde = serde_for(topics.WEBHOOK_DELIVERIES, settings)
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
     now = int(time.time() * 1000)
-    message_ids = []
+    records = []
     for index in range(count):
         message_id = f"msg_{org_id}_{index}"
         payload = {"type": event_type, "timestamp": "2026-11-28T00:00:00Z", "data": {"index": index}}
@@ -51,7 +62,6 @@ def produce_messages(settings: Settings, org_id: str, count: int, event_type: st
             "payload_json": orjson.dumps(payload).decode(),
             "created_at_ms": now,
         }
-        producer.produce(topics.topic_name(topics.WEBHOOK_DELIVERIES, settings), serde.encode(record), org_id.encode())
-        message_ids.append(message_id)
-    assert producer.flush(30) == 0
-    return message_ids
+        records.append(record)
+    produce_records(settings, topics.WEBHOOK_DELIVERIES, org_id, records)
+    return [r["message_id"] for r in records]

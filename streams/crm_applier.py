@@ -1,0 +1,198 @@
+"""CrmCommandApplier: drip.crm.commands -> the organization's CRMs, then drip.crm.results.
+
+Runs in the batch loop, so commands are applied in partition order and offsets are committed only
+after every command of the batch has an outcome. Within a batch, commands for different leads go out
+concurrently (up to `connection_concurrency` per connection), while commands for the same lead keep
+their order: a later update must not be overtaken by an earlier one.
+
+Each request first reserves a token from the connection's bucket in Redis (rate limit shared by all
+workers). Transient failures are retried with backoff, a 429's `Retry-After` is honoured, permanent
+4xx answers fail the command with the CRM's reason. Applied commands are marked in Redis, so a
+replayed batch skips them; the CRM also receives the command id as its idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+from confluent_kafka import Message
+
+from processors.delivery_policy import CrmOutcome, classify_crm_response, retry_after_s
+from streams import state_keys
+from streams.batch_runtime import OutputRecord
+from streams.crm_connectors import CONNECTORS, CrmHttp, CrmResponse
+from streams.dlq import DeadLetters
+from streams.integration_connections import decode_connections
+from streams.rate_limiter import TokenBuckets
+from streams.secret_box import SecretBox
+from streams.serde import AvroSerde, DecodeError
+from streams.ssrf_guard import GuardedResolver
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CrmConfig:
+    max_attempts: int
+    backoff_s: tuple[float, ...]
+    timeout_s: float
+    max_retry_after_s: float
+    connection_concurrency: int
+    applied_retention_s: int
+    allow_loopback: bool
+
+
+@dataclass(slots=True)
+class Job:
+    command: dict[str, Any]
+    connection: dict[str, Any]
+
+
+class CrmCommandApplier:
+    def __init__(
+        self,
+        commands: AvroSerde,
+        results: tuple[AvroSerde, str],
+        dead_letters: DeadLetters,
+        redis_url: str,
+        box: SecretBox,
+        config: CrmConfig,
+    ) -> None:
+        self._commands = commands
+        self._results, self._results_topic = results
+        self._dead_letters = dead_letters
+        self._redis_url = redis_url
+        self._box = box
+        self._config = config
+        self._loop = asyncio.new_event_loop()
+        self._session: aiohttp.ClientSession | None = None
+        self._redis: aioredis.Redis | None = None
+        self._buckets: TokenBuckets | None = None
+
+    def on_rebalance(self) -> None:
+        """Stateless between batches: connections are read fresh for every batch."""
+
+    def process(self, messages: Sequence[Message]) -> list[OutputRecord]:
+        commands: list[dict[str, Any]] = []
+        dead: list[OutputRecord] = []
+        for message in messages:
+            try:
+                commands.append(self._commands.decode(message.value()))
+            except DecodeError as exc:
+                dead.append(self._dead_letters.record(message, "decode", str(exc)))
+        return dead + (self._loop.run_until_complete(self._apply_all(commands)) if commands else [])
+
+    async def _connect(self) -> tuple[aiohttp.ClientSession, aioredis.Redis, TokenBuckets]:
+        """Created inside the applier's own event loop, the first time a batch needs them."""
+        if self._session is None or self._redis is None or self._buckets is None:
+            connector = aiohttp.TCPConnector(limit=200, resolver=GuardedResolver(self._config.allow_loopback))
+            timeout = aiohttp.ClientTimeout(total=self._config.timeout_s)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+            self._redis = aioredis.Redis.from_url(self._redis_url)
+            self._buckets = TokenBuckets(self._redis)
+        return self._session, self._redis, self._buckets
+
+    async def _apply_all(self, commands: list[dict[str, Any]]) -> list[OutputRecord]:
+        session, client, buckets = await self._connect()
+        jobs = await self._pending_jobs(client, commands)
+        chains: defaultdict[tuple[str, str], list[Job]] = defaultdict(list)
+        for job in jobs:
+            chains[(job.connection["id"], job.command["lead_id"])].append(job)
+        limits: defaultdict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(self._config.connection_concurrency)
+        )
+
+        async def run_chain(chain: list[Job]) -> list[dict[str, Any]]:
+            async with limits[chain[0].connection["id"]]:
+                return [await self._apply(session, buckets, job) for job in chain]
+
+        results = [r for chain_results in await asyncio.gather(*map(run_chain, chains.values())) for r in chain_results]
+        await self._mark_applied(client, [r for r in results if r["status"] == CrmOutcome.APPLIED])
+        return [OutputRecord(self._results_topic, r["org_id"].encode(), self._results.encode(r)) for r in results]
+
+    async def _pending_jobs(self, client: aioredis.Redis, commands: list[dict[str, Any]]) -> list[Job]:
+        """One job per (command, enabled connection of its org), minus those applied already."""
+        org_ids = sorted({c["org_id"] for c in commands})
+        pipe = client.pipeline(transaction=False)
+        for org_id in org_ids:
+            pipe.hgetall(state_keys.integration_connections(org_id))
+        connections = {
+            org_id: [c for c in decode_connections(raw) if c.get("enabled", True)]
+            for org_id, raw in zip(org_ids, await pipe.execute(), strict=True)
+        }
+        jobs = [Job(c, conn) for c in commands for conn in connections[c["org_id"]]]
+        if not jobs:
+            return []
+        pipe = client.pipeline(transaction=False)
+        for job in jobs:
+            pipe.exists(state_keys.crm_applied(job.command["org_id"], job.connection["id"], job.command["command_id"]))
+        return [job for job, done in zip(jobs, await pipe.execute(), strict=True) if not done]
+
+    async def _apply(self, session: aiohttp.ClientSession, buckets: TokenBuckets, job: Job) -> dict[str, Any]:
+        command, connection = job.command, job.connection
+        sealed = connection.get("sealed_credentials")
+
+        async def throttle() -> None:
+            wait = await buckets.reserve(
+                command["org_id"], connection["id"], connection["rate_limit_per_s"], connection["burst"]
+            )
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+        token = self._box.open(sealed) if sealed else None
+        http = CrmHttp(session, connection["base_url"], token, self._config.allow_loopback, throttle)
+        attempts = 0
+        while True:
+            attempts += 1
+            response = await CONNECTORS[connection["type"]].apply(http, command)
+            outcome = classify_crm_response(response.status_code)
+            if outcome != CrmOutcome.RETRY or attempts >= self._config.max_attempts:
+                break
+            await asyncio.sleep(self._delay(response, attempts))
+        if outcome == CrmOutcome.RETRY:
+            outcome = CrmOutcome.FAILED
+        if outcome == CrmOutcome.FAILED:
+            log.warning("crm: %s via %s failed: %s", command["command_id"], connection["id"], response.error)
+        return self._result(job, outcome, attempts, response)
+
+    def _delay(self, response: CrmResponse, attempts: int) -> float:
+        backoff = self._config.backoff_s[min(attempts - 1, len(self._config.backoff_s) - 1)]
+        if response.status_code == 429 or response.retry_after is not None:
+            return retry_after_s(response.retry_after, time.time(), backoff, self._config.max_retry_after_s)
+        return backoff
+
+    def _result(self, job: Job, outcome: CrmOutcome, attempts: int, response: CrmResponse) -> dict[str, Any]:
+        command, connection = job.command, job.connection
+        return {
+            "result_id": f"{command['command_id']}:{connection['id']}",
+            "command_id": command["command_id"],
+            "org_id": command["org_id"],
+            "connection_id": connection["id"],
+            "connector": connection["type"],
+            "execution_id": command["execution_id"],
+            "lead_id": command["lead_id"],
+            "operation": command["operation"],
+            "status": outcome.value,
+            "attempts": attempts,
+            "status_code": response.status_code,
+            "error": response.error,
+            "crm_object_id": response.object_id,
+            "applied_at_ms": int(time.time() * 1000),
+        }
+
+    async def _mark_applied(self, client: aioredis.Redis, applied: list[dict[str, Any]]) -> None:
+        if not applied:
+            return
+        pipe = client.pipeline(transaction=False)
+        for result in applied:
+            key = state_keys.crm_applied(result["org_id"], result["connection_id"], result["command_id"])
+            pipe.set(key, b"1", ex=self._config.applied_retention_s)
+        await pipe.execute()

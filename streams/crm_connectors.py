@@ -1,0 +1,140 @@
+"""CRM connectors: how one CRM command becomes HTTP requests to one kind of CRM.
+
+- `rest`: a generic REST endpoint; the command is POSTed as JSON to `{base_url}/commands`.
+- `hubspot`: shaped like HubSpot's CRM v3 objects API. A lead update is an upsert by email: search
+  the contact (`POST /crm/v3/objects/contacts/search`), then PATCH its properties, or create it when
+  no contact has that email; without an email the lead id is the contact's `drippulse_lead_id`
+  property. Tags land in the `drippulse_tags` property; tasks are created as task objects.
+
+Every request carries the command id as `Idempotency-Key` and the connection's token as a bearer
+credential. A connector returns the response that decides the outcome; retrying and rate limiting
+are the applier's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+
+from streams.ssrf_guard import UnsafeDestination, refuse_unsafe_literal
+
+
+@dataclass(frozen=True, slots=True)
+class CrmResponse:
+    status_code: int | None
+    """None when no answer came (timeout, connection refused, unsafe destination)."""
+    error: str
+    retry_after: str | None = None
+    object_id: str | None = None
+    body: Any = None
+
+
+class CrmHttp:
+    """One connection's view of the HTTP session: its base URL, its token, its rate limit (`throttle`
+    waits for a token before every request)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        token: str | None,
+        allow_loopback: bool,
+        throttle: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._token = token
+        self._allow_loopback = allow_loopback
+        self._throttle = throttle
+
+    async def call(self, method: str, path: str, idempotency_key: str, body: Any) -> CrmResponse:
+        url = f"{self._base_url}{path}"
+        headers = {"idempotency-key": idempotency_key, "user-agent": "DripPulse-CRM/0.1"}
+        if self._token:
+            headers["authorization"] = f"Bearer {self._token}"
+        try:
+            refuse_unsafe_literal(url, self._allow_loopback)
+            await self._throttle()
+            async with self._session.request(method, url, json=body, headers=headers, allow_redirects=False) as r:
+                text = await r.text(errors="replace")
+                payload = _json_or_none(r, text)
+                error = "" if 200 <= r.status < 300 else f"HTTP {r.status}: {text[:300]}"
+                return CrmResponse(r.status, error, r.headers.get("retry-after"), None, payload)
+        except UnsafeDestination as exc:
+            return CrmResponse(None, f"unsafe destination: {exc}")
+        except TimeoutError:
+            return CrmResponse(None, "no answer within the timeout")
+        except (aiohttp.ClientError, OSError) as exc:
+            return CrmResponse(None, f"{type(exc).__name__}: {exc}")
+
+
+def _json_or_none(response: aiohttp.ClientResponse, text: str) -> Any:
+    if "json" not in response.headers.get("content-type", "") or not text:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+
+
+class Connector(Protocol):
+    async def apply(self, http: CrmHttp, command: dict[str, Any]) -> CrmResponse: ...
+
+
+class RestConnector:
+    async def apply(self, http: CrmHttp, command: dict[str, Any]) -> CrmResponse:
+        body = {k: command[k] for k in ("command_id", "operation", "lead_id", "email", "properties", "execution_id")}
+        return await http.call("POST", "/commands", command["command_id"], body)
+
+
+class HubSpotConnector:
+    CONTACTS = "/crm/v3/objects/contacts"
+
+    async def apply(self, http: CrmHttp, command: dict[str, Any]) -> CrmResponse:
+        operation = command["operation"]
+        if operation == "create_task":
+            return await self._create_task(http, command)
+        properties = dict(command["properties"])
+        if operation == "add_tag":
+            properties = {"drippulse_tags": properties.get("tag", "")}
+        return await self._upsert_contact(http, command, properties)
+
+    async def _upsert_contact(self, http: CrmHttp, command: dict[str, Any], properties: dict[str, str]) -> CrmResponse:
+        key = command["command_id"]
+        email = command.get("email")
+        if not email:
+            path = f"{self.CONTACTS}/{command['lead_id']}?idProperty=drippulse_lead_id"
+            return _with_object_id(await http.call("PATCH", path, key, {"properties": properties}))
+        search = {"filterGroups": [{"filters": [{"propertyName": "email", "operator": "EQ", "value": email}]}]}
+        found = await http.call("POST", f"{self.CONTACTS}/search", key, search)
+        if found.status_code is None or not 200 <= found.status_code < 300:
+            return found
+        results = (found.body or {}).get("results") or []
+        if results:
+            path = f"{self.CONTACTS}/{results[0]['id']}"
+            return _with_object_id(await http.call("PATCH", path, key, {"properties": properties}))
+        created = {"properties": {**properties, "email": email, "drippulse_lead_id": command["lead_id"]}}
+        return _with_object_id(await http.call("POST", self.CONTACTS, key, created))
+
+    async def _create_task(self, http: CrmHttp, command: dict[str, Any]) -> CrmResponse:
+        properties = command["properties"]
+        task = {
+            "properties": {
+                "hs_task_subject": properties.get("title", ""),
+                "hs_task_body": f"DripPulse lead {command['lead_id']}, due in {properties.get('due_in_days')} days",
+                "hubspot_owner_id": properties.get("assignee", ""),
+            }
+        }
+        return _with_object_id(await http.call("POST", "/crm/v3/objects/tasks", command["command_id"], task))
+
+
+def _with_object_id(response: CrmResponse) -> CrmResponse:
+    object_id = response.body.get("id") if isinstance(response.body, dict) else None
+    return CrmResponse(response.status_code, response.error, response.retry_after, object_id, response.body)
+
+
+CONNECTORS: dict[str, Connector] = {"rest": RestConnector(), "hubspot": HubSpotConnector()}

@@ -1,0 +1,125 @@
+"""The CRM connector worker as a real process against a local HubSpot-shaped CRM: every command
+applied once, the connection's rate limit respected, a 429's Retry-After honoured, a refused command
+failed with the CRM's reason, results readable through the API, credentials never shown."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+import redis
+
+from drippulse.settings import Settings
+from streams import state_keys, topics
+from tests.crm_server import HubSpotLikeServer
+from tests.integration.outbound import produce_records, repoint
+from tests.stack import wait_until
+
+pytestmark = pytest.mark.stack
+RATE, BURST = 8.0, 2
+TOKEN = "pat-na1-secret-token-123"
+
+
+def _command(org_id: str, n: int, email: str) -> dict[str, Any]:
+    return {
+        "command_id": f"cmd_{org_id}_{n}",
+        "org_id": org_id,
+        "execution_id": f"exec-{n}",
+        "workflow_id": "wf_test",
+        "operation": "update_lead",
+        "lead_id": f"lead-{n}",
+        "email": email,
+        "properties": {"drippulse_score": str(n), "drippulse_tier": "A"},
+        "created_at_ms": int(time.time() * 1000),
+    }
+
+
+def _max_in_any_second(times: list[float]) -> int:
+    times = sorted(times)
+    return max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
+
+
+def test_commands_applied_once_within_rate_limit_honouring_retry_after(
+    crm_worker: Any, org_factory: Any, settings: Settings
+) -> None:
+    org = org_factory("CRM Co")
+    org_id = org["org_id"]
+    with HubSpotLikeServer(throttle_request=5, refuse_email="bad@refused.io") as crm:
+        existing = {f"known{n}@acme.io": crm.add_contact(f"known{n}@acme.io") for n in range(8)}
+        created = org["client"].post(
+            "/api/v1/integration_connections",
+            json={
+                "type": "hubspot",
+                "name": "HubSpot",
+                "base_url": "https://93.184.216.34",
+                "credentials": TOKEN,
+                "rate_limit_per_s": RATE,
+                "burst": BURST,
+            },
+        )
+        assert created.status_code == 201, created.text
+        connection = created.json()
+        assert connection["has_credentials"] and "credentials" not in connection
+        assert "sealed_credentials" not in connection
+        repoint(settings, state_keys.integration_connections(org_id), connection["id"], {"base_url": crm.url})
+
+        emails = [*existing, *(f"new{n}@acme.io" for n in range(12)), "bad@refused.io"]
+        commands = [_command(org_id, n, email) for n, email in enumerate(emails)]
+        started = time.monotonic()
+        produce_records(settings, topics.CRM_COMMANDS, org_id, commands)
+
+        def results(status: str) -> list[dict[str, Any]]:
+            listed = org["client"].get("/api/v1/crm_commands", params={"status": status, "limit": 100})
+            return list(listed.json()["items"])
+
+        wait_until(lambda: len(results("applied")) == len(emails) - 1, 90, "every good command applied")
+        failed = wait_until(lambda: results("failed"), 30, "the refused command's result")
+        requests = list(crm.requests)
+
+    writes = Counter(
+        r.idempotency_key for r in requests if r.status in (200, 201) and not r.path.endswith("/search")
+    )
+    good = [c["command_id"] for c in commands[:-1]]
+    assert all(writes[command_id] == 1 for command_id in good), "each command changed the CRM exactly once"
+    assert all(crm.contacts[cid]["drippulse_tier"] == "A" for cid in existing.values()), "existing contacts patched"
+    assert sum(1 for c in crm.contacts.values() if c["email"].startswith("new")) == 12, "new contacts created"
+    assert all(r.authorization == f"Bearer {TOKEN}" and r.idempotency_key.startswith("cmd_") for r in requests)
+
+    assert _max_in_any_second([r.at for r in requests]) <= RATE + BURST + 1, "the connection's rate limit held"
+    assert time.monotonic() - started >= (len(requests) - BURST) / RATE * 0.8
+
+    throttled = next(r for r in requests if r.status == 429)
+    retry = next(r for r in requests if r.idempotency_key == throttled.idempotency_key and r.at > throttled.at)
+    assert retry.at - throttled.at >= 0.95, "the retry waited for Retry-After: 1"
+
+    (refused,) = failed
+    assert refused["command_id"] == commands[-1]["command_id"] and refused["status_code"] == 400
+    assert "Property values were not valid" in refused["error"] and refused["attempts"] == 1
+    assert TOKEN.encode() not in b"".join(
+        v
+        for k in redis.Redis.from_url(settings.redis_url).scan_iter("dp:*integrations")
+        for v in redis.Redis.from_url(settings.redis_url).hgetall(k).values()
+    ), "credentials are sealed at rest"
+
+
+def test_connections_are_isolated_and_unsafe_urls_refused(org_factory: Any) -> None:
+    org, other = org_factory("Conn Co"), org_factory("Other Conn Co")
+    refused = org["client"].post(
+        "/api/v1/integration_connections", json={"type": "rest", "name": "x", "base_url": "http://10.0.0.1/"}
+    )
+    assert refused.status_code == 422 and refused.json()["type"].endswith("/unsafe-destination")
+    created = (
+        org["client"]
+        .post(
+            "/api/v1/integration_connections", json={"type": "rest", "name": "x", "base_url": "https://93.184.216.34"}
+        )
+        .json()
+    )
+    path = f"/api/v1/integration_connections/{created['id']}"
+    assert other["client"].get(path).status_code == 404
+    assert other["client"].patch(path, json={"enabled": False}).status_code == 404
+    assert other["client"].get("/api/v1/integration_connections").json()["items"] == []
+    assert org["client"].patch(path, json={"credentials": "tok"}).json()["has_credentials"] is True
+    assert org["client"].delete(path).status_code == 204
