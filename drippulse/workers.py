@@ -147,7 +147,6 @@ def build_webhook_intake(settings: Settings, ready_file: Path | None = None) -> 
         client=redis.Redis.from_url(settings.redis_url),
         dead_letters=_dead_letters(settings, registry),
         first_delay_ms=int(settings.webhook_retry_schedule[0] * 1000),
-        retention_s=settings.webhook_retention_s,
     )
     return BatchWorker(
         consumer=make_consumer(settings, WEBHOOK_INTAKE_GROUP),
@@ -166,7 +165,7 @@ def build_webhook_dispatcher(settings: Settings) -> WebhookDispatcher:
     registry = make_registry(settings.schema_registry_url)
     client = aioredis.Redis.from_url(settings.redis_url)
     return WebhookDispatcher(
-        schedule=DeliverySchedule(client, settings.webhook_retention_s),
+        schedule=DeliverySchedule(client),
         subscriptions=WebhookSubscriptions(client, secret_box(settings)),
         client=client,
         producer=make_producer(settings),
@@ -179,6 +178,7 @@ def build_webhook_dispatcher(settings: Settings) -> WebhookDispatcher:
             disable_after_s=settings.webhook_disable_after_s,
             response_excerpt_bytes=settings.webhook_response_excerpt_bytes,
             allow_loopback=settings.webhook_allow_loopback,
+            retention_s=settings.webhook_retention_s,
         ),
     )
 

@@ -87,14 +87,17 @@ def webhook_failing_since(org_id: str) -> str:
     return f"dp:{{{org_id}}}:webhooks:failing"
 
 
-def webhook_delivery(org_id: str, delivery_id: str) -> str:
-    """One delivery's state (JSON): its message, attempts made, status, next attempt."""
-    return f"dp:{{{org_id}}}:whd:{delivery_id}"
-
-
 WEBHOOK_SCHEDULE = "dp:{webhooks}:due"
-"""Sorted set "delivery_id/org_id" -> ms the next attempt is due. Claiming moves the score forward by
-a lease, so a delivery claimed by a worker that dies becomes due again when the lease runs out."""
+"""Sorted set delivery_id -> ms the next attempt is due. Claiming moves the score forward by a lease,
+so a delivery claimed by a worker that dies becomes due again when the lease runs out."""
+
+WEBHOOK_TASKS = "dp:{webhooks}:tasks"
+"""Hash delivery_id -> the delivery's state (JSON, carrying its org_id): message, attempts, status.
+One hash (not a key per delivery) so a batch of claims or updates is one command, and one hash tag
+with the schedule so the claim script may read it in Redis Cluster too."""
+
+WEBHOOK_DONE = "dp:{webhooks}:done"
+"""Sorted set delivery_id -> ms it finished; finished deliveries are dropped after the retention."""
 
 
 def inbound_sources(org_id: str) -> str:

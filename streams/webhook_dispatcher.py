@@ -51,6 +51,7 @@ class DispatchConfig:
     disable_after_s: float
     response_excerpt_bytes: int
     allow_loopback: bool
+    retention_s: int
     poll_interval_s: float = 0.05
     defer_ms: int = 250
     subscription_ttl_s: float = 1.0
@@ -208,8 +209,7 @@ class WebhookDispatcher:
 
     async def _defer(self, tasks: list[DeliveryTask]) -> None:
         pipe = self._schedule.pipeline()
-        for task in tasks:
-            self._schedule.queue_defer(pipe, task, now_ms() + self._config.defer_ms)
+        self._schedule.queue_defer(pipe, tasks, now_ms() + self._config.defer_ms)
         await pipe.execute()
         self.stats["deferred"] += len(tasks)
 
@@ -294,10 +294,15 @@ class WebhookDispatcher:
         self.stats[verdict.result.value] += 1
 
     async def _record_continuously(self, stop: threading.Event) -> None:
+        """Records outcomes every 20 ms, and every 10 s forgets deliveries past their retention."""
+        trimmed_at = 0.0
         while not stop.is_set():
             await asyncio.sleep(0.02)
             try:
                 await self._record()
+                if time.monotonic() - trimmed_at > 10:
+                    trimmed_at = time.monotonic()
+                    await self._schedule.trim(self._config.retention_s)
             except Exception:
                 log.exception("webhooks: recording outcomes failed; retrying")
 
@@ -315,8 +320,7 @@ class WebhookDispatcher:
             if remaining:
                 log.error("webhooks: %d attempt records not acknowledged by the broker", remaining)
             pipe = self._schedule.pipeline()
-            for item in finished:
-                self._schedule.queue_update(pipe, item.task)
+            self._schedule.queue_updates(pipe, [item.task for item in finished])
             await pipe.execute()
         except Exception:
             self._finished = finished + self._finished

@@ -33,13 +33,11 @@ class WebhookIntake:
         client: redis.Redis,
         dead_letters: DeadLetters,
         first_delay_ms: int,
-        retention_s: int,
     ) -> None:
         self._serde = serde
         self._redis = client
         self._dead_letters = dead_letters
         self._first_delay_ms = first_delay_ms
-        self._retention_s = retention_s
         self.scheduled = 0
 
     def on_rebalance(self) -> None:
@@ -60,24 +58,25 @@ class WebhookIntake:
     def _schedule(self, records: list[dict[str, Any]]) -> None:
         subscriptions = self._subscriptions({r["org_id"] for r in records})
         due = now_ms() + self._first_delay_ms
-        pipe = self._redis.pipeline(transaction=False)
-        scheduled = 0
+        tasks = []
         for record in records:
             for webhook_id, subscription in subscriptions[record["org_id"]].items():
                 if subscription.get("enabled", True) and subscribed(subscription["event_types"], record["event_type"]):
-                    task = DeliveryTask.new(
-                        record["org_id"],
-                        webhook_id,
-                        record["message_id"],
-                        record["event_type"],
-                        record["payload_json"],
-                        due,
+                    tasks.append(
+                        DeliveryTask.new(
+                            record["org_id"],
+                            webhook_id,
+                            record["message_id"],
+                            record["event_type"],
+                            record["payload_json"],
+                            due,
+                        )
                     )
-                    queue_enqueue(pipe, task, self._retention_s)
-                    scheduled += 1
-        if scheduled:
+        if tasks:
+            pipe = self._redis.pipeline(transaction=False)
+            queue_enqueue(pipe, tasks)
             pipe.execute()
-        self.scheduled += scheduled
+        self.scheduled += len(tasks)
 
     def _subscriptions(self, org_ids: set[str]) -> dict[str, dict[str, dict[str, Any]]]:
         pipe = self._redis.pipeline(transaction=False)

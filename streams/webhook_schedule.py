@@ -2,7 +2,7 @@
 
 Kafka is a log, not a timer: a retry due in five hours cannot sit in a partition without blocking the
 messages behind it. So the intake moves each delivery off the topic into this schedule (one sorted
-set scored by due time, one key per delivery) and commits; dispatchers claim due deliveries from here.
+set scored by due time, one hash of delivery states) and commits; dispatchers claim due deliveries from here.
 Claiming moves a delivery's score forward by a lease instead of removing it, so a worker that dies
 mid-send loses nothing: the delivery becomes due again when the lease runs out. Everything survives
 worker restarts and rebalances because none of it lives in a worker.
@@ -22,10 +22,39 @@ from processors import ids
 from processors.delivery_policy import DeliveryStatus
 from streams import state_keys
 
+_ENQUEUE = """
+local added = 0
+for i = 1, #ARGV, 3 do
+  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
+    redis.call('ZADD', KEYS[2], ARGV[i + 2], ARGV[i])
+    added = added + 1
+  end
+end
+return added
+"""
+
 _CLAIM = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[3], member) end
-return due
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local tasks = {}
+for _, id in ipairs(ids) do
+  local task = redis.call('HGET', KEYS[2], id)
+  if task then
+    redis.call('ZADD', KEYS[1], ARGV[3], id)
+    table.insert(tasks, task)
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return tasks
+"""
+
+_TRIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #ids > 0 then
+  redis.call('HDEL', KEYS[2], unpack(ids))
+  redis.call('ZREM', KEYS[1], unpack(ids))
+end
+return #ids
 """
 
 
@@ -64,16 +93,6 @@ class DeliveryTask:
             next_attempt_at_ms=due_ms,
         )
 
-    @property
-    def key(self) -> str:
-        return state_keys.webhook_delivery(self.org_id, self.delivery_id)
-
-    @property
-    def member(self) -> str:
-        """Delivery id first: deliveries due at the same moment are claimed in the order of their
-        members, and a digest spreads them evenly over endpoints instead of one org's block at a time."""
-        return f"{self.delivery_id}/{self.org_id}"
-
     def dumps(self) -> bytes:
         return orjson.dumps(self)
 
@@ -84,64 +103,65 @@ class DeliveryTask:
         return view
 
 
-def queue_enqueue(pipe: Any, task: DeliveryTask, retention_s: int) -> None:
-    """Adds a new delivery to a pipeline, sync or async. Idempotent: a replayed Kafka batch finds the
-    task already present and its member already scheduled (or already done), and changes neither."""
-    pipe.set(task.key, task.dumps(), nx=True, ex=retention_s)
-    pipe.zadd(state_keys.WEBHOOK_SCHEDULE, {task.member: task.next_attempt_at_ms}, nx=True)
+def queue_enqueue(pipe: Any, tasks: list[DeliveryTask]) -> None:
+    """Adds new deliveries to a pipeline, sync or async, as one script call. Idempotent: a replayed
+    Kafka batch finds each task already stored (pending or finished) and schedules nothing again."""
+    if tasks:
+        args = [arg for t in tasks for arg in (t.delivery_id, t.dumps(), t.next_attempt_at_ms)]
+        pipe.eval(_ENQUEUE, 2, state_keys.WEBHOOK_TASKS, state_keys.WEBHOOK_SCHEDULE, *args)
 
 
 class DeliverySchedule:
-    def __init__(self, client: aioredis.Redis, retention_s: int) -> None:
+    def __init__(self, client: aioredis.Redis) -> None:
         self._redis = client
-        self._retention_s = retention_s
         self._claim = client.register_script(_CLAIM)
+        self._trim = client.register_script(_TRIM)
 
     async def claim(self, limit: int, lease_ms: int) -> list[DeliveryTask]:
-        """Up to `limit` due deliveries, leased to the caller for `lease_ms`. Members whose task has
-        expired or already finished (a replayed enqueue) are dropped from the schedule here."""
+        """Up to `limit` due deliveries, leased to the caller for `lease_ms`, in one script call.
+        A delivery found already finished is dropped from the schedule here."""
         now = now_ms()
-        members = await self._claim(keys=[state_keys.WEBHOOK_SCHEDULE], args=[now, limit, now + lease_ms])
-        if not members:
-            return []
-        pipe = self._redis.pipeline(transaction=False)
-        for member in members:
-            delivery_id, org_id = member.decode().split("/", 1)
-            pipe.get(state_keys.webhook_delivery(org_id, delivery_id))
-        tasks, stale = [], []
-        for member, raw in zip(members, await pipe.execute(), strict=True):
-            task = DeliveryTask(**orjson.loads(raw)) if raw else None
-            if task is None or task.status != DeliveryStatus.PENDING:
-                stale.append(member)
-            else:
-                tasks.append(task)
+        keys = [state_keys.WEBHOOK_SCHEDULE, state_keys.WEBHOOK_TASKS]
+        raws = await self._claim(keys=keys, args=[now, limit, now + lease_ms])
+        tasks = [DeliveryTask(**orjson.loads(raw)) for raw in raws]
+        stale = [t.delivery_id for t in tasks if t.status != DeliveryStatus.PENDING]
         if stale:
             await self._redis.zrem(state_keys.WEBHOOK_SCHEDULE, *stale)
-        return tasks
+        return [t for t in tasks if t.status == DeliveryStatus.PENDING]
 
-    def queue_update(self, pipe: Any, task: DeliveryTask) -> None:
-        """Stores a task after an attempt: rescheduled while pending, off the schedule once final."""
-        pipe.set(task.key, task.dumps(), ex=self._retention_s)
-        if task.status == DeliveryStatus.PENDING:
-            pipe.zadd(state_keys.WEBHOOK_SCHEDULE, {task.member: task.next_attempt_at_ms})
-        else:
-            pipe.zrem(state_keys.WEBHOOK_SCHEDULE, task.member)
+    @staticmethod
+    def queue_updates(pipe: Any, tasks: list[DeliveryTask]) -> None:
+        """Stores tasks after their attempts, a few commands for the whole batch: pending ones
+        rescheduled, finished ones off the schedule and onto the retention clock."""
+        if not tasks:
+            return
+        pipe.hset(state_keys.WEBHOOK_TASKS, mapping={t.delivery_id: t.dumps() for t in tasks})
+        pending = {t.delivery_id: t.next_attempt_at_ms for t in tasks if t.status == DeliveryStatus.PENDING}
+        finished = {t.delivery_id: t.completed_at_ms or now_ms() for t in tasks if t.delivery_id not in pending}
+        if pending:
+            pipe.zadd(state_keys.WEBHOOK_SCHEDULE, pending)
+        if finished:
+            pipe.zrem(state_keys.WEBHOOK_SCHEDULE, *finished)
+            pipe.zadd(state_keys.WEBHOOK_DONE, finished)
 
-    def queue_defer(self, pipe: Any, task: DeliveryTask, until_ms: int) -> None:
-        """Gives a claimed delivery back without attempting it (its endpoint is at its concurrency cap)."""
-        pipe.zadd(state_keys.WEBHOOK_SCHEDULE, {task.member: until_ms})
+    @staticmethod
+    def queue_defer(pipe: Any, tasks: list[DeliveryTask], until_ms: int) -> None:
+        """Gives claimed deliveries back without attempting them (their endpoint is at its cap)."""
+        pipe.zadd(state_keys.WEBHOOK_SCHEDULE, {t.delivery_id: until_ms for t in tasks})
 
     def pipeline(self) -> Any:
         return self._redis.pipeline(transaction=False)
 
     async def enqueue(self, task: DeliveryTask) -> None:
         pipe = self.pipeline()
-        queue_enqueue(pipe, task, self._retention_s)
+        queue_enqueue(pipe, [task])
         await pipe.execute()
 
     async def get(self, org_id: str, delivery_id: str) -> DeliveryTask | None:
-        raw = await self._redis.get(state_keys.webhook_delivery(org_id, delivery_id))
-        return DeliveryTask(**orjson.loads(raw)) if raw else None
+        """Only the caller's organization's deliveries: another org's id reads as absent."""
+        raw = await self._redis.hget(state_keys.WEBHOOK_TASKS, delivery_id)
+        task = DeliveryTask(**orjson.loads(raw)) if raw else None
+        return task if task is not None and task.org_id == org_id else None
 
     async def restart(self, task: DeliveryTask) -> DeliveryTask:
         """Replay: the same delivery (same webhook-id) gets a fresh run of the retry schedule, now."""
@@ -150,9 +170,12 @@ class DeliverySchedule:
             task, status=DeliveryStatus.PENDING, attempts=0, next_attempt_at_ms=due, completed_at_ms=None
         )
         pipe = self.pipeline()
-        self.queue_update(pipe, restarted)
+        self.queue_updates(pipe, [restarted])
+        pipe.zrem(state_keys.WEBHOOK_DONE, task.delivery_id)
         await pipe.execute()
         return restarted
 
-    async def due_count(self) -> int:
-        return int(await self._redis.zcard(state_keys.WEBHOOK_SCHEDULE))
+    async def trim(self, retention_s: int, limit: int = 1000) -> int:
+        """Forgets up to `limit` deliveries finished longer than `retention_s` ago; how many."""
+        keys = [state_keys.WEBHOOK_DONE, state_keys.WEBHOOK_TASKS]
+        return int(await self._trim(keys=keys, args=[now_ms() - retention_s * 1000, limit]))

@@ -45,6 +45,7 @@ def _config(**overrides: Any) -> DispatchConfig:
         "disable_after_s": 3600,
         "response_excerpt_bytes": 100,
         "allow_loopback": False,
+        "retention_s": 3600,
     }
     return DispatchConfig(**{**defaults, **overrides})
 
@@ -58,7 +59,7 @@ class Harness:
 
     async def _parts(self) -> tuple[aioredis.Redis, WebhookSubscriptions, DeliverySchedule]:
         client = aioredis.Redis.from_url(self.redis_url)
-        return client, WebhookSubscriptions(client, secret_box(self.settings)), DeliverySchedule(client, 3600)
+        return client, WebhookSubscriptions(client, secret_box(self.settings)), DeliverySchedule(client)
 
     def subscribe(self, url: str, receiver: Receiver | None = None) -> str:
         async def create() -> str:
@@ -194,3 +195,22 @@ def test_a_slow_endpoint_does_not_starve_the_others(harness: Harness) -> None:
         assert len(fast.delivered()) == len(fast_ids)
         assert slow_done < len(slow_ids), "the fast endpoint finished while the slow one was still busy"
         assert dispatcher.stats["deferred"] > 0
+
+
+def test_finished_deliveries_are_forgotten_after_the_retention(harness: Harness) -> None:
+    with Receiver() as receiver:
+        webhook_id = harness.subscribe(receiver.url, receiver)
+        (message_id,) = harness.enqueue(webhook_id, 1, "kept")
+        harness.run(_config(allow_loopback=True), lambda: len(receiver.delivered()) == 1)
+    delivered = harness.task(webhook_id, message_id)
+    assert delivered is not None and delivered.status == "delivered"
+
+    async def trim(retention_s: int) -> int:
+        client, _, schedule = await harness._parts()
+        forgotten = await schedule.trim(retention_s)
+        await client.aclose()
+        return forgotten
+
+    assert asyncio.run(trim(3600)) == 0 and harness.task(webhook_id, message_id) is not None
+    time.sleep(0.01)
+    assert asyncio.run(trim(0)) == 1 and harness.task(webhook_id, message_id) is None
