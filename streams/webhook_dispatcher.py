@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -274,7 +274,7 @@ class WebhookDispatcher:
             completed_at_ms=now_ms() if done else None,
         )
         attempt = {
-            "attempt_id": uuid.uuid4().hex,
+            "attempt_id": os.urandom(12).hex(),
             "delivery_id": task.delivery_id,
             "org_id": task.org_id,
             "webhook_id": task.webhook_id,
