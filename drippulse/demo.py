@@ -1,5 +1,6 @@
-"""The Lead Qualification demo: stack up, one org, one active workflow, N leads through Kafka,
-then a summary read back from ClickHouse through the API."""
+"""The Lead Qualification demo: stack up, one org, one active workflow, a webhook subscription to a
+local endpoint, N leads through Kafka, then a summary read back from ClickHouse through the API and
+the count of notifications the endpoint received and verified."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from api.store import ControlPlaneStore
+from drippulse.demo_receiver import DemoReceiver
 from drippulse.lead_producer import produce_leads
 from drippulse.services import LocalServices
 from drippulse.settings import Settings
@@ -42,9 +44,12 @@ def _progress() -> Progress:
 
 
 def run_demo(settings: Settings, leads: int, serve: bool, timeout_s: float = 600.0) -> dict[str, Any]:
-    services = LocalServices(settings)
+    receiver = DemoReceiver()
+    receiver.start()
+    services = LocalServices(settings, env={"DRIPPULSE_WEBHOOK_ALLOW_LOOPBACK": "true"})
     try:
-        console.print("[bold]Starting the embedded stack, the API and the qualifier…[/bold]")
+        console.print("[bold]Starting the embedded stack, the API, the qualifier and the webhook worker…[/bold]")
+        console.print("(loopback webhook URLs are allowed in this local demo, for its own endpoint)")
         services.start()
         org_id, api_key = asyncio.run(create_org(settings, "Demo Co"))
         api = httpx.Client(base_url=settings.api_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
@@ -62,6 +67,13 @@ def run_demo(settings: Settings, leads: int, serve: bool, timeout_s: float = 600
         )
         api.post(f"/api/v1/workflows/{workflow['id']}/activate").raise_for_status()
         console.print(f"Organization [cyan]{org_id}[/cyan], workflow [cyan]{workflow['id']}[/cyan] (active, v1)")
+        subscription = (
+            api.post("/api/v1/webhooks", json={"url": receiver.url, "event_types": ["lead.qualified"]})
+            .raise_for_status()
+            .json()
+        )
+        receiver.secret = subscription["secret"]
+        console.print(f"Webhook subscription [cyan]{subscription['id']}[/cyan] -> {receiver.url}")
 
         with _progress() as progress:
             task = progress.add_task("Producing leads to Kafka", total=leads)
@@ -70,7 +82,13 @@ def run_demo(settings: Settings, leads: int, serve: bool, timeout_s: float = 600
             summary = _wait_for_executions(
                 api, workflow["id"], leads, timeout_s, services, lambda n: progress.update(stored, completed=n)
             )
+            notified = progress.add_task("Webhooks verified by the endpoint", total=summary["completed"])
+            _wait_for_notifications(receiver, summary["completed"], timeout_s, services, progress, notified)
         _print_summary(summary, settings)
+        console.print(
+            f"Webhooks: {len(receiver.verified):,} lead.qualified notifications delivered to the demo endpoint, "
+            f"each verified with the standardwebhooks library ({receiver.rejected} rejected)"
+        )
         if serve:
             console.print(f"\nServing. API key for this org: [bold]{api_key}[/bold]\nPress Ctrl-C to stop.")
             while True:
@@ -79,6 +97,7 @@ def run_demo(settings: Settings, leads: int, serve: bool, timeout_s: float = 600
         return summary
     finally:
         services.stop()
+        receiver.stop()
 
 
 def _wait_for_executions(
@@ -103,6 +122,22 @@ def _wait_for_executions(
         if time.monotonic() > deadline:
             raise DemoFailed(f"only {summary['executions']} of {expected} executions after {timeout_s:.0f} s")
         time.sleep(0.5)
+
+
+def _wait_for_notifications(
+    receiver: DemoReceiver, expected: int, timeout_s: float, services: LocalServices, progress: Progress, task: Any
+) -> None:
+    """Every qualified lead's notification, each webhook-id once, each signature valid."""
+    deadline = time.monotonic() + timeout_s
+    while len(receiver.verified) < expected:
+        services.check_alive()
+        progress.update(task, completed=len(receiver.verified))
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"only {len(receiver.verified)} of {expected} notifications after {timeout_s:.0f} s")
+        time.sleep(0.2)
+    progress.update(task, completed=len(receiver.verified))
+    if receiver.rejected:
+        raise DemoFailed(f"{receiver.rejected} notifications failed signature verification")
 
 
 def _print_summary(summary: dict[str, Any], settings: Settings) -> None:

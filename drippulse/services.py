@@ -1,8 +1,9 @@
 """Runs the whole product on one machine: the embedded stack, the API (with the embedded ClickHouse
-sink) and the qualifier, as attached child processes that stop with their owner."""
+sinks), the qualifier and the webhook worker, as attached child processes that stop with their owner."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -21,24 +22,27 @@ from drippulse.settings import Settings
 class LocalServices:
     settings: Settings
     qualifiers: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment for the child processes."""
     stack: EmbeddedStack | None = None
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, timeout_s: float = 90.0) -> None:
         self.stack = EmbeddedStack(self.settings, attached=True)
         self.stack.start()
-        log_dir = self.settings.log_dir
-        self.children["api"] = spawn([sys.executable, "-m", "drippulse", "api"], log_dir / "api.log", attached=True)
         ready_dir = self.settings.home.resolve() / "ready"
         shutil.rmtree(ready_dir, ignore_errors=True)
+        self._spawn("api", ["api"])
         for n in range(self.qualifiers):
-            self.children[f"qualifier-{n}"] = spawn(
-                [sys.executable, "-m", "drippulse", "worker", "qualifier", "--ready-file", str(ready_dir / f"q{n}")],
-                log_dir / f"qualifier-{n}.log",
-                attached=True,
-            )
+            self._spawn(f"qualifier-{n}", ["worker", "qualifier", "--ready-file", str(ready_dir / f"q{n}")])
+        self._spawn("webhooks", ["worker", "webhooks"])
         self.wait_for_api(timeout_s)
         self._wait_for_qualifiers(ready_dir, timeout_s)
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        argv = [sys.executable, "-m", "drippulse", *args]
+        log = self.settings.log_dir / f"{name}.log"
+        self.children[name] = spawn(argv, log, attached=True, env={**os.environ, **self.env})
 
     def _wait_for_qualifiers(self, ready_dir: Path, timeout_s: float) -> None:
         """Producing before the qualifiers own partitions would count their group join as latency."""
