@@ -78,7 +78,7 @@ def _inbound_serde(settings: Any) -> Any:
 def produce_input(prefix: str, org_ids: list[str]) -> None:
     from drippulse.synthetic import lead_event
     from streams import topics
-    from streams.kafka import ensure_topics, make_producer
+    from streams.kafka import ensure_topics, make_producer, produce_waiting
 
     settings = _settings(prefix)
     ensure_topics(settings)
@@ -88,12 +88,7 @@ def produce_input(prefix: str, org_ids: list[str]) -> None:
     rng = random.Random(1)
     for n in range(EVENTS):
         org_id = org_ids[rng.randrange(len(org_ids))]
-        while True:
-            try:
-                producer.produce(topic, serde.encode(lead_event(rng, org_id, n)), org_id.encode())
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_waiting(producer, topic, serde.encode(lead_event(rng, org_id, n)), org_id.encode())
     assert producer.flush(120) == 0
 
 

@@ -81,7 +81,7 @@ def _produce(settings: Any) -> None:
     import orjson
 
     from streams import topics
-    from streams.kafka import ensure_topics, make_producer
+    from streams.kafka import ensure_topics, make_producer, produce_waiting
     from streams.schema_registry import make_registry
     from streams.serde import AvroSerde
 
@@ -101,12 +101,7 @@ def _produce(settings: Any) -> None:
             "payload_json": payload.decode(),
             "created_at_ms": now,
         }
-        while True:
-            try:
-                producer.produce(name, serde.encode(record), org_id.encode())
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_waiting(producer, name, serde.encode(record), org_id.encode())
     assert producer.flush(120) == 0
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from drippulse.settings import Settings
 from drippulse.synthetic import lead_event
 from streams import topics
-from streams.kafka import make_producer
+from streams.kafka import make_producer, produce_waiting
 from streams.schema_registry import make_registry
 from streams.serde import AvroSerde
 
@@ -29,12 +29,7 @@ def produce_leads(
     for n in range(count):
         org_id = org_ids[n % len(org_ids)]
         record = lead_event(rng, org_id, n)
-        while True:
-            try:
-                producer.produce(name, serde.encode(record), org_id.encode())
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_waiting(producer, name, serde.encode(record), org_id.encode())
         if on_progress is not None and (n + 1) % step == 0:
             producer.poll(0)
             on_progress(step)

@@ -13,7 +13,7 @@ import uvloop
 
 from drippulse.settings import Settings
 from streams import topics
-from streams.batch_runtime import BatchWorker
+from streams.batch_runtime import BatchProcessor, BatchWorker
 from streams.clickhouse import ClickHouse
 from streams.clickhouse_sink import (
     ClickHouseSink,
@@ -61,6 +61,27 @@ def _dead_letters(settings: Settings, registry: SchemaRegistry) -> DeadLetters:
     return DeadLetters(serde, name)
 
 
+def _batch_worker(
+    settings: Settings,
+    group: str,
+    processor: BatchProcessor,
+    topic_name: str,
+    name: str,
+    ready_file: Path | None = None,
+    batch_timeout_s: float | None = None,
+) -> BatchWorker:
+    return BatchWorker(
+        consumer=make_consumer(settings, group),
+        producer=make_producer(settings),
+        processor=processor,
+        topics=[topic_name],
+        batch_size=settings.batch_size,
+        batch_timeout_s=batch_timeout_s or settings.batch_timeout_s,
+        name=name,
+        ready_file=ready_file,
+    )
+
+
 def build_qualifier(settings: Settings, ready_file: Path | None = None) -> BatchWorker:
     ensure_topics(settings)
     registry = make_registry(settings.schema_registry_url)
@@ -75,16 +96,7 @@ def build_qualifier(settings: Settings, ready_file: Path | None = None) -> Batch
         catalog=WorkflowCatalog(client, settings.workflow_refresh_s),
         state_store=ProcessorStateStore(client),
     )
-    return BatchWorker(
-        consumer=make_consumer(settings, QUALIFIER_GROUP),
-        producer=make_producer(settings),
-        processor=qualifier,
-        topics=[inbound_topic],
-        batch_size=settings.batch_size,
-        batch_timeout_s=settings.batch_timeout_s,
-        name="qualifier",
-        ready_file=ready_file,
-    )
+    return _batch_worker(settings, QUALIFIER_GROUP, qualifier, inbound_topic, "qualifier", ready_file)
 
 
 def build_sinks(settings: Settings, clickhouse: ClickHouse) -> list[BatchWorker]:
@@ -93,15 +105,15 @@ def build_sinks(settings: Settings, clickhouse: ClickHouse) -> list[BatchWorker]
     workers = []
     for name, (topic, table, to_row) in SINKS.items():
         serde, topic_name = _serde(topic, settings, registry)
+        sink = ClickHouseSink(serde, clickhouse, table, to_row, _dead_letters(settings, registry))
         workers.append(
-            BatchWorker(
-                consumer=make_consumer(settings, f"drippulse-sink-{name}"),
-                producer=make_producer(settings),
-                processor=ClickHouseSink(serde, clickhouse, table, to_row, _dead_letters(settings, registry)),
-                topics=[topic_name],
-                batch_size=settings.batch_size,
+            _batch_worker(
+                settings,
+                f"drippulse-sink-{name}",
+                sink,
+                topic_name,
+                f"sink-{name}",
                 batch_timeout_s=max(settings.batch_timeout_s, 0.2),
-                name=f"sink-{name}",
             )
         )
     return workers
@@ -127,16 +139,7 @@ def build_crm_applier(settings: Settings, ready_file: Path | None = None) -> Bat
             allow_loopback=settings.webhook_allow_loopback,
         ),
     )
-    return BatchWorker(
-        consumer=make_consumer(settings, CRM_GROUP),
-        producer=make_producer(settings),
-        processor=applier,
-        topics=[commands_topic],
-        batch_size=settings.batch_size,
-        batch_timeout_s=settings.batch_timeout_s,
-        name="crm",
-        ready_file=ready_file,
-    )
+    return _batch_worker(settings, CRM_GROUP, applier, commands_topic, "crm", ready_file)
 
 
 def build_webhook_intake(settings: Settings, ready_file: Path | None = None) -> BatchWorker:
@@ -148,16 +151,7 @@ def build_webhook_intake(settings: Settings, ready_file: Path | None = None) -> 
         dead_letters=_dead_letters(settings, registry),
         first_delay_ms=int(settings.webhook_retry_schedule[0] * 1000),
     )
-    return BatchWorker(
-        consumer=make_consumer(settings, WEBHOOK_INTAKE_GROUP),
-        producer=make_producer(settings),
-        processor=intake,
-        topics=[topic_name],
-        batch_size=settings.batch_size,
-        batch_timeout_s=settings.batch_timeout_s,
-        name="webhook-intake",
-        ready_file=ready_file,
-    )
+    return _batch_worker(settings, WEBHOOK_INTAKE_GROUP, intake, topic_name, "webhook-intake", ready_file)
 
 
 def build_webhook_dispatcher(settings: Settings) -> WebhookDispatcher:

@@ -15,6 +15,8 @@ from typing import NamedTuple, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from streams.kafka import produce_waiting
+
 log = logging.getLogger(__name__)
 
 
@@ -147,14 +149,8 @@ class BatchWorker:
             if err is not None:
                 failures.append(str(err))
 
-        produce = self._producer.produce
         for index, record in enumerate(outputs):
-            while True:
-                try:
-                    produce(record.topic, record.value, record.key, on_delivery=on_delivery)
-                    break
-                except BufferError:
-                    self._producer.poll(0.05)
+            produce_waiting(self._producer, record.topic, record.value, record.key, on_delivery=on_delivery)
             if index % 10_000 == 9_999:
                 self._producer.poll(0)
         remaining = self._producer.flush(60)

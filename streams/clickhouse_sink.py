@@ -17,7 +17,7 @@ from processors.events import EVENT_TYPE_BY_SYMBOL, lead_id_of
 from streams.batch_runtime import OutputRecord
 from streams.clickhouse import ClickHouse
 from streams.dlq import DeadLetters
-from streams.serde import AvroSerde, DecodeError
+from streams.serde import AvroSerde
 
 RowBuilder = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -71,12 +71,6 @@ class ClickHouseSink:
         """Stateless between batches: nothing to drop."""
 
     def process(self, messages: Sequence[Message]) -> list[OutputRecord]:
-        rows = []
-        dead: list[OutputRecord] = []
-        for message in messages:
-            try:
-                rows.append(self._to_row(self._serde.decode(message.value())))
-            except DecodeError as exc:
-                dead.append(self._dead_letters.record(message, "decode", str(exc)))
-        self._clickhouse.insert_rows(self._table, rows)
+        records, dead = self._dead_letters.decode_batch(self._serde, messages)
+        self._clickhouse.insert_rows(self._table, [self._to_row(record) for record in records])
         return dead

@@ -33,7 +33,7 @@ from streams.dlq import DeadLetters
 from streams.integration_connections import decode_connections
 from streams.rate_limiter import TokenBuckets
 from streams.secret_box import SecretBox
-from streams.serde import AvroSerde, DecodeError
+from streams.serde import AvroSerde
 from streams.ssrf_guard import GuardedResolver
 
 log = logging.getLogger(__name__)
@@ -81,13 +81,7 @@ class CrmCommandApplier:
         """Stateless between batches: connections are read fresh for every batch."""
 
     def process(self, messages: Sequence[Message]) -> list[OutputRecord]:
-        commands: list[dict[str, Any]] = []
-        dead: list[OutputRecord] = []
-        for message in messages:
-            try:
-                commands.append(self._commands.decode(message.value()))
-            except DecodeError as exc:
-                dead.append(self._dead_letters.record(message, "decode", str(exc)))
+        commands, dead = self._dead_letters.decode_batch(self._commands, messages)
         return dead + (self._loop.run_until_complete(self._apply_all(commands)) if commands else [])
 
     async def _connect(self) -> tuple[aiohttp.ClientSession, aioredis.Redis, TokenBuckets]:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from confluent_kafka import Message
 
 from streams.batch_runtime import OutputRecord
-from streams.serde import AvroSerde
+from streams.serde import AvroSerde, DecodeError
 
 log = logging.getLogger(__name__)
 
@@ -40,3 +42,16 @@ class DeadLetters:
             }
         )
         return OutputRecord(self._topic, message.key() or b"", value)
+
+    def decode_batch(
+        self, serde: AvroSerde, messages: Sequence[Message]
+    ) -> tuple[list[dict[str, Any]], list[OutputRecord]]:
+        """The batch's records that decode, and a dead letter for each that does not."""
+        records: list[dict[str, Any]] = []
+        dead: list[OutputRecord] = []
+        for message in messages:
+            try:
+                records.append(serde.decode(message.value()))
+            except DecodeError as exc:
+                dead.append(self.record(message, "decode", str(exc)))
+        return records, dead

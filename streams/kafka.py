@@ -30,6 +30,16 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     }
 
 
+def produce_waiting(producer: Producer, topic: str, value: bytes, key: bytes, **kwargs: Any) -> None:
+    """Produces, serving delivery reports while the local queue is full instead of failing."""
+    while True:
+        try:
+            producer.produce(topic, value, key, **kwargs)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
 def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
     """Manual commits only: the batch runtime commits after every output is acknowledged.
 

@@ -32,6 +32,7 @@ from standardwebhooks import Webhook
 
 from processors.delivery_policy import AttemptResult, DeliveryStatus, Verdict, failing_too_long, judge_attempt
 from streams import state_keys
+from streams.kafka import produce_waiting
 from streams.serde import AvroSerde
 from streams.ssrf_guard import GuardedResolver, UnsafeDestination, refuse_unsafe_literal
 from streams.webhook_schedule import DeliverySchedule, DeliveryTask, now_ms
@@ -332,12 +333,7 @@ class WebhookDispatcher:
 
     def _produce(self, attempt: dict[str, Any]) -> None:
         value = self._attempts.encode(attempt)
-        while True:
-            try:
-                self._producer.produce(self._attempts_topic, value, attempt["org_id"].encode())
-                return
-            except BufferError:
-                self._producer.poll(0.05)
+        produce_waiting(self._producer, self._attempts_topic, value, attempt["org_id"].encode())
 
     async def _track_endpoint_health(self, finished: list[Finished]) -> dict[tuple[str, str], str]:
         """Updates each endpoint's failure streak; returns the endpoints to disable and why, having

@@ -19,7 +19,7 @@ from processors.delivery_policy import subscribed
 from streams import state_keys
 from streams.batch_runtime import OutputRecord
 from streams.dlq import DeadLetters
-from streams.serde import AvroSerde, DecodeError
+from streams.serde import AvroSerde
 from streams.webhook_schedule import DeliveryTask, now_ms, queue_enqueue
 from streams.webhook_subscriptions import decode_subscriptions
 
@@ -44,13 +44,7 @@ class WebhookIntake:
         """Stateless between batches: subscriptions are read fresh for every batch."""
 
     def process(self, messages: Sequence[Message]) -> list[OutputRecord]:
-        records: list[dict[str, Any]] = []
-        dead: list[OutputRecord] = []
-        for message in messages:
-            try:
-                records.append(self._serde.decode(message.value()))
-            except DecodeError as exc:
-                dead.append(self._dead_letters.record(message, "decode", str(exc)))
+        records, dead = self._dead_letters.decode_batch(self._serde, messages)
         if records:
             self._schedule(records)
         return dead

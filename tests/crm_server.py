@@ -8,9 +8,11 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.local_http import LocalHttpServer
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,7 @@ class Request:
     status: int
 
 
-class HubSpotLikeServer:
+class HubSpotLikeServer(LocalHttpServer):
     def __init__(self, throttle_request: int | None = None, refuse_email: str | None = None) -> None:
         self.contacts: dict[str, dict[str, Any]] = {}
         self.tasks: list[dict[str, Any]] = []
@@ -31,21 +33,11 @@ class HubSpotLikeServer:
         self._throttle_request = throttle_request
         self._refuse_email = refuse_email
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler())
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> HubSpotLikeServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return self.base_url
 
     def add_contact(self, email: str) -> str:
         contact_id = str(1000 + len(self.contacts))

@@ -8,10 +8,12 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from standardwebhooks import Webhook, WebhookVerificationError
+
+from tests.local_http import LocalHttpServer
 
 Answer = Callable[[str], int]
 """webhook-id -> the status code to answer with."""
@@ -32,7 +34,7 @@ def flaky(failure_rate: float, seed: int = 7) -> Answer:
     return answer
 
 
-class Receiver:
+class Receiver(LocalHttpServer):
     def __init__(self, answer: Answer = always(200), delay_s: float = 0.0) -> None:
         self.answer = answer
         self.delay_s = delay_s
@@ -45,21 +47,11 @@ class Receiver:
         self.unverified: list[str] = []
         self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler())
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks"
-
-    def __enter__(self) -> Receiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return f"{self.base_url}/hooks"
 
     def delivered(self) -> dict[str, int]:
         """webhook-id -> how many requests with it were answered 2xx."""
