@@ -10,14 +10,16 @@ the first WARMUP deliveries, when connections are open and subscriptions cached.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from drippulse.processes import spawn
 
 MESSAGES = int(os.environ.get("BENCH_WEBHOOK_MESSAGES", "40000"))
 WARMUP = int(os.environ.get("BENCH_WEBHOOK_WARMUP", "5000"))
@@ -115,25 +117,34 @@ def measure(settings: Any, log_dir: Path) -> dict[str, Any]:
     _subscribe(settings, f"http://127.0.0.1:{port.value}/hooks")
     _produce(settings)
     env = {**os.environ, "DRIPPULSE_WEBHOOK_ALLOW_LOOPBACK": "true", "DRIPPULSE_LOG_LEVEL": "WARNING"}
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with (log_dir / "bench-webhooks.log").open("ab") as log:
-        # BENCH_PROFILER="py-spy record -o profile.txt -f raw --" shows where the worker spends its time.
-        profiler = os.environ.get("BENCH_PROFILER", "").split()
-        argv = [*profiler, sys.executable, "-m", "drippulse", "worker", "webhooks"]
-        worker = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-    samples: list[tuple[float, int]] = []
+    # BENCH_PROFILER="py-spy record -o profile.txt -f raw --" shows where the worker spends its time.
+    profiler = os.environ.get("BENCH_PROFILER", "").split()
+    argv = [*profiler, sys.executable, "-m", "drippulse", "worker", "webhooks"]
+    worker = spawn(argv, log_dir / "bench-webhooks.log", attached=True, env=env)
+    samples: list[tuple[float, int, float]] = []
     deadline = time.monotonic() + 300
     try:
         while counter.value < MESSAGES and time.monotonic() < deadline and worker.poll() is None:
-            samples.append((time.monotonic(), counter.value))
+            samples.append((time.monotonic(), counter.value, _cpu_s(worker.pid)))
             time.sleep(0.05)
-        samples.append((time.monotonic(), counter.value))
+        samples.append((time.monotonic(), counter.value, _cpu_s(worker.pid)))
     finally:
         worker.send_signal(signal.SIGINT)
         worker.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)  # a profiler's child, if it outlived the profiler
         receiver.terminate()
     if counter.value < MESSAGES:
         raise RuntimeError(f"the webhook worker delivered {counter.value} of {MESSAGES} messages")
-    start_at, start_count = next((at, n) for at, n in samples if n >= WARMUP)
-    end_at, end_count = next((at, n) for at, n in samples if n >= MESSAGES)
-    return {"webhook_deliveries_per_s": round((end_count - start_count) / (end_at - start_at))}
+    start_at, start_count, start_cpu = next(sample for sample in samples if sample[1] >= WARMUP)
+    end_at, end_count, end_cpu = next(sample for sample in samples if sample[1] >= MESSAGES)
+    return {
+        "webhook_deliveries_per_s": round((end_count - start_count) / (end_at - start_at)),
+        "webhook_worker_cores_used": round((end_cpu - start_cpu) / (end_at - start_at), 2),
+    }
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used, from /proc: is the worker CPU-bound?"""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

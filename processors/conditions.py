@@ -34,8 +34,12 @@ def compile_getter(path: str) -> Getter:
         first, second = parts
 
         def get2(ctx: Context) -> Any:
-            parent = ctx.get(first)
-            return parent.get(second) if isinstance(parent, dict) else _MISSING
+            """The hot path of most conditions (`lead.x`): no type check when the parent is a
+            mapping, which it nearly always is; exceptions cost nothing until raised."""
+            try:
+                return ctx[first].get(second)
+            except (KeyError, AttributeError, TypeError):
+                return _MISSING
 
         return get2
 
