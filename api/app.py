@@ -79,13 +79,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.delivery_schedule = DeliverySchedule(redis_client)
         app.state.deliveries = DeliveriesReader(clickhouse)
         stop = threading.Event()
-        sink_threads = run_in_threads(build_sinks(settings, clickhouse), stop) if settings.embedded_clickhouse else []
+        sinks = run_in_threads(build_sinks(settings, clickhouse), stop) if settings.embedded_clickhouse else []
+        app.state.sinks = sinks
         try:
             yield
         finally:
             stop.set()
-            for thread in sink_threads:
-                thread.join(timeout=10)
+            for sink in sinks:
+                sink.thread.join(timeout=10)
             publisher.close()
             await redis_client.aclose()
             clickhouse.close()

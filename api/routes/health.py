@@ -26,6 +26,9 @@ async def health(request: Request) -> JSONResponse:
         checks["clickhouse"] = "ok"
     except Exception as exc:
         checks["clickhouse"] = f"error: {exc}"
+    stopped = [sink.worker.name for sink in state.sinks if not sink.alive]
+    if state.sinks:
+        checks["sinks"] = f"error: stopped: {', '.join(stopped)}; see the API log" if stopped else "ok"
     healthy = all(value == "ok" for value in checks.values())
     return JSONResponse(
         {"status": "ok" if healthy else "degraded", "checks": checks}, status_code=200 if healthy else 503
