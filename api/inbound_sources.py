@@ -8,6 +8,7 @@ fields to dotted paths in the payload, or no mapping when the sender posts DripP
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -15,12 +16,12 @@ import redis.asyncio as aioredis
 
 from streams import state_keys
 from streams.secret_box import SecretBox
+from streams.signing_secrets import new_secrets, rotated, rotation_view, valid
 from streams.state_keys import new_id
-from streams.webhook_subscriptions import generate_signing_secret
 
 
 def public_view(record: dict[str, Any]) -> dict[str, Any]:
-    view = {k: v for k, v in record.items() if k != "sealed_secret"}
+    view = {k: v for k, v in record.items() if k != "secrets"} | rotation_view(valid(record["secrets"]))
     view["hook_path"] = f"/api/v1/hooks/{record['id']}"
     return view
 
@@ -31,13 +32,13 @@ class InboundSources:
         self._box = box
 
     async def create(self, org_id: str, fields: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        secret = generate_signing_secret()
+        stored, secret = new_secrets(self._box)
         record = {
             "id": new_id("src"),
             "org_id": org_id,
             **fields,
             "created_at_ms": int(time.time() * 1000),
-            "sealed_secret": self._box.seal(secret),
+            "secrets": stored,
         }
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(state_keys.inbound_sources(org_id), record["id"], orjson.dumps(record))
@@ -67,5 +68,12 @@ class InboundSources:
             removed, _ = await pipe.execute()
         return bool(removed)
 
-    def secret(self, record: dict[str, Any]) -> str:
-        return self._box.open(record["sealed_secret"])
+    async def rotate_secret(self, record: dict[str, Any], overlap_s: int) -> tuple[dict[str, Any], str]:
+        stored, secret = rotated(valid(record["secrets"]), self._box, overlap_s)
+        record = {**record, "secrets": stored}
+        await self._redis.hset(state_keys.inbound_sources(record["org_id"]), record["id"], orjson.dumps(record))
+        return record, secret
+
+    def verification_secrets(self, record: dict[str, Any]) -> Sequence[str]:
+        """Every secret a request may be signed with now (during a rotation, old and new)."""
+        return [self._box.open(s["sealed"]) for s in valid(record["secrets"])]

@@ -8,8 +8,6 @@ switch without dropping a message. The API manages subscriptions; the delivery w
 
 from __future__ import annotations
 
-import base64
-import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -19,34 +17,24 @@ import redis.asyncio as aioredis
 
 from streams import state_keys
 from streams.secret_box import SecretBox
+from streams.signing_secrets import new_secrets, rotated, rotation_view, valid
 from streams.state_keys import new_id
-
-SECRET_PREFIX = "whsec_"
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def generate_signing_secret() -> str:
-    """Standard Webhooks format: `whsec_` + base64 of 32 random bytes."""
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
 def public_view(record: dict[str, Any]) -> dict[str, Any]:
     """What the API shows: never a secret, only how many are valid and until when the old ones are."""
-    view = {k: v for k, v in record.items() if k != "secrets"}
-    expiring = [s["expires_at_ms"] for s in record["secrets"] if s["expires_at_ms"] is not None]
-    view["signing_secrets"] = len(record["secrets"])
-    view["previous_secret_valid_until_ms"] = max(expiring) if expiring else None
+    view = {k: v for k, v in record.items() if k != "secrets"} | rotation_view(record["secrets"])
     view.setdefault("disabled_reason", None)
     return view
 
 
 def _pruned(record: dict[str, Any]) -> dict[str, Any]:
     """Drops secrets whose overlap period is over: they no longer sign anything."""
-    now = _now_ms()
-    record["secrets"] = [s for s in record["secrets"] if s["expires_at_ms"] is None or s["expires_at_ms"] > now]
+    record["secrets"] = valid(record["secrets"])
     return record
 
 
@@ -65,7 +53,7 @@ class WebhookSubscriptions:
         self._box = box
 
     async def create(self, org_id: str, fields: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        secret = generate_signing_secret()
+        stored, secret = new_secrets(self._box)
         now = _now_ms()
         record = {
             "id": new_id("wh"),
@@ -73,7 +61,7 @@ class WebhookSubscriptions:
             "disabled_reason": None,
             "created_at_ms": now,
             "updated_at_ms": now,
-            "secrets": [{"sealed": self._box.seal(secret), "created_at_ms": now, "expires_at_ms": None}],
+            "secrets": stored,
         }
         await self._save(org_id, record)
         return record, secret
@@ -108,16 +96,8 @@ class WebhookSubscriptions:
         return bool(await self._redis.hdel(state_keys.webhooks(org_id), webhook_id))
 
     async def rotate_secret(self, org_id: str, record: dict[str, Any], overlap_s: int) -> tuple[dict[str, Any], str]:
-        now = _now_ms()
-        secret = generate_signing_secret()
-        kept = [{**s, "expires_at_ms": s["expires_at_ms"] or now + overlap_s * 1000} for s in record["secrets"]]
-        if overlap_s == 0:
-            kept = []
-        record = {
-            **record,
-            "updated_at_ms": now,
-            "secrets": [{"sealed": self._box.seal(secret), "created_at_ms": now, "expires_at_ms": None}, *kept],
-        }
+        stored, secret = rotated(record["secrets"], self._box, overlap_s)
+        record = {**record, "updated_at_ms": _now_ms(), "secrets": stored}
         await self._save(org_id, record)
         return _pruned(record), secret
 

@@ -8,6 +8,7 @@ request cannot be replayed later. Nothing is produced unless the signature holds
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, status
@@ -41,6 +42,19 @@ def _event(source: dict[str, Any], message_id: str, payload: Any) -> EventIn:
         raise invalid(validation_errors(fields, exc.errors(include_url=False)), "the mapped event is invalid") from None
 
 
+def _verified(secrets: Sequence[str], body: bytes, headers: dict[str, str]) -> Any:
+    """The payload, if any valid secret verifies the request (two are valid during a rotation)."""
+    failure: WebhookVerificationError | None = None
+    for secret in secrets:
+        try:
+            return Webhook(secret).verify(body, headers)
+        except WebhookVerificationError as exc:
+            failure = exc
+        except ValueError:
+            raise invalid([{"field": "$", "message": "the body is not JSON"}]) from None
+    raise Problem(401, "bad-signature", "Signature verification failed", str(failure)) from None
+
+
 @router.post("/{source_id}", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted)
 async def receive_hook(
     source_id: str,
@@ -58,11 +72,6 @@ async def receive_hook(
     if len(body) > MAX_BODY_BYTES:
         raise Problem(413, "payload-too-large", "Payload too large", f"at most {MAX_BODY_BYTES} bytes")
     headers = {k.lower(): v for k, v in request.headers.items()}
-    try:
-        payload = Webhook(sources.secret(source)).verify(body, headers)
-    except WebhookVerificationError as exc:
-        raise Problem(401, "bad-signature", "Signature verification failed", str(exc)) from None
-    except ValueError:
-        raise invalid([{"field": "$", "message": "the body is not JSON"}]) from None
+    payload = _verified(sources.verification_secrets(source), body, headers)
     event = _event(source, headers["webhook-id"], payload)
     return await accept_events(source["org_id"], [event], store, publisher, settings)

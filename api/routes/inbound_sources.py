@@ -53,3 +53,21 @@ async def delete_source(source_id: str, principal: Admin, sources: Sources) -> R
     if not await sources.delete(principal.org_id, source_id):
         raise not_found("inbound source", source_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+class RotateSecret(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    overlap_hours: int = Field(default=24, ge=0, le=168, description="How long the previous secret stays valid.")
+
+
+@router.post("/{source_id}/rotate_secret")
+async def rotate_secret(
+    source_id: str, principal: Admin, sources: Sources, body: RotateSecret | None = None
+) -> dict[str, Any]:
+    """A new secret, shown once; requests signed with the previous one are accepted for `overlap_hours`."""
+    record = await sources.get(principal.org_id, source_id)
+    if record is None:
+        raise not_found("inbound source", source_id)
+    rotated, secret = await sources.rotate_secret(record, (body.overlap_hours if body else 24) * 3600)
+    return {**public_view(rotated), "secret": secret}

@@ -92,6 +92,26 @@ def test_unmapped_source_takes_events_as_they_are_and_validates_them(org_factory
     assert unknown.status_code == 404
     listed = org["client"].get("/api/v1/inbound_sources").json()["items"]
     assert [s["id"] for s in listed] == [source["id"]]
-    assert "secret" not in listed[0] and "sealed_secret" not in listed[0]
+    assert "secret" not in listed[0] and "secrets" not in listed[0] and listed[0]["signing_secrets"] == 1
     assert other["client"].get(f"/api/v1/inbound_sources/{source['id']}").status_code == 404
     assert other["client"].delete(f"/api/v1/inbound_sources/{source['id']}").status_code == 404
+
+
+def test_secret_rotation_accepts_both_secrets_during_the_overlap(org_factory: Any, settings: Settings) -> None:
+    org = org_factory("Rotating Hook Co")
+    source = _source(org)
+    hook = httpx.Client(base_url=settings.api_url, timeout=10)
+    path = f"/api/v1/inbound_sources/{source['id']}/rotate_secret"
+
+    def post(secret: str, message_id: str) -> int:
+        body = json.dumps({"lead": {"lead_id": message_id}})
+        return hook.post(source["hook_path"], content=body, headers=_signed(secret, message_id, body)).status_code
+
+    rotated = org["client"].post(path, json={"overlap_hours": 1}).json()
+    assert rotated["signing_secrets"] == 2 and rotated["previous_secret_valid_until_ms"]
+    assert post(source["secret"], "old-1") == 202 and post(rotated["secret"], "new-1") == 202
+
+    again = org["client"].post(path, json={"overlap_hours": 0}).json()
+    assert again["signing_secrets"] == 1
+    assert post(rotated["secret"], "old-2") == 401 and post(source["secret"], "old-3") == 401
+    assert post(again["secret"], "new-2") == 202
