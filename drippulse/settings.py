@@ -52,13 +52,16 @@ class Settings(BaseSettings):
     webhook_retention_s: int = Field(default=7 * 86_400, ge=60, alias="DRIPPULSE_WEBHOOK_RETENTION_S")
     webhook_response_excerpt_bytes: int = Field(default=1024, ge=0, alias="DRIPPULSE_WEBHOOK_RESPONSE_EXCERPT_BYTES")
 
-    crm_max_attempts: int = Field(default=5, ge=1, alias="DRIPPULSE_CRM_MAX_ATTEMPTS")
-    crm_backoff_s: str = Field(default="0.5,1,2,4", alias="DRIPPULSE_CRM_BACKOFF_S")
+    crm_max_attempts: int = Field(default=3, ge=1, alias="DRIPPULSE_CRM_MAX_ATTEMPTS")
+    crm_backoff_s: str = Field(default="0.5,1", alias="DRIPPULSE_CRM_BACKOFF_S")
+    crm_park_schedule_s: str = Field(
+        default="30,60,300,900,1800,3600,7200,14400", alias="DRIPPULSE_CRM_PARK_SCHEDULE_S"
+    )
     crm_timeout_s: float = Field(default=10.0, gt=0, alias="DRIPPULSE_CRM_TIMEOUT_S")
     crm_max_retry_after_s: float = Field(default=60.0, ge=0, alias="DRIPPULSE_CRM_MAX_RETRY_AFTER_S")
     crm_connection_concurrency: int = Field(default=4, ge=1, alias="DRIPPULSE_CRM_CONNECTION_CONCURRENCY")
 
-    @field_validator("webhook_retry_schedule_s", "crm_backoff_s")
+    @field_validator("webhook_retry_schedule_s", "crm_backoff_s", "crm_park_schedule_s")
     @classmethod
     def _valid_schedule(cls, value: str) -> str:
         parse_schedule(value)
@@ -71,6 +74,10 @@ class Settings(BaseSettings):
     @property
     def crm_backoff(self) -> tuple[float, ...]:
         return parse_schedule(self.crm_backoff_s)
+
+    @property
+    def crm_park_schedule(self) -> tuple[float, ...]:
+        return parse_schedule(self.crm_park_schedule_s)
 
     @property
     def kafka_bootstrap_servers(self) -> str:

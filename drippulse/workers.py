@@ -70,6 +70,7 @@ def _batch_worker(
     name: str,
     ready_file: Path | None = None,
     batch_timeout_s: float | None = None,
+    process_idle: bool = False,
 ) -> BatchWorker:
     return BatchWorker(
         consumer=make_consumer(settings, group),
@@ -80,6 +81,7 @@ def _batch_worker(
         batch_timeout_s=batch_timeout_s or settings.batch_timeout_s,
         name=name,
         ready_file=ready_file,
+        process_idle=process_idle,
     )
 
 
@@ -138,9 +140,10 @@ def build_crm_applier(settings: Settings, ready_file: Path | None = None) -> Bat
             connection_concurrency=settings.crm_connection_concurrency,
             applied_retention_s=settings.webhook_retention_s,
             allow_loopback=settings.webhook_allow_loopback,
+            park_schedule_s=settings.crm_park_schedule,
         ),
     )
-    return _batch_worker(settings, CRM_GROUP, applier, commands_topic, "crm", ready_file)
+    return _batch_worker(settings, CRM_GROUP, applier, commands_topic, "crm", ready_file, process_idle=True)
 
 
 def build_webhook_intake(settings: Settings, ready_file: Path | None = None) -> BatchWorker:

@@ -63,6 +63,7 @@ class BatchWorker:
         batch_timeout_s: float,
         name: str,
         ready_file: Path | None = None,
+        process_idle: bool = False,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -71,6 +72,8 @@ class BatchWorker:
         self._batch_timeout_s = batch_timeout_s
         self.name = name
         self._ready_file = ready_file
+        self._process_idle = process_idle
+        """Call the processor on empty polls too, for work of its own that comes due (parked retries)."""
         self.stats = BatchStats()
         consumer.subscribe(list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
 
@@ -112,6 +115,10 @@ class BatchWorker:
         """
         messages = self._consume()
         if not messages:
+            if self._process_idle:
+                idle_outputs = self._processor.process([])
+                if idle_outputs:
+                    self._produce_and_wait(idle_outputs)
             return 0
         outputs = self._processor.process(messages)
         if outputs:

@@ -6,9 +6,14 @@ concurrently (up to `connection_concurrency` per connection), while commands for
 their order: a later update must not be overtaken by an earlier one.
 
 Each request first reserves a token from the connection's bucket in Redis (rate limit shared by all
-workers). Transient failures are retried with backoff, a 429's `Retry-After` is honoured, permanent
-4xx answers fail the command with the CRM's reason. Applied commands are marked in Redis, so a
-replayed batch skips them; the CRM also receives the command id as its idempotency key.
+workers). Transient failures get a few quick attempts with backoff (a 429's `Retry-After` honoured);
+a lead whose command still fails is parked with its later commands (streams/crm_parking.py) and
+retried on a schedule, so a CRM that is down holds back neither the batch nor other orgs. Once a
+connection parks a lead, its other leads in the same batch are parked without trying: the CRM is
+most likely down for them too. Permanent 4xx answers fail the command with the CRM's reason.
+Applied commands are marked in Redis, so a replayed batch skips them; the CRM also receives the
+command id as its idempotency key. Every batch first retries the parked leads that are due, and the
+batch loop calls this processor on idle polls too, so retries happen while the topic is quiet.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from processors.delivery_policy import CrmOutcome, classify_crm_response, retry_
 from streams import state_keys
 from streams.batch_runtime import OutputRecord
 from streams.crm_connectors import CONNECTORS, CrmHttp, CrmResponse
+from streams.crm_parking import Chain, ParkedCommands
 from streams.dlq import DeadLetters
 from streams.integration_connections import decode_connections
 from streams.rate_limiter import TokenBuckets
@@ -38,16 +44,22 @@ from streams.ssrf_guard import GuardedResolver
 
 log = logging.getLogger(__name__)
 
+RETRYING = "retrying"
+"""A result status: the command is parked and will be retried (a later row replaces this one)."""
+
 
 @dataclass(frozen=True)
 class CrmConfig:
     max_attempts: int
+    """Quick attempts inside a batch before a lead's commands are parked."""
     backoff_s: tuple[float, ...]
     timeout_s: float
     max_retry_after_s: float
     connection_concurrency: int
     applied_retention_s: int
     allow_loopback: bool
+    park_schedule_s: tuple[float, ...]
+    parked_claims_per_batch: int = 50
 
 
 @dataclass(slots=True)
@@ -76,52 +88,131 @@ class CrmCommandApplier:
         self._session: aiohttp.ClientSession | None = None
         self._redis: aioredis.Redis | None = None
         self._buckets: TokenBuckets | None = None
+        self._parking: ParkedCommands | None = None
 
     def on_rebalance(self) -> None:
         """Stateless between batches: connections are read fresh for every batch."""
 
     def process(self, messages: Sequence[Message]) -> list[OutputRecord]:
+        """Also called with no messages when the topic is idle: parked leads still come due."""
         commands, dead = self._dead_letters.decode_batch(self._commands, messages)
-        return dead + (self._loop.run_until_complete(self._apply_all(commands)) if commands else [])
+        return dead + self._loop.run_until_complete(self._apply_all(commands))
 
-    async def _connect(self) -> tuple[aiohttp.ClientSession, aioredis.Redis, TokenBuckets]:
+    async def _connect(self) -> tuple[aiohttp.ClientSession, aioredis.Redis, TokenBuckets, ParkedCommands]:
         """Created inside the applier's own event loop, the first time a batch needs them."""
-        if self._session is None or self._redis is None or self._buckets is None:
+        if self._session is None or self._redis is None or self._buckets is None or self._parking is None:
             connector = aiohttp.TCPConnector(limit=200, resolver=GuardedResolver(self._config.allow_loopback))
             timeout = aiohttp.ClientTimeout(total=self._config.timeout_s)
             self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
             self._redis = aioredis.Redis.from_url(self._redis_url)
             self._buckets = TokenBuckets(self._redis)
-        return self._session, self._redis, self._buckets
+            self._parking = ParkedCommands(self._redis, self._config.park_schedule_s)
+        return self._session, self._redis, self._buckets, self._parking
 
     async def _apply_all(self, commands: list[dict[str, Any]]) -> list[OutputRecord]:
-        session, client, buckets = await self._connect()
+        session, client, buckets, parking = await self._connect()
+        results = await self._retry_parked(session, client, buckets, parking)
+        if commands:
+            results += await self._apply_batch(session, client, buckets, parking, commands)
+        await self._mark_applied(client, [r for r in results if r["status"] == CrmOutcome.APPLIED])
+        return [OutputRecord(self._results_topic, r["org_id"].encode(), self._results.encode(r)) for r in results]
+
+    async def _apply_batch(
+        self,
+        session: aiohttp.ClientSession,
+        client: aioredis.Redis,
+        buckets: TokenBuckets,
+        parking: ParkedCommands,
+        commands: list[dict[str, Any]],
+    ) -> list[dict[str, Any]]:
         jobs = await self._pending_jobs(client, commands)
-        chains: defaultdict[tuple[str, str], list[Job]] = defaultdict(list)
+        chains: defaultdict[Chain, list[Job]] = defaultdict(list)
         for job in jobs:
-            chains[(job.connection["id"], job.command["lead_id"])].append(job)
+            chains[(job.command["org_id"], job.connection["id"], job.command["lead_id"])].append(job)
+        to_park: dict[Chain, list[Job]] = {chain: chains.pop(chain) for chain in await parking.parked(list(chains))}
+        down: set[str] = set()
+        """Connections that parked a lead in this batch: their other leads are parked untried."""
         limits: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(self._config.connection_concurrency)
         )
 
-        async def run_chain(chain: list[Job]) -> list[dict[str, Any]]:
-            async with limits[chain[0].connection["id"]]:
-                return [await self._apply(session, buckets, job) for job in chain]
+        async def run_chain(chain: Chain, chain_jobs: list[Job]) -> list[dict[str, Any]]:
+            async with limits[chain[1]]:
+                done: list[dict[str, Any]] = []
+                for index, job in enumerate(chain_jobs):
+                    result = None if chain[1] in down else await self._apply(session, buckets, job)
+                    if result is None or result["status"] == RETRYING:
+                        down.add(chain[1])
+                        to_park[chain] = chain_jobs[index:]
+                        if result is not None:
+                            done.append(result)
+                        break
+                    done.append(result)
+                return done
 
-        results = [r for chain_results in await asyncio.gather(*map(run_chain, chains.values())) for r in chain_results]
-        await self._mark_applied(client, [r for r in results if r["status"] == CrmOutcome.APPLIED])
-        return [OutputRecord(self._results_topic, r["org_id"].encode(), self._results.encode(r)) for r in results]
+        applied = await asyncio.gather(*(run_chain(chain, chain_jobs) for chain, chain_jobs in chains.items()))
+        results = [result for chain_results in applied for result in chain_results]
+        await parking.park({chain: [job.command for job in parked] for chain, parked in to_park.items()})
+        attempted = {result["result_id"] for result in results}
+        waiting = CrmResponse(None, "parked: the connection is failing; retried later")
+        return results + [
+            self._result(job, RETRYING, 0, waiting)
+            for parked in to_park.values()
+            for job in parked
+            if _result_id(job) not in attempted
+        ]
 
-    async def _pending_jobs(self, client: aioredis.Redis, commands: list[dict[str, Any]]) -> list[Job]:
-        """One job per (command, enabled connection of its org), minus those applied already."""
-        org_ids = sorted({c["org_id"] for c in commands})
+    async def _retry_parked(
+        self, session: aiohttp.ClientSession, client: aioredis.Redis, buckets: TokenBuckets, parking: ParkedCommands
+    ) -> list[dict[str, Any]]:
+        """Due parked leads, each drained in order until its CRM fails again."""
+        lease_ms = int((self._config.timeout_s * self._config.max_attempts + 60) * 1000)
+        chains = await parking.claim(self._config.parked_claims_per_batch, lease_ms)
+        if not chains:
+            return []
+        connections = await self._connections(client, sorted({org_id for org_id, _, _ in chains}))
+
+        async def drain(chain: Chain) -> list[dict[str, Any]]:
+            org_id, connection_id, _ = chain
+            connection = next((c for c in connections[org_id] if c["id"] == connection_id), None)
+            commands = await parking.load(chain)
+            if connection is None:
+                await parking.drop(chain, len(commands))
+                gone = CrmResponse(None, "the connection was deleted or disabled while commands were parked")
+                return [self._result(Job(c, {"id": connection_id, "type": ""}), CrmOutcome.FAILED, 0, gone)
+                        for c in commands]
+            results: list[dict[str, Any]] = []
+            for command in commands:
+                result = await self._apply(session, buckets, Job(command, connection))
+                if result["status"] == RETRYING:
+                    if await parking.settle(chain, len(results), failed_round=True):
+                        await parking.drop(chain, len(commands) - len(results))
+                        given_up = f"gave up after {len(self._config.park_schedule_s)} retry rounds: {result['error']}"
+                        results += [
+                            self._result(Job(c, connection), CrmOutcome.FAILED, 0, CrmResponse(None, given_up))
+                            for c in commands[len(results) :]
+                        ]
+                    return results
+                results.append(result)
+            await parking.settle(chain, len(results), failed_round=False)
+            return results
+
+        drained = await asyncio.gather(*map(drain, chains))
+        return [result for chain_results in drained for result in chain_results]
+
+    async def _connections(self, client: aioredis.Redis, org_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Each org's enabled connections, one pipeline for all."""
         pipe = client.pipeline(transaction=False)
         for org_id in org_ids:
             pipe.hgetall(state_keys.integration_connections(org_id))
-        connections = {
+        return {
             org_id: [c for c in decode_connections(raw) if c.get("enabled", True)]
             for org_id, raw in zip(org_ids, await pipe.execute(), strict=True)
         }
+
+    async def _pending_jobs(self, client: aioredis.Redis, commands: list[dict[str, Any]]) -> list[Job]:
+        """One job per (command, enabled connection of its org), minus those applied already."""
+        connections = await self._connections(client, sorted({c["org_id"] for c in commands}))
         jobs = [Job(c, conn) for c in commands for conn in connections[c["org_id"]]]
         if not jobs:
             return []
@@ -151,11 +242,9 @@ class CrmCommandApplier:
             if outcome != CrmOutcome.RETRY or attempts >= self._config.max_attempts:
                 break
             await asyncio.sleep(self._delay(response, attempts))
-        if outcome == CrmOutcome.RETRY:
-            outcome = CrmOutcome.FAILED
         if outcome == CrmOutcome.FAILED:
             log.warning("crm: %s via %s failed: %s", command["command_id"], connection["id"], response.error)
-        return self._result(job, outcome, attempts, response)
+        return self._result(job, RETRYING if outcome == CrmOutcome.RETRY else outcome.value, attempts, response)
 
     def _delay(self, response: CrmResponse, attempts: int) -> float:
         backoff = self._config.backoff_s[min(attempts - 1, len(self._config.backoff_s) - 1)]
@@ -163,10 +252,10 @@ class CrmCommandApplier:
             return retry_after_s(response.retry_after, time.time(), backoff, self._config.max_retry_after_s)
         return backoff
 
-    def _result(self, job: Job, outcome: CrmOutcome, attempts: int, response: CrmResponse) -> dict[str, Any]:
+    def _result(self, job: Job, status: str, attempts: int, response: CrmResponse) -> dict[str, Any]:
         command, connection = job.command, job.connection
         return {
-            "result_id": f"{command['command_id']}:{connection['id']}",
+            "result_id": _result_id(job),
             "command_id": command["command_id"],
             "org_id": command["org_id"],
             "connection_id": connection["id"],
@@ -174,7 +263,7 @@ class CrmCommandApplier:
             "execution_id": command["execution_id"],
             "lead_id": command["lead_id"],
             "operation": command["operation"],
-            "status": outcome.value,
+            "status": status,
             "attempts": attempts,
             "status_code": response.status_code,
             "error": response.error,
@@ -190,3 +279,8 @@ class CrmCommandApplier:
             key = state_keys.crm_applied(result["org_id"], result["connection_id"], result["command_id"])
             pipe.set(key, b"1", ex=self._config.applied_retention_s)
         await pipe.execute()
+
+
+def _result_id(job: Job) -> str:
+    """One result row per (command, connection): a later status of the same pair replaces it."""
+    return f"{job.command['command_id']}:{job.connection['id']}"

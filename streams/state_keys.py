@@ -123,3 +123,16 @@ def crm_bucket(org_id: str, connection_id: str) -> str:
 def crm_applied(org_id: str, connection_id: str, command_id: str) -> str:
     """Set once a command is applied through a connection, so a replayed batch does not send it again."""
     return f"dp:{{{org_id}}}:crm:done:{connection_id}:{command_id}"
+
+
+def crm_parked(org_id: str, connection_id: str, lead_id: str) -> str:
+    """List of one lead's commands (JSON, oldest first) waiting for a connection that kept failing."""
+    return f"dp:{{{org_id}}}:crm:parked:{connection_id}:{lead_id}"
+
+
+CRM_PARKED = "dp:{crm}:parked"
+"""Sorted set "org \\x1f connection \\x1f lead" -> ms its parked commands are next retried (leased
+forward while a worker retries them)."""
+
+CRM_PARKED_ROUNDS = "dp:{crm}:parked:rounds"
+"""Hash member -> how many retry rounds of its parked commands have failed in a row."""

@@ -88,7 +88,12 @@ def webhook_worker(api_server: ApiServer, settings: Settings) -> Iterator[Worker
 
 @pytest.fixture(scope="session")
 def crm_worker(api_server: ApiServer, settings: Settings) -> Iterator[WorkerProcess]:
-    env = {"DRIPPULSE_WEBHOOK_ALLOW_LOOPBACK": "true", "DRIPPULSE_CRM_BACKOFF_S": "0.2,0.2,0.4"}
+    env = {
+        "DRIPPULSE_WEBHOOK_ALLOW_LOOPBACK": "true",
+        "DRIPPULSE_CRM_MAX_ATTEMPTS": "4",
+        "DRIPPULSE_CRM_BACKOFF_S": "0.2,0.2,0.4",
+        "DRIPPULSE_CRM_PARK_SCHEDULE_S": ",".join(["1"] * 30),
+    }
     process = WorkerProcess(settings, "crm", env)
     process.start()
     yield process

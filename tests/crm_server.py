@@ -1,6 +1,6 @@
 """A local CRM shaped like HubSpot's CRM v3 objects API, for the connector tests: contacts searched
 by email, patched, created; tasks created. It records every request, can answer 429 with
-Retry-After to one chosen request, and refuses one email with a 400."""
+Retry-After to one chosen request, refuses one email with a 400, and can be down (503)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ class HubSpotLikeServer(LocalHttpServer):
         self.contacts: dict[str, dict[str, Any]] = {}
         self.tasks: list[dict[str, Any]] = []
         self.requests: list[Request] = []
+        self.down = False
+        """While set, every request gets 503: the CRM is having an outage."""
         self._throttle_request = throttle_request
         self._refuse_email = refuse_email
         self._lock = threading.Lock()
@@ -81,7 +83,9 @@ class HubSpotLikeServer(LocalHttpServer):
                 with server._lock:
                     index = len(server.requests) + 1
                     headers = {}
-                    if index == server._throttle_request:
+                    if server.down:
+                        status, body = 503, {"status": "error", "message": "Service Unavailable"}
+                    elif index == server._throttle_request:
                         status, body = 429, {"status": "error", "message": "You have reached your secondly limit."}
                         headers["retry-after"] = "1"
                     else:

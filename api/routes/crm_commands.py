@@ -20,11 +20,12 @@ async def list_crm_results(
     connection_id: str | None = None,
     lead_id: str | None = None,
     command_id: str | None = None,
-    status: Literal["applied", "failed"] | None = None,
+    status: Literal["applied", "failed", "retrying"] | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    """Newest first. `failed` carries the CRM's reason in `error`."""
+    """Newest first, the latest status of each (command, connection). `failed` carries the CRM's
+    reason in `error`; `retrying` means parked behind a failing CRM and retried on a schedule."""
     filters = {"connection_id": connection_id, "lead_id": lead_id, "command_id": command_id, "status": status}
     items, next_cursor = await run_in_threadpool(reader.results, principal.org_id, filters, limit, cursor)
     return {"items": items, "next_cursor": next_cursor}

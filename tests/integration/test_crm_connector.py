@@ -22,18 +22,34 @@ RATE, BURST = 8.0, 2
 TOKEN = "pat-na1-secret-token-123"
 
 
-def _command(org_id: str, n: int, email: str) -> dict[str, Any]:
+def _command(org_id: str, n: int, email: str, tier: str = "A", lead_id: str | None = None) -> dict[str, Any]:
     return {
         "command_id": f"cmd_{org_id}_{n}",
         "org_id": org_id,
         "execution_id": f"exec-{n}",
         "workflow_id": "wf_test",
         "operation": "update_lead",
-        "lead_id": f"lead-{n}",
+        "lead_id": lead_id or f"lead-{n}",
         "email": email,
-        "properties": {"drippulse_score": str(n), "drippulse_tier": "A"},
+        "properties": {"drippulse_score": str(n), "drippulse_tier": tier},
         "created_at_ms": int(time.time() * 1000),
     }
+
+
+def _connect(org: dict[str, Any], settings: Settings, url: str, **fields: Any) -> str:
+    """A HubSpot connection through the API, then pointed at the local server (loopback is refused)."""
+    body = {"type": "hubspot", "name": "HubSpot", "base_url": "https://93.184.216.34", **fields}
+    created = org["client"].post("/api/v1/integration_connections", json=body)
+    assert created.status_code == 201, created.text
+    connection_id = str(created.json()["id"])
+    repoint(settings, state_keys.integration_connections(org["org_id"]), connection_id, {"base_url": url})
+    return connection_id
+
+
+def _results(org: dict[str, Any], **params: Any) -> list[dict[str, Any]]:
+    listed = org["client"].get("/api/v1/crm_commands", params={"limit": 1000, **params})
+    assert listed.status_code == 200, listed.text
+    return list(listed.json()["items"])
 
 
 def _max_in_any_second(times: list[float]) -> int:
@@ -78,9 +94,7 @@ def test_commands_applied_once_within_rate_limit_honouring_retry_after(
         failed = wait_until(lambda: results("failed"), 30, "the refused command's result")
         requests = list(crm.requests)
 
-    writes = Counter(
-        r.idempotency_key for r in requests if r.status in (200, 201) and not r.path.endswith("/search")
-    )
+    writes = Counter(r.idempotency_key for r in requests if r.status in (200, 201) and not r.path.endswith("/search"))
     good = [c["command_id"] for c in commands[:-1]]
     assert all(writes[command_id] == 1 for command_id in good), "each command changed the CRM exactly once"
     assert all(crm.contacts[cid]["drippulse_tier"] == "A" for cid in existing.values()), "existing contacts patched"
@@ -123,3 +137,43 @@ def test_connections_are_isolated_and_unsafe_urls_refused(org_factory: Any) -> N
     assert other["client"].get("/api/v1/integration_connections").json()["items"] == []
     assert org["client"].patch(path, json={"credentials": "tok"}).json()["has_credentials"] is True
     assert org["client"].delete(path).status_code == 204
+
+
+def test_a_crm_outage_parks_its_commands_without_holding_back_other_connections(
+    crm_worker: Any, org_factory: Any, settings: Settings
+) -> None:
+    """Commands for a CRM that is down are parked in order and applied when it is back; meanwhile
+    the other connection gets every command at once."""
+    org = org_factory("Outage Co")
+    org_id = org["org_id"]
+    with HubSpotLikeServer() as broken, HubSpotLikeServer() as healthy:
+        broken.down = True
+        broken_id = _connect(org, settings, broken.url, rate_limit_per_s=1000, burst=100)
+        healthy_id = _connect(org, settings, healthy.url, rate_limit_per_s=1000, burst=100)
+        commands = [
+            _command(org_id, 2 * lead + step, f"lead{lead}@outage.io", tier, lead_id=f"lead-{lead}")
+            for lead in range(5)
+            for step, tier in enumerate(("B", "A"))
+        ]
+        produce_records(settings, topics.CRM_COMMANDS, org_id, commands)
+
+        wait_until(lambda: len(_results(org, connection_id=healthy_id, status="applied")) == 10, 60, "the healthy CRM")
+        parked = wait_until(
+            lambda: _results(org, connection_id=broken_id, status="retrying") or None, 30, "parked commands"
+        )
+        assert parked and all("parked" in r["error"] or "503" in r["error"] for r in parked)
+        assert len(broken.requests) < 30, "an outage is not hammered: one lead tries, the rest wait"
+
+        broken.down = False
+        wait_until(
+            lambda: len(_results(org, connection_id=broken_id, status="applied")) == 10, 90, "the parked commands"
+        )
+        order = [r.idempotency_key for r in broken.requests if r.status in (200, 201) and "search" not in r.path]
+
+    for lead in range(5):
+        first, second = f"cmd_{org_id}_{2 * lead}", f"cmd_{org_id}_{2 * lead + 1}"
+        assert order.index(first) < order.index(second), "a lead's commands keep their order across parking"
+    for server in (broken, healthy):
+        tiers = {c["email"]: c["drippulse_tier"] for c in server.contacts.values()}
+        assert tiers == {f"lead{lead}@outage.io": "A" for lead in range(5)}, "the newest update is the last applied"
+    assert _results(org, connection_id=broken_id, status="retrying") == []
