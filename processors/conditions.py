@@ -7,6 +7,7 @@ type never raises: the comparison is simply false.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -54,17 +55,21 @@ def compile_getter(path: str) -> Getter:
     return get_n
 
 
+_NUMBER_TYPES = (int, float)
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _ordering(get: Getter, constant: Any, compare: Callable[[Any, Any], bool]) -> Predicate:
-    """Numbers compare with numbers and strings with strings; anything else is false."""
+    """Numbers compare with numbers and strings with strings; anything else is false. The numeric
+    check is inlined (`type(...) in`, which also excludes bools) because it runs for every rule."""
     if _is_number(constant):
 
         def numeric(ctx: Context) -> bool:
             value = get(ctx)
-            return _is_number(value) and compare(value, constant)
+            return type(value) in _NUMBER_TYPES and compare(value, constant)
 
         return numeric
 
@@ -94,16 +99,23 @@ def _compile_field(cond: FieldCondition) -> Predicate:
         hashable = all(isinstance(item, str | int | float | bool) for item in constant)
         members: Any = frozenset(constant) if hashable else tuple(constant)
         if op is Operator.IN:
-            return lambda ctx: _member(get(ctx), members)
+
+            def member(ctx: Context) -> bool:
+                try:
+                    return get(ctx) in members
+                except TypeError:
+                    return False
+
+            return member
         return lambda ctx: not _member(get(ctx), members)
     if op is Operator.GT:
-        return _ordering(get, constant, lambda a, b: bool(a > b))
+        return _ordering(get, constant, operator.gt)
     if op is Operator.GTE:
-        return _ordering(get, constant, lambda a, b: bool(a >= b))
+        return _ordering(get, constant, operator.ge)
     if op is Operator.LT:
-        return _ordering(get, constant, lambda a, b: bool(a < b))
+        return _ordering(get, constant, operator.lt)
     if op is Operator.LTE:
-        return _ordering(get, constant, lambda a, b: bool(a <= b))
+        return _ordering(get, constant, operator.le)
     if op is Operator.EXISTS:
         return lambda ctx: get(ctx) not in (None, "")
     if op is Operator.NOT_EXISTS:
@@ -111,8 +123,8 @@ def _compile_field(cond: FieldCondition) -> Predicate:
     if op is Operator.BETWEEN:
         low, high = constant
         at_least, at_most = (
-            _ordering(get, low, lambda a, b: bool(a >= b)),
-            _ordering(get, high, lambda a, b: bool(a <= b)),
+            _ordering(get, low, operator.ge),
+            _ordering(get, high, operator.le),
         )
         return lambda ctx: at_least(ctx) and at_most(ctx)
     if op in (Operator.CHANGED, Operator.CHANGED_TO, Operator.CHANGED_FROM):
@@ -163,13 +175,23 @@ def _compile_text_operator(get: Getter, op: Operator, constant: Any) -> Predicat
         return _text(get, lambda v: email_domain(v) in domains)
     needle = str(constant).lower()
     if op is Operator.CONTAINS:
-        return _text(get, lambda v: needle in v.lower())
+
+        def contains(ctx: Context) -> bool:
+            value = get(ctx)
+            return isinstance(value, str) and needle in value.lower()
+
+        return contains
     if op is Operator.NOT_CONTAINS:
         return _text(get, lambda v: needle not in v.lower())
     if op is Operator.STARTS_WITH:
         return _text(get, lambda v: v.lower().startswith(needle))
     if op is Operator.ENDS_WITH:
-        return _text(get, lambda v: v.lower().endswith(needle))
+
+        def ends_with(ctx: Context) -> bool:
+            value = get(ctx)
+            return isinstance(value, str) and value.lower().endswith(needle)
+
+        return ends_with
     raise ValueError(f"unsupported operator {op!r}")
 
 
