@@ -37,6 +37,7 @@ from drippulse.settings import Settings, load_settings
 from drippulse.workers import build_sinks, run_in_threads
 from streams import topics
 from streams.clickhouse import apply_schema, connect_clickhouse
+from streams.crm_parking import ParkedCommands
 from streams.integration_connections import IntegrationConnections
 from streams.kafka import ensure_topics, make_producer
 from streams.schema_registry import make_registry
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.inbound_sources = InboundSources(redis_client, box)
         app.state.integrations = IntegrationConnections(redis_client, box)
         app.state.crm_results = CrmResultsReader(clickhouse)
+        app.state.crm_parking = ParkedCommands(redis_client, settings.crm_park_schedule)
         app.state.publisher = publisher
         app.state.clickhouse = clickhouse
         app.state.executions = ExecutionsReader(clickhouse)

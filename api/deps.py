@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, cast
 
+import redis.asyncio as aioredis
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -18,6 +19,7 @@ from api.inbound_sources import InboundSources
 from api.problems import Problem
 from api.store import ControlPlaneStore
 from drippulse.settings import Settings
+from streams.crm_parking import ParkedCommands
 from streams.integration_connections import IntegrationConnections
 from streams.webhook_schedule import DeliverySchedule
 from streams.webhook_subscriptions import WebhookSubscriptions
@@ -63,6 +65,14 @@ def get_inbound_sources(request: Request) -> InboundSources:
 
 def get_integrations(request: Request) -> IntegrationConnections:
     return cast(IntegrationConnections, request.app.state.integrations)
+
+
+def get_crm_parking(request: Request) -> ParkedCommands:
+    return cast(ParkedCommands, request.app.state.crm_parking)
+
+
+def get_redis(request: Request) -> aioredis.Redis:
+    return cast(aioredis.Redis, request.app.state.redis)
 
 
 def get_crm_results(request: Request) -> CrmResultsReader:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import orjson
 import redis.asyncio as aioredis
 from confluent_kafka import Message
 
@@ -43,6 +44,9 @@ from streams.serde import AvroSerde
 from streams.ssrf_guard import GuardedResolver
 
 log = logging.getLogger(__name__)
+
+Outcome = tuple[dict[str, Any], dict[str, Any]]
+"""(result record, the command it is about)."""
 
 RETRYING = "retrying"
 """A result status: the command is parked and will be retried (a later row replaces this one)."""
@@ -111,11 +115,11 @@ class CrmCommandApplier:
 
     async def _apply_all(self, commands: list[dict[str, Any]]) -> list[OutputRecord]:
         session, client, buckets, parking = await self._connect()
-        results = await self._retry_parked(session, client, buckets, parking)
+        outcomes = await self._retry_parked(session, client, buckets, parking)
         if commands:
-            results += await self._apply_batch(session, client, buckets, parking, commands)
-        await self._mark_applied(client, [r for r in results if r["status"] == CrmOutcome.APPLIED])
-        return [OutputRecord(self._results_topic, r["org_id"].encode(), self._results.encode(r)) for r in results]
+            outcomes += await self._apply_batch(session, client, buckets, parking, commands)
+        await self._remember(client, outcomes)
+        return [OutputRecord(self._results_topic, r["org_id"].encode(), self._results.encode(r)) for r, _ in outcomes]
 
     async def _apply_batch(
         self,
@@ -124,7 +128,7 @@ class CrmCommandApplier:
         buckets: TokenBuckets,
         parking: ParkedCommands,
         commands: list[dict[str, Any]],
-    ) -> list[dict[str, Any]]:
+    ) -> list[Outcome]:
         jobs = await self._pending_jobs(client, commands)
         chains: defaultdict[Chain, list[Job]] = defaultdict(list)
         for job in jobs:
@@ -136,27 +140,27 @@ class CrmCommandApplier:
             lambda: asyncio.Semaphore(self._config.connection_concurrency)
         )
 
-        async def run_chain(chain: Chain, chain_jobs: list[Job]) -> list[dict[str, Any]]:
+        async def run_chain(chain: Chain, chain_jobs: list[Job]) -> list[Outcome]:
             async with limits[chain[1]]:
-                done: list[dict[str, Any]] = []
+                done: list[Outcome] = []
                 for index, job in enumerate(chain_jobs):
                     result = None if chain[1] in down else await self._apply(session, buckets, job)
                     if result is None or result["status"] == RETRYING:
                         down.add(chain[1])
                         to_park[chain] = chain_jobs[index:]
                         if result is not None:
-                            done.append(result)
+                            done.append((result, job.command))
                         break
-                    done.append(result)
+                    done.append((result, job.command))
                 return done
 
         applied = await asyncio.gather(*(run_chain(chain, chain_jobs) for chain, chain_jobs in chains.items()))
-        results = [result for chain_results in applied for result in chain_results]
+        outcomes = [outcome for chain_outcomes in applied for outcome in chain_outcomes]
         await parking.park({chain: [job.command for job in parked] for chain, parked in to_park.items()})
-        attempted = {result["result_id"] for result in results}
+        attempted = {result["result_id"] for result, _ in outcomes}
         waiting = CrmResponse(None, "parked: the connection is failing; retried later")
-        return results + [
-            self._result(job, RETRYING, 0, waiting)
+        return outcomes + [
+            (self._result(job, RETRYING, 0, waiting), job.command)
             for parked in to_park.values()
             for job in parked
             if _result_id(job) not in attempted
@@ -164,7 +168,7 @@ class CrmCommandApplier:
 
     async def _retry_parked(
         self, session: aiohttp.ClientSession, client: aioredis.Redis, buckets: TokenBuckets, parking: ParkedCommands
-    ) -> list[dict[str, Any]]:
+    ) -> list[Outcome]:
         """Due parked leads, each drained in order until its CRM fails again."""
         lease_ms = int((self._config.timeout_s * self._config.max_attempts + 60) * 1000)
         chains = await parking.claim(self._config.parked_claims_per_batch, lease_ms)
@@ -172,33 +176,34 @@ class CrmCommandApplier:
             return []
         connections = await self._connections(client, sorted({org_id for org_id, _, _ in chains}))
 
-        async def drain(chain: Chain) -> list[dict[str, Any]]:
+        async def drain(chain: Chain) -> list[Outcome]:
             org_id, connection_id, _ = chain
             connection = next((c for c in connections[org_id] if c["id"] == connection_id), None)
             commands = await parking.load(chain)
             if connection is None:
                 await parking.drop(chain, len(commands))
                 gone = CrmResponse(None, "the connection was deleted or disabled while commands were parked")
-                return [self._result(Job(c, {"id": connection_id, "type": ""}), CrmOutcome.FAILED, 0, gone)
-                        for c in commands]
-            results: list[dict[str, Any]] = []
+                unknown = {"id": connection_id, "type": ""}
+                return [(self._result(Job(c, unknown), CrmOutcome.FAILED, 0, gone), c) for c in commands]
+            outcomes: list[Outcome] = []
             for command in commands:
                 result = await self._apply(session, buckets, Job(command, connection))
                 if result["status"] == RETRYING:
-                    if await parking.settle(chain, len(results), failed_round=True):
-                        await parking.drop(chain, len(commands) - len(results))
-                        given_up = f"gave up after {len(self._config.park_schedule_s)} retry rounds: {result['error']}"
-                        results += [
-                            self._result(Job(c, connection), CrmOutcome.FAILED, 0, CrmResponse(None, given_up))
-                            for c in commands[len(results) :]
+                    if await parking.settle(chain, len(outcomes), failed_round=True):
+                        await parking.drop(chain, len(commands) - len(outcomes))
+                        rounds = len(self._config.park_schedule_s)
+                        given_up = CrmResponse(None, f"gave up after {rounds} retry rounds: {result['error']}")
+                        outcomes += [
+                            (self._result(Job(c, connection), CrmOutcome.FAILED, 0, given_up), c)
+                            for c in commands[len(outcomes) :]
                         ]
-                    return results
-                results.append(result)
-            await parking.settle(chain, len(results), failed_round=False)
-            return results
+                    return outcomes
+                outcomes.append((result, command))
+            await parking.settle(chain, len(outcomes), failed_round=False)
+            return outcomes
 
         drained = await asyncio.gather(*map(drain, chains))
-        return [result for chain_results in drained for result in chain_results]
+        return [outcome for chain_outcomes in drained for outcome in chain_outcomes]
 
     async def _connections(self, client: aioredis.Redis, org_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """Each org's enabled connections, one pipeline for all."""
@@ -271,14 +276,19 @@ class CrmCommandApplier:
             "applied_at_ms": int(time.time() * 1000),
         }
 
-    async def _mark_applied(self, client: aioredis.Redis, applied: list[dict[str, Any]]) -> None:
-        if not applied:
-            return
+    async def _remember(self, client: aioredis.Redis, outcomes: list[Outcome]) -> None:
+        """Marks applied commands (a replayed batch skips them) and keeps failed ones, for
+        `POST /api/v1/crm_commands/{result_id}/retry`, as long as the retention."""
         pipe = client.pipeline(transaction=False)
-        for result in applied:
-            key = state_keys.crm_applied(result["org_id"], result["connection_id"], result["command_id"])
-            pipe.set(key, b"1", ex=self._config.applied_retention_s)
-        await pipe.execute()
+        for result, command in outcomes:
+            if result["status"] == CrmOutcome.APPLIED:
+                key = state_keys.crm_applied(result["org_id"], result["connection_id"], result["command_id"])
+                pipe.set(key, b"1", ex=self._config.applied_retention_s)
+            elif result["status"] == CrmOutcome.FAILED:
+                key = state_keys.crm_failed(result["org_id"], result["result_id"])
+                pipe.set(key, orjson.dumps(command), ex=self._config.applied_retention_s)
+        if len(pipe):
+            await pipe.execute()
 
 
 def _result_id(job: Job) -> str:

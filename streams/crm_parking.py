@@ -57,11 +57,12 @@ class ParkedCommands:
             pipe.exists(_key(chain))
         return {chain for chain, waiting in zip(chains, await pipe.execute(), strict=True) if waiting}
 
-    async def park(self, chains: dict[Chain, list[dict[str, Any]]]) -> None:
-        """Appends each chain's commands, in order; a chain not yet scheduled is due after the first delay."""
+    async def park(self, chains: dict[Chain, list[dict[str, Any]]], due_now: bool = False) -> None:
+        """Appends each chain's commands, in order. A chain not yet scheduled is due after the first
+        delay, or at once (`due_now`: an operator asked for a retry)."""
         if not chains:
             return
-        due = now_ms() + int(self._schedule_s[0] * 1000)
+        due = now_ms() + (0 if due_now else int(self._schedule_s[0] * 1000))
         pipe = self._redis.pipeline(transaction=False)
         for chain, commands in chains.items():
             pipe.rpush(_key(chain), *(orjson.dumps(c) for c in commands))

@@ -130,6 +130,11 @@ def crm_parked(org_id: str, connection_id: str, lead_id: str) -> str:
     return f"dp:{{{org_id}}}:crm:parked:{connection_id}:{lead_id}"
 
 
+def crm_failed(org_id: str, result_id: str) -> str:
+    """A command that failed for good through one connection (JSON), kept so it can be retried."""
+    return f"dp:{{{org_id}}}:crm:failed:{result_id}"
+
+
 CRM_PARKED = "dp:{crm}:parked"
 """Sorted set "org \\x1f connection \\x1f lead" -> ms its parked commands are next retried (leased
 forward while a worker retries them)."""

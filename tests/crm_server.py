@@ -33,7 +33,7 @@ class HubSpotLikeServer(LocalHttpServer):
         self.down = False
         """While set, every request gets 503: the CRM is having an outage."""
         self._throttle_request = throttle_request
-        self._refuse_email = refuse_email
+        self.refuse_email = refuse_email
         self._lock = threading.Lock()
         super().__init__(self._handler())
 
@@ -53,7 +53,7 @@ class HubSpotLikeServer(LocalHttpServer):
             return 200, {"total": len(found), "results": found}
         if method == "POST" and path == "/crm/v3/objects/contacts":
             properties = body["properties"]
-            if properties.get("email") == self._refuse_email:
+            if properties.get("email") == self.refuse_email:
                 return 400, {"status": "error", "message": "Property values were not valid"}
             if any(c.get("email") == properties.get("email") for c in self.contacts.values()):
                 return 409, {"status": "error", "message": "Contact already exists"}

@@ -1,14 +1,20 @@
-"""GET /api/v1/crm_commands: what became of each CRM command on each integration connection."""
+"""What became of each CRM command on each integration connection, and retrying one that failed."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+import orjson
+import redis.asyncio as aioredis
+from fastapi import APIRouter, Depends, Query, status
 from fastapi.concurrency import run_in_threadpool
 
 from api.crm_results_reader import CrmResultsReader
-from api.deps import Reader, get_crm_results
+from api.deps import Reader, Writer, get_crm_parking, get_crm_results, get_integrations, get_redis
+from api.problems import Problem, not_found
+from streams import state_keys
+from streams.crm_parking import ParkedCommands
+from streams.integration_connections import IntegrationConnections
 
 router = APIRouter(prefix="/api/v1/crm_commands", tags=["integrations"])
 
@@ -29,3 +35,30 @@ async def list_crm_results(
     filters = {"connection_id": connection_id, "lead_id": lead_id, "command_id": command_id, "status": status}
     items, next_cursor = await run_in_threadpool(reader.results, principal.org_id, filters, limit, cursor)
     return {"items": items, "next_cursor": next_cursor}
+
+
+@router.post("/{result_id}/retry", status_code=status.HTTP_202_ACCEPTED)
+async def retry_failed_command(
+    result_id: str,
+    principal: Writer,
+    client: Annotated[aioredis.Redis, Depends(get_redis)],
+    parking: Annotated[ParkedCommands, Depends(get_crm_parking)],
+    connections: Annotated[IntegrationConnections, Depends(get_integrations)],
+) -> dict[str, Any]:
+    """Queues a failed command (e.g. after fixing the CRM-side cause) behind any parked commands of
+    its lead, for the CRM worker to apply now; its result row turns `applied` when it does. Failed
+    commands are kept for DRIPPULSE_WEBHOOK_RETENTION_S."""
+    key = state_keys.crm_failed(principal.org_id, result_id)
+    raw = await client.get(key)
+    if raw is None:
+        raise not_found("failed CRM command", result_id)
+    command = orjson.loads(raw)
+    connection_id = result_id.rsplit(":", 1)[1]
+    connection = await connections.get(principal.org_id, connection_id)
+    if connection is None or not connection.get("enabled", True):
+        raise Problem(
+            409, "connection-unavailable", "Connection unavailable", f"{connection_id} is deleted or disabled"
+        )
+    await parking.park({(principal.org_id, connection_id, command["lead_id"]): [command]}, due_now=True)
+    await client.delete(key)
+    return {"result_id": result_id, "command_id": command["command_id"], "status": "retrying"}

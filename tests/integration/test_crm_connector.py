@@ -94,6 +94,15 @@ def test_commands_applied_once_within_rate_limit_honouring_retry_after(
         failed = wait_until(lambda: results("failed"), 30, "the refused command's result")
         requests = list(crm.requests)
 
+        crm.refuse_email = None
+        retry_path = f"/api/v1/crm_commands/{failed[0]['result_id']}/retry"
+        assert org_factory("Nosy CRM Co")["client"].post(retry_path).status_code == 404
+        retried = org["client"].post(retry_path)
+        assert retried.status_code == 202 and retried.json()["status"] == "retrying", retried.text
+        assert org["client"].post(retry_path).status_code == 404, "queued once"
+        wait_until(lambda: len(results("applied")) == len(emails), 60, "the retried command applied")
+        assert results("failed") == []
+
     writes = Counter(r.idempotency_key for r in requests if r.status in (200, 201) and not r.path.endswith("/search"))
     good = [c["command_id"] for c in commands[:-1]]
     assert all(writes[command_id] == 1 for command_id in good), "each command changed the CRM exactly once"
