@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, cast
+from typing import Annotated, TypeVar, cast
 
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
@@ -26,6 +26,7 @@ from streams.webhook_subscriptions import WebhookSubscriptions
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer dpk_…`")
 _RANK = {"reader": 0, "writer": 1, "admin": 2}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -35,56 +36,28 @@ class Principal:
     role: str
 
 
-def get_store(request: Request) -> ControlPlaneStore:
-    return cast(ControlPlaneStore, request.app.state.store)
+def _app_state(name: str, kind: type[T]) -> Callable[[Request], T]:
+    """A dependency reading one object the lifespan put on `app.state`; `kind` types it for mypy."""
+
+    def get(request: Request) -> T:
+        return cast(T, getattr(request.app.state, name))
+
+    return get
 
 
-def get_settings(request: Request) -> Settings:
-    return cast(Settings, request.app.state.settings)
-
-
-def get_publisher(request: Request) -> EventPublisher:
-    return cast(EventPublisher, request.app.state.publisher)
-
-
-def get_webhooks(request: Request) -> WebhookSubscriptions:
-    return cast(WebhookSubscriptions, request.app.state.webhooks)
-
-
-def get_delivery_schedule(request: Request) -> DeliverySchedule:
-    return cast(DeliverySchedule, request.app.state.delivery_schedule)
-
-
-def get_deliveries(request: Request) -> DeliveriesReader:
-    return cast(DeliveriesReader, request.app.state.deliveries)
-
-
-def get_inbound_sources(request: Request) -> InboundSources:
-    return cast(InboundSources, request.app.state.inbound_sources)
-
-
-def get_integrations(request: Request) -> IntegrationConnections:
-    return cast(IntegrationConnections, request.app.state.integrations)
-
-
-def get_crm_parking(request: Request) -> ParkedCommands:
-    return cast(ParkedCommands, request.app.state.crm_parking)
-
-
-def get_redis(request: Request) -> aioredis.Redis:
-    return cast(aioredis.Redis, request.app.state.redis)
-
-
-def get_crm_results(request: Request) -> CrmResultsReader:
-    return cast(CrmResultsReader, request.app.state.crm_results)
-
-
-def get_history(request: Request) -> InboundHistoryReader:
-    return cast(InboundHistoryReader, request.app.state.history)
-
-
-def get_executions(request: Request) -> ExecutionsReader:
-    return cast(ExecutionsReader, request.app.state.executions)
+get_store = _app_state("store", ControlPlaneStore)
+get_settings = _app_state("settings", Settings)
+get_publisher = _app_state("publisher", EventPublisher)
+get_webhooks = _app_state("webhooks", WebhookSubscriptions)
+get_delivery_schedule = _app_state("delivery_schedule", DeliverySchedule)
+get_deliveries = _app_state("deliveries", DeliveriesReader)
+get_inbound_sources = _app_state("inbound_sources", InboundSources)
+get_integrations = _app_state("integrations", IntegrationConnections)
+get_crm_parking = _app_state("crm_parking", ParkedCommands)
+get_redis = _app_state("redis", aioredis.Redis)
+get_crm_results = _app_state("crm_results", CrmResultsReader)
+get_history = _app_state("history", InboundHistoryReader)
+get_executions = _app_state("executions", ExecutionsReader)
 
 
 async def get_principal(
