@@ -17,8 +17,6 @@ from streams import state_keys
 from streams.secret_box import SecretBox
 from streams.state_keys import new_id
 
-CONNECTOR_TYPES = ("rest", "hubspot")
-
 
 def public_view(record: dict[str, Any]) -> dict[str, Any]:
     view = {k: v for k, v in record.items() if k != "sealed_credentials"}

@@ -38,7 +38,6 @@ class WebhookIntake:
         self._redis = client
         self._dead_letters = dead_letters
         self._first_delay_ms = first_delay_ms
-        self.scheduled = 0
 
     def on_rebalance(self) -> None:
         """Stateless between batches: subscriptions are read fresh for every batch."""
@@ -70,7 +69,6 @@ class WebhookIntake:
             pipe = self._redis.pipeline(transaction=False)
             queue_enqueue(pipe, tasks)
             pipe.execute()
-        self.scheduled += len(tasks)
 
     def _subscriptions(self, org_ids: set[str]) -> dict[str, dict[str, dict[str, Any]]]:
         pipe = self._redis.pipeline(transaction=False)

@@ -47,12 +47,17 @@ def api_server(stack: EmbeddedStack, settings: Settings) -> Iterator[ApiServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def qualifier(api_server: ApiServer, settings: Settings) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(settings)
+def _running(settings: Settings, kind: str, env: dict[str, str] | None = None) -> Iterator[WorkerProcess]:
+    """A worker process for the whole session, stopped at its end."""
+    process = WorkerProcess(settings, kind, env)
     process.start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def qualifier(api_server: ApiServer, settings: Settings) -> Iterator[WorkerProcess]:
+    yield from _running(settings, "qualifier")
 
 
 def _new_org(settings: Settings, name: str) -> dict[str, Any]:
@@ -80,10 +85,7 @@ rate a message fails them all with probability 3e-8."""
 
 @pytest.fixture(scope="session")
 def webhook_worker(api_server: ApiServer, settings: Settings) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(settings, "webhooks", WEBHOOK_WORKER_ENV)
-    process.start()
-    yield process
-    process.stop()
+    yield from _running(settings, "webhooks", WEBHOOK_WORKER_ENV)
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +96,4 @@ def crm_worker(api_server: ApiServer, settings: Settings) -> Iterator[WorkerProc
         "DRIPPULSE_CRM_BACKOFF_S": "0.2,0.2,0.4",
         "DRIPPULSE_CRM_PARK_SCHEDULE_S": ",".join(["1"] * 30),
     }
-    process = WorkerProcess(settings, "crm", env)
-    process.start()
-    yield process
-    process.stop()
+    yield from _running(settings, "crm", env)
