@@ -72,7 +72,7 @@ def run_demo(settings: Settings, leads: int, serve: bool, timeout_s: float = 600
             .raise_for_status()
             .json()
         )
-        receiver.secret = subscription["secret"]
+        receiver.trust(subscription["secret"])
         console.print(f"Webhook subscription [cyan]{subscription['id']}[/cyan] -> {receiver.url}")
 
         with _progress() as progress:

@@ -5,46 +5,41 @@ to end rather than claiming it."""
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from drippulse.local_http import LocalHttpServer
 
-class DemoReceiver:
+
+class DemoReceiver(LocalHttpServer):
     def __init__(self) -> None:
-        self.secret = ""
         self.verified: set[str] = set()
         self.rejected = 0
-        self.tiers: dict[str, int] = {}
+        self._verifier: Webhook | None = None
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="demo-receiver", daemon=True)
+        super().__init__(self._handler())
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks/lead-qualified"
+        return f"{self.base_url}/hooks/lead-qualified"
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def trust(self, secret: str) -> None:
+        """The subscription's signing secret, as its owner would configure their endpoint."""
+        self._verifier = Webhook(secret)
 
     def _receive(self, body: bytes, headers: dict[str, str]) -> int:
         try:
-            payload = Webhook(self.secret).verify(body, headers)
+            if self._verifier is None:
+                raise WebhookVerificationError("no secret configured")
+            self._verifier.verify(body, headers)
         except WebhookVerificationError:
             with self._lock:
                 self.rejected += 1
             return 401
         with self._lock:
-            if headers["webhook-id"] not in self.verified:
-                self.verified.add(headers["webhook-id"])
-                tier = str(payload.get("data", {}).get("tier"))
-                self.tiers[tier] = self.tiers.get(tier, 0) + 1
+            self.verified.add(headers["webhook-id"])
         return 204
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:

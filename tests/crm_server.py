@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.local_http import LocalHttpServer
+from drippulse.local_http import LocalHttpServer
 
 
 @dataclass(frozen=True)

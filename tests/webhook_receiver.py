@@ -13,7 +13,7 @@ from typing import Any
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from tests.local_http import LocalHttpServer
+from drippulse.local_http import LocalHttpServer
 
 Answer = Callable[[str], int]
 """webhook-id -> the status code to answer with."""

@@ -1,4 +1,5 @@
-"""A threaded HTTP server on a free loopback port, for the tests' stand-ins of customer endpoints."""
+"""A threaded HTTP server on a free loopback port: the demo's endpoint and the tests' stand-ins for
+customer endpoints and CRMs."""
 
 from __future__ import annotations
 
@@ -17,10 +18,16 @@ class LocalHttpServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def __enter__(self) -> Self:
+    def start(self) -> None:
         self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> Self:
+        self.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.stop()
