@@ -93,6 +93,7 @@ class CrmCommandApplier:
         self._redis: aioredis.Redis | None = None
         self._buckets: TokenBuckets | None = None
         self._parking: ParkedCommands | None = None
+        self._tokens: dict[str, str] = {}
 
     def on_rebalance(self) -> None:
         """Stateless between batches: connections are read fresh for every batch."""
@@ -237,7 +238,7 @@ class CrmCommandApplier:
             if wait > 0:
                 await asyncio.sleep(wait)
 
-        token = self._box.open(sealed) if sealed else None
+        token = self._token(sealed) if sealed else None
         http = CrmHttp(session, connection["base_url"], token, self._config.allow_loopback, throttle)
         attempts = 0
         while True:
@@ -250,6 +251,14 @@ class CrmCommandApplier:
         if outcome == CrmOutcome.FAILED:
             log.warning("crm: %s via %s failed: %s", command["command_id"], connection["id"], response.error)
         return self._result(job, RETRYING if outcome == CrmOutcome.RETRY else outcome.value, attempts, response)
+
+    def _token(self, sealed: str) -> str:
+        """Opening a sealed credential costs a Fernet decryption; each is opened once per process
+        (a changed credential is a new sealed value)."""
+        token = self._tokens.get(sealed)
+        if token is None:
+            token = self._tokens[sealed] = self._box.open(sealed)
+        return token
 
     def _delay(self, response: CrmResponse, attempts: int) -> float:
         backoff = self._config.backoff_s[min(attempts - 1, len(self._config.backoff_s) - 1)]

@@ -84,26 +84,28 @@ class ParkedCommands:
     async def settle(self, chain: Chain, done: int, failed_round: bool) -> bool:
         """Drops the `done` commands at the head. After a failed round, schedules the next one and
         answers False, or answers True when no round is left (the caller fails the rest, `drop`)."""
-        member = _member(chain)
-        if done:
-            await self._redis.ltrim(_key(chain), done, -1)
-        if failed_round:
-            rounds = int(await self._redis.hincrby(state_keys.CRM_PARKED_ROUNDS, member, 1))
-            if rounds >= len(self._schedule_s):
-                return True
-            await self._redis.zadd(state_keys.CRM_PARKED, {member: now_ms() + int(self._schedule_s[rounds] * 1000)})
+        if not failed_round:
+            await self.drop(chain, done)
             return False
-        await self._unschedule(chain)
+        member = _member(chain)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.ltrim(_key(chain), done, -1)
+        pipe.hincrby(state_keys.CRM_PARKED_ROUNDS, member, 1)
+        rounds = int((await pipe.execute())[1])
+        if rounds >= len(self._schedule_s):
+            return True
+        await self._redis.zadd(state_keys.CRM_PARKED, {member: now_ms() + int(self._schedule_s[rounds] * 1000)})
         return False
 
     async def drop(self, chain: Chain, count: int) -> None:
-        """Removes the first `count` commands (failed for good) and ends the chain's retry rounds."""
-        await self._redis.ltrim(_key(chain), count, -1)
-        await self._unschedule(chain)
-
-    async def _unschedule(self, chain: Chain) -> None:
+        """Removes the first `count` commands (done, or failed for good) and ends the chain's retry
+        rounds; one pipeline, executed in order: unschedule first, then look at the list again and
+        reschedule if a batch parked something meanwhile (see the module doc)."""
         member = _member(chain)
-        await self._redis.zrem(state_keys.CRM_PARKED, member)
-        await self._redis.hdel(state_keys.CRM_PARKED_ROUNDS, member)
-        if await self._redis.llen(_key(chain)):
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.ltrim(_key(chain), count, -1)
+        pipe.zrem(state_keys.CRM_PARKED, member)
+        pipe.hdel(state_keys.CRM_PARKED_ROUNDS, member)
+        pipe.llen(_key(chain))
+        if (await pipe.execute())[-1]:
             await self._redis.zadd(state_keys.CRM_PARKED, {member: now_ms()})
