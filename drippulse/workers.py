@@ -165,7 +165,6 @@ def build_webhook_dispatcher(settings: Settings) -> WebhookDispatcher:
     return WebhookDispatcher(
         schedule=DeliverySchedule(client),
         subscriptions=WebhookSubscriptions(client, secret_box(settings)),
-        client=client,
         producer=make_producer(settings),
         attempts=_serde(topics.WEBHOOK_ATTEMPTS, settings, registry),
         config=DispatchConfig(

@@ -130,7 +130,6 @@ class WebhookDispatcher:
         self,
         schedule: DeliverySchedule,
         subscriptions: WebhookSubscriptions,
-        client: aioredis.Redis,
         producer: Producer,
         attempts: tuple[AvroSerde, str],
         config: DispatchConfig,
@@ -138,7 +137,6 @@ class WebhookDispatcher:
         self._schedule = schedule
         self._subscriptions = subscriptions
         self._endpoints = Endpoints(subscriptions, config.subscription_ttl_s)
-        self._redis = client
         self._producer = producer
         self._attempts, self._attempts_topic = attempts
         self._config = config
@@ -147,7 +145,6 @@ class WebhookDispatcher:
         self._waiting: defaultdict[str, deque[DeliveryTask]] = defaultdict(deque)
         """Claimed deliveries whose endpoint is at its concurrency limit, up to the limit again per
         endpoint; beyond that they go back to the schedule (see `_defer`)."""
-        self._queued = 0
         self._in_flight: set[asyncio.Task[None]] = set()
         self._finished: list[Finished] = []
         self.stats: Counter[str] = Counter()
@@ -168,7 +165,8 @@ class WebhookDispatcher:
             await self._record()
 
     async def _dispatch_round(self, session: aiohttp.ClientSession) -> None:
-        room = self._config.max_in_flight - len(self._in_flight) - self._queued
+        queued = sum(map(len, self._waiting.values()))
+        room = self._config.max_in_flight - len(self._in_flight) - queued
         if room <= 0:
             await asyncio.wait(self._in_flight, timeout=self._config.poll_interval_s, return_when="FIRST_COMPLETED")
             return
@@ -184,7 +182,6 @@ class WebhookDispatcher:
                 self._start(session, task)
             elif len(self._waiting[task.webhook_id]) < limit:
                 self._waiting[task.webhook_id].append(task)
-                self._queued += 1
             else:
                 deferred.append(task)
         if deferred:
@@ -203,7 +200,6 @@ class WebhookDispatcher:
         self._busy[webhook_id] -= 1
         waiting = self._waiting.get(webhook_id)
         if waiting:
-            self._queued -= 1
             self._start(session, waiting.popleft())
             if not waiting:
                 del self._waiting[webhook_id]

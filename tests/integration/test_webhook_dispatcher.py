@@ -93,7 +93,6 @@ class Harness:
             dispatcher = WebhookDispatcher(
                 schedule=schedule,
                 subscriptions=subscriptions,
-                client=client,
                 producer=Producer({"bootstrap.servers": self.settings.kafka_bootstrap_servers}),
                 attempts=(
                     serde_for(topics.WEBHOOK_ATTEMPTS, self.settings),
