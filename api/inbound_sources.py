@@ -7,7 +7,6 @@ fields to dotted paths in the payload, or no mapping when the sender posts DripP
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +14,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from streams import state_keys
+from streams.clock import now_ms
 from streams.secret_box import SecretBox
 from streams.signing_secrets import new_secrets, rotated, rotation_view, valid
 from streams.state_keys import new_id
@@ -37,7 +37,7 @@ class InboundSources:
             "id": new_id("src"),
             "org_id": org_id,
             **fields,
-            "created_at_ms": int(time.time() * 1000),
+            "created_at_ms": now_ms(),
             "secrets": stored,
         }
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -6,7 +6,6 @@ isolation is a property of the key layout, not of each route remembering to chec
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
@@ -14,11 +13,8 @@ import redis.asyncio as aioredis
 
 from api.api_keys import NewApiKey, generate_api_key, hash_api_key
 from streams import state_keys
+from streams.clock import now_ms
 from streams.state_keys import new_id
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _text(value: object) -> str:
@@ -36,7 +32,7 @@ class ControlPlaneStore:
     # Organizations and keys
 
     async def create_org(self, name: str) -> tuple[dict[str, Any], NewApiKey]:
-        org: dict[str, Any] = {"id": new_id("org"), "name": name, "created_at_ms": _now_ms()}
+        org: dict[str, Any] = {"id": new_id("org"), "name": name, "created_at_ms": now_ms()}
         await self._redis.set(state_keys.org(org["id"]), orjson.dumps(org))
         await self._redis.sadd(state_keys.ORG_INDEX, org["id"])
         key = await self.create_api_key(org["id"], name="admin", role="admin")
@@ -51,7 +47,7 @@ class ControlPlaneStore:
             "name": name,
             "role": role,
             "prefix": key.display_prefix,
-            "created_at_ms": _now_ms(),
+            "created_at_ms": now_ms(),
             "revoked_at_ms": None,
             "key_hash": key_hash,
         }
@@ -78,7 +74,7 @@ class ControlPlaneStore:
             return None
         record = orjson.loads(raw)
         if record["revoked_at_ms"] is None:
-            record["revoked_at_ms"] = _now_ms()
+            record["revoked_at_ms"] = now_ms()
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(state_keys.api_key(record["key_hash"]))
                 pipe.hset(state_keys.org_api_keys(org_id), key_id, orjson.dumps(record))
@@ -91,7 +87,7 @@ class ControlPlaneStore:
     async def create_workflow(
         self, org_id: str, name: str, description: str, definition: dict[str, Any]
     ) -> dict[str, Any]:
-        now = _now_ms()
+        now = now_ms()
         workflow: dict[str, Any] = {
             "id": new_id("wf"),
             "name": name,
@@ -144,7 +140,7 @@ class ControlPlaneStore:
         executions keep the version that produced them."""
         org_key = state_keys.workflow(org_id, workflow["id"])
         versions_key = state_keys.workflow_versions(org_id, workflow["id"])
-        workflow = {**workflow, **changes, "updated_at_ms": _now_ms()}
+        workflow = {**workflow, **changes, "updated_at_ms": now_ms()}
         async with self._redis.pipeline(transaction=True) as pipe:
             if definition is not None:
                 latest = await self.get_version(org_id, workflow["id"], workflow["latest_version"])
@@ -176,7 +172,7 @@ class ControlPlaneStore:
         target = await self.get_version(org_id, workflow["id"], version)
         if target is None:
             raise VersionConflict(f"workflow {workflow['id']} has no version {version}")
-        now = _now_ms()
+        now = now_ms()
         versions_key = state_keys.workflow_versions(org_id, workflow["id"])
         previous = workflow["active_version"]
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -202,7 +198,7 @@ class ControlPlaneStore:
         self, org_id: str, workflow: dict[str, Any], status: str = "inactive"
     ) -> dict[str, Any]:
         """Stops the workflow for new events (workers notice within a second); `archived` is final."""
-        now = _now_ms()
+        now = now_ms()
         async with self._redis.pipeline(transaction=True) as pipe:
             if workflow["active_version"] is not None:
                 current = await self.get_version(org_id, workflow["id"], workflow["active_version"])

@@ -34,6 +34,7 @@ from confluent_kafka import Message
 from processors.delivery_policy import CrmOutcome, classify_crm_response, retry_after_s
 from streams import state_keys
 from streams.batch_runtime import OutputRecord
+from streams.clock import now_ms
 from streams.crm_connectors import CONNECTORS, CrmHttp, CrmResponse
 from streams.crm_parking import Chain, ParkedCommands
 from streams.dlq import DeadLetters
@@ -282,7 +283,7 @@ class CrmCommandApplier:
             "status_code": response.status_code,
             "error": response.error,
             "crm_object_id": response.object_id,
-            "applied_at_ms": int(time.time() * 1000),
+            "applied_at_ms": now_ms(),
         }
 
     async def _remember(self, client: aioredis.Redis, outcomes: list[Outcome]) -> None:

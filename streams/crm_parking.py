@@ -20,7 +20,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from streams import state_keys
-from streams.webhook_schedule import now_ms
+from streams.clock import now_ms
 
 Chain = tuple[str, str, str]
 """(org_id, connection_id, lead_id): the unit that keeps its order."""

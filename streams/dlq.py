@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Message
 
 from streams.batch_runtime import OutputRecord
+from streams.clock import now_ms
 from streams.serde import AvroSerde, DecodeError
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class DeadLetters:
                 "error": error,
                 "original_key": message.key(),
                 "original_value": message.value(),
-                "failed_at_ms": int(time.time() * 1000),
+                "failed_at_ms": now_ms(),
             }
         )
         return OutputRecord(self._topic, message.key() or b"", value)

@@ -6,7 +6,6 @@ returned by the API and never logged; only the CRM worker opens them, to build i
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +13,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from streams import state_keys
+from streams.clock import now_ms
 from streams.secret_box import SecretBox
 from streams.state_keys import new_id
 
@@ -35,7 +35,7 @@ class IntegrationConnections:
         self._box = box
 
     async def create(self, org_id: str, fields: dict[str, Any], credentials: str | None) -> dict[str, Any]:
-        now = int(time.time() * 1000)
+        now = now_ms()
         record = {"id": new_id("conn"), **fields, "created_at_ms": now, "updated_at_ms": now}
         record["sealed_credentials"] = self._box.seal(credentials) if credentials else None
         await self._save(org_id, record)
@@ -51,7 +51,7 @@ class IntegrationConnections:
     async def update(
         self, org_id: str, record: dict[str, Any], changes: dict[str, Any], credentials: str | None
     ) -> dict[str, Any]:
-        record = {**record, **changes, "updated_at_ms": int(time.time() * 1000)}
+        record = {**record, **changes, "updated_at_ms": now_ms()}
         if credentials is not None:
             record["sealed_credentials"] = self._box.seal(credentials) if credentials else None
         await self._save(org_id, record)

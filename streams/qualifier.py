@@ -10,7 +10,6 @@ once per event.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +20,7 @@ from processors import ids
 from processors.events import EVENT_TYPE_BY_SYMBOL, lead_id_of, validation_problems
 from processors.execution import Execution
 from streams.batch_runtime import OutputRecord
+from streams.clock import now_ms
 from streams.dlq import DeadLetters
 from streams.processor_state import ProcessorStateStore
 from streams.serde import AvroSerde, DecodeError
@@ -62,7 +62,7 @@ class LeadQualifier:
             return outputs
         workflows = self._catalog.active_for({event["org_id"] for _, event in events})
         routing, enrollments = self._state_store.load((event for _, event in events), workflows)
-        now_ms = int(time.time() * 1000)
+        batch_at_ms = now_ms()
         for message, event in events:
             try:
                 lead_id = lead_id_of(event)
@@ -70,7 +70,7 @@ class LeadQualifier:
                     if workflow.triggers(event) and enrollments.admit(workflow, event, lead_id)[0]:
                         execution = workflow.evaluate(event, routing)
                         enrollments.finish(execution)
-                        self._emit(execution, now_ms, outputs)
+                        self._emit(execution, batch_at_ms, outputs)
             except Exception as exc:
                 log.exception("evaluating event %s failed", event.get("event_id"))
                 outputs.append(self._dead_letters.record(message, "processing", repr(exc)))
@@ -93,7 +93,7 @@ class LeadQualifier:
         event["event_type"] = event["event_type"].value
         return event
 
-    def _emit(self, execution: Execution, now_ms: int, outputs: list[OutputRecord]) -> None:
+    def _emit(self, execution: Execution, at_ms: int, outputs: list[OutputRecord]) -> None:
         key = execution.org_id.encode()
         for command in execution.crm_commands:
             outputs.append(
@@ -110,7 +110,7 @@ class LeadQualifier:
                             "lead_id": execution.lead_id,
                             "email": command.email,
                             "properties": command.properties,
-                            "created_at_ms": now_ms,
+                            "created_at_ms": at_ms,
                         }
                     ),
                 )
@@ -127,7 +127,7 @@ class LeadQualifier:
                             "execution_id": execution.execution_id,
                             "event_type": notification.event_type,
                             "payload_json": orjson.dumps(notification.payload).decode(),
-                            "created_at_ms": now_ms,
+                            "created_at_ms": at_ms,
                         }
                     ),
                 )
@@ -136,6 +136,6 @@ class LeadQualifier:
             OutputRecord(
                 self._executions_topic,
                 key,
-                self._executions.encode({**execution.as_record(), "evaluated_at_ms": now_ms}),
+                self._executions.encode({**execution.as_record(), "evaluated_at_ms": at_ms}),
             )
         )

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import base64
 import secrets
-import time
 from typing import Any
 
+from streams.clock import now_ms
 from streams.secret_box import SecretBox
 
 SECRET_PREFIX = "whsec_"
 
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def generate_signing_secret() -> str:
@@ -29,12 +26,12 @@ def generate_signing_secret() -> str:
 def new_secrets(box: SecretBox) -> tuple[list[dict[str, Any]], str]:
     """A first secret: the stored list, and the plaintext to show once."""
     secret = generate_signing_secret()
-    return [{"sealed": box.seal(secret), "created_at_ms": _now_ms(), "expires_at_ms": None}], secret
+    return [{"sealed": box.seal(secret), "created_at_ms": now_ms(), "expires_at_ms": None}], secret
 
 
 def rotated(current: list[dict[str, Any]], box: SecretBox, overlap_s: int) -> tuple[list[dict[str, Any]], str]:
     """A new secret first, the previous ones kept until `overlap_s` from now (dropped when 0)."""
-    now = _now_ms()
+    now = now_ms()
     fresh, secret = new_secrets(box)
     kept = [{**s, "expires_at_ms": s["expires_at_ms"] or now + overlap_s * 1000} for s in current]
     return fresh + (kept if overlap_s > 0 else []), secret
@@ -42,7 +39,7 @@ def rotated(current: list[dict[str, Any]], box: SecretBox, overlap_s: int) -> tu
 
 def valid(current: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The secrets still valid now, newest first."""
-    now = _now_ms()
+    now = now_ms()
     return [s for s in current if s["expires_at_ms"] is None or s["expires_at_ms"] > now]
 
 

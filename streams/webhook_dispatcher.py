@@ -32,10 +32,11 @@ from standardwebhooks import Webhook
 
 from processors.delivery_policy import AttemptResult, DeliveryStatus, Verdict, failing_too_long, judge_attempt
 from streams import state_keys
+from streams.clock import now_ms
 from streams.kafka import produce_waiting
 from streams.serde import AvroSerde
 from streams.ssrf_guard import GuardedResolver, UnsafeDestination, refuse_unsafe_literal
-from streams.webhook_schedule import DeliverySchedule, DeliveryTask, now_ms
+from streams.webhook_schedule import DeliverySchedule, DeliveryTask
 from streams.webhook_subscriptions import WebhookSubscriptions
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,10 @@ from confluent_kafka import Message
 from processors.delivery_policy import subscribed
 from streams import state_keys
 from streams.batch_runtime import OutputRecord
+from streams.clock import now_ms
 from streams.dlq import DeadLetters
 from streams.serde import AvroSerde
-from streams.webhook_schedule import DeliveryTask, now_ms, queue_enqueue
+from streams.webhook_schedule import DeliveryTask, queue_enqueue
 from streams.webhook_subscriptions import decode_subscriptions
 
 log = logging.getLogger(__name__)

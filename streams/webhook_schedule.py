@@ -11,7 +11,6 @@ worker restarts and rebalances because none of it lives in a worker.
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ import redis.asyncio as aioredis
 from processors import ids
 from processors.delivery_policy import DeliveryStatus
 from streams import state_keys
+from streams.clock import now_ms
 
 _ENQUEUE = """
 local added = 0
@@ -57,9 +57,6 @@ end
 return #ids
 """
 
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(slots=True)

@@ -8,7 +8,6 @@ switch without dropping a message. The API manages subscriptions; the delivery w
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,13 +15,10 @@ import orjson
 import redis.asyncio as aioredis
 
 from streams import state_keys
+from streams.clock import now_ms
 from streams.secret_box import SecretBox
 from streams.signing_secrets import new_secrets, rotated, rotation_view, valid
 from streams.state_keys import new_id
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def public_view(record: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +50,7 @@ class WebhookSubscriptions:
 
     async def create(self, org_id: str, fields: dict[str, Any]) -> tuple[dict[str, Any], str]:
         stored, secret = new_secrets(self._box)
-        now = _now_ms()
+        now = now_ms()
         record = {
             "id": new_id("wh"),
             **fields,
@@ -76,7 +72,7 @@ class WebhookSubscriptions:
 
     async def update(self, org_id: str, record: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
         """Re-enabling clears the reason it was disabled and the endpoint's failure streak."""
-        record = {**record, **changes, "updated_at_ms": _now_ms()}
+        record = {**record, **changes, "updated_at_ms": now_ms()}
         if changes.get("enabled"):
             record["disabled_reason"] = None
             await self._redis.hdel(state_keys.webhook_failing_since(org_id), record["id"])
@@ -88,7 +84,7 @@ class WebhookSubscriptions:
         record = await self.get(org_id, webhook_id)
         if record is None or not record.get("enabled", True):
             return False
-        disabled = {**record, "enabled": False, "disabled_reason": reason, "updated_at_ms": _now_ms()}
+        disabled = {**record, "enabled": False, "disabled_reason": reason, "updated_at_ms": now_ms()}
         await self._save(org_id, disabled)
         return True
 
@@ -97,7 +93,7 @@ class WebhookSubscriptions:
 
     async def rotate_secret(self, org_id: str, record: dict[str, Any], overlap_s: int) -> tuple[dict[str, Any], str]:
         stored, secret = rotated(record["secrets"], self._box, overlap_s)
-        record = {**record, "updated_at_ms": _now_ms(), "secrets": stored}
+        record = {**record, "updated_at_ms": now_ms(), "secrets": stored}
         await self._save(org_id, record)
         return _pruned(record), secret
 

@@ -20,7 +20,8 @@ from api.deps import Admin, Reader, Writer, get_deliveries, get_delivery_schedul
 from api.destinations import refuse_unsafe
 from api.problems import not_found
 from drippulse.settings import Settings
-from streams.webhook_schedule import DeliverySchedule, DeliveryTask, now_ms
+from streams.clock import now_ms
+from streams.webhook_schedule import DeliverySchedule, DeliveryTask
 from streams.webhook_subscriptions import WebhookSubscriptions, public_view
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
