@@ -8,11 +8,9 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import urlsplit
 
-from drippulse.local_http import LocalHttpServer
+from drippulse.local_http import LocalHttpServer, Reply
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,7 @@ class HubSpotLikeServer(LocalHttpServer):
         self._throttle_request = throttle_request
         self.refuse_email = refuse_email
         self._lock = threading.Lock()
-        super().__init__(self._handler())
+        super().__init__()
 
     @property
     def url(self) -> str:
@@ -71,47 +69,25 @@ class HubSpotLikeServer(LocalHttpServer):
             return 201, {"id": str(len(self.tasks))}
         return 404, {"status": "error", "message": f"no route {method} {path}"}
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _serve(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("content-length", 0)))
-                path = urlsplit(self.path).path
-                with server._lock:
-                    index = len(server.requests) + 1
-                    headers = {}
-                    if server.down:
-                        status, body = 503, {"status": "error", "message": "Service Unavailable"}
-                    elif index == server._throttle_request:
-                        status, body = 429, {"status": "error", "message": "You have reached your secondly limit."}
-                        headers["retry-after"] = "1"
-                    else:
-                        status, body = server._answer(self.command, path, json.loads(raw or b"{}"))
-                    server.requests.append(
-                        Request(
-                            time.monotonic(),
-                            self.command,
-                            path,
-                            self.headers.get("idempotency-key", ""),
-                            self.headers.get("authorization", ""),
-                            status,
-                        )
-                    )
-                reply = json.dumps(body).encode()
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            do_POST = do_PATCH = _serve
-
-            def log_message(self, *_: Any) -> None:
-                """Quiet: the tests assert on recorded requests."""
-
-        return Handler
+    def respond(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+        with self._lock:
+            index = len(self.requests) + 1
+            extra = {"content-type": "application/json"}
+            if self.down:
+                status, answer = 503, {"status": "error", "message": "Service Unavailable"}
+            elif index == self._throttle_request:
+                status, answer = 429, {"status": "error", "message": "You have reached your secondly limit."}
+                extra["retry-after"] = "1"
+            else:
+                status, answer = self._answer(method, path, json.loads(body or b"{}"))
+            self.requests.append(
+                Request(
+                    time.monotonic(),
+                    method,
+                    path,
+                    headers.get("idempotency-key", ""),
+                    headers.get("authorization", ""),
+                    status,
+                )
+            )
+        return Reply(status, json.dumps(answer).encode(), extra)

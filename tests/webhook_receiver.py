@@ -8,12 +8,11 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from drippulse.local_http import LocalHttpServer
+from drippulse.local_http import LocalHttpServer, Reply
 
 Answer = Callable[[str], int]
 """webhook-id -> the status code to answer with."""
@@ -47,7 +46,7 @@ class Receiver(LocalHttpServer):
         self.unverified: list[str] = []
         self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
-        super().__init__(self._handler())
+        super().__init__()
 
     @property
     def url(self) -> str:
@@ -66,37 +65,20 @@ class Receiver(LocalHttpServer):
                 continue
         return None
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                message_id = headers.get("webhook-id", "")
-                with receiver._lock:
-                    receiver.concurrent += 1
-                    receiver.max_concurrent = max(receiver.max_concurrent, receiver.concurrent)
-                time.sleep(receiver.delay_s)
-                payload = receiver._verified(body, headers)
-                status = receiver.answer(message_id) if payload is not None else 401
-                with receiver._lock:
-                    receiver.headers.append(headers)
-                    if payload is None:
-                        receiver.unverified.append(message_id)
-                    else:
-                        receiver.bodies[message_id] = payload
-                    receiver.answers[message_id].append(status)
-                    receiver.concurrent -= 1
-                reply = b'{"received": true}'
-                self.send_response(status)
-                self.send_header("content-length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *_: Any) -> None:
-                """Quiet: the tests assert on what was received, not on access logs."""
-
-        return Handler
+    def respond(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+        message_id = headers.get("webhook-id", "")
+        with self._lock:
+            self.concurrent += 1
+            self.max_concurrent = max(self.max_concurrent, self.concurrent)
+        time.sleep(self.delay_s)
+        payload = self._verified(body, headers)
+        status = self.answer(message_id) if payload is not None else 401
+        with self._lock:
+            self.headers.append(headers)
+            if payload is None:
+                self.unverified.append(message_id)
+            else:
+                self.bodies[message_id] = payload
+            self.answers[message_id].append(status)
+            self.concurrent -= 1
+        return Reply(status, b'{"received": true}')
