@@ -20,6 +20,7 @@ from processors.events import lead_id_of
 from processors.execution import CrmCommandPlan, Execution, ExecutionStatus, WebhookNotification
 from processors.explain import explain
 from processors.free_mail import business_domain
+from processors.lead_memory import watched_fields
 from processors.model import (
     AddTagAction,
     ApprovalStep,
@@ -55,6 +56,8 @@ class CompiledWorkflow:
     uses_round_robin: bool
     reenrollment_types: frozenset[str] = frozenset()
     reenrollment_condition: Predicate | None = None
+    watched_fields: frozenset[str] = frozenset()
+    """Fields its `changed*` conditions compare, which the worker remembers per lead."""
 
     def triggers(self, event: Mapping[str, Any]) -> bool:
         """Whether the event meets the enrollment trigger: its type and the trigger condition."""
@@ -108,6 +111,7 @@ def compile_workflow(workflow_id: str, version: int, definition: WorkflowDefinit
         uses_round_robin=_uses_round_robin(definition.steps),
         reenrollment_types=frozenset(t.value for t in again.event_types) if again.enabled else frozenset(),
         reenrollment_condition=compile_condition(again.condition) if again.enabled and again.condition else None,
+        watched_fields=watched_fields(definition),
     )
 
 

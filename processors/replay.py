@@ -3,7 +3,8 @@
 Each version gets its own fresh routing state and sees the events in their original order, so a
 difference in owners means the versions route differently, not that one started mid-rotation.
 Every triggering event is evaluated (enrollment is not simulated): the question is what each
-version decides for this traffic.
+version decides for this traffic. Lead values for `changed*` conditions are remembered along the
+window as the worker would, starting from nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from processors.compiler import CompiledWorkflow
 from processors.events import lead_id_of
+from processors.lead_memory import LeadMemory
 from processors.routing import RoutingState
 
 CHANGE_KINDS = ("enrollment", "tier", "owner", "actions")
@@ -58,9 +60,15 @@ def compare_versions(
 ) -> ReplayReport:
     report = ReplayReport()
     base_state, candidate_state = RoutingState(), RoutingState()
-    for event in events:
+    memory, watched = LeadMemory(), base.watched_fields | candidate.watched_fields
+    for original in events:
         report.events += 1
+        event = dict(original)
+        if watched:
+            memory.recall(event, lead_id_of(event), watched)
         before, after = outcome(base, event, base_state), outcome(candidate, event, candidate_state)
+        if watched:
+            memory.remember(event, lead_id_of(event), watched)
         if not (before.enrollment or after.enrollment):
             continue
         report.evaluated += 1

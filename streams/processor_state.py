@@ -1,10 +1,11 @@
-"""Loads and saves the processor state a batch needs (routing and enrollment), one pipeline each way.
+"""Loads and saves the processor state a batch needs (routing, enrollment and the lead values
+`changed*` conditions compare with), one pipeline each way.
 
 Round-robin pointers and daily owner loads are cached in memory: while this worker owns an org's
 partition it is the only writer of that org's routing state, so the cache is authoritative until the
-next rebalance, when it is dropped and re-read from Redis. Per-lead state (recorded owners and
-enrollments) and account owners are read every batch (one HMGET per org each), because a replay or a
-later event of the lead must find them.
+next rebalance, when it is dropped and re-read from Redis. Per-lead state (recorded owners,
+enrollments and remembered values) and account owners are read every batch (one HMGET per org
+each), because a replay or a later event of the lead must find them.
 Everything is written as absolute values, so saving the same batch twice (a replay) leaves the same
 state, and a restarted worker continues from exactly what was saved: caps hold across restarts.
 """
@@ -23,6 +24,7 @@ from processors.compiler import CompiledWorkflow
 from processors.enrollment import Enrollment, EnrollmentState
 from processors.events import lead_id_of
 from processors.free_mail import business_domain
+from processors.lead_memory import LeadMemory, RememberedLead
 from processors.routing import LoadKey, PointerKey, RoutingState
 from streams import state_keys
 
@@ -50,7 +52,7 @@ class ProcessorStateStore:
 
     def load(
         self, events: Iterable[Mapping[str, Any]], workflows: Mapping[str, tuple[CompiledWorkflow, ...]]
-    ) -> tuple[RoutingState, EnrollmentState]:
+    ) -> tuple[RoutingState, EnrollmentState, LeadMemory]:
         rotating = {
             org_id: [w.workflow_id for w in compiled if w.uses_round_robin] for org_id, compiled in workflows.items()
         }
@@ -69,8 +71,9 @@ class ProcessorStateStore:
                     domains[org_id].add(domain)
         state = RoutingState(pointers=self._pointers, loads=self._loads)
         enrollments = EnrollmentState()
+        memory = LeadMemory()
         if not leads:
-            return state, enrollments
+            return state, enrollments, memory
         unloaded = sorted({(org_id, wf) for org_id, wfs in rotating.items() for wf in wfs} - self._loaded_pointers)
         new_days = sorted(days - self._loaded_days)
         lead_lists = {org_id: sorted(ids) for org_id, ids in leads.items()}
@@ -101,13 +104,15 @@ class ProcessorStateStore:
                         state.assignments[(org_id, workflow_id, lead_id)] = owner
                     for workflow_id, (count, event_id, active) in lead.get("enrollments", {}).items():
                         enrollments.enrollments[(org_id, workflow_id, lead_id)] = Enrollment(count, event_id, active)
+                    if "memory" in lead:
+                        memory.leads[(org_id, lead_id)] = RememberedLead.from_json(lead["memory"])
         for org_id, domain_ids in domain_lists.items():
             for domain, owner in zip(domain_ids, next(replies), strict=True):
                 if owner is not None:
                     state.accounts[(org_id, domain)] = owner.decode()
-        return state, enrollments
+        return state, enrollments, memory
 
-    def save(self, state: RoutingState, enrollments: EnrollmentState) -> None:
+    def save(self, state: RoutingState, enrollments: EnrollmentState, memory: LeadMemory) -> None:
         updates: dict[str, dict[str, Any]] = defaultdict(dict)
         for org_id, workflow_id, pool in state.changed_pointers:
             updates[state_keys.round_robin_pointers(org_id, workflow_id)][pool] = state.pointers[
@@ -121,6 +126,7 @@ class ProcessorStateStore:
         for org_id, domain in state.new_accounts:
             updates[state_keys.accounts(org_id)][domain] = state.accounts[(org_id, domain)]
         touched = {(org_id, lead_id) for org_id, _, lead_id in state.new_assignments | enrollments.changed}
+        touched |= memory.changed
         leads: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(lambda: {"owners": {}, "enrollments": {}})
         for (org_id, workflow_id, lead_id), owner in state.assignments.items():
             if (org_id, lead_id) in touched:
@@ -132,6 +138,9 @@ class ProcessorStateStore:
                     enrollment.event_id,
                     enrollment.active,
                 ]
+        for lead_ref, remembered in memory.leads.items():
+            if lead_ref in touched:
+                leads[lead_ref]["memory"] = remembered.as_json()
         for (org_id, lead_id), lead in leads.items():
             updates[state_keys.lead_state(org_id)][lead_id] = orjson.dumps(lead)
         if not updates:

@@ -2,9 +2,9 @@
 executions.
 
 Per batch: decode and validate every record (failures are dead-lettered), refresh the orgs'
-compiled workflows, load the routing and enrollment state the batch needs, admit and evaluate, save
-that state, and hand the encoded outputs to the batch runtime. Redis is touched with one pipeline per stage, never
-once per event.
+compiled workflows, load the routing, enrollment and lead-memory state the batch needs, admit and
+evaluate, save that state, and hand the encoded outputs to the batch runtime. Redis is touched with
+one pipeline per stage, never once per event.
 """
 
 from __future__ import annotations
@@ -61,20 +61,26 @@ class LeadQualifier:
         if not events:
             return outputs
         workflows = self._catalog.active_for({event["org_id"] for _, event in events})
-        routing, enrollments = self._state_store.load((event for _, event in events), workflows)
+        routing, enrollments, memory = self._state_store.load((event for _, event in events), workflows)
+        watched = {org_id: frozenset().union(*(w.watched_fields for w in wfs)) for org_id, wfs in workflows.items()}
         batch_at_ms = now_ms()
         for message, event in events:
             try:
                 lead_id = lead_id_of(event)
+                fields = watched[event["org_id"]]
+                if fields:
+                    memory.recall(event, lead_id, fields)
                 for workflow in workflows[event["org_id"]]:
                     if workflow.triggers(event) and enrollments.admit(workflow, event, lead_id)[0]:
                         execution = workflow.evaluate(event, routing)
                         enrollments.finish(execution)
                         self._emit(execution, batch_at_ms, outputs)
+                if fields:
+                    memory.remember(event, lead_id, fields)
             except Exception as exc:
                 log.exception("evaluating event %s failed", event.get("event_id"))
                 outputs.append(self._dead_letters.record(message, "processing", repr(exc)))
-        self._state_store.save(routing, enrollments)
+        self._state_store.save(routing, enrollments, memory)
         return outputs
 
     def _decode(self, message: Message, outputs: list[OutputRecord]) -> dict[str, Any] | None:

@@ -72,8 +72,9 @@ def accounts(org_id: str) -> str:
 
 def lead_state(org_id: str) -> str:
     """Hash lead_id -> JSON {"owners": {workflow_id: owner}, "enrollments": {workflow_id: [count,
-    enrolling event_id, active]}}: what replays and later events of a lead must find. One hash per
-    org, so a batch reads it with one HMGET per org."""
+    enrolling event_id, active]}, "memory": {"values": {path: text}, "found": [[event_id, {path:
+    text}], ...]}}: what replays and later events of a lead must find. One hash per org, so a batch
+    reads it with one HMGET per org."""
     return f"dp:{{{org_id}}}:leads"
 
 

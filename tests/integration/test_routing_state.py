@@ -34,14 +34,14 @@ def _events(org_id: str, leads: range) -> list[dict[str, Any]]:
 
 def _batch(store: ProcessorStateStore, workflow: Any, events: list[dict[str, Any]]) -> list[str]:
     """What the qualifier does per batch: load, evaluate, save."""
-    state, enrollments = store.load(events, {events[0]["org_id"]: (workflow,)})
+    state, enrollments, memory = store.load(events, {events[0]["org_id"]: (workflow,)})
     owners = []
     for event in events:
         if enrollments.admit(workflow, event, event["lead"]["lead_id"])[0]:
             execution = workflow.evaluate(event, state)
             enrollments.finish(execution)
             owners.append(execution.owner)
-    store.save(state, enrollments)
+    store.save(state, enrollments, memory)
     return owners
 
 
