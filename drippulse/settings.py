@@ -46,8 +46,8 @@ class Settings(BaseSettings):
         default=",".join(f"{d:g}" for d in DEFAULT_RETRY_SCHEDULE_S), alias="DRIPPULSE_WEBHOOK_RETRY_SCHEDULE_S"
     )
     webhook_timeout_s: float = Field(default=15.0, gt=0, alias="DRIPPULSE_WEBHOOK_TIMEOUT_S")
-    webhook_max_in_flight: int = Field(default=200, ge=1, alias="DRIPPULSE_WEBHOOK_MAX_IN_FLIGHT")
-    webhook_endpoint_concurrency: int = Field(default=20, ge=1, alias="DRIPPULSE_WEBHOOK_ENDPOINT_CONCURRENCY")
+    webhook_max_in_flight: int = Field(default=500, ge=1, alias="DRIPPULSE_WEBHOOK_MAX_IN_FLIGHT")
+    webhook_endpoint_concurrency: int = Field(default=50, ge=1, alias="DRIPPULSE_WEBHOOK_ENDPOINT_CONCURRENCY")
     webhook_disable_after_s: float = Field(default=5 * 86_400, gt=0, alias="DRIPPULSE_WEBHOOK_DISABLE_AFTER_S")
     webhook_retention_s: int = Field(default=7 * 86_400, ge=60, alias="DRIPPULSE_WEBHOOK_RETENTION_S")
     webhook_response_excerpt_bytes: int = Field(default=1024, ge=0, alias="DRIPPULSE_WEBHOOK_RESPONSE_EXCERPT_BYTES")

@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 import redis.asyncio as aioredis
 from confluent_kafka import Message
@@ -35,14 +34,14 @@ from processors.delivery_policy import CrmOutcome, classify_crm_response, retry_
 from streams import state_keys
 from streams.batch_runtime import OutputRecord
 from streams.clock import now_ms
-from streams.crm_connectors import CONNECTORS, CrmHttp, CrmResponse
+from streams.crm_connectors import CONNECTORS, HEADERS, CrmHttp, CrmResponse
 from streams.crm_parking import Chain, ParkedCommands
 from streams.dlq import DeadLetters
 from streams.integration_connections import decode_connections
+from streams.outbound_http import OutboundHttp
 from streams.rate_limiter import TokenBuckets
 from streams.secret_box import SecretBox
 from streams.serde import AvroSerde
-from streams.ssrf_guard import GuardedResolver
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ class CrmCommandApplier:
         self._box = box
         self._config = config
         self._loop = asyncio.new_event_loop()
-        self._session: aiohttp.ClientSession | None = None
+        self._http: OutboundHttp | None = None
         self._redis: aioredis.Redis | None = None
         self._buckets: TokenBuckets | None = None
         self._parking: ParkedCommands | None = None
@@ -104,28 +103,26 @@ class CrmCommandApplier:
         commands, dead = self._dead_letters.decode_batch(self._commands, messages)
         return dead + self._loop.run_until_complete(self._apply_all(commands))
 
-    async def _connect(self) -> tuple[aiohttp.ClientSession, aioredis.Redis, TokenBuckets, ParkedCommands]:
+    async def _connect(self) -> tuple[OutboundHttp, aioredis.Redis, TokenBuckets, ParkedCommands]:
         """Created inside the applier's own event loop, the first time a batch needs them."""
-        if self._session is None or self._redis is None or self._buckets is None or self._parking is None:
-            connector = aiohttp.TCPConnector(limit=200, resolver=GuardedResolver(self._config.allow_loopback))
-            timeout = aiohttp.ClientTimeout(total=self._config.timeout_s)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        if self._http is None or self._redis is None or self._buckets is None or self._parking is None:
+            self._http = OutboundHttp(self._config.timeout_s, self._config.allow_loopback, HEADERS)
             self._redis = aioredis.Redis.from_url(self._redis_url)
             self._buckets = TokenBuckets(self._redis)
             self._parking = ParkedCommands(self._redis, self._config.park_schedule_s)
-        return self._session, self._redis, self._buckets, self._parking
+        return self._http, self._redis, self._buckets, self._parking
 
     async def _apply_all(self, commands: list[dict[str, Any]]) -> list[OutputRecord]:
-        session, client, buckets, parking = await self._connect()
-        outcomes = await self._retry_parked(session, client, buckets, parking)
+        http, client, buckets, parking = await self._connect()
+        outcomes = await self._retry_parked(http, client, buckets, parking)
         if commands:
-            outcomes += await self._apply_batch(session, client, buckets, parking, commands)
+            outcomes += await self._apply_batch(http, client, buckets, parking, commands)
         await self._remember(client, outcomes)
         return [OutputRecord(self._results_topic, r["org_id"].encode(), self._results.encode(r)) for r, _ in outcomes]
 
     async def _apply_batch(
         self,
-        session: aiohttp.ClientSession,
+        http: OutboundHttp,
         client: aioredis.Redis,
         buckets: TokenBuckets,
         parking: ParkedCommands,
@@ -146,7 +143,7 @@ class CrmCommandApplier:
             async with limits[chain[1]]:
                 done: list[Outcome] = []
                 for index, job in enumerate(chain_jobs):
-                    result = None if chain[1] in down else await self._apply(session, buckets, job)
+                    result = None if chain[1] in down else await self._apply(http, buckets, job)
                     if result is None or result["status"] == RETRYING:
                         down.add(chain[1])
                         to_park[chain] = chain_jobs[index:]
@@ -169,7 +166,7 @@ class CrmCommandApplier:
         ]
 
     async def _retry_parked(
-        self, session: aiohttp.ClientSession, client: aioredis.Redis, buckets: TokenBuckets, parking: ParkedCommands
+        self, http: OutboundHttp, client: aioredis.Redis, buckets: TokenBuckets, parking: ParkedCommands
     ) -> list[Outcome]:
         """Due parked leads, each drained in order until its CRM fails again."""
         lease_ms = int((self._config.timeout_s * self._config.max_attempts + 60) * 1000)
@@ -189,7 +186,7 @@ class CrmCommandApplier:
                 return [(self._result(Job(c, unknown), CrmOutcome.FAILED, 0, gone), c) for c in commands]
             outcomes: list[Outcome] = []
             for command in commands:
-                result = await self._apply(session, buckets, Job(command, connection))
+                result = await self._apply(http, buckets, Job(command, connection))
                 if result["status"] == RETRYING:
                     if await parking.settle(chain, len(outcomes), failed_round=True):
                         await parking.drop(chain, len(commands) - len(outcomes))
@@ -228,7 +225,7 @@ class CrmCommandApplier:
             pipe.exists(state_keys.crm_applied(job.command["org_id"], job.connection["id"], job.command["command_id"]))
         return [job for job, done in zip(jobs, await pipe.execute(), strict=True) if not done]
 
-    async def _apply(self, session: aiohttp.ClientSession, buckets: TokenBuckets, job: Job) -> dict[str, Any]:
+    async def _apply(self, http: OutboundHttp, buckets: TokenBuckets, job: Job) -> dict[str, Any]:
         command, connection = job.command, job.connection
         sealed = connection.get("sealed_credentials")
 
@@ -240,11 +237,11 @@ class CrmCommandApplier:
                 await asyncio.sleep(wait)
 
         token = self._token(sealed) if sealed else None
-        http = CrmHttp(session, connection["base_url"], token, self._config.allow_loopback, throttle)
+        crm = CrmHttp(http, connection["base_url"], token, throttle)
         attempts = 0
         while True:
             attempts += 1
-            response = await CONNECTORS[connection["type"]].apply(http, command)
+            response = await CONNECTORS[connection["type"]].apply(crm, command)
             outcome = classify_crm_response(response.status_code)
             if outcome != CrmOutcome.RETRY or attempts >= self._config.max_attempts:
                 break

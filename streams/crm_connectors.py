@@ -17,10 +17,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiohttp
 import orjson
 
-from streams.ssrf_guard import UnsafeDestination, refuse_unsafe_literal
+from streams.outbound_http import Answer, NoAnswer, OutboundHttp
+from streams.ssrf_guard import UnsafeDestination
+
+HEADERS = {"user-agent": "DripPulse-CRM/0.1", "content-type": "application/json"}
+"""Sent with every CRM request (`OutboundHttp` default headers)."""
+MAX_RESPONSE_BYTES = 1 << 20
+"""A CRM answer is read up to this much; a longer one is cut (its JSON then reads as no body)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,49 +39,41 @@ class CrmResponse:
 
 
 class CrmHttp:
-    """One connection's view of the HTTP session: its base URL, its token, its rate limit (`throttle`
+    """One connection's view of the HTTP client: its base URL, its token, its rate limit (`throttle`
     waits for a token before every request)."""
 
     def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        token: str | None,
-        allow_loopback: bool,
-        throttle: Callable[[], Awaitable[None]],
+        self, http: OutboundHttp, base_url: str, token: str | None, throttle: Callable[[], Awaitable[None]]
     ) -> None:
-        self._session = session
+        self._http = http
         self._base_url = base_url.rstrip("/")
         self._token = token
-        self._allow_loopback = allow_loopback
         self._throttle = throttle
 
     async def call(self, method: str, path: str, idempotency_key: str, body: Any) -> CrmResponse:
         url = f"{self._base_url}{path}"
-        headers = {"idempotency-key": idempotency_key, "user-agent": "DripPulse-CRM/0.1"}
+        headers = {"idempotency-key": idempotency_key}
         if self._token:
             headers["authorization"] = f"Bearer {self._token}"
         try:
-            refuse_unsafe_literal(url, self._allow_loopback)
             await self._throttle()
-            async with self._session.request(method, url, json=body, headers=headers, allow_redirects=False) as r:
-                text = await r.text(errors="replace")
-                payload = _json_or_none(r, text)
-                error = "" if 200 <= r.status < 300 else f"HTTP {r.status}: {text[:300]}"
-                return CrmResponse(r.status, error, r.headers.get("retry-after"), None, payload)
+            answer = await self._http.request(method, url, orjson.dumps(body), headers, MAX_RESPONSE_BYTES)
         except UnsafeDestination as exc:
             return CrmResponse(None, f"unsafe destination: {exc}")
         except TimeoutError:
             return CrmResponse(None, "no answer within the timeout")
-        except (aiohttp.ClientError, OSError) as exc:
-            return CrmResponse(None, f"{type(exc).__name__}: {exc}")
+        except NoAnswer as exc:
+            return CrmResponse(None, str(exc))
+        text = answer.body.decode(errors="replace")
+        error = "" if 200 <= answer.status < 300 else f"HTTP {answer.status}: {text[:300]}"
+        return CrmResponse(answer.status, error, answer.retry_after, None, _json_or_none(answer))
 
 
-def _json_or_none(response: aiohttp.ClientResponse, text: str) -> Any:
-    if "json" not in response.headers.get("content-type", "") or not text:
+def _json_or_none(answer: Answer) -> Any:
+    if "json" not in answer.content_type or not answer.body:
         return None
     try:
-        return orjson.loads(text)
+        return orjson.loads(answer.body)
     except orjson.JSONDecodeError:
         return None
 

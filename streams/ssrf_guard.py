@@ -1,21 +1,17 @@
 """Refuses webhook destinations that would let a customer make DripPulse call into private networks.
 
 Checked when a subscription is saved and again at send time: DNS can change between the two, so
-the second check is the one that protects. At send time the check sits inside the HTTP client's
-resolver (`GuardedResolver`), so the addresses checked are exactly the addresses connected to: no
-window for DNS rebinding between check and connect. Redirects are not followed. Only public unicast
-addresses pass; loopback can be allowed explicitly for local development and tests, nothing else can.
+the second check is the one that protects. At send time `streams.outbound_http` resolves, checks and
+pins the address it connects to, so there is no window for DNS rebinding between check and connect.
+Redirects are not followed. Only public unicast addresses pass; loopback can be allowed explicitly
+for local development and tests, nothing else can.
 """
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import socket
 from urllib.parse import urlsplit
-
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 
@@ -52,11 +48,11 @@ def check_destination(url: str, allow_loopback: bool = False) -> list[str]:
     except (socket.gaierror, UnicodeError) as exc:
         raise UnsafeDestination(f"{parts.hostname} does not resolve: {exc}") from None
     addresses = sorted({str(info[4][0]) for info in infos})
-    _check_addresses(parts.hostname, addresses, allow_loopback)
+    check_addresses(parts.hostname, addresses, allow_loopback)
     return addresses
 
 
-def _check_addresses(host: str, addresses: list[str], allow_loopback: bool) -> None:
+def check_addresses(host: str, addresses: list[str], allow_loopback: bool) -> None:
     for text in addresses:
         reason = _refusal(ipaddress.ip_address(text.split("%", 1)[0]), allow_loopback)
         if reason is not None:
@@ -64,8 +60,7 @@ def _check_addresses(host: str, addresses: list[str], allow_loopback: bool) -> N
 
 
 def refuse_unsafe_literal(url: str, allow_loopback: bool) -> None:
-    """The send-time check for IP-literal hosts, which never reach a resolver (aiohttp connects to a
-    literal directly); hostnames are checked by `GuardedResolver` as they are resolved."""
+    """The send-time check for IP-literal hosts, which are connected to without a lookup."""
     host = urlsplit(url).hostname or ""
     try:
         address = ipaddress.ip_address(host)
@@ -74,24 +69,3 @@ def refuse_unsafe_literal(url: str, allow_loopback: bool) -> None:
     reason = _refusal(address, allow_loopback)
     if reason is not None:
         raise UnsafeDestination(f"{host} is {reason}")
-
-
-class GuardedResolver(AbstractResolver):
-    """aiohttp's resolver, refusing (as a connection error) any host that resolves to an unsafe address."""
-
-    def __init__(self, allow_loopback: bool) -> None:
-        self._inner = DefaultResolver()
-        self._allow_loopback = allow_loopback
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        try:
-            _check_addresses(host, [r["host"] for r in results], self._allow_loopback)
-        except UnsafeDestination as exc:
-            raise OSError(errno.EACCES, f"unsafe destination: {exc}") from None
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()

@@ -88,14 +88,21 @@ def webhook_failing_since(org_id: str) -> str:
     return f"dp:{{{org_id}}}:webhooks:failing"
 
 
-WEBHOOK_SCHEDULE = "dp:{webhooks}:due"
-"""Sorted set delivery_id -> ms the next attempt is due. Claiming moves the score forward by a lease,
-so a delivery claimed by a worker that dies becomes due again when the lease runs out."""
+WEBHOOK_DUE_ENDPOINTS = "dp:{webhooks}:due"
+"""Sorted set webhook_id -> ms the endpoint's earliest delivery is due (or was, when the index is
+behind): which endpoints have work, oldest first."""
+
+
+def webhook_due(webhook_id: str) -> str:
+    """Sorted set delivery_id -> ms its next attempt is due, one per endpoint. Claiming moves the score
+    forward by a lease, so a delivery claimed by a worker that dies becomes due again when the lease
+    runs out. Same hash tag as the index: the claim script reads both."""
+    return f"{WEBHOOK_DUE_ENDPOINTS}:{webhook_id}"
 
 WEBHOOK_TASKS = "dp:{webhooks}:tasks"
 """Hash delivery_id -> the delivery's state (JSON, carrying its org_id): message, attempts, status.
 One hash (not a key per delivery) so a batch of claims or updates is one command, and one hash tag
-with the schedule so the claim script may read it in Redis Cluster too."""
+with the schedules so the claim script may read it in Redis Cluster too."""
 
 WEBHOOK_DONE = "dp:{webhooks}:done"
 """Sorted set delivery_id -> ms it finished; finished deliveries are dropped after the retention."""

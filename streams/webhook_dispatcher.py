@@ -1,10 +1,11 @@
 """WebhookDispatcher: claims due deliveries from the schedule and sends them, many at once.
 
-One asyncio loop keeps up to `max_in_flight` requests open over a pooled aiohttp session. Nothing waits
-on one message: each claimed delivery is its own task, and the loop claims more as slots free up. An
-endpoint already holding `endpoint_concurrency` requests queues as many more locally, and any further
-deliveries go back to the schedule for a moment, so one slow endpoint cannot occupy the slots every
-other endpoint needs.
+One asyncio loop keeps up to `max_in_flight` requests open through `OutboundHttp`. Nothing waits
+on one message: each claimed delivery is its own task, and the loop claims more as slots free up. A
+claim takes at most `endpoint_concurrency` deliveries per endpoint and none for an endpoint that
+already has that many queued or in flight here, so one slow endpoint (or one org's burst) cannot
+occupy the slots every other endpoint needs. Beyond its concurrency an endpoint's deliveries wait in
+a local queue; anything that would overflow it goes back to the schedule for a moment.
 
 Outcomes are recorded in batches: the attempt records go to drip.webhooks.attempts (and on to
 ClickHouse) and are acknowledged by the broker first, then the schedule is updated in one Redis
@@ -15,27 +16,26 @@ the stable `webhook-id` is for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
 import random
 import threading
 import time
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import redis.asyncio as aioredis
 from confluent_kafka import Producer
-from standardwebhooks import Webhook
 
 from processors.delivery_policy import AttemptResult, DeliveryStatus, Verdict, failing_too_long, judge_attempt
 from streams import state_keys
 from streams.clock import now_ms
 from streams.kafka import produce_waiting
+from streams.outbound_http import NoAnswer, OutboundHttp
 from streams.serde import AvroSerde
-from streams.ssrf_guard import GuardedResolver, UnsafeDestination, refuse_unsafe_literal
+from streams.signing_secrets import Signer, signature_header
+from streams.ssrf_guard import UnsafeDestination
 from streams.webhook_schedule import DeliverySchedule, DeliveryTask
 from streams.webhook_subscriptions import WebhookSubscriptions
 
@@ -88,21 +88,23 @@ class Endpoints:
         self._store = store
         self._ttl_s = ttl_s
         self._orgs: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
-        self._signers: dict[str, Webhook] = {}
+        self._signers: dict[str, Signer] = {}
         self._reloading: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
-    async def find(self, org_id: str, webhook_id: str) -> tuple[dict[str, Any], list[Webhook]] | None:
-        record = (await self._subscriptions(org_id)).get(webhook_id)
+    async def find(self, org_id: str, webhook_id: str) -> tuple[dict[str, Any], list[Signer]] | None:
+        cached = self._orgs.get(org_id)
+        if cached is not None and time.monotonic() - cached[0] <= self._ttl_s:
+            subscriptions = cached[1]
+        else:
+            subscriptions = await self._reload(org_id)
+        record = subscriptions.get(webhook_id)
         if record is None:
             return None
         return record, [self._signer(secret["sealed"]) for secret in record["secrets"]]
 
-    async def _subscriptions(self, org_id: str) -> dict[str, dict[str, Any]]:
+    async def _reload(self, org_id: str) -> dict[str, dict[str, Any]]:
         """One reload per org at a time: the hundreds of attempts that find the cache stale at once
         wait for the same read instead of each making it."""
-        loaded_at, subscriptions = self._orgs.get(org_id, (0.0, {}))
-        if time.monotonic() - loaded_at <= self._ttl_s:
-            return subscriptions
         async with self._reloading[org_id]:
             loaded_at, subscriptions = self._orgs.get(org_id, (0.0, {}))
             if time.monotonic() - loaded_at > self._ttl_s:
@@ -110,20 +112,15 @@ class Endpoints:
                 self._orgs[org_id] = (time.monotonic(), subscriptions)
             return subscriptions
 
-    def _signer(self, sealed: str) -> Webhook:
+    def _signer(self, sealed: str) -> Signer:
         """Opening a sealed secret costs a Fernet decryption; each is opened once per process."""
         signer = self._signers.get(sealed)
         if signer is None:
-            signer = self._signers[sealed] = Webhook(self._store.open_secret(sealed))
+            signer = self._signers[sealed] = Signer(self._store.open_secret(sealed))
         return signer
 
     def forget(self, org_id: str) -> None:
         self._orgs.pop(org_id, None)
-
-
-def sign(signers: list[Webhook], message_id: str, timestamp: datetime, body: str) -> str:
-    """Standard Webhooks: space-separated `v1,<base64>` signatures, one per valid secret (rotation)."""
-    return " ".join(signer.sign(message_id, timestamp, body) for signer in signers)
 
 
 class WebhookDispatcher:
@@ -147,40 +144,46 @@ class WebhookDispatcher:
         """Claimed deliveries whose endpoint is at its concurrency limit, up to the limit again per
         endpoint; beyond that they go back to the schedule (see `_defer`)."""
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._endpoint_freed = asyncio.Event()
+        """Set when an endpoint the last claim skipped as saturated can take more."""
         self._finished: list[Finished] = []
         self.stats: Counter[str] = Counter()
 
     async def run(self, stop: threading.Event) -> None:
         """Until `stop` is set; then lets in-flight attempts finish and records them."""
-        connector = aiohttp.TCPConnector(
-            limit=self._config.max_in_flight, resolver=GuardedResolver(self._config.allow_loopback), ttl_dns_cache=10
+        http = OutboundHttp(
+            self._config.timeout_s,
+            self._config.allow_loopback,
+            {"content-type": "application/json", "user-agent": USER_AGENT},
         )
-        timeout = aiohttp.ClientTimeout(total=self._config.timeout_s)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False) as session:
+        try:
             recorder = asyncio.create_task(self._record_continuously(stop))
             while not stop.is_set():
-                await self._dispatch_round(session)
+                await self._dispatch_round(http)
             if self._in_flight:
                 await asyncio.wait(self._in_flight, timeout=self._config.timeout_s + 1)
             await recorder
             await self._record()
+        finally:
+            await http.close()
 
-    async def _dispatch_round(self, session: aiohttp.ClientSession) -> None:
-        queued = sum(map(len, self._waiting.values()))
-        room = self._config.max_in_flight - len(self._in_flight) - queued
+    async def _dispatch_round(self, http: OutboundHttp) -> None:
+        room = self._config.max_in_flight - len(self._in_flight)
         if room <= 0:
             await asyncio.wait(self._in_flight, timeout=self._config.poll_interval_s, return_when="FIRST_COMPLETED")
             return
+        limit = self._config.endpoint_concurrency
+        self._endpoint_freed.clear()
+        saturated = [w for w, busy in self._busy.items() if busy + len(self._waiting.get(w, ())) >= limit]
         try:
-            claimed = await self._schedule.claim(room, self._config.lease_ms)
+            claimed = await self._schedule.claim(room, self._config.lease_ms, limit, saturated)
         except aioredis.RedisError as exc:
             log.warning("webhooks: cannot claim deliveries: %s", exc)
             claimed = []
         deferred = []
-        limit = self._config.endpoint_concurrency
         for task in claimed:
             if self._busy[task.webhook_id] < limit:
-                self._start(session, task)
+                self._start(http, task)
             elif len(self._waiting[task.webhook_id]) < limit:
                 self._waiting[task.webhook_id].append(task)
             else:
@@ -188,22 +191,33 @@ class WebhookDispatcher:
         if deferred:
             await self._defer(deferred)
         if len(claimed) < room:
-            await asyncio.sleep(self._config.poll_interval_s)
+            await self._pause(bool(saturated))
 
-    def _start(self, session: aiohttp.ClientSession, task: DeliveryTask) -> None:
+    async def _pause(self, skipped_some: bool) -> None:
+        """Nothing more was due, or only for saturated endpoints: then the next claim is worth making
+        as soon as one of those can take more, not a whole poll interval later."""
+        if not skipped_some:
+            await asyncio.sleep(self._config.poll_interval_s)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._endpoint_freed.wait(), self._config.poll_interval_s)
+
+    def _start(self, http: OutboundHttp, task: DeliveryTask) -> None:
         self._busy[task.webhook_id] += 1
-        attempt = asyncio.create_task(self._attempt(session, task))
+        attempt = asyncio.create_task(self._attempt(http, task))
         self._in_flight.add(attempt)
         attempt.add_done_callback(self._in_flight.discard)
 
-    def _release(self, session: aiohttp.ClientSession, webhook_id: str) -> None:
+    def _release(self, http: OutboundHttp, webhook_id: str) -> None:
         """An endpoint slot is free: its next locally queued delivery takes it."""
         self._busy[webhook_id] -= 1
         waiting = self._waiting.get(webhook_id)
         if waiting:
-            self._start(session, waiting.popleft())
+            self._start(http, waiting.popleft())
             if not waiting:
                 del self._waiting[webhook_id]
+        if self._busy[webhook_id] + len(self._waiting.get(webhook_id, ())) < self._config.endpoint_concurrency:
+            self._endpoint_freed.set()
 
     async def _defer(self, tasks: list[DeliveryTask]) -> None:
         pipe = self._schedule.pipeline()
@@ -211,7 +225,7 @@ class WebhookDispatcher:
         await pipe.execute()
         self.stats["deferred"] += len(tasks)
 
-    async def _attempt(self, session: aiohttp.ClientSession, task: DeliveryTask) -> None:
+    async def _attempt(self, http: OutboundHttp, task: DeliveryTask) -> None:
         try:
             found = await self._endpoints.find(task.org_id, task.webhook_id)
             attempted_at = now_ms()
@@ -223,56 +237,50 @@ class WebhookDispatcher:
                 refused = Response(None, 0, f"the subscription is disabled: {subscription.get('disabled_reason')}", "")
                 self._finish(task, subscription["url"], attempted_at, refused, True)
                 return
-            response = await self._send(session, subscription["url"], signers, task)
+            response = await self._send(http, subscription["url"], signers, task)
             self._finish(task, subscription["url"], attempted_at, response, False)
         except Exception:
             log.exception("webhooks: attempt of %s failed unexpectedly; retried after its lease", task.delivery_id)
         finally:
-            self._release(session, task.webhook_id)
+            self._release(http, task.webhook_id)
 
-    async def _send(
-        self, session: aiohttp.ClientSession, url: str, signers: list[Webhook], task: DeliveryTask
-    ) -> Response:
-        timestamp = datetime.now(UTC).replace(microsecond=0)
+    async def _send(self, http: OutboundHttp, url: str, signers: list[Signer], task: DeliveryTask) -> Response:
+        timestamp_s = int(time.time())
         headers = {
-            "content-type": "application/json",
-            "user-agent": USER_AGENT,
             "webhook-id": task.message_id,
-            "webhook-timestamp": str(int(timestamp.timestamp())),
-            "webhook-signature": sign(signers, task.message_id, timestamp, task.payload_json),
+            "webhook-timestamp": str(timestamp_s),
+            "webhook-signature": signature_header(signers, task.message_id, timestamp_s, task.payload_json),
         }
         started = time.perf_counter()
         try:
-            refuse_unsafe_literal(url, self._config.allow_loopback)
-            async with session.post(url, data=task.payload_json.encode(), headers=headers, allow_redirects=False) as r:
-                excerpt = (await r.content.read(self._config.response_excerpt_bytes)).decode(errors="replace")
-                error = "" if 200 <= r.status < 300 else f"HTTP {r.status}"
-                return Response(r.status, _elapsed_ms(started), error, excerpt)
+            answer = await http.request(
+                "POST", url, task.payload_json.encode(), headers, self._config.response_excerpt_bytes
+            )
         except TimeoutError:
             return Response(None, _elapsed_ms(started), f"no answer within {self._config.timeout_s:g} s", "")
         except UnsafeDestination as exc:
             return Response(None, 0, f"unsafe destination: {exc}", "")
-        except (aiohttp.ClientError, OSError) as exc:
-            return Response(None, _elapsed_ms(started), f"{type(exc).__name__}: {exc}", "")
+        except NoAnswer as exc:
+            return Response(None, _elapsed_ms(started), str(exc), "")
+        error = "" if 200 <= answer.status < 300 else f"HTTP {answer.status}"
+        return Response(answer.status, _elapsed_ms(started), error, answer.body.decode(errors="replace"))
 
     def _finish(self, task: DeliveryTask, url: str, attempted_at: int, response: Response, final: bool) -> None:
-        attempts = task.attempts + 1
+        attempts, now = task.attempts + 1, now_ms()
         if final:
             verdict = Verdict(AttemptResult.FAILED, DeliveryStatus.FAILED, None, None)
         else:
-            verdict = judge_attempt(attempts, response.status_code, now_ms(), self._config.retry_schedule_s, self._rng)
+            verdict = judge_attempt(attempts, response.status_code, now, self._config.retry_schedule_s, self._rng)
         done = verdict.status != DeliveryStatus.PENDING
-        updated = replace(
-            task,
-            status=verdict.status,
-            attempts=attempts,
-            next_attempt_at_ms=verdict.next_attempt_at_ms,
-            last_status_code=response.status_code,
-            last_error=response.error,
-            completed_at_ms=now_ms() if done else None,
-        )
+        # The task is this attempt's own (claimed, then finished once), so it is updated in place.
+        task.status = verdict.status
+        task.attempts = attempts
+        task.next_attempt_at_ms = verdict.next_attempt_at_ms
+        task.last_status_code = response.status_code
+        task.last_error = response.error
+        task.completed_at_ms = now if done else None
         attempt = {
-            "attempt_id": os.urandom(12).hex(),
+            "attempt_id": f"{self._rng.getrandbits(96):024x}",
             "delivery_id": task.delivery_id,
             "org_id": task.org_id,
             "webhook_id": task.webhook_id,
@@ -288,7 +296,7 @@ class WebhookDispatcher:
             "attempted_at_ms": attempted_at,
             "next_attempt_at_ms": verdict.next_attempt_at_ms,
         }
-        self._finished.append(Finished(updated, attempt, verdict))
+        self._finished.append(Finished(task, attempt, verdict))
         self.stats[verdict.result.value] += 1
 
     async def _record_continuously(self, stop: threading.Event) -> None:

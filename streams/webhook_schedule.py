@@ -1,16 +1,23 @@
 """The durable delivery schedule in Redis: what is due when, and which worker holds which delivery.
 
 Kafka is a log, not a timer: a retry due in five hours cannot sit in a partition without blocking the
-messages behind it. So the intake moves each delivery off the topic into this schedule (one sorted
-set scored by due time, one hash of delivery states) and commits; dispatchers claim due deliveries from here.
-Claiming moves a delivery's score forward by a lease instead of removing it, so a worker that dies
-mid-send loses nothing: the delivery becomes due again when the lease runs out. Everything survives
-worker restarts and rebalances because none of it lives in a worker.
-"""
+messages behind it. So the intake moves each delivery off the topic into this schedule and commits;
+dispatchers claim due deliveries from here. Claiming moves a delivery's score forward by a lease
+instead of removing it, so a worker that dies mid-send loses nothing: the delivery becomes due again
+when the lease runs out. Everything survives worker restarts and rebalances because none of it lives
+in a worker.
 
+The schedule is one sorted set per endpoint plus an index of endpoints by their earliest due time,
+and a claim takes a bounded share from each due endpoint, oldest first, skipping the endpoints the
+dispatcher is already saturating. One global queue in due order would hand a dispatcher the burst of
+whichever org produced last, all for one endpoint, to be put back again: measured, that was 6.6
+claims per delivery on the bench, with 87 % of claimed deliveries deferred.
+"""
 from __future__ import annotations
 
 import dataclasses
+from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +31,10 @@ from streams.clock import now_ms
 
 _ENQUEUE = """
 local added = 0
-for i = 1, #ARGV, 3 do
+for i = 1, #ARGV, 4 do
   if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
-    redis.call('ZADD', KEYS[2], ARGV[i + 2], ARGV[i])
+    redis.call('ZADD', KEYS[2] .. ':' .. ARGV[i + 3], ARGV[i + 2], ARGV[i])
+    redis.call('ZADD', KEYS[2], 'LT', ARGV[i + 2], ARGV[i + 3])
     added = added + 1
   end
 end
@@ -34,15 +42,31 @@ return added
 """
 
 _CLAIM = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local now, limit, per_endpoint = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
+local skip = {}
+for i = 5, #ARGV do skip[ARGV[i]] = true end
+local endpoints = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit + #ARGV - 4)
 local tasks = {}
-for _, id in ipairs(ids) do
-  local task = redis.call('HGET', KEYS[2], id)
-  if task then
-    redis.call('ZADD', KEYS[1], ARGV[3], id)
-    table.insert(tasks, task)
-  else
-    redis.call('ZREM', KEYS[1], id)
+for _, endpoint in ipairs(endpoints) do
+  if #tasks >= limit then break end
+  if not skip[endpoint] then
+    local due = KEYS[1] .. ':' .. endpoint
+    local ids = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, math.min(per_endpoint, limit - #tasks))
+    for _, id in ipairs(ids) do
+      local task = redis.call('HGET', KEYS[2], id)
+      if task then
+        redis.call('ZADD', due, ARGV[3], id)
+        table.insert(tasks, task)
+      else
+        redis.call('ZREM', due, id)
+      end
+    end
+    local earliest = redis.call('ZRANGE', due, 0, 0, 'WITHSCORES')
+    if #earliest == 0 then
+      redis.call('ZREM', KEYS[1], endpoint)
+    else
+      redis.call('ZADD', KEYS[1], earliest[2], endpoint)
+    end
   end
 end
 return tasks
@@ -104,8 +128,16 @@ def queue_enqueue(pipe: Any, tasks: list[DeliveryTask]) -> None:
     """Adds new deliveries to a pipeline, sync or async, as one script call. Idempotent: a replayed
     Kafka batch finds each task already stored (pending or finished) and schedules nothing again."""
     if tasks:
-        args = [arg for t in tasks for arg in (t.delivery_id, t.dumps(), t.next_attempt_at_ms)]
-        pipe.eval(_ENQUEUE, 2, state_keys.WEBHOOK_TASKS, state_keys.WEBHOOK_SCHEDULE, *args)
+        args = [arg for t in tasks for arg in (t.delivery_id, t.dumps(), t.next_attempt_at_ms, t.webhook_id)]
+        pipe.eval(_ENQUEUE, 2, state_keys.WEBHOOK_TASKS, state_keys.WEBHOOK_DUE_ENDPOINTS, *args)
+
+
+def _queue_due(pipe: Any, due: dict[str, dict[str, int]]) -> None:
+    """(Re)schedules deliveries, by endpoint: {webhook_id: {delivery_id: due ms}}. An endpoint's index
+    entry only ever moves earlier here; a claim corrects it when it finds nothing due."""
+    for webhook_id, deliveries in due.items():
+        pipe.zadd(state_keys.webhook_due(webhook_id), deliveries)
+        pipe.zadd(state_keys.WEBHOOK_DUE_ENDPOINTS, {webhook_id: min(deliveries.values())}, lt=True)
 
 
 class DeliverySchedule:
@@ -114,37 +146,53 @@ class DeliverySchedule:
         self._claim = client.register_script(_CLAIM)
         self._trim = client.register_script(_TRIM)
 
-    async def claim(self, limit: int, lease_ms: int) -> list[DeliveryTask]:
-        """Up to `limit` due deliveries, leased to the caller for `lease_ms`, in one script call.
-        A delivery found already finished is dropped from the schedule here."""
+    async def claim(
+        self, limit: int, lease_ms: int, per_endpoint: int, saturated: Collection[str] = ()
+    ) -> list[DeliveryTask]:
+        """Up to `limit` due deliveries, at most `per_endpoint` from each endpoint and none from the
+        `saturated` ones, leased to the caller for `lease_ms`, in one script call. A delivery found
+        already finished is dropped from the schedule here."""
         now = now_ms()
-        keys = [state_keys.WEBHOOK_SCHEDULE, state_keys.WEBHOOK_TASKS]
-        raws = await self._claim(keys=keys, args=[now, limit, now + lease_ms])
+        keys = [state_keys.WEBHOOK_DUE_ENDPOINTS, state_keys.WEBHOOK_TASKS]
+        raws = await self._claim(keys=keys, args=[now, limit, now + lease_ms, per_endpoint, *saturated])
         tasks = [DeliveryTask(**orjson.loads(raw)) for raw in raws]
-        stale = [t.delivery_id for t in tasks if t.status != DeliveryStatus.PENDING]
+        stale = [t for t in tasks if t.status != DeliveryStatus.PENDING]
         if stale:
-            await self._redis.zrem(state_keys.WEBHOOK_SCHEDULE, *stale)
+            pipe = self.pipeline()
+            for task in stale:
+                pipe.zrem(state_keys.webhook_due(task.webhook_id), task.delivery_id)
+            await pipe.execute()
         return [t for t in tasks if t.status == DeliveryStatus.PENDING]
 
     @staticmethod
     def queue_updates(pipe: Any, tasks: list[DeliveryTask]) -> None:
-        """Stores tasks after their attempts, a few commands for the whole batch: pending ones
+        """Stores tasks after their attempts, a few commands per endpoint in the batch: pending ones
         rescheduled, finished ones off the schedule and onto the retention clock."""
         if not tasks:
             return
         pipe.hset(state_keys.WEBHOOK_TASKS, mapping={t.delivery_id: t.dumps() for t in tasks})
-        pending = {t.delivery_id: t.next_attempt_at_ms for t in tasks if t.status == DeliveryStatus.PENDING}
-        finished = {t.delivery_id: t.completed_at_ms or now_ms() for t in tasks if t.delivery_id not in pending}
-        if pending:
-            pipe.zadd(state_keys.WEBHOOK_SCHEDULE, pending)
-        if finished:
-            pipe.zrem(state_keys.WEBHOOK_SCHEDULE, *finished)
-            pipe.zadd(state_keys.WEBHOOK_DONE, finished)
+        pending: defaultdict[str, dict[str, int]] = defaultdict(dict)
+        finished: defaultdict[str, list[str]] = defaultdict(list)
+        done: dict[str, int] = {}
+        for t in tasks:
+            if t.status == DeliveryStatus.PENDING:
+                pending[t.webhook_id][t.delivery_id] = t.next_attempt_at_ms or now_ms()
+            else:
+                finished[t.webhook_id].append(t.delivery_id)
+                done[t.delivery_id] = t.completed_at_ms or now_ms()
+        _queue_due(pipe, pending)
+        for webhook_id, delivery_ids in finished.items():
+            pipe.zrem(state_keys.webhook_due(webhook_id), *delivery_ids)
+        if done:
+            pipe.zadd(state_keys.WEBHOOK_DONE, done)
 
     @staticmethod
     def queue_defer(pipe: Any, tasks: list[DeliveryTask], until_ms: int) -> None:
         """Gives claimed deliveries back without attempting them (their endpoint is at its cap)."""
-        pipe.zadd(state_keys.WEBHOOK_SCHEDULE, {t.delivery_id: until_ms for t in tasks})
+        due: defaultdict[str, dict[str, int]] = defaultdict(dict)
+        for t in tasks:
+            due[t.webhook_id][t.delivery_id] = until_ms
+        _queue_due(pipe, due)
 
     def pipeline(self) -> Any:
         return self._redis.pipeline(transaction=False)

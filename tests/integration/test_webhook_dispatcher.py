@@ -83,6 +83,15 @@ class Harness:
 
         return asyncio.run(add())
 
+    def claim(self, limit: int, per_endpoint: int, saturated: list[str]) -> list[DeliveryTask]:
+        async def take() -> list[DeliveryTask]:
+            client, _, schedule = await self._parts()
+            claimed = await schedule.claim(limit, 60_000, per_endpoint, saturated)
+            await client.aclose()
+            return claimed
+
+        return asyncio.run(take())
+
     def run(self, config: DispatchConfig, until: Callable[[], bool], timeout_s: float = 30) -> WebhookDispatcher:
         """Runs a dispatcher in a thread (its own event loop) until `until()` holds or time is up."""
         stop = threading.Event()
@@ -193,7 +202,19 @@ def test_a_slow_endpoint_does_not_starve_the_others(harness: Harness) -> None:
         assert slow.max_concurrent <= 2, "never more than the per-endpoint limit at once"
         assert len(fast.delivered()) == len(fast_ids)
         assert slow_done < len(slow_ids), "the fast endpoint finished while the slow one was still busy"
-        assert dispatcher.stats["deferred"] > 0
+        assert dispatcher.stats["deferred"] == 0, "claims skip the saturated endpoint instead of handing work back"
+
+
+def test_a_claim_shares_out_endpoints_and_skips_saturated_ones(harness: Harness) -> None:
+    """One org's burst, scheduled first, does not fill a claim that another endpoint's work is due in."""
+    burst, other = harness.subscribe("https://burst.example/hook"), harness.subscribe("https://other.example/hook")
+    harness.enqueue(burst, 60, "burst")
+    harness.enqueue(other, 5, "other")
+    first = harness.claim(limit=20, per_endpoint=4, saturated=[])
+    assert sorted(t.webhook_id for t in first) == sorted([burst] * 4 + [other] * 4)
+    second = harness.claim(limit=20, per_endpoint=4, saturated=[burst])
+    assert [t.webhook_id for t in second] == [other], "the last due delivery of the other endpoint, none of the burst"
+    assert harness.claim(limit=20, per_endpoint=100, saturated=[])[0].webhook_id == burst
 
 
 def test_finished_deliveries_are_forgotten_after_the_retention(harness: Harness) -> None:

@@ -1,0 +1,175 @@
+"""The one HTTP client for calls into customers' systems (webhook endpoints, CRMs), with the
+send-time SSRF guard built in.
+
+It is pyreqwest (Rust's reqwest and hyper): on this project's 2-core machine it costs 117-138 µs of
+CPU per request where aiohttp costs 214-310 µs, and the webhook dispatcher is CPU-bound
+(README, "Webhook delivery speed").
+
+reqwest would resolve hostnames itself, out of sight of the guard. So each host is resolved here
+(cached for `dns_ttl_s`), every address is checked, and the client is pinned to the checked address
+(`resolve(host, ip, port)`): the address checked is the address connected to, with no window for
+DNS rebinding. One client per host: a host whose address changes gets a new client, and the old one
+is closed once its requests are past their timeout. IP literals are checked as they are. Redirects
+are never followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.exceptions import RequestError
+from pyreqwest.response import Response
+
+from streams.ssrf_guard import UnsafeDestination, check_addresses, refuse_unsafe_literal
+
+
+class NoAnswer(ConnectionError):
+    """The request got no HTTP answer: connection refused or reset, TLS failure, and the like."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: bytes
+    """At most the `read_limit` bytes asked for."""
+    retry_after: str | None
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    host: str
+    port: int
+    literal: bool
+
+
+@lru_cache(maxsize=4096)
+def _target(url: str) -> _Target:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UnsafeDestination("the URL must be http(s) with a host")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in parts.hostname else socket.AF_INET, parts.hostname)
+        literal = True
+    except OSError:
+        literal = False
+    return _Target(parts.hostname, port, literal)
+
+
+class OutboundHttp:
+    def __init__(
+        self, timeout_s: float, allow_loopback: bool, default_headers: dict[str, str], dns_ttl_s: float = 10.0
+    ) -> None:
+        self._timeout_s = timeout_s
+        self._default_headers = default_headers
+        self._allow_loopback = allow_loopback
+        self._dns_ttl_s = dns_ttl_s
+        self._clients: dict[tuple[str, int], tuple[str, Client]] = {}
+        self._resolved: dict[tuple[str, int], tuple[float, asyncio.Task[str]]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    async def request(self, method: str, url: str, body: bytes, headers: dict[str, str], read_limit: int) -> Answer:
+        """Raises UnsafeDestination, TimeoutError (no answer within the timeout) or NoAnswer."""
+        client = await self._client_for(url)
+        try:
+            request = client.request(method, url).headers(headers).body_bytes(body).build_streamed()
+            async with request as response:
+                return Answer(
+                    response.status,
+                    await _read(response, read_limit),
+                    response.get_header("retry-after"),
+                    response.get_header("content-type") or "",
+                )
+        except TimeoutError:
+            raise
+        except RequestError as exc:
+            raise NoAnswer(f"{type(exc).__name__}: {exc}") from None
+
+    async def close(self) -> None:
+        for _, client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+        if self._closing:
+            await asyncio.gather(*self._closing)
+
+    async def _client_for(self, url: str) -> Client:
+        target = _target(url)
+        key = (target.host, target.port)
+        current = self._clients.get(key)
+        if target.literal:
+            if current is not None:
+                return current[1]
+            refuse_unsafe_literal(url, self._allow_loopback)
+            address = target.host
+        else:
+            address = await self._address(target)
+            if current is not None and current[0] == address:
+                return current[1]
+        builder = (
+            ClientBuilder()
+            .timeout(timedelta(seconds=self._timeout_s))
+            .follow_redirects(False)
+            .default_headers(self._default_headers)
+        )
+        if not target.literal:
+            builder = builder.resolve(target.host, address, target.port)
+        client = builder.build()
+        self._clients[key] = (address, client)
+        if current is not None:
+            self._close_later(current[1])
+        return client
+
+    async def _address(self, target: _Target) -> str:
+        """The checked address to connect to; one lookup per host at a time, reused for the TTL."""
+        key = (target.host, target.port)
+        cached = self._resolved.get(key)
+        if cached is None or time.monotonic() > cached[0]:
+            lookup = asyncio.ensure_future(self._lookup(target))
+            self._resolved[key] = (time.monotonic() + self._dns_ttl_s, lookup)
+            cached = self._resolved[key]
+        try:
+            return await asyncio.shield(cached[1])
+        except Exception:
+            self._resolved.pop(key, None)
+            raise
+
+    async def _lookup(self, target: _Target) -> str:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise NoAnswer(f"{target.host} does not resolve: {exc}") from None
+        addresses = [str(info[4][0]) for info in infos]
+        check_addresses(target.host, addresses, self._allow_loopback)
+        return addresses[0]
+
+    def _close_later(self, client: Client) -> None:
+        """After the timeout every request on the old client has ended one way or the other."""
+
+        async def close() -> None:
+            await asyncio.sleep(self._timeout_s + 1)
+            await client.close()
+
+        closing = asyncio.ensure_future(close())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+
+
+async def _read(response: Response, limit: int) -> bytes:
+    reader = response.body_reader
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await reader.read(limit - size)
+        if chunk is None:
+            break
+        chunks.append(bytes(chunk))
+        size += len(chunks[-1])
+    return b"".join(chunks)
