@@ -208,12 +208,18 @@ def _tier(path: str, step: TierStep) -> StepFn:
     thresholds = tuple(sorted(((t.min_score, t.tier) for t in step.thresholds), reverse=True))
     default = step.default_tier
 
+    tokens = {name: f"{path}:tier:{name}" for name in (default, *(name for _, name in thresholds))}
+
     def run(context: dict[str, Any], execution: Execution, _: RoutingState) -> bool:
         score = execution.score
-        tier = next((name for minimum, name in thresholds if score >= minimum), default)
+        tier = default
+        for minimum, name in thresholds:
+            if score >= minimum:
+                tier = name
+                break
         if execution.trace is not None:
             _note(execution, path, "tier", score=score, tier=tier)
-        execution.decisions.append(f"{path}:tier:{tier}")
+        execution.decisions.append(tokens[tier])
         execution.tier = tier
         context["tier"] = tier
         return True
@@ -351,12 +357,13 @@ def _action(
     path: str, step: CrmUpdateAction | WebhookNotifyAction | AddTagAction | CreateTaskAction | LogAction
 ) -> StepFn:
     plan = _ACTION_PLANNERS[type(step)](path, step)
+    action = step.action
 
     def run(context: dict[str, Any], execution: Execution, _: RoutingState) -> bool:
         plan(context, execution)
-        execution.actions.append(step.action)
+        execution.actions.append(action)
         if execution.trace is not None:
-            _note(execution, path, "action", action=step.action)
+            _note(execution, path, "action", action=action)
         return True
 
     return run

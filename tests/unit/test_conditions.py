@@ -229,3 +229,13 @@ def test_hostile_regex_is_linear_time_and_backreferences_are_refused() -> None:
     assert hostile is False
     with pytest.raises(ValueError, match="RE2"):
         _condition.validate_python({"field": "x", "op": "regex", "value": "(a)\\1"})
+
+
+def test_a_condition_too_deep_for_one_generated_function_still_compiles() -> None:
+    """Python's parser refuses about 200 nested parentheses; such a tree falls back to composed closures."""
+    nested: dict[str, Any] = {"field": "lead.country", "op": "eq", "value": "US"}
+    for _ in range(120):
+        nested = {"not": {"not": nested}}
+    holds = compile_condition(TypeAdapter(Condition).validate_python(nested))
+    assert holds({"lead": {"country": "US"}}) is True
+    assert holds({"lead": {"country": "DE"}}) is False
