@@ -9,8 +9,9 @@ reqwest would resolve hostnames itself, out of sight of the guard. So each host 
 (cached for `dns_ttl_s`), every address is checked, and the client is pinned to the checked address
 (`resolve(host, ip, port)`): the address checked is the address connected to, with no window for
 DNS rebinding. One client per host: a host whose address changes gets a new client, and the old one
-is closed once its requests are past their timeout. IP literals are checked as they are. Redirects
-are never followed.
+is closed once its requests are past their timeout, and so is the least recently used one when
+there are `max_clients`. A host is pinned to one address, IPv4 first (a missing IPv6 route is the
+commoner failure). IP literals are checked as they are. Redirects are never followed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -66,15 +68,21 @@ def _target(url: str) -> _Target:
 
 class OutboundHttp:
     def __init__(
-        self, timeout_s: float, allow_loopback: bool, default_headers: dict[str, str], dns_ttl_s: float = 10.0
+        self,
+        timeout_s: float,
+        allow_loopback: bool,
+        default_headers: dict[str, str],
+        dns_ttl_s: float = 10.0,
+        max_clients: int = 1024,
     ) -> None:
         self._timeout_s = timeout_s
         self._default_headers = default_headers
         self._allow_loopback = allow_loopback
         self._dns_ttl_s = dns_ttl_s
-        self._clients: dict[tuple[str, int], tuple[str, Client]] = {}
+        self._max_clients = max_clients
+        self._clients: OrderedDict[tuple[str, int], tuple[str, Client]] = OrderedDict()
         self._resolved: dict[tuple[str, int], tuple[float, asyncio.Task[str]]] = {}
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closing: dict[Client, asyncio.Task[None]] = {}
 
     async def request(self, method: str, url: str, body: bytes, headers: dict[str, str], read_limit: int) -> Answer:
         """Raises UnsafeDestination, TimeoutError (no answer within the timeout) or NoAnswer."""
@@ -94,11 +102,13 @@ class OutboundHttp:
             raise NoAnswer(f"{type(exc).__name__}: {exc}") from None
 
     async def close(self) -> None:
-        for _, client in self._clients.values():
+        """Closes every client now, including those waiting out their requests' timeout."""
+        for delayed in self._closing.values():
+            delayed.cancel()
+        for client in [client for _, client in self._clients.values()] + list(self._closing):
             await client.close()
         self._clients.clear()
-        if self._closing:
-            await asyncio.gather(*self._closing)
+        self._closing.clear()
 
     async def _client_for(self, url: str) -> Client:
         target = _target(url)
@@ -106,12 +116,14 @@ class OutboundHttp:
         current = self._clients.get(key)
         if target.literal:
             if current is not None:
+                self._clients.move_to_end(key)
                 return current[1]
             refuse_unsafe_literal(url, self._allow_loopback)
             address = target.host
         else:
             address = await self._address(target)
             if current is not None and current[0] == address:
+                self._clients.move_to_end(key)
                 return current[1]
         builder = (
             ClientBuilder()
@@ -123,8 +135,13 @@ class OutboundHttp:
             builder = builder.resolve(target.host, address, target.port)
         client = builder.build()
         self._clients[key] = (address, client)
+        self._clients.move_to_end(key)
         if current is not None:
             self._close_later(current[1])
+        while len(self._clients) > self._max_clients:
+            evicted, (_, idle) = self._clients.popitem(last=False)
+            self._resolved.pop(evicted, None)
+            self._close_later(idle)
         return client
 
     async def _address(self, target: _Target) -> str:
@@ -146,7 +163,7 @@ class OutboundHttp:
             infos = await asyncio.get_running_loop().getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
             raise NoAnswer(f"{target.host} does not resolve: {exc}") from None
-        addresses = [str(info[4][0]) for info in infos]
+        addresses = sorted((str(info[4][0]) for info in infos), key=lambda address: ":" in address)
         check_addresses(target.host, addresses, self._allow_loopback)
         return addresses[0]
 
@@ -155,11 +172,10 @@ class OutboundHttp:
 
         async def close() -> None:
             await asyncio.sleep(self._timeout_s + 1)
+            self._closing.pop(client, None)
             await client.close()
 
-        closing = asyncio.ensure_future(close())
-        self._closing.add(closing)
-        closing.add_done_callback(self._closing.discard)
+        self._closing[client] = asyncio.ensure_future(close())
 
 
 async def _read(response: Response, limit: int) -> bytes:
