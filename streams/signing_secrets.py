@@ -18,7 +18,6 @@ from streams.secret_box import SecretBox
 SECRET_PREFIX = "whsec_"
 
 
-
 class Signer:
     """Signs with one secret as Standard Webhooks specifies: `v1,` + base64 of HMAC-SHA256 over
     `{webhook-id}.{webhook-timestamp}.{body}`. It uses `hmac.digest` (OpenSSL's one-shot HMAC): the

@@ -88,16 +88,19 @@ def webhook_failing_since(org_id: str) -> str:
     return f"dp:{{{org_id}}}:webhooks:failing"
 
 
-WEBHOOK_DUE_ENDPOINTS = "dp:{webhooks}:due"
+WEBHOOK_DUE_ENDPOINTS = "dp:{webhooks}:endpoints:due"
 """Sorted set webhook_id -> ms the endpoint's earliest delivery is due (or was, when the index is
 behind): which endpoints have work, oldest first."""
+
+WEBHOOK_DUE_PREFIX = "dp:{webhooks}:due:"
 
 
 def webhook_due(webhook_id: str) -> str:
     """Sorted set delivery_id -> ms its next attempt is due, one per endpoint. Claiming moves the score
     forward by a lease, so a delivery claimed by a worker that dies becomes due again when the lease
     runs out. Same hash tag as the index: the claim script reads both."""
-    return f"{WEBHOOK_DUE_ENDPOINTS}:{webhook_id}"
+    return WEBHOOK_DUE_PREFIX + webhook_id
+
 
 WEBHOOK_TASKS = "dp:{webhooks}:tasks"
 """Hash delivery_id -> the delivery's state (JSON, carrying its org_id): message, attempts, status.

@@ -144,6 +144,9 @@ class WebhookDispatcher:
         """Claimed deliveries whose endpoint is at its concurrency limit, up to the limit again per
         endpoint; beyond that they go back to the schedule (see `_defer`)."""
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._claim_batch = max(1, config.max_in_flight // 10)
+        """Free slots worth a claim: a claim per freed slot would cost a script call per delivery."""
+        self._room_freed = asyncio.Event()
         self._endpoint_freed = asyncio.Event()
         """Set when an endpoint the last claim skipped as saturated can take more."""
         self._finished: list[Finished] = []
@@ -169,9 +172,13 @@ class WebhookDispatcher:
 
     async def _dispatch_round(self, http: OutboundHttp) -> None:
         room = self._config.max_in_flight - len(self._in_flight)
-        if room <= 0:
-            await asyncio.wait(self._in_flight, timeout=self._config.poll_interval_s, return_when="FIRST_COMPLETED")
-            return
+        if room < self._claim_batch:
+            self._room_freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room_freed.wait(), self._config.poll_interval_s)
+            room = self._config.max_in_flight - len(self._in_flight)
+            if room <= 0:
+                return
         limit = self._config.endpoint_concurrency
         self._endpoint_freed.clear()
         saturated = [w for w, busy in self._busy.items() if busy + len(self._waiting.get(w, ())) >= limit]
@@ -206,7 +213,12 @@ class WebhookDispatcher:
         self._busy[task.webhook_id] += 1
         attempt = asyncio.create_task(self._attempt(http, task))
         self._in_flight.add(attempt)
-        attempt.add_done_callback(self._in_flight.discard)
+        attempt.add_done_callback(self._done)
+
+    def _done(self, attempt: asyncio.Task[None]) -> None:
+        self._in_flight.discard(attempt)
+        if self._config.max_in_flight - len(self._in_flight) >= self._claim_batch:
+            self._room_freed.set()
 
     def _release(self, http: OutboundHttp, webhook_id: str) -> None:
         """An endpoint slot is free: its next locally queued delivery takes it."""
@@ -300,10 +312,10 @@ class WebhookDispatcher:
         self.stats[verdict.result.value] += 1
 
     async def _record_continuously(self, stop: threading.Event) -> None:
-        """Records outcomes every 20 ms, and every 10 s forgets deliveries past their retention."""
+        """Records outcomes every 50 ms, and every 10 s forgets deliveries past their retention."""
         trimmed_at = 0.0
         while not stop.is_set():
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.05)
             try:
                 await self._record()
                 if time.monotonic() - trimmed_at > 10:
