@@ -246,9 +246,12 @@ def _utc_day(day: int) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
 
 
+_MILLISECONDS = tuple(f".{ms:03d}Z" for ms in range(1000))
+
+
 def _iso_timestamp(epoch_ms: int) -> str:
     """ISO 8601 in UTC with milliseconds; events of a batch share seconds, so formatting is cached."""
-    return f"{_utc_second(epoch_ms // 1000)}.{epoch_ms % 1000:03d}Z"
+    return _utc_second(epoch_ms // 1000) + _MILLISECONDS[epoch_ms % 1000]
 
 
 @lru_cache(maxsize=4096)
