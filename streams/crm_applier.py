@@ -9,8 +9,10 @@ Each request first reserves a token from the connection's bucket in Redis (rate 
 workers). Transient failures get a few quick attempts with backoff (a 429's `Retry-After` honoured);
 a lead whose command still fails is parked with its later commands (streams/crm_parking.py) and
 retried on a schedule, so a CRM that is down holds back neither the batch nor other orgs. Once a
-connection parks a lead, its other leads in the same batch are parked without trying: the CRM is
-most likely down for them too. Permanent 4xx answers fail the command with the CRM's reason.
+connection parks a lead, its other leads are parked without trying, in this batch and (while the
+connection is marked failing) in later ones: the CRM is most likely down for them too. A request that
+got no answer within the timeout is not repeated at once: a CRM that hangs costs one timeout.
+Permanent 4xx answers fail the command with the CRM's reason.
 Applied commands are marked in Redis, so a replayed batch skips them; the CRM also receives the
 command id as its idempotency key. Every batch first retries the parked leads that are due, and the
 batch loop calls this processor on idle polls too, so retries happen while the topic is quiet.
@@ -133,8 +135,9 @@ class CrmCommandApplier:
         for job in jobs:
             chains[(job.command["org_id"], job.connection["id"], job.command["lead_id"])].append(job)
         to_park: dict[Chain, list[Job]] = {chain: chains.pop(chain) for chain in await parking.parked(list(chains))}
-        down: set[str] = set()
-        """Connections that parked a lead in this batch: their other leads are parked untried."""
+        failing = await parking.failing(sorted({(org_id, connection_id) for org_id, connection_id, _ in chains}))
+        down: set[str] = {connection_id for _, connection_id in failing}
+        """Connections marked failing, or that parked a lead in this batch: their leads are parked untried."""
         limits: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(self._config.connection_concurrency)
         )
@@ -156,6 +159,8 @@ class CrmCommandApplier:
         applied = await asyncio.gather(*(run_chain(chain, chain_jobs) for chain, chain_jobs in chains.items()))
         outcomes = [outcome for chain_outcomes in applied for outcome in chain_outcomes]
         await parking.park({chain: [job.command for job in parked] for chain, parked in to_park.items()})
+        newly_down = {(org_id, connection_id) for org_id, connection_id, _ in to_park if connection_id in down}
+        await parking.mark_failing(newly_down - failing)
         attempted = {result["result_id"] for result, _ in outcomes}
         waiting = CrmResponse(None, "parked: the connection is failing; retried later")
         return outcomes + [
@@ -188,6 +193,7 @@ class CrmCommandApplier:
             for command in commands:
                 result = await self._apply(http, buckets, Job(command, connection))
                 if result["status"] == RETRYING:
+                    await parking.mark_failing({(org_id, connection_id)})
                     if await parking.settle(chain, len(outcomes), failed_round=True):
                         await parking.drop(chain, len(commands) - len(outcomes))
                         rounds = len(self._config.park_schedule_s)
@@ -199,6 +205,7 @@ class CrmCommandApplier:
                     return outcomes
                 outcomes.append((result, command))
             await parking.settle(chain, len(outcomes), failed_round=False)
+            await parking.mark_recovered((org_id, connection_id))
             return outcomes
 
         drained = await asyncio.gather(*map(drain, chains))
@@ -243,7 +250,7 @@ class CrmCommandApplier:
             attempts += 1
             response = await CONNECTORS[connection["type"]].apply(crm, command)
             outcome = classify_crm_response(response.status_code)
-            if outcome != CrmOutcome.RETRY or attempts >= self._config.max_attempts:
+            if outcome != CrmOutcome.RETRY or attempts >= self._config.max_attempts or response.timed_out:
                 break
             await asyncio.sleep(self._delay(response, attempts))
         if outcome == CrmOutcome.FAILED:

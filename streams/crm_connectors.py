@@ -14,7 +14,7 @@ are the applier's job.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import orjson
@@ -36,6 +36,8 @@ class CrmResponse:
     retry_after: str | None = None
     object_id: str | None = None
     body: Any = None
+    timed_out: bool = False
+    """No answer within the timeout: asking again at once would most likely wait as long."""
 
 
 class CrmHttp:
@@ -61,7 +63,7 @@ class CrmHttp:
         except UnsafeDestination as exc:
             return CrmResponse(None, f"unsafe destination: {exc}")
         except TimeoutError:
-            return CrmResponse(None, "no answer within the timeout")
+            return CrmResponse(None, "no answer within the timeout", timed_out=True)
         except NoAnswer as exc:
             return CrmResponse(None, str(exc))
         text = answer.body.decode(errors="replace")
@@ -131,7 +133,7 @@ class HubSpotConnector:
 
 def _with_object_id(response: CrmResponse) -> CrmResponse:
     object_id = response.body.get("id") if isinstance(response.body, dict) else None
-    return CrmResponse(response.status_code, response.error, response.retry_after, object_id, response.body)
+    return replace(response, object_id=object_id)
 
 
 CONNECTORS: dict[str, Connector] = {"rest": RestConnector(), "hubspot": HubSpotConnector()}

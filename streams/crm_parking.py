@@ -7,6 +7,11 @@ the list drains (a newer update must never overtake an older one). A schedule sa
 lead is retried; claiming leases it, like the webhook schedule, so a dying worker loses nothing.
 After the last retry round the remaining commands fail, visibly, with the reason.
 
+A connection that has just parked a lead is marked failing for two first retry delays (refreshed
+while its retry rounds keep failing, cleared when one succeeds). Meanwhile later batches park its
+commands untried: a CRM that hangs would otherwise cost every batch, and so every org behind it on
+the partition, a timeout.
+
 Ordering of the two-key steps is what keeps a command from being orphaned when a batch parks one
 while a retrier drains the same list: the batch pushes then schedules (ZADD NX); the retrier, when
 done, unschedules then looks at the list again and reschedules if anything arrived meanwhile.
@@ -24,6 +29,9 @@ from streams.clock import now_ms
 
 Chain = tuple[str, str, str]
 """(org_id, connection_id, lead_id): the unit that keeps its order."""
+
+Connection = tuple[str, str]
+"""(org_id, connection_id)."""
 
 _CLAIM = """
 local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -47,6 +55,27 @@ class ParkedCommands:
         self._redis = client
         self._schedule_s = schedule_s
         self._claim = client.register_script(_CLAIM)
+
+    async def failing(self, connections: list[Connection]) -> set[Connection]:
+        """Those of `connections` marked failing."""
+        if not connections:
+            return set()
+        pipe = self._redis.pipeline(transaction=False)
+        for connection in connections:
+            pipe.exists(state_keys.crm_connection_failing(*connection))
+        return {c for c, failing in zip(connections, await pipe.execute(), strict=True) if failing}
+
+    async def mark_failing(self, connections: set[Connection]) -> None:
+        if not connections:
+            return
+        ttl_ms = max(1, int(2 * self._schedule_s[0] * 1000))
+        pipe = self._redis.pipeline(transaction=False)
+        for connection in connections:
+            pipe.set(state_keys.crm_connection_failing(*connection), 1, px=ttl_ms)
+        await pipe.execute()
+
+    async def mark_recovered(self, connection: Connection) -> None:
+        await self._redis.delete(state_keys.crm_connection_failing(*connection))
 
     async def parked(self, chains: list[Chain]) -> set[Chain]:
         """Those of `chains` with commands waiting: their new commands must queue behind them."""

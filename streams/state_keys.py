@@ -141,6 +141,12 @@ def crm_parked(org_id: str, connection_id: str, lead_id: str) -> str:
     return f"dp:{{{org_id}}}:crm:parked:{connection_id}:{lead_id}"
 
 
+def crm_connection_failing(org_id: str, connection_id: str) -> str:
+    """Set (with a time to live) while a connection keeps failing: later batches park its commands
+    without trying them, instead of each paying the quick attempts again."""
+    return f"dp:{{{org_id}}}:crm:failing:{connection_id}"
+
+
 def crm_failed(org_id: str, result_id: str) -> str:
     """A command that failed for good through one connection (JSON), kept so it can be retried."""
     return f"dp:{{{org_id}}}:crm:failed:{result_id}"

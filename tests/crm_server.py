@@ -30,6 +30,8 @@ class HubSpotLikeServer(LocalHttpServer):
         self.requests: list[Request] = []
         self.down = False
         """While set, every request gets 503: the CRM is having an outage."""
+        self.hang_s = 0.0
+        """While positive, every request is answered only after this long: the CRM hangs."""
         self._throttle_request = throttle_request
         self.refuse_email = refuse_email
         self._lock = threading.Lock()
@@ -70,6 +72,8 @@ class HubSpotLikeServer(LocalHttpServer):
         return 404, {"status": "error", "message": f"no route {method} {path}"}
 
     def respond(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+        if self.hang_s > 0:
+            time.sleep(self.hang_s)
         with self._lock:
             index = len(self.requests) + 1
             extra = {"content-type": "application/json"}

@@ -15,7 +15,7 @@ from drippulse.settings import Settings
 from streams import state_keys, topics
 from tests.crm_server import HubSpotLikeServer
 from tests.integration.outbound import produce_records, repoint
-from tests.stack import wait_until
+from tests.stack import read_topic, wait_until
 
 pytestmark = pytest.mark.stack
 RATE, BURST = 8.0, 2
@@ -186,3 +186,35 @@ def test_a_crm_outage_parks_its_commands_without_holding_back_other_connections(
         tiers = {c["email"]: c["drippulse_tier"] for c in server.contacts.values()}
         assert tiers == {f"lead{lead}@outage.io": "A" for lead in range(5)}, "the newest update is the last applied"
     assert _results(org, connection_id=broken_id, status="retrying") == []
+
+
+def test_a_hanging_crm_costs_one_timeout_and_later_batches_do_not_try_it(
+    crm_worker: Any, org_factory: Any, settings: Settings
+) -> None:
+    """The worker's timeout is 2 s here. A timed-out command is parked after one attempt, not the
+    usual four (the batch's leads start together, so each may cost one), and while its connection is
+    marked failing the next batch parks its commands untried."""
+    org = org_factory("Hanging Co")
+    org_id = org["org_id"]
+    with HubSpotLikeServer() as hanging:
+        hanging.hang_s = 3
+        connection_id = _connect(org, settings, hanging.url, rate_limit_per_s=1000, burst=100)
+        first = [_command(org_id, n, f"first{n}@hang.io") for n in range(2)]
+        produce_records(settings, topics.CRM_COMMANDS, org_id, first)
+        wait_until(lambda: len(_results(org, connection_id=connection_id, status="retrying")) == 2, 60, "parking")
+        later = [_command(org_id, 10 + n, f"later{n}@hang.io") for n in range(2)]
+        produce_records(settings, topics.CRM_COMMANDS, org_id, later)
+        wait_until(lambda: len(_results(org, connection_id=connection_id, status="retrying")) == 4, 60, "parking")
+
+        first_rows: dict[str, dict[str, Any]] = {}
+        for row in read_topic(settings, topics.CRM_RESULTS, key=org_id):
+            first_rows.setdefault(row["command_id"], row)
+        tried = [first_rows[c["command_id"]] for c in first if first_rows[c["command_id"]]["attempts"] > 0]
+        assert tried and all(row["attempts"] == 1 for row in tried), "a timed-out command is not asked again at once"
+        assert all("no answer within the timeout" in row["error"] for row in tried)
+        assert all(first_rows[c["command_id"]]["attempts"] == 0 for c in later), "the later batch did not try"
+
+        hanging.hang_s = 0
+        wait_until(
+            lambda: len(_results(org, connection_id=connection_id, status="applied")) == 4, 90, "recovery"
+        )
