@@ -215,6 +215,4 @@ def test_a_hanging_crm_costs_one_timeout_and_later_batches_do_not_try_it(
         assert all(first_rows[c["command_id"]]["attempts"] == 0 for c in later), "the later batch did not try"
 
         hanging.hang_s = 0
-        wait_until(
-            lambda: len(_results(org, connection_id=connection_id, status="applied")) == 4, 90, "recovery"
-        )
+        wait_until(lambda: len(_results(org, connection_id=connection_id, status="applied")) == 4, 90, "recovery")

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from streams.outbound_http import OutboundHttp
+from streams.outbound_http import NoAnswer, OutboundHttp
 from streams.ssrf_guard import UnsafeDestination
 
 
@@ -28,11 +28,24 @@ def test_the_least_recently_used_client_is_closed_beyond_the_cap() -> None:
     assert fresh and count == 2, "port 1002 was least recently used, so it was dropped and rebuilt"
 
 
-def test_unsafe_literals_are_refused_before_any_client_exists() -> None:
+def test_unsafe_or_unreadable_urls_are_refused_before_any_client_exists() -> None:
     async def scenario() -> int:
         http = OutboundHttp(5, allow_loopback=False, default_headers={})
-        with pytest.raises(UnsafeDestination):
-            await http._client_for("http://169.254.169.254/latest/meta-data")
+        for url in ("http://169.254.169.254/latest/meta-data", "http://example.com:99999/", "ftp://example.com/"):
+            with pytest.raises(UnsafeDestination):
+                await http._client_for(url)
         return len(http._clients)
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_a_header_the_client_cannot_send_is_a_failed_attempt_that_does_not_quote_it() -> None:
+    async def scenario() -> str:
+        http = OutboundHttp(5, allow_loopback=True, default_headers={})
+        with pytest.raises(NoAnswer) as refused:
+            await http.request("POST", "http://127.0.0.1:9/", b"{}", {"authorization": "Bearer pat-s3cret\nx"}, 10)
+        await http.close()
+        return str(refused.value)
+
+    message = asyncio.run(scenario())
+    assert "cannot be sent" in message and "s3cret" not in message
