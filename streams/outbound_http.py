@@ -196,6 +196,10 @@ def _reason(exc: PyreqwestError) -> str:
 
 
 async def _read(response: Response, limit: int) -> bytes:
+    """Up to `limit` bytes of the body. An empty body (most webhook receivers answer with none) is
+    known from its Content-Length without a read."""
+    if limit <= 0 or response.get_header("content-length") == "0":
+        return b""
     reader = response.body_reader
     chunks: list[bytes] = []
     size = 0
