@@ -63,16 +63,15 @@ def compare_versions(
     memory, watched = LeadMemory(), base.watched_fields | candidate.watched_fields
     for original in events:
         report.events += 1
-        event = dict(original)
+        event, lead_id = dict(original), lead_id_of(original)
         if watched:
-            memory.recall(event, lead_id_of(event), watched)
+            memory.recall(event, lead_id, watched)
         before, after = outcome(base, event, base_state), outcome(candidate, event, candidate_state)
         if watched:
-            memory.remember(event, lead_id_of(event), watched)
+            memory.remember(event, lead_id, watched)
         if not (before.enrollment or after.enrollment):
             continue
         report.evaluated += 1
-        lead_id = lead_id_of(event)
         for kind in CHANGE_KINDS:
             was, now = getattr(before, kind), getattr(after, kind)
             if was == now or (kind != "enrollment" and not (before.enrollment and after.enrollment)):

@@ -17,6 +17,7 @@ commoner failure). IP literals are checked as they are. Redirects are never foll
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import time
 from collections import OrderedDict
@@ -62,9 +63,9 @@ def _target(url: str) -> _Target:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UnsafeDestination("the URL must be http(s) with a host")
     try:
-        socket.inet_pton(socket.AF_INET6 if ":" in parts.hostname else socket.AF_INET, parts.hostname)
+        ipaddress.ip_address(parts.hostname)
         literal = True
-    except OSError:
+    except ValueError:
         literal = False
     return _Target(parts.hostname, port, literal)
 
@@ -127,7 +128,7 @@ class OutboundHttp:
             if current is not None:
                 self._clients.move_to_end(key)
                 return current[1]
-            refuse_unsafe_literal(url, self._allow_loopback)
+            refuse_unsafe_literal(target.host, self._allow_loopback)
             address = target.host
         else:
             address = await self._address(target)

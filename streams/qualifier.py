@@ -62,12 +62,11 @@ class LeadQualifier:
             return outputs
         workflows = self._catalog.active_for({event["org_id"] for _, event in events})
         routing, enrollments, memory = self._state_store.load((event for _, event in events), workflows)
-        watched = {org_id: frozenset().union(*(w.watched_fields for w in wfs)) for org_id, wfs in workflows.items()}
         batch_at_ms = now_ms()
         for message, event in events:
             try:
                 lead_id = lead_id_of(event)
-                fields = watched[event["org_id"]]
+                fields = self._catalog.watched_fields(event["org_id"])
                 if fields:
                     memory.recall(event, lead_id, fields)
                 for workflow in workflows[event["org_id"]]:

@@ -59,13 +59,8 @@ def check_addresses(host: str, addresses: list[str], allow_loopback: bool) -> No
             raise UnsafeDestination(f"{host} resolves to {text}, {reason}")
 
 
-def refuse_unsafe_literal(url: str, allow_loopback: bool) -> None:
-    """The send-time check for IP-literal hosts, which are connected to without a lookup."""
-    host = urlsplit(url).hostname or ""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return
-    reason = _refusal(address, allow_loopback)
+def refuse_unsafe_literal(address: str, allow_loopback: bool) -> None:
+    """The send-time check for an IP-literal host, which is connected to without a lookup."""
+    reason = _refusal(ipaddress.ip_address(address), allow_loopback)
     if reason is not None:
-        raise UnsafeDestination(f"{host} is {reason}")
+        raise UnsafeDestination(f"{address} is {reason}")

@@ -27,6 +27,7 @@ class WorkflowCatalog:
         self._redis = client
         self._refresh_s = refresh_s
         self._workflows: dict[str, tuple[CompiledWorkflow, ...]] = {}
+        self._watched: dict[str, frozenset[str]] = {}
         self._revisions: dict[str, bytes | None] = {}
         self._checked_at: dict[str, float] = {}
         self._compiled: dict[tuple[str, str, int], CompiledWorkflow] = {}
@@ -40,6 +41,11 @@ class WorkflowCatalog:
         if stale:
             self._refresh(stale, now)
         return {org_id: self._workflows.get(org_id, ()) for org_id in org_ids}
+
+    def watched_fields(self, org_id: str) -> frozenset[str]:
+        """The fields any of the org's active workflows compares with a `changed*` condition (as of
+        the last `active_for`): what the qualifier must remember per lead."""
+        return self._watched.get(org_id, frozenset())
 
     def _refresh(self, org_ids: list[str], now: float) -> None:
         with self._redis.pipeline(transaction=False) as pipe:
@@ -62,6 +68,7 @@ class WorkflowCatalog:
                 self._compile(org_id, workflow_id.decode(), orjson.loads(raw))
                 for workflow_id, raw in sorted(entries.items())
             )
+            self._watched[org_id] = frozenset().union(*(w.watched_fields for w in self._workflows[org_id]))
             self._revisions[org_id] = revision
             log.info("org %s: %d active workflows (revision %s)", org_id, len(self._workflows[org_id]), revision)
 
