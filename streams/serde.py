@@ -1,13 +1,18 @@
-"""Avro in the Confluent wire format: magic byte 0, 4-byte big-endian schema id, Avro body."""
+"""Avro in the Confluent wire format: magic byte 0, 4-byte big-endian schema id, Avro body.
+
+Our own schema is encoded and decoded by functions compiled from it (streams/avro_codec.py); a
+record written with another schema version is decoded by fastavro, which resolves it against ours.
+"""
 
 from __future__ import annotations
 
 import io
 import struct
-from typing import Any
+from typing import Any, cast
 
-from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro import parse_schema, schemaless_reader
 
+from streams.avro_codec import compile_decoder, compile_encoder
 from streams.schema_registry import SchemaRegistry, UnknownSchemaError, load_schema
 from streams.topics import Topic
 
@@ -28,13 +33,12 @@ class AvroSerde:
         self._registry = registry
         self.schema_id = registry.register(f"{topic_name}-value", raw)
         self._header = _HEADER.pack(0, self.schema_id)
-        self._writers: dict[int, Any] = {self.schema_id: None}
+        self._encode = compile_encoder(raw)
+        self._decode = compile_decoder(raw)
+        self._writers: dict[int, Any] = {}
 
     def encode(self, record: dict[str, Any]) -> bytes:
-        buffer = io.BytesIO()
-        buffer.write(self._header)
-        schemaless_writer(buffer, self.schema, record)
-        return buffer.getvalue()
+        return self._encode(record, self._header)
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
         if data is None or len(data) < _HEADER.size:
@@ -42,19 +46,28 @@ class AvroSerde:
         magic, schema_id = _HEADER.unpack_from(data)
         if magic != 0:
             raise DecodeError(f"magic byte is {magic}, expected 0 (Confluent wire format)")
+        if schema_id == self.schema_id:
+            try:
+                record, end = self._decode(data, _HEADER.size)
+            except Exception as exc:
+                raise DecodeError(f"Avro body does not match schema id {schema_id}: {exc!r}") from exc
+            if end != len(data):
+                raise DecodeError(
+                    f"Avro body of schema id {schema_id} is {len(data) - _HEADER.size} bytes, "
+                    f"its record {end - _HEADER.size}"
+                )
+            return cast(dict[str, Any], record)
         writer_schema = self._writer_schema(schema_id)
         try:
-            record = schemaless_reader(
-                io.BytesIO(data[_HEADER.size :]), writer_schema or self.schema, self.schema if writer_schema else None
-            )
+            resolved = schemaless_reader(io.BytesIO(data[_HEADER.size :]), writer_schema, self.schema)
         except Exception as exc:
             raise DecodeError(f"Avro body does not match schema id {schema_id}: {exc!r}") from exc
-        if not isinstance(record, dict):
+        if not isinstance(resolved, dict):
             raise DecodeError("Avro body is not a record")
-        return record
+        return resolved
 
     def _writer_schema(self, schema_id: int) -> Any:
-        """None for our own schema (no resolution needed), else the parsed writer schema."""
+        """The parsed schema a record of another version was written with."""
         if schema_id in self._writers:
             return self._writers[schema_id]
         try:
