@@ -39,7 +39,7 @@ from processors.model import (
     WebhookNotifyAction,
     WorkflowDefinition,
 )
-from processors.routing import Member, RoutingState, rotation
+from processors.routing import Member, RoutingState, rotation, utc_day
 
 StepFn = Callable[[dict[str, Any], Execution, RoutingState], bool]
 """Runs one step on (context, execution so far, routing state); False stops the workflow."""
@@ -236,16 +236,6 @@ def _team(members: Sequence[TeamMember]) -> Team:
     return compiled, rotation(compiled) if compiled else ()
 
 
-def _day(epoch_ms: int) -> str:
-    """The UTC day of the event: capacity counts by when the lead arrived, identically on replay."""
-    return _utc_day(epoch_ms // 86_400_000)
-
-
-@lru_cache(maxsize=64)
-def _utc_day(day: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
-
-
 _MILLISECONDS = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
@@ -277,7 +267,7 @@ def _route(path: str, step: RouteStep) -> StepFn:
             execution.lead_id,
             members,
             order,
-            _day(execution.event_occurred_at_ms),
+            utc_day(execution.event_occurred_at_ms),
         )
 
     def choose(

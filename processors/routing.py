@@ -8,8 +8,10 @@ instead of advancing the rotation or counting against a cap again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 PointerKey = tuple[str, str, str]
 """(org_id, workflow_id, pool_id): one rotation per team in a workflow."""
@@ -19,6 +21,17 @@ LoadKey = tuple[str, str, str]
 """(org_id, owner, UTC day): leads assigned to an owner that day, across the org's workflows."""
 AccountKey = tuple[str, str]
 """(org_id, email domain)."""
+
+
+def utc_day(epoch_ms: int) -> str:
+    """The UTC day of an event, which daily loads count by: when the lead arrived, so a replay
+    counts against the same day."""
+    return _utc_day(epoch_ms // 86_400_000)
+
+
+@lru_cache(maxsize=64)
+def _utc_day(day: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +82,10 @@ class RoutingState:
     ) -> tuple[str | None, str]:
         """(owner, reason), or (None, reason) when every member is away or at their daily cap."""
         recorded = self.assignments.get((org_id, workflow_id, lead_id))
-        if recorded is not None and any(m.owner == recorded and not m.away for m in team):
-            return recorded, f"round-robin over {pool_id}: kept the owner recorded for this lead"
+        if recorded is not None:
+            for member in team:
+                if member.owner == recorded and not member.away:
+                    return recorded, f"round-robin over {pool_id}: kept the owner recorded for this lead"
         pointer_key = (org_id, workflow_id, pool_id)
         position = self.pointers.get(pointer_key, 0)
         skipped = []

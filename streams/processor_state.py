@@ -12,7 +12,6 @@ state, and a restarted worker continues from exactly what was saved: caps hold a
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,14 +24,10 @@ from processors.enrollment import Enrollment, EnrollmentState
 from processors.events import lead_id_of
 from processors.free_mail import business_domain
 from processors.lead_memory import LeadMemory, RememberedLead
-from processors.routing import LoadKey, PointerKey, RoutingState
+from processors.routing import LoadKey, PointerKey, RoutingState, utc_day
 from streams import state_keys
 
 LOAD_TTL_S = 3 * 86_400
-
-
-def _day(epoch_ms: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(epoch_ms // 1000))
 
 
 class ProcessorStateStore:
@@ -64,7 +59,7 @@ class ProcessorStateStore:
             if workflows.get(org_id):
                 leads[org_id].add(lead_id_of(event))
             if rotating.get(org_id):
-                days.add((org_id, _day(event["occurred_at_ms"])))
+                days.add((org_id, utc_day(event["occurred_at_ms"])))
                 lead = event.get("lead")
                 domain = business_domain(lead.get("email") if isinstance(lead, dict) else None)
                 if domain:

@@ -137,10 +137,6 @@ class LeadQualifier:
                     ),
                 )
             )
-        outputs.append(
-            OutputRecord(
-                self._executions_topic,
-                key,
-                self._executions.encode({**execution.as_record(), "evaluated_at_ms": at_ms}),
-            )
-        )
+        record = execution.as_record()
+        record["evaluated_at_ms"] = at_ms
+        outputs.append(OutputRecord(self._executions_topic, key, self._executions.encode(record)))
