@@ -26,7 +26,7 @@ from streams.clickhouse_sink import (
 )
 from streams.crm_applier import CrmCommandApplier, CrmConfig
 from streams.dlq import DeadLetters
-from streams.kafka import ensure_topics, make_consumer, make_producer
+from streams.kafka import ensure_topics, make_batch_producer, make_consumer, make_producer
 from streams.processor_state import ProcessorStateStore
 from streams.qualifier import LeadQualifier
 from streams.schema_registry import SchemaRegistry, make_registry
@@ -74,7 +74,7 @@ def _batch_worker(
 ) -> BatchWorker:
     return BatchWorker(
         consumer=make_consumer(settings, group),
-        producer=make_producer(settings),
+        producer=make_batch_producer(settings),
         processor=processor,
         topics=[topic_name],
         batch_size=settings.batch_size,

@@ -156,10 +156,12 @@ class BatchWorker:
             if err is not None:
                 failures.append(str(err))
 
-        for index, record in enumerate(outputs):
-            produce_waiting(self._producer, record.topic, record.value, record.key, on_delivery=on_delivery)
-            if index % 10_000 == 9_999:
-                self._producer.poll(0)
+        produce = self._producer.produce
+        for record in outputs:
+            try:
+                produce(record.topic, record.value, record.key, on_delivery=on_delivery)
+            except BufferError:
+                produce_waiting(self._producer, record.topic, record.value, record.key, on_delivery=on_delivery)
         remaining = self._producer.flush(60)
         if remaining:
             failures.append(f"{remaining} records still unacknowledged after 60 s")

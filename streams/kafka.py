@@ -30,6 +30,13 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     }
 
 
+def make_batch_producer(settings: Settings, **overrides: Any) -> Producer:
+    """The batch runtime's producer reports failed deliveries only. It needs to hear of failures,
+    and flush() already waits for the rest; a Python report per acknowledged record cost about
+    1 µs each, a fifth of producing it."""
+    return make_producer(settings, **{"delivery.report.only.error": True, **overrides})
+
+
 def produce_waiting(producer: Producer, topic: str, value: bytes, key: bytes, **kwargs: Any) -> None:
     """Produces, serving delivery reports while the local queue is full instead of failing."""
     while True:

@@ -1,0 +1,36 @@
+"""The batch runtime's producer reports failures only; a failed output must still stop the commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from confluent_kafka import Message
+
+from drippulse.devstack import free_port
+from drippulse.settings import Settings
+from streams.batch_runtime import BatchWorker, DeliveryFailed, OutputRecord
+from streams.kafka import make_batch_producer, make_consumer
+
+
+class _NoOutputs:
+    def process(self, messages: Sequence[Message]) -> list[OutputRecord]:
+        return []
+
+    def on_rebalance(self) -> None:
+        pass
+
+
+def test_an_output_the_broker_never_acknowledges_fails_the_batch() -> None:
+    settings = Settings(KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")  # nothing listens there
+    worker = BatchWorker(
+        consumer=make_consumer(settings, "unreachable"),
+        producer=make_batch_producer(settings, **{"message.timeout.ms": 300, "log_level": 0}),
+        processor=_NoOutputs(),
+        topics=["drip.unreachable"],
+        batch_size=1,
+        batch_timeout_s=0.1,
+        name="unreachable",
+    )
+    with pytest.raises(DeliveryFailed, match="timed out"):
+        worker._produce_and_wait([OutputRecord("drip.unreachable", b"org-1", b"value")])
