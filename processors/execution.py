@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class ExecutionStatus(StrEnum):
@@ -14,10 +14,10 @@ class ExecutionStatus(StrEnum):
     """Stopped at an approval or wait step, which the orchestrator will run."""
 
 
-@dataclass(frozen=True, slots=True)
-class CrmCommandPlan:
+class CrmCommandPlan(NamedTuple):
     """A planned write to the CRM. `step` is the step's path (`4`, `2.0.1`): ids derive from it, so
-    they are stable per step across replays."""
+    they are stable per step across replays. A NamedTuple, like the other plans built per evaluation:
+    a frozen dataclass costs four times as much to build (1 µs)."""
 
     step: str
     operation: str
@@ -25,8 +25,7 @@ class CrmCommandPlan:
     email: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class WebhookNotification:
+class WebhookNotification(NamedTuple):
     step: str
     event_type: str
     payload: dict[str, Any]

@@ -129,7 +129,7 @@ class ProcessorStateStore:
         for (org_id, workflow_id, lead_id), enrollment in enrollments.enrollments.items():
             if (org_id, lead_id) in touched:
                 leads[(org_id, lead_id)]["enrollments"][workflow_id] = [
-                    enrollment.count,
+                    enrollment.number,
                     enrollment.event_id,
                     enrollment.active,
                 ]

@@ -52,7 +52,7 @@ def test_reenrollment_needs_it_enabled_and_its_trigger() -> None:
     assert run(wf, state, event("e2", "lead.created"))[0] is False, "not a re-enrollment trigger"
     assert run(wf, state, event("e3", "lead.updated"))[0] is False, "re-enrollment condition not met"
     assert run(wf, state, event("e4", "lead.updated", title="CTO")) == (True, "re-enrollment #1")
-    assert state.enrollments[("o", "wf", "lead-1")].count == 2
+    assert state.enrollments[("o", "wf", "lead-1")].number == 2
 
 
 def test_never_reenrolled_while_still_enrolled() -> None:
