@@ -12,7 +12,8 @@ Definitions (also in the README):
   trigger is checked and enrolled events run the full step graph (about 14 conditions each).
   Median of 5 runs (min and max reported too): run-to-run noise on the 2-core machine is about 25%.
 Every loop runs as PROCESSES worker processes in one consumer group (default: one per core), each a
-child of this script, after its input is on the broker. Throughput is measured in steady state:
+child of this script, after its input is on the broker, with the garbage-collector setting of a
+worker process (drippulse.workers.tune_gc_for_batches). Throughput is measured in steady state:
 the first WARMUP events (first sight of every org: workflow loading and compilation) are excluded.
 """
 
@@ -105,6 +106,7 @@ def _drain(run_batch: Any, quiet_s: float = 3.0) -> list[tuple[float, int]]:
 
 
 def raw_worker(prefix: str, group: str, touch_bytes: bool) -> dict[str, Any]:
+    from drippulse.workers import tune_gc_for_batches
     from streams import topics
     from streams.batch_runtime import next_offsets
     from streams.kafka import make_consumer, make_producer
@@ -115,6 +117,7 @@ def raw_worker(prefix: str, group: str, touch_bytes: bool) -> dict[str, Any]:
     serde = _inbound_serde(settings)
     consumer = make_consumer(settings, group)
     producer = make_producer(settings)
+    tune_gc_for_batches()
     consumer.subscribe([source])
 
     def run_batch() -> int:
@@ -138,10 +141,11 @@ def raw_worker(prefix: str, group: str, touch_bytes: bool) -> dict[str, Any]:
 
 def qualifier_worker(prefix: str, group: str, touch_bytes: bool) -> dict[str, Any]:
     from drippulse import workers
-    from drippulse.workers import build_qualifier
+    from drippulse.workers import build_qualifier, tune_gc_for_batches
 
     workers.QUALIFIER_GROUP = group
     worker = build_qualifier(_settings(prefix))
+    tune_gc_for_batches()
     marks = _drain(worker.run_once)
     return {"marks": marks, "rss_mb": _rss_peak_mb(), "outputs": worker.stats.records_out}
 

