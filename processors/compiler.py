@@ -9,7 +9,7 @@ conditions; the hot path pays one `is not None` check per step for that.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -54,6 +54,9 @@ class CompiledWorkflow:
     trigger: Condition | None
     steps: tuple[StepFn, ...]
     uses_round_robin: bool
+    uses_account_match: bool
+    """Whether a route step keeps a lead's company with its account owner: only then does a batch
+    need the org's account owners."""
     reenrollment_types: frozenset[str] = frozenset()
     reenrollment_condition: Predicate | None = None
     watched_fields: frozenset[str] = frozenset()
@@ -109,21 +112,25 @@ def compile_workflow(workflow_id: str, version: int, definition: WorkflowDefinit
         trigger=trigger.condition,
         steps=_compile_steps("", definition.steps),
         uses_round_robin=_uses_round_robin(definition.steps),
+        uses_account_match=any(step.account_match for step in _route_steps(definition.steps)),
         reenrollment_types=frozenset(t.value for t in again.event_types) if again.enabled else frozenset(),
         reenrollment_condition=compile_condition(again.condition) if again.enabled and again.condition else None,
         watched_fields=watched_fields(definition),
     )
 
 
-def _uses_round_robin(steps: Sequence[Step]) -> bool:
+def _route_steps(steps: Sequence[Step]) -> Iterator[RouteStep]:
+    """Every route step, inside branches too."""
     for step in steps:
-        if isinstance(step, RouteStep) and (step.team or step.account_match or any(r.team for r in step.rules)):
-            return True
-        if isinstance(step, BranchStep):
-            nested = [arm.steps for arm in step.arms] + [step.otherwise]
-            if any(_uses_round_robin(arm_steps) for arm_steps in nested):
-                return True
-    return False
+        if isinstance(step, RouteStep):
+            yield step
+        elif isinstance(step, BranchStep):
+            for arm_steps in [arm.steps for arm in step.arms] + [step.otherwise]:
+                yield from _route_steps(arm_steps)
+
+
+def _uses_round_robin(steps: Sequence[Step]) -> bool:
+    return any(step.team or step.account_match or any(rule.team for rule in step.rules) for step in _route_steps(steps))
 
 
 def _compile_steps(prefix: str, steps: Sequence[Step]) -> tuple[StepFn, ...]:

@@ -51,6 +51,9 @@ class ProcessorStateStore:
         rotating = {
             org_id: [w.workflow_id for w in compiled if w.uses_round_robin] for org_id, compiled in workflows.items()
         }
+        matching_accounts = {
+            org_id for org_id, compiled in workflows.items() if any(w.uses_account_match for w in compiled)
+        }
         leads: dict[str, set[str]] = defaultdict(set)
         domains: dict[str, set[str]] = defaultdict(set)
         days: set[tuple[str, str]] = set()
@@ -60,6 +63,7 @@ class ProcessorStateStore:
                 leads[org_id].add(lead_id_of(event))
             if rotating.get(org_id):
                 days.add((org_id, utc_day(event["occurred_at_ms"])))
+            if org_id in matching_accounts:
                 lead = event.get("lead")
                 domain = business_domain(lead.get("email") if isinstance(lead, dict) else None)
                 if domain:

@@ -76,3 +76,22 @@ def test_caps_and_recorded_owners_hold_across_a_restart_and_a_replay(stack: Any,
 
     again = [{**event, "event_id": f"again-{event['event_id']}"} for event in _events(org_id, range(0, 3))]
     assert _batch(ProcessorStateStore(client), workflow, again) == [], "enrolled once, even after a restart"
+
+
+def test_an_account_owner_holds_a_domain_across_batches_and_a_restart(stack: Any, settings: Settings) -> None:
+    client = redis.Redis.from_url(settings.redis_url)
+    org_id = f"org-{uuid.uuid4().hex[:8]}"
+    definition = {
+        "trigger": {"event_types": ["lead.created"]},
+        "steps": [{"type": "route", "account_match": True, "team": ["ann", "ben", "cat"], "fallback_owner": "q"}],
+    }
+    workflow = compile_workflow(f"wf-{org_id}", 1, WorkflowDefinition.model_validate(definition))
+    events = _events(org_id, range(4))
+    for n, event in enumerate(events):
+        event["lead"]["email"] = f"buyer{n}@{'acme.io' if n in (0, 3) else f'co{n}.example'}"
+
+    assert _batch(ProcessorStateStore(client), workflow, events[:1]) == ["ann"]
+    later = [events[3], events[1], events[2]]
+    assert _batch(ProcessorStateStore(client), workflow, later) == ["ann", "ben", "cat"], (
+        "a restarted worker finds acme.io held by ann; the other domains take the rotation"
+    )
