@@ -16,7 +16,8 @@ the codec is built, so an unsupported schema fails at start-up, not on a record.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -88,6 +89,17 @@ class _Source:
             "_unpack_float": struct.Struct("<f").unpack_from,
         }
         self._names = 0
+        self._open_records: set[str] = set()
+
+    @contextmanager
+    def record(self, full_name: str) -> Iterator[None]:
+        """Brackets the code of one record. Code is inlined, so a record that contains itself
+        would never end: it is refused."""
+        if full_name in self._open_records:
+            raise UnsupportedSchemaError(f"record {full_name} contains itself (a recursive type)")
+        self._open_records.add(full_name)
+        yield
+        self._open_records.discard(full_name)
 
     def name(self, prefix: str) -> str:
         self._names += 1
@@ -203,7 +215,11 @@ class _Encoder:
             raise UnsupportedSchemaError(f"type {schema!r}")
 
     def record(self, schema: dict[str, Any], expr: str, depth: int, namespace: str) -> None:
-        namespace = _full_name(schema, namespace).rpartition(".")[0]
+        full_name = _full_name(schema, namespace)
+        with self.src.record(full_name):
+            self.fields(schema, expr, depth, full_name.rpartition(".")[0])
+
+    def fields(self, schema: dict[str, Any], expr: str, depth: int, namespace: str) -> None:
         for field in schema["fields"]:
             item = self.src.name("v")
             name = field["name"]
@@ -298,8 +314,10 @@ class _Decoder:
             emit(depth, f"{target} = {read}.decode()" if kind == "string" else f"{target} = bytes({read})")
             emit(depth, f"pos += {size}")
         elif kind == "record":
-            namespace = _full_name(schema, namespace).rpartition(".")[0]
-            fields = [(field["name"], self.value(field["type"], depth, namespace)) for field in schema["fields"]]
+            full_name = _full_name(schema, namespace)
+            inner = full_name.rpartition(".")[0]
+            with self.src.record(full_name):
+                fields = [(field["name"], self.value(field["type"], depth, inner)) for field in schema["fields"]]
             emit(depth, f"{target} = {{" + ", ".join(f"{name!r}: {value}" for name, value in fields) + "}")
         elif kind == "enum":
             symbols = self.src.constant(tuple(schema["symbols"]))

@@ -133,6 +133,7 @@ def test_a_record_of_an_older_schema_version_is_resolved_against_ours() -> None:
         {"type": "fixed", "name": "Digest", "size": 16},
         {"type": "long", "logicalType": "timestamp-millis"},
         {"type": "record", "name": "R", "fields": [{"name": "at", "type": {"type": "int", "logicalType": "date"}}]},
+        {"type": "record", "name": "Node", "fields": [{"name": "next", "type": ["null", "Node"]}]},
     ],
 )
 def test_a_schema_beyond_what_is_compiled_is_refused_when_built(schema: Any) -> None:
@@ -147,3 +148,17 @@ def test_a_block_count_beyond_the_bytes_left_is_refused_at_once() -> None:
     huge_count = b"\xfe\xff\xff\xff\xff\xff\xff\xff\x7f"
     with pytest.raises(ValueError, match="items in"):
         compile_decoder(schema)(huge_count + b"\x00", 0)
+
+
+def test_a_named_type_used_twice_is_written_as_fastavro_writes_it() -> None:
+    point = {"type": "record", "name": "Point", "namespace": "geo", "fields": [{"name": "x", "type": "long"}]}
+    schema = {
+        "type": "record",
+        "name": "Line",
+        "namespace": "geo",
+        "fields": [{"name": "start", "type": point}, {"name": "end", "type": ["null", "Point"]}],
+    }
+    record = {"start": {"x": -3}, "end": {"x": 2**40}}
+    encoded = fastavro_bytes(schema, record)
+    assert compile_encoder(schema)(record, HEADER) == encoded
+    assert compile_decoder(schema)(encoded, len(HEADER)) == (record, len(encoded))
