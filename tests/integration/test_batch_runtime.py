@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import pytest
@@ -24,7 +25,7 @@ class _NoOutputs:
 def test_an_output_the_broker_never_acknowledges_fails_the_batch() -> None:
     settings = Settings(KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")  # nothing listens there
     worker = BatchWorker(
-        consumer=make_consumer(settings, "unreachable"),
+        consumer=make_consumer(settings, "unreachable", log_level=0),
         producer=make_batch_producer(settings, **{"message.timeout.ms": 300, "log_level": 0}),
         processor=_NoOutputs(),
         topics=["drip.unreachable"],
@@ -32,5 +33,15 @@ def test_an_output_the_broker_never_acknowledges_fails_the_batch() -> None:
         batch_timeout_s=0.1,
         name="unreachable",
     )
-    with pytest.raises(DeliveryFailed, match="timed out"):
-        worker._produce_and_wait([OutputRecord("drip.unreachable", b"org-1", b"value")])
+    try:
+        with pytest.raises(DeliveryFailed, match="timed out"):
+            worker._produce_and_wait([OutputRecord("drip.unreachable", b"org-1", b"value")])
+    finally:
+        worker.run(_stopped())
+
+
+def _stopped() -> threading.Event:
+    """A stop already set: `run` only closes the worker's clients."""
+    stop = threading.Event()
+    stop.set()
+    return stop
