@@ -89,17 +89,6 @@ class _Source:
             "_unpack_float": struct.Struct("<f").unpack_from,
         }
         self._names = 0
-        self._open_records: set[str] = set()
-
-    @contextmanager
-    def record(self, full_name: str) -> Iterator[None]:
-        """Brackets the code of one record. Code is inlined, so a record that contains itself
-        would never end: it is refused."""
-        if full_name in self._open_records:
-            raise UnsupportedSchemaError(f"record {full_name} contains itself (a recursive type)")
-        self._open_records.add(full_name)
-        yield
-        self._open_records.discard(full_name)
 
     def name(self, prefix: str) -> str:
         self._names += 1
@@ -162,10 +151,33 @@ def _primitive(schema: Schema) -> str:
     return schema if isinstance(schema, str) else ""
 
 
-class _Encoder:
-    def __init__(self, schema: Schema) -> None:
+class _Generator:
+    """What the encoder and decoder generators share: the source being written, the named types
+    met so far, and the records whose code is being written."""
+
+    def __init__(self) -> None:
         self.src = _Source()
-        self.named: dict[str, Any] = {}
+        self._named: dict[str, Any] = {}
+        self._open_records: set[str] = set()
+
+    def resolve(self, schema: Schema, namespace: str) -> Schema:
+        return _resolve(schema, self._named, namespace)
+
+    @contextmanager
+    def inside_record(self, schema: dict[str, Any], namespace: str) -> Iterator[str]:
+        """Brackets the code of one record; yields the namespace of its fields. Code is inlined, so
+        a record that contains itself would never end: it is refused."""
+        full_name = _full_name(schema, namespace)
+        if full_name in self._open_records:
+            raise UnsupportedSchemaError(f"record {full_name} contains itself (a recursive type)")
+        self._open_records.add(full_name)
+        yield full_name.rpartition(".")[0]
+        self._open_records.discard(full_name)
+
+
+class _Encoder(_Generator):
+    def __init__(self, schema: Schema) -> None:
+        super().__init__()
         self.src.emit(0, "def encode(record, header, _VARINTS=_VARINTS, _SMALL=_SMALL):")
         self.src.emit(1, "buf = bytearray(header)")
         self.value(schema, "record", 1, "")
@@ -176,7 +188,7 @@ class _Encoder:
         self.src.emit(depth, f"buf += _VARINTS[{expr}] if {small} else _large_varint({expr})")
 
     def value(self, schema: Schema, expr: str, depth: int, namespace: str) -> None:
-        schema = _resolve(schema, self.named, namespace)
+        schema = self.resolve(schema, namespace)
         emit = self.src.emit
         if isinstance(schema, list):
             null_at, other = _nullable(schema)
@@ -215,27 +227,25 @@ class _Encoder:
             raise UnsupportedSchemaError(f"type {schema!r}")
 
     def record(self, schema: dict[str, Any], expr: str, depth: int, namespace: str) -> None:
-        full_name = _full_name(schema, namespace)
-        with self.src.record(full_name):
-            self.fields(schema, expr, depth, full_name.rpartition(".")[0])
-
-    def fields(self, schema: dict[str, Any], expr: str, depth: int, namespace: str) -> None:
-        for field in schema["fields"]:
-            item = self.src.name("v")
-            name = field["name"]
-            if "default" in field:
-                default = self.src.constant(field["default"])
-                self.src.emit(depth, f"{item} = {expr}.get({name!r}, {default})")
-            elif isinstance(field["type"], list):
-                self.src.emit(depth, f"{item} = {expr}.get({name!r})")
-            else:
-                self.src.emit(depth, f"{item} = {expr}[{name!r}]")
-            self.value(field["type"], item, depth, namespace)
+        with self.inside_record(schema, namespace) as inner:
+            for field in schema["fields"]:
+                item = self.src.name("v")
+                name = field["name"]
+                if "default" in field:
+                    default = self.src.constant(field["default"])
+                    self.src.emit(depth, f"{item} = {expr}.get({name!r}, {default})")
+                elif isinstance(field["type"], list):
+                    self.src.emit(depth, f"{item} = {expr}.get({name!r})")
+                else:
+                    self.src.emit(depth, f"{item} = {expr}[{name!r}]")
+                self.value(field["type"], item, depth, inner)
 
     def collection(self, schema: dict[str, Any], kind: str, expr: str, depth: int, namespace: str) -> None:
         emit = self.src.emit
+        size = self.src.name("n")
         emit(depth, f"if {expr}:")
-        self.long(f"len({expr})", depth + 1, non_negative=True)
+        emit(depth + 1, f"{size} = len({expr})")
+        self.long(size, depth + 1, non_negative=True)
         if kind == "map":
             key, item = self.src.name("k"), self.src.name("v")
             emit(depth + 1, f"for {key}, {item} in {expr}.items():")
@@ -248,10 +258,9 @@ class _Encoder:
         emit(depth, "buf += b'\\x00'")
 
 
-class _Decoder:
+class _Decoder(_Generator):
     def __init__(self, schema: Schema) -> None:
-        self.src = _Source()
-        self.named: dict[str, Any] = {}
+        super().__init__()
         self.src.emit(0, "def decode(data, pos):")
         result = self.value(schema, 1, "")
         self.src.emit(1, f"return {result}, pos")
@@ -276,7 +285,7 @@ class _Decoder:
 
     def value(self, schema: Schema, depth: int, namespace: str) -> str:
         """Emits code that reads one value; returns the expression holding it."""
-        schema = _resolve(schema, self.named, namespace)
+        schema = self.resolve(schema, namespace)
         emit = self.src.emit
         target = self.src.name("v")
         if isinstance(schema, list):
@@ -314,9 +323,7 @@ class _Decoder:
             emit(depth, f"{target} = {read}.decode()" if kind == "string" else f"{target} = bytes({read})")
             emit(depth, f"pos += {size}")
         elif kind == "record":
-            full_name = _full_name(schema, namespace)
-            inner = full_name.rpartition(".")[0]
-            with self.src.record(full_name):
+            with self.inside_record(schema, namespace) as inner:
                 fields = [(field["name"], self.value(field["type"], depth, inner)) for field in schema["fields"]]
             emit(depth, f"{target} = {{" + ", ".join(f"{name!r}: {value}" for name, value in fields) + "}")
         elif kind == "enum":

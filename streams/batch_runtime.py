@@ -156,12 +156,8 @@ class BatchWorker:
             if err is not None:
                 failures.append(str(err))
 
-        produce = self._producer.produce
         for record in outputs:
-            try:
-                produce(record.topic, record.value, record.key, on_delivery=on_delivery)
-            except BufferError:
-                produce_waiting(self._producer, record.topic, record.value, record.key, on_delivery=on_delivery)
+            produce_waiting(self._producer, record.topic, record.value, record.key, on_delivery=on_delivery)
         remaining = self._producer.flush(60)
         if remaining:
             failures.append(f"{remaining} records still unacknowledged after 60 s")
