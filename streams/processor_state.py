@@ -35,8 +35,10 @@ class ProcessorStateStore:
         self._redis = client
         self._pointers: dict[PointerKey, int] = {}
         self._loads: dict[LoadKey, int] = {}
-        self._loaded_pointers: set[tuple[str, str]] = set()
+        self._loaded_pointers: set[str] = set()
         self._loaded_days: set[tuple[str, str]] = set()
+        self._expiring_days: set[tuple[str, str]] = set()
+        """Load hashes this store has given their TTL: once per (org, day), not once per batch."""
 
     def forget(self) -> None:
         """Called on every rebalance: another worker may have changed this state meanwhile."""
@@ -44,13 +46,12 @@ class ProcessorStateStore:
         self._loads.clear()
         self._loaded_pointers.clear()
         self._loaded_days.clear()
+        self._expiring_days.clear()
 
     def load(
         self, events: Iterable[Mapping[str, Any]], workflows: Mapping[str, tuple[CompiledWorkflow, ...]]
     ) -> tuple[RoutingState, EnrollmentState, LeadMemory]:
-        rotating = {
-            org_id: [w.workflow_id for w in compiled if w.uses_round_robin] for org_id, compiled in workflows.items()
-        }
+        rotating = {org_id for org_id, compiled in workflows.items() if any(w.uses_round_robin for w in compiled)}
         matching_accounts = {
             org_id for org_id, compiled in workflows.items() if any(w.uses_account_match for w in compiled)
         }
@@ -61,7 +62,7 @@ class ProcessorStateStore:
             org_id = event["org_id"]
             if workflows.get(org_id):
                 leads[org_id].add(lead_id_of(event))
-            if rotating.get(org_id):
+            if org_id in rotating:
                 days.add((org_id, utc_day(event["occurred_at_ms"])))
             if org_id in matching_accounts:
                 lead = event.get("lead")
@@ -73,13 +74,13 @@ class ProcessorStateStore:
         memory = LeadMemory()
         if not leads:
             return state, enrollments, memory
-        unloaded = sorted({(org_id, wf) for org_id, wfs in rotating.items() for wf in wfs} - self._loaded_pointers)
+        unloaded = sorted(rotating - self._loaded_pointers)
         new_days = sorted(days - self._loaded_days)
         lead_lists = {org_id: sorted(ids) for org_id, ids in leads.items()}
         domain_lists = {org_id: sorted(ds) for org_id, ds in domains.items()}
         with self._redis.pipeline(transaction=False) as pipe:
-            for org_id, workflow_id in unloaded:
-                pipe.hgetall(state_keys.round_robin_pointers(org_id, workflow_id))
+            for org_id in unloaded:
+                pipe.hgetall(state_keys.round_robin_pointers(org_id))
             for org_id, day in new_days:
                 pipe.hgetall(state_keys.owner_loads(org_id, day))
             for org_id, lead_ids in lead_lists.items():
@@ -87,10 +88,11 @@ class ProcessorStateStore:
             for org_id, domain_ids in domain_lists.items():
                 pipe.hmget(state_keys.accounts(org_id), domain_ids)
             replies = iter(pipe.execute())
-        for org_id, workflow_id in unloaded:
-            for pool, value in next(replies).items():
-                self._pointers[(org_id, workflow_id, pool.decode())] = int(value)
-            self._loaded_pointers.add((org_id, workflow_id))
+        for org_id in unloaded:
+            for field, value in next(replies).items():
+                workflow_id, _, pool = field.decode().partition("/")
+                self._pointers[(org_id, workflow_id, pool)] = int(value)
+            self._loaded_pointers.add(org_id)
         for org_id, day in new_days:
             for owner, count in next(replies).items():
                 self._loads[(org_id, owner.decode(), day)] = int(count)
@@ -112,41 +114,48 @@ class ProcessorStateStore:
         return state, enrollments, memory
 
     def save(self, state: RoutingState, enrollments: EnrollmentState, memory: LeadMemory) -> None:
+        """One HSET per org and hash. It runs once per batch for thousands of leads, so it groups
+        only what changed and reads each state dict once."""
         updates: dict[str, dict[str, Any]] = defaultdict(dict)
+        pointers = state.pointers
         for org_id, workflow_id, pool in state.changed_pointers:
-            updates[state_keys.round_robin_pointers(org_id, workflow_id)][pool] = state.pointers[
-                (org_id, workflow_id, pool)
-            ]
-        load_keys = set()
+            field = state_keys.pointer_field(workflow_id, pool)
+            updates[state_keys.round_robin_pointers(org_id)][field] = pointers[(org_id, workflow_id, pool)]
+        new_load_keys = []
         for org_id, owner, day in state.changed_loads:
             key = state_keys.owner_loads(org_id, day)
             updates[key][owner] = state.loads[(org_id, owner, day)]
-            load_keys.add(key)
+            if (org_id, day) not in self._expiring_days:
+                self._expiring_days.add((org_id, day))
+                new_load_keys.append(key)
         for org_id, domain in state.new_accounts:
             updates[state_keys.accounts(org_id)][domain] = state.accounts[(org_id, domain)]
-        touched = {(org_id, lead_id) for org_id, _, lead_id in state.new_assignments | enrollments.changed}
+        touched = {(org_id, lead_id) for org_id, _, lead_id in state.new_assignments}
+        touched.update([(org_id, lead_id) for org_id, _, lead_id in enrollments.changed])
         touched |= memory.changed
-        leads: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(lambda: {"owners": {}, "enrollments": {}})
+        owners: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
         for (org_id, workflow_id, lead_id), owner in state.assignments.items():
             if (org_id, lead_id) in touched:
-                leads[(org_id, lead_id)]["owners"][workflow_id] = owner
+                owners[(org_id, lead_id)][workflow_id] = owner
+        enrolled: dict[tuple[str, str], dict[str, Enrollment]] = defaultdict(dict)
         for (org_id, workflow_id, lead_id), enrollment in enrollments.enrollments.items():
             if (org_id, lead_id) in touched:
-                leads[(org_id, lead_id)]["enrollments"][workflow_id] = [
-                    enrollment.number,
-                    enrollment.event_id,
-                    enrollment.active,
-                ]
-        for lead_ref, remembered in memory.leads.items():
-            if lead_ref in touched:
-                leads[lead_ref]["memory"] = remembered.as_json()
-        for (org_id, lead_id), lead in leads.items():
-            updates[state_keys.lead_state(org_id)][lead_id] = orjson.dumps(lead)
+                enrolled[(org_id, lead_id)][workflow_id] = enrollment
+        remembered = memory.leads
+        for lead_ref in touched:
+            lead: dict[str, Any] = {
+                "owners": owners.get(lead_ref, {}),
+                # orjson refuses a NamedTuple; the stored form is a plain list.
+                "enrollments": {workflow_id: [*e] for workflow_id, e in enrolled.get(lead_ref, {}).items()},
+            }
+            if lead_ref in remembered:
+                lead["memory"] = remembered[lead_ref].as_json()
+            updates[state_keys.lead_state(lead_ref[0])][lead_ref[1]] = orjson.dumps(lead)
         if not updates:
             return
         with self._redis.pipeline(transaction=False) as pipe:
             for key, mapping in updates.items():
                 pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]  # redis-py's Mapping key is invariant
-            for key in load_keys:
+            for key in new_load_keys:
                 pipe.expire(key, LOAD_TTL_S)
             pipe.execute()

@@ -56,8 +56,15 @@ def event_seen(org_id: str, event_id: str) -> str:
     return f"dp:{{{org_id}}}:evt:{event_id}"
 
 
-def round_robin_pointers(org_id: str, workflow_id: str) -> str:
-    return f"dp:{{{org_id}}}:rr:{workflow_id}"
+def round_robin_pointers(org_id: str) -> str:
+    """Hash `workflow_id/pool` -> position of that rotation, for all of an org's workflows: a batch
+    writes it with one HSET per org (a key per workflow cost a command per workflow and batch)."""
+    return f"dp:{{{org_id}}}:rr"
+
+
+def pointer_field(workflow_id: str, pool: str) -> str:
+    """Workflow ids never contain `/` (`wf_` + hex), so the first `/` separates the two."""
+    return f"{workflow_id}/{pool}"
 
 
 def owner_loads(org_id: str, day: str) -> str:
