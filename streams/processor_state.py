@@ -25,7 +25,7 @@ from processors.events import lead_id_of
 from processors.free_mail import business_domain
 from processors.lead_memory import LeadMemory, RememberedLead
 from processors.routing import LoadKey, PointerKey, RoutingState, utc_day
-from streams import state_keys
+from streams import redis_batch, state_keys
 
 LOAD_TTL_S = 3 * 86_400
 
@@ -78,23 +78,19 @@ class ProcessorStateStore:
         new_days = sorted(days - self._loaded_days)
         lead_lists = {org_id: sorted(ids) for org_id, ids in leads.items()}
         domain_lists = {org_id: sorted(ds) for org_id, ds in domains.items()}
-        with self._redis.pipeline(transaction=False) as pipe:
-            for org_id in unloaded:
-                pipe.hgetall(state_keys.round_robin_pointers(org_id))
-            for org_id, day in new_days:
-                pipe.hgetall(state_keys.owner_loads(org_id, day))
-            for org_id, lead_ids in lead_lists.items():
-                pipe.hmget(state_keys.lead_state(org_id), lead_ids)
-            for org_id, domain_ids in domain_lists.items():
-                pipe.hmget(state_keys.accounts(org_id), domain_ids)
-            replies = iter(pipe.execute())
+        commands: list[redis_batch.Command] = []
+        commands += [("HGETALL", state_keys.round_robin_pointers(org_id)) for org_id in unloaded]
+        commands += [("HGETALL", state_keys.owner_loads(org_id, day)) for org_id, day in new_days]
+        commands += [("HMGET", state_keys.lead_state(org_id), *ids) for org_id, ids in lead_lists.items()]
+        commands += [("HMGET", state_keys.accounts(org_id), *ids) for org_id, ids in domain_lists.items()]
+        replies = iter(redis_batch.execute(self._redis, commands))
         for org_id in unloaded:
-            for field, value in next(replies).items():
+            for field, value in _hash_items(next(replies)):
                 workflow_id, _, pool = field.decode().partition("/")
                 self._pointers[(org_id, workflow_id, pool)] = int(value)
             self._loaded_pointers.add(org_id)
         for org_id, day in new_days:
-            for owner, count in next(replies).items():
+            for owner, count in _hash_items(next(replies)):
                 self._loads[(org_id, owner.decode(), day)] = int(count)
             self._loaded_days.add((org_id, day))
         for org_id, lead_ids in lead_lists.items():
@@ -116,7 +112,7 @@ class ProcessorStateStore:
     def save(self, state: RoutingState, enrollments: EnrollmentState, memory: LeadMemory) -> None:
         """One HSET per org and hash. It runs once per batch for thousands of leads, so it groups
         only what changed and reads each state dict once."""
-        updates: dict[str, dict[str, Any]] = defaultdict(dict)
+        updates: dict[str, dict[str, str | int | bytes]] = defaultdict(dict)
         pointers = state.pointers
         for org_id, workflow_id, pool in state.changed_pointers:
             field = state_keys.pointer_field(workflow_id, pool)
@@ -151,11 +147,18 @@ class ProcessorStateStore:
             if lead_ref in remembered:
                 lead["memory"] = remembered[lead_ref].as_json()
             updates[state_keys.lead_state(lead_ref[0])][lead_ref[1]] = orjson.dumps(lead)
-        if not updates:
-            return
-        with self._redis.pipeline(transaction=False) as pipe:
-            for key, mapping in updates.items():
-                pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]  # redis-py's Mapping key is invariant
-            for key in new_load_keys:
-                pipe.expire(key, LOAD_TTL_S)
-            pipe.execute()
+        commands: list[redis_batch.Command] = []
+        for key, mapping in updates.items():
+            command: list[Any] = ["HSET", key]
+            for item in mapping.items():
+                command += item
+            commands.append(tuple(command))
+        commands += [("EXPIRE", key, LOAD_TTL_S) for key in new_load_keys]
+        redis_batch.execute(self._redis, commands)
+
+
+def _hash_items(reply: list[bytes] | dict[bytes, bytes]) -> Iterable[tuple[bytes, bytes]]:
+    """HGETALL's raw reply: a flat field, value list (RESP2) or a map (RESP3)."""
+    if isinstance(reply, dict):
+        return reply.items()
+    return zip(reply[::2], reply[1::2], strict=True)

@@ -13,7 +13,8 @@ from drippulse.settings import Settings
 from processors.compiler import compile_workflow
 from processors.events import EventType
 from processors.model import WorkflowDefinition
-from streams.processor_state import ProcessorStateStore
+from streams import state_keys
+from streams.processor_state import LOAD_TTL_S, ProcessorStateStore
 
 pytestmark = pytest.mark.stack
 DAY_MS = 1_764_288_000_000  # 2025-11-28T00:00:00Z
@@ -95,3 +96,20 @@ def test_an_account_owner_holds_a_domain_across_batches_and_a_restart(stack: Any
     assert _batch(ProcessorStateStore(client), workflow, later) == ["ann", "ben", "cat"], (
         "a restarted worker finds acme.io held by ann; the other domains take the rotation"
     )
+
+
+def test_a_rotation_continues_where_it_stopped_after_a_restart(stack: Any, settings: Settings) -> None:
+    client = redis.Redis.from_url(settings.redis_url)
+    org_id = f"org-{uuid.uuid4().hex[:8]}"
+    route = {"type": "route", "fallback_owner": "queue", "team": [{"owner": o} for o in ("a", "b", "c")]}
+    definition = {"trigger": {"event_types": ["lead.created"]}, "steps": [route]}
+    first, second = (
+        compile_workflow(f"wf-{n}-{org_id}", 1, WorkflowDefinition.model_validate(definition)) for n in (1, 2)
+    )
+
+    assert _batch(ProcessorStateStore(client), first, _events(org_id, range(0, 2))) == ["a", "b"]
+    assert _batch(ProcessorStateStore(client), second, _events(org_id, range(0, 1))) == ["a"]
+    restarted = ProcessorStateStore(client)
+    assert _batch(restarted, first, _events(org_id, range(2, 4))) == ["c", "a"], "each workflow keeps its own place"
+    assert _batch(restarted, second, _events(org_id, range(1, 2))) == ["b"]
+    assert 0 < client.ttl(state_keys.owner_loads(org_id, "2025-11-28")) <= LOAD_TTL_S, "a day's loads expire"
