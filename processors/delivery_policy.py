@@ -69,9 +69,7 @@ def judge_attempt(
     if is_success(status_code):
         return Verdict(AttemptResult.SUCCEEDED, DeliveryStatus.DELIVERED, None, None)
     if status_code == 410:
-        return Verdict(
-            AttemptResult.FAILED, DeliveryStatus.FAILED, None, "the endpoint answered 410 Gone"
-        )
+        return Verdict(AttemptResult.FAILED, DeliveryStatus.FAILED, None, "the endpoint answered 410 Gone")
     if attempts_made >= len(schedule):
         return Verdict(AttemptResult.FAILED, DeliveryStatus.FAILED, None, None)
     next_at = now_ms + jittered_delay_ms(schedule[attempts_made], rng)

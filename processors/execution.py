@@ -57,6 +57,8 @@ class Execution:
     notifications: list[WebhookNotification] = field(default_factory=list)
     trace: list[dict[str, Any]] | None = None
     """Step-by-step explanation; only filled when evaluating with `trace=True` (the test endpoint)."""
+    evaluated_at_ms: int = 0
+    """When the worker evaluated it; set by the worker as it writes the record (the engine has no clock)."""
 
     def as_record(self) -> dict[str, Any]:
         """The decision as stored and shown: the fields of execution.avsc except the evaluation time."""

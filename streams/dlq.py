@@ -41,7 +41,7 @@ class DeadLetters:
                 "failed_at_ms": now_ms(),
             }
         )
-        return OutputRecord(self._topic, message.key() or b"", value)
+        return (self._topic, message.key() or b"", value)
 
     def decode_batch(
         self, serde: AvroSerde, messages: Sequence[Message]

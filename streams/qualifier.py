@@ -102,7 +102,7 @@ class LeadQualifier:
         key = execution.org_id.encode()
         for command in execution.crm_commands:
             outputs.append(
-                OutputRecord(
+                (
                     self._crm_topic,
                     key,
                     self._crm.encode(
@@ -122,7 +122,7 @@ class LeadQualifier:
             )
         for notification in execution.notifications:
             outputs.append(
-                OutputRecord(
+                (
                     self._webhooks_topic,
                     key,
                     self._webhooks.encode(
@@ -137,6 +137,5 @@ class LeadQualifier:
                     ),
                 )
             )
-        record = execution.as_record()
-        record["evaluated_at_ms"] = at_ms
-        outputs.append(OutputRecord(self._executions_topic, key, self._executions.encode(record)))
+        execution.evaluated_at_ms = at_ms
+        outputs.append((self._executions_topic, key, self._executions.encode_attributes(execution)))

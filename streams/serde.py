@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import io
 import struct
+from functools import cached_property
 from typing import Any, cast
 
 from fastavro import parse_schema, schemaless_reader
 
-from streams.avro_codec import compile_decoder, compile_encoder
+from streams.avro_codec import Encode, compile_decoder, compile_encoder
 from streams.schema_registry import SchemaRegistry, UnknownSchemaError, load_schema
 from streams.topics import Topic
 
@@ -34,11 +35,20 @@ class AvroSerde:
         self.schema_id = registry.register(f"{topic_name}-value", raw)
         self._header = _HEADER.pack(0, self.schema_id)
         self._encode = compile_encoder(raw)
+        self._raw_schema = raw
         self._decode = compile_decoder(raw)
         self._writers: dict[int, Any] = {}
 
     def encode(self, record: dict[str, Any]) -> bytes:
         return self._encode(record, self._header)
+
+    def encode_attributes(self, record: object) -> bytes:
+        """Encodes an object that carries every field of the record as an attribute."""
+        return self._attributes_encoder(record, self._header)
+
+    @cached_property
+    def _attributes_encoder(self) -> Encode:
+        return compile_encoder(self._raw_schema, from_attributes=True)
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
         if data is None or len(data) < _HEADER.size:

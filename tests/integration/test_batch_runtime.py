@@ -35,7 +35,7 @@ def test_an_output_the_broker_never_acknowledges_fails_the_batch() -> None:
     )
     try:
         with pytest.raises(DeliveryFailed, match="timed out"):
-            worker._produce_and_wait([OutputRecord("drip.unreachable", b"org-1", b"value")])
+            worker._produce_and_wait([("drip.unreachable", b"org-1", b"value")])
     finally:
         worker.run(_stopped())
 
