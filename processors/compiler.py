@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from processors import ids
-from processors.conditions import Predicate, compile_condition, describe
+from processors.conditions import Predicate, compile_condition, compile_conditions, describe
 from processors.events import lead_id_of
 from processors.execution import CrmCommandPlan, Execution, ExecutionStatus, WebhookNotification
 from processors.explain import explain
@@ -179,14 +179,15 @@ def _filter(path: str, step: FilterStep) -> StepFn:
 
 
 def _score(path: str, step: ScoreStep) -> StepFn:
-    rules = tuple((rule.id, compile_condition(rule.when), rule.points) for rule in step.rules)
+    rules = tuple((rule.id, rule.points) for rule in step.rules)
+    matches = compile_conditions([rule.when for rule in step.rules])
     floor, ceiling = step.floor, step.ceiling
 
     def run(context: dict[str, Any], execution: Execution, _: RoutingState) -> bool:
         breakdown = execution.score_breakdown
         total = execution.score
-        for rule_id, holds, points in rules:
-            if holds(context):
+        for (rule_id, points), matched in zip(rules, matches(context)):  # noqa: B905 - same length by construction
+            if matched:
                 breakdown[rule_id] = breakdown.get(rule_id, 0) + points
                 total += points
         if floor is not None and total < floor:

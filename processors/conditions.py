@@ -8,7 +8,7 @@ type never raises: the comparison is simply false.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from processors.free_mail import FREE_MAIL, FREE_MAIL_DOMAINS, email_domain
@@ -211,6 +211,17 @@ def compile_condition(cond: Condition) -> Predicate:
         return _compose(cond)
 
 
+def compile_conditions(conds: Sequence[Condition]) -> Callable[[Context], tuple[bool, ...]]:
+    """One generated function answering several conditions at once, in order: a score step tests
+    every rule, and one call that reads each parent mapping once costs about half as much as a
+    call per rule."""
+    try:
+        return _Generator().tuple_function(conds)
+    except (SyntaxError, RecursionError, MemoryError):
+        predicates = tuple(compile_condition(cond) for cond in conds)
+        return lambda ctx: tuple([predicate(ctx) for predicate in predicates])
+
+
 def _compose(cond: Condition) -> Predicate:
     if isinstance(cond, FieldCondition):
         return _compile_field(cond)
@@ -250,7 +261,16 @@ class _Generator:
         self.counter = 0
 
     def function(self, cond: Condition) -> Predicate:
-        body = self.expression(cond)
+        predicate: Predicate = self._define(self.expression(cond))
+        return predicate
+
+    def tuple_function(self, conds: Sequence[Condition]) -> Callable[[Context], tuple[bool, ...]]:
+        answers: Callable[[Context], tuple[bool, ...]] = self._define(
+            "(" + "".join(f"{self.expression(cond)}, " for cond in conds) + ")"
+        )
+        return answers
+
+    def _define(self, body: str) -> Any:
         prologue = "".join(
             f"    {name} = {self.parent_of(path)}.get({self.bind(path.rsplit('.', 1)[-1])})\n"
             f"    if type({name}) is not dict:\n"
@@ -259,8 +279,7 @@ class _Generator:
         )
         source = f"def generated(ctx):\n{prologue}    return {body}\n"
         exec(compile(source, "<condition>", "exec"), self.namespace)  # only generated names: see the class doc
-        predicate: Predicate = self.namespace["generated"]
-        return predicate
+        return self.namespace["generated"]
 
     def name(self, prefix: str) -> str:
         self.counter += 1

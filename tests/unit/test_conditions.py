@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from processors.conditions import compile_condition, describe
+from processors.conditions import compile_condition, compile_conditions, describe
 from processors.explain import explain, holds
 from processors.model import Condition
 
@@ -183,6 +183,13 @@ def test_compiled_matches_reference_and_never_raises(cond: dict[str, Any], event
     first = compiled(event)
     assert first is holds(model, event)
     assert compiled(event) is first
+
+
+@settings(max_examples=300, deadline=None)
+@given(conds=st.lists(conditions, max_size=4), event=events)
+def test_conditions_compiled_together_answer_as_each_alone(conds: list[dict[str, Any]], event: dict[str, Any]) -> None:
+    models = [_condition.validate_python(cond) for cond in conds]
+    assert compile_conditions(models)(event) == tuple(holds(model, event) for model in models)
 
 
 def test_explanations_record_type_mismatches() -> None:
