@@ -94,6 +94,29 @@ class CompiledWorkflow:
         return execution
 
 
+Triggers = Mapping[str, Callable[[Mapping[str, Any]], tuple[bool, ...]]]
+"""Event type -> which of a list of workflows an event of that type triggers, in order."""
+
+
+def compile_triggers(workflows: Sequence[CompiledWorkflow]) -> Triggers:
+    """For each event type, one generated function answering, for each workflow, what
+    `workflow.triggers(event)` answers. Every event is checked against every active workflow of its
+    org; one call that reads the event once costs less than a call per workflow, and a workflow
+    the event's type cannot trigger is a constant."""
+    types = sorted({event_type for workflow in workflows for event_type in workflow.event_types})
+    return {
+        event_type: compile_conditions(
+            [
+                (workflow.trigger if workflow.trigger is not None else True)
+                if event_type in workflow.event_types
+                else False
+                for workflow in workflows
+            ]
+        )
+        for event_type in types
+    }
+
+
 def _run_steps(steps: Sequence[StepFn], context: dict[str, Any], execution: Execution, routing: RoutingState) -> bool:
     for step in steps:  # noqa: SIM110 - a loop, not all(genexpr): steps run in order on the hot path
         if not step(context, execution, routing):

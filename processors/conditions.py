@@ -211,15 +211,19 @@ def compile_condition(cond: Condition) -> Predicate:
         return _compose(cond)
 
 
-def compile_conditions(conds: Sequence[Condition]) -> Callable[[Context], tuple[bool, ...]]:
-    """One generated function answering several conditions at once, in order: a score step tests
-    every rule, and one call that reads each parent mapping once costs about half as much as a
-    call per rule."""
+def compile_conditions(conds: Sequence[Condition | bool]) -> Callable[[Context], tuple[bool, ...]]:
+    """One generated function answering several conditions at once, in order (a bool stands for
+    itself): a score step tests every rule, and one call that reads each parent mapping once costs
+    about half as much as a call per rule."""
     try:
         return _Generator().tuple_function(conds)
     except (SyntaxError, RecursionError, MemoryError):
-        predicates = tuple(compile_condition(cond) for cond in conds)
+        predicates = tuple(_constant(cond) if isinstance(cond, bool) else compile_condition(cond) for cond in conds)
         return lambda ctx: tuple([predicate(ctx) for predicate in predicates])
+
+
+def _constant(answer: bool) -> Predicate:
+    return lambda _: answer
 
 
 def _compose(cond: Condition) -> Predicate:
@@ -264,9 +268,9 @@ class _Generator:
         predicate: Predicate = self._define(self.expression(cond))
         return predicate
 
-    def tuple_function(self, conds: Sequence[Condition]) -> Callable[[Context], tuple[bool, ...]]:
+    def tuple_function(self, conds: Sequence[Condition | bool]) -> Callable[[Context], tuple[bool, ...]]:
         answers: Callable[[Context], tuple[bool, ...]] = self._define(
-            "(" + "".join(f"{self.expression(cond)}, " for cond in conds) + ")"
+            "(" + "".join(f"{cond if isinstance(cond, bool) else self.expression(cond)}, " for cond in conds) + ")"
         )
         return answers
 

@@ -29,6 +29,11 @@ from streams.workflow_catalog import WorkflowCatalog
 log = logging.getLogger(__name__)
 
 
+def _none_triggered(_: object) -> tuple[bool, ...]:
+    """No active workflow of the org takes events of this type."""
+    return ()
+
+
 class LeadQualifier:
     def __init__(
         self,
@@ -65,12 +70,14 @@ class LeadQualifier:
         batch_at_ms = now_ms()
         for message, event in events:
             try:
+                org_id = event["org_id"]
                 lead_id = lead_id_of(event)
-                fields = self._catalog.watched_fields(event["org_id"])
+                fields = self._catalog.watched_fields(org_id)
                 if fields:
                     memory.recall(event, lead_id, fields)
-                for workflow in workflows[event["org_id"]]:
-                    if workflow.triggers(event) and enrollments.admit(workflow, event, lead_id)[0]:
+                triggered = self._catalog.triggers_of(org_id).get(event["event_type"], _none_triggered)(event)
+                for workflow, triggers in zip(workflows[org_id], triggered):  # noqa: B905 - one per workflow, or none
+                    if triggers and enrollments.admit(workflow, event, lead_id)[0]:
                         execution = workflow.evaluate(event, routing)
                         enrollments.finish(execution)
                         self._emit(execution, batch_at_ms, outputs)

@@ -11,11 +11,12 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import replace
+from types import MappingProxyType
 
 import orjson
 import redis
 
-from processors.compiler import CompiledWorkflow, compile_workflow
+from processors.compiler import CompiledWorkflow, Triggers, compile_triggers, compile_workflow
 from processors.model import WorkflowDefinition
 from streams import state_keys
 
@@ -32,6 +33,8 @@ class WorkflowCatalog:
         self._checked_at: dict[str, float] = {}
         self._compiled: dict[tuple[str, str, int], CompiledWorkflow] = {}
         self._by_definition: dict[bytes, CompiledWorkflow] = {}
+        self._triggers: dict[str, Triggers] = {}
+        self._trigger_sets: dict[tuple[tuple[frozenset[str], object], ...], Triggers] = {}
 
     def active_for(self, org_ids: Iterable[str]) -> dict[str, tuple[CompiledWorkflow, ...]]:
         """The compiled active workflows of each org, refreshed where the revision moved."""
@@ -41,6 +44,11 @@ class WorkflowCatalog:
         if stale:
             self._refresh(stale, now)
         return {org_id: self._workflows.get(org_id, ()) for org_id in org_ids}
+
+    def triggers_of(self, org_id: str) -> Triggers:
+        """By event type: which of the org's workflows (as `active_for` last returned them, in that
+        order) an event triggers. Orgs with the same workflow definitions share the functions."""
+        return self._triggers.get(org_id, _NO_TRIGGERS)
 
     def watched_fields(self, org_id: str) -> frozenset[str]:
         """The fields any of the org's active workflows compares with a `changed*` condition (as of
@@ -69,6 +77,7 @@ class WorkflowCatalog:
                 for workflow_id, raw in sorted(entries.items())
             )
             self._watched[org_id] = frozenset().union(*(w.watched_fields for w in self._workflows[org_id]))
+            self._triggers[org_id] = self._trigger_set(self._workflows[org_id])
             self._revisions[org_id] = revision
             log.info("org %s: %d active workflows (revision %s)", org_id, len(self._workflows[org_id]), revision)
 
@@ -81,6 +90,15 @@ class WorkflowCatalog:
             self._compiled[key] = compiled
         return compiled
 
+    def _trigger_set(self, workflows: tuple[CompiledWorkflow, ...]) -> Triggers:
+        """Workflows compiled from one template share its event types and trigger function, which
+        identify the set."""
+        key = tuple((w.event_types, w.trigger_condition) for w in workflows)
+        triggers = self._trigger_sets.get(key)
+        if triggers is None:
+            triggers = self._trigger_sets[key] = compile_triggers(workflows)
+        return triggers
+
     def _template(self, definition: object) -> CompiledWorkflow:
         """Compiled steps never capture a workflow's id or version, so orgs that share a definition
         (templates are common) share one compilation."""
@@ -90,3 +108,6 @@ class WorkflowCatalog:
             template = compile_workflow("", 0, WorkflowDefinition.model_validate(definition))
             self._by_definition[fingerprint] = template
         return template
+
+
+_NO_TRIGGERS: Triggers = MappingProxyType({})

@@ -7,7 +7,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processors.compiler import compile_workflow
+from processors.compiler import compile_triggers, compile_workflow
+from processors.events import EventType
 from processors.model import WorkflowDefinition
 from processors.routing import RoutingState
 from tests.unit.test_conditions import conditions, events
@@ -128,3 +129,31 @@ def test_compiled_workflow_matches_reference(
     rerun_state = RoutingState()
     rerun = [compiled.evaluate(_event(body), rerun_state) for body in bodies]
     assert [(e.execution_id, e.status, e.tier, e.owner) for e in rerun] == outcomes, "evaluation is deterministic"
+
+
+_event_types = st.lists(st.sampled_from([t.value for t in EventType]), min_size=1, max_size=3, unique=True)
+_triggers = st.fixed_dictionaries({"event_types": _event_types}, optional={"condition": conditions})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(triggers=st.lists(_triggers, max_size=5), body=events, event_type=st.sampled_from([t.value for t in EventType]))
+def test_an_orgs_triggers_compiled_together_answer_as_each_workflow(
+    triggers: list[dict[str, Any]], body: dict[str, Any], event_type: str
+) -> None:
+    workflows = [
+        compile_workflow(
+            f"wf-{n}",
+            1,
+            WorkflowDefinition.model_validate(
+                {"trigger": trigger, "steps": [{"type": "action", "action": "add_tag", "tag": "t"}]}
+            ),
+        )
+        for n, trigger in enumerate(triggers)
+    ]
+    event = {**_event(body), "event_type": event_type}
+    expected = tuple(workflow.triggers(event) for workflow in workflows)
+    compiled = compile_triggers(workflows)
+    if event_type in compiled:
+        assert compiled[event_type](event) == expected
+    else:
+        assert not any(expected), "an event type no workflow takes has no function"
