@@ -19,7 +19,6 @@ the first WARMUP events (first sight of every org: workflow loading and compilat
 
 from __future__ import annotations
 
-import asyncio
 import json
 import multiprocessing
 import os
@@ -176,27 +175,10 @@ def _measure(worker: Any, prefix: str, touch_bytes: bool = True) -> dict[str, An
 
 
 def create_orgs(prefix: str) -> list[str]:
-    import redis.asyncio as aioredis
-
-    from api.store import ControlPlaneStore
     from bench.workflows import workflow_definitions
+    from drippulse.synthetic import create_orgs
 
-    settings = _settings(prefix)
-
-    async def create() -> list[str]:
-        client = aioredis.Redis.from_url(settings.redis_url)
-        store = ControlPlaneStore(client)
-        org_ids = []
-        for n in range(ORGS):
-            org, _ = await store.create_org(f"bench-{n}")
-            for k, definition in enumerate(workflow_definitions()):
-                workflow = await store.create_workflow(org["id"], f"wf-{k}", "", definition)
-                await store.activate_workflow(org["id"], workflow, 1)
-            org_ids.append(org["id"])
-        await client.aclose()
-        return org_ids
-
-    return asyncio.run(create())
+    return create_orgs(_settings(prefix).redis_url, workflow_definitions(), ORGS, "bench")
 
 
 def engine_evals(events: int = 20_000) -> tuple[float, float]:

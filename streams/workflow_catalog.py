@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import replace
+from operator import itemgetter
 from types import MappingProxyType
 
 import orjson
@@ -31,7 +32,7 @@ class WorkflowCatalog:
         self._watched: dict[str, frozenset[str]] = {}
         self._revisions: dict[str, bytes | None] = {}
         self._checked_at: dict[str, float] = {}
-        self._compiled: dict[tuple[str, str, int], CompiledWorkflow] = {}
+        self._compiled: dict[tuple[str, str, int], tuple[tuple[bytes, str], CompiledWorkflow]] = {}
         self._by_definition: dict[bytes, CompiledWorkflow] = {}
         self._triggers: dict[str, Triggers] = {}
         self._trigger_sets: dict[tuple[tuple[frozenset[str], object], ...], Triggers] = {}
@@ -72,21 +73,33 @@ class WorkflowCatalog:
                 pipe.hgetall(state_keys.active_workflows(org_id))
             definitions = pipe.execute()
         for (org_id, revision), entries in zip(changed, definitions, strict=True):
+            # Ordered by definition, then id: orgs with the same definitions list them in the same
+            # order, so they share one compiled trigger set.
             self._workflows[org_id] = tuple(
-                self._compile(org_id, workflow_id.decode(), orjson.loads(raw))
-                for workflow_id, raw in sorted(entries.items())
+                compiled
+                for _, compiled in sorted(
+                    (
+                        self._compile(org_id, workflow_id.decode(), orjson.loads(raw))
+                        for workflow_id, raw in entries.items()
+                    ),
+                    key=itemgetter(0),
+                )
             )
             self._watched[org_id] = frozenset().union(*(w.watched_fields for w in self._workflows[org_id]))
             self._triggers[org_id] = self._trigger_set(self._workflows[org_id])
             self._revisions[org_id] = revision
             log.info("org %s: %d active workflows (revision %s)", org_id, len(self._workflows[org_id]), revision)
 
-    def _compile(self, org_id: str, workflow_id: str, entry: dict[str, object]) -> CompiledWorkflow:
+    def _compile(
+        self, org_id: str, workflow_id: str, entry: dict[str, object]
+    ) -> tuple[tuple[bytes, str], CompiledWorkflow]:
+        """((definition fingerprint, workflow id), the compiled workflow)."""
         version = int(str(entry["version"]))
         key = (org_id, workflow_id, version)
         compiled = self._compiled.get(key)
         if compiled is None:
-            compiled = replace(self._template(entry["definition"]), workflow_id=workflow_id, version=version)
+            fingerprint, template = self._template(entry["definition"])
+            compiled = (fingerprint, workflow_id), replace(template, workflow_id=workflow_id, version=version)
             self._compiled[key] = compiled
         return compiled
 
@@ -99,7 +112,7 @@ class WorkflowCatalog:
             triggers = self._trigger_sets[key] = compile_triggers(workflows)
         return triggers
 
-    def _template(self, definition: object) -> CompiledWorkflow:
+    def _template(self, definition: object) -> tuple[bytes, CompiledWorkflow]:
         """Compiled steps never capture a workflow's id or version, so orgs that share a definition
         (templates are common) share one compilation."""
         fingerprint = orjson.dumps(definition, option=orjson.OPT_SORT_KEYS)
@@ -107,7 +120,7 @@ class WorkflowCatalog:
         if template is None:
             template = compile_workflow("", 0, WorkflowDefinition.model_validate(definition))
             self._by_definition[fingerprint] = template
-        return template
+        return fingerprint, template
 
 
 _NO_TRIGGERS: Triggers = MappingProxyType({})
