@@ -33,7 +33,7 @@ class WorkflowCatalog:
         self._revisions: dict[str, bytes | None] = {}
         self._checked_at: dict[str, float] = {}
         self._compiled: dict[tuple[str, str, int], tuple[tuple[bytes, str], CompiledWorkflow]] = {}
-        self._by_definition: dict[bytes, CompiledWorkflow] = {}
+        self._by_definition: dict[bytes, tuple[bytes, CompiledWorkflow]] = {}
         self._triggers: dict[str, Triggers] = {}
         self._trigger_sets: dict[tuple[tuple[frozenset[str], object], ...], Triggers] = {}
 
@@ -116,11 +116,12 @@ class WorkflowCatalog:
         """Compiled steps never capture a workflow's id or version, so orgs that share a definition
         (templates are common) share one compilation."""
         fingerprint = orjson.dumps(definition, option=orjson.OPT_SORT_KEYS)
-        template = self._by_definition.get(fingerprint)
-        if template is None:
-            template = compile_workflow("", 0, WorkflowDefinition.model_validate(definition))
-            self._by_definition[fingerprint] = template
-        return fingerprint, template
+        known = self._by_definition.get(fingerprint)
+        if known is None:
+            # The stored fingerprint is the one handed out: a thousand orgs keep one copy, not one each.
+            known = fingerprint, compile_workflow("", 0, WorkflowDefinition.model_validate(definition))
+            self._by_definition[fingerprint] = known
+        return known
 
 
 _NO_TRIGGERS: Triggers = MappingProxyType({})
