@@ -102,7 +102,8 @@ class LeadQualifier:
             outputs.append(self._dead_letters.record(message, "validation", "; ".join(problems)))
             return None
         # A plain str from here on: Enum.__hash__ runs in Python, and every trigger check hashes it.
-        event["event_type"] = event["event_type"].value
+        # (`_value_` rather than the `value` property, which costs 190 ns a read.)
+        event["event_type"] = event["event_type"]._value_
         return event
 
     def _emit(self, execution: Execution, at_ms: int, outputs: list[OutputRecord]) -> None:
