@@ -15,7 +15,7 @@ from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from streams.kafka import produce_waiting
+from streams.kafka import produce_all
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +153,7 @@ class BatchWorker:
             if err is not None:
                 failures.append(str(err))
 
-        for topic, key, value in outputs:
-            produce_waiting(self._producer, topic, value, key, on_delivery=on_delivery)
+        produce_all(self._producer, outputs, on_delivery=on_delivery)
         remaining = self._producer.flush(60)
         if remaining:
             failures.append(f"{remaining} records still unacknowledged after 60 s")

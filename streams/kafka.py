@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -39,12 +40,20 @@ def make_batch_producer(settings: Settings, **overrides: Any) -> Producer:
 
 def produce_waiting(producer: Producer, topic: str, value: bytes, key: bytes, **kwargs: Any) -> None:
     """Produces, serving delivery reports while the local queue is full instead of failing."""
-    while True:
-        try:
-            producer.produce(topic, value, key, **kwargs)
-            return
-        except BufferError:
-            producer.poll(0.05)
+    produce_all(producer, [(topic, key, value)], **kwargs)
+
+
+def produce_all(producer: Producer, records: Iterable[tuple[str, bytes, bytes]], **kwargs: Any) -> None:
+    """Produces each (topic, key, value) as `produce_waiting` does, in one loop: a batch of 20,000
+    records saves a Python call per record."""
+    produce = producer.produce
+    for topic, key, value in records:
+        while True:
+            try:
+                produce(topic, value, key, **kwargs)
+                break
+            except BufferError:
+                producer.poll(0.05)
 
 
 def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
