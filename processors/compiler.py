@@ -77,15 +77,16 @@ class CompiledWorkflow:
     def evaluate(self, event: Mapping[str, Any], routing: RoutingState, trace: bool = False) -> Execution:
         """Runs every step for an enrolled event. Call only when `triggers(event)` is true."""
         event_id = str(event["event_id"])
+        # Positional: a keyword argument costs a dict entry per call, and this runs per evaluation.
         execution = Execution(
-            execution_id=ids.execution_id(event_id, self.workflow_id, self.version),
-            org_id=str(event["org_id"]),
-            workflow_id=self.workflow_id,
-            workflow_version=self.version,
-            event_id=event_id,
-            event_type=str(event["event_type"]),
-            lead_id=lead_id_of(event),
-            event_occurred_at_ms=int(event["occurred_at_ms"]),
+            ids.execution_id(event_id, self.workflow_id, self.version),
+            str(event["org_id"]),
+            self.workflow_id,
+            self.version,
+            event_id,
+            str(event["event_type"]),
+            lead_id_of(event),
+            int(event["occurred_at_ms"]),
         )
         if trace:
             execution.trace = []
@@ -282,7 +283,7 @@ def _utc_second(second: int) -> str:
 
 def _route(path: str, step: RouteStep) -> StepFn:
     rules = tuple(
-        (rule.id, compile_condition(rule.when), rule.owner, _team(rule.team or ()), describe(rule.when))
+        (rule.id, compile_condition(rule.when), rule.owner, _team(rule.team or ()), _matched(rule.id, rule.when))
         for rule in step.rules
     )
     default_team = _team(step.team)
@@ -312,9 +313,9 @@ def _route(path: str, step: RouteStep) -> StepFn:
         for rule_id, holds, rule_owner, rule_team, text in rules:
             if holds(context):
                 if rule_owner is not None:
-                    return rule_owner, f"territory rule {rule_id!r} matched: {text}", rule_id
+                    return rule_owner, text, rule_id
                 owner, rotation_reason = rotate(routing, execution, rule_id, rule_team)
-                return owner, f"territory rule {rule_id!r} matched: {text}; {rotation_reason}", rule_id
+                return owner, f"{text}; {rotation_reason}", rule_id
         if default_team[0]:
             owner, reason = rotate(routing, execution, "default team", default_team)
             return owner, reason, "default"
@@ -336,6 +337,11 @@ def _route(path: str, step: RouteStep) -> StepFn:
         return True
 
     return run
+
+
+def _matched(rule_id: str, condition: Condition) -> str:
+    """A territory rule's reason, written once when compiled rather than per routed lead."""
+    return f"territory rule {rule_id!r} matched: {describe(condition)}"
 
 
 def _branch(path: str, step: BranchStep) -> StepFn:

@@ -63,5 +63,5 @@ class EnrollmentState:
             self.changed.add(key)
 
     def _enroll(self, key: EnrollmentKey, number: int, event_id: str) -> None:
-        self.enrollments[key] = Enrollment(number, event_id, active=False)
+        self.enrollments[key] = Enrollment(number, event_id, False)
         self.changed.add(key)
