@@ -29,11 +29,6 @@ from streams.workflow_catalog import WorkflowCatalog
 log = logging.getLogger(__name__)
 
 
-def _none_triggered(_: object) -> tuple[bool, ...]:
-    """No active workflow of the org takes events of this type."""
-    return ()
-
-
 class LeadQualifier:
     def __init__(
         self,
@@ -75,7 +70,8 @@ class LeadQualifier:
                 fields = self._catalog.watched_fields(org_id)
                 if fields:
                     memory.recall(event, lead_id, fields)
-                triggered = self._catalog.triggers_of(org_id).get(event["event_type"], _none_triggered)(event)
+                triggers_of_type = self._catalog.triggers_of(org_id).get(event["event_type"])
+                triggered = triggers_of_type(event) if triggers_of_type is not None else ()
                 for workflow, triggers in zip(workflows[org_id], triggered):  # noqa: B905 - one per workflow, or none
                     if triggers and enrollments.admit(workflow, event, lead_id)[0]:
                         execution = workflow.evaluate(event, routing)

@@ -34,8 +34,8 @@ class AvroSerde:
         self._registry = registry
         self.schema_id = registry.register(f"{topic_name}-value", raw)
         self._header = _HEADER.pack(0, self.schema_id)
-        self._encode = compile_encoder(raw)
         self._raw_schema = raw
+        self._encode = compile_encoder(raw)
         self._decode = compile_decoder(raw)
         self._writers: dict[int, Any] = {}
 
