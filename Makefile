@@ -5,8 +5,15 @@ PYTHON ?= $(shell scripts/find-python)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The qualifier's hot path, compiled with mypyc when a C compiler is there (README, "The hot path is
+# compiled"). COMPILE=auto|1|0: compile when possible, compile or fail, never compile.
+COMPILE ?= auto
+HOT_PATH := processors/compiler.py processors/conditions.py processors/enrollment.py processors/events.py \
+	processors/execution.py processors/free_mail.py processors/ids.py processors/lead_memory.py \
+	processors/routing.py streams/processor_state.py streams/qualifier.py streams/state_keys.py
+COMPILED := $(VENV)/.compiled-$(COMPILE)-stamp
 
-.PHONY: setup run demo test lint bench dev-up dev-down clean
+.PHONY: setup compile run demo test lint bench dev-up dev-down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +21,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# Rebuilt when any module changes: compiled code depends on the types of the modules it imports.
+$(COMPILED): $(STAMP) $(wildcard processors/*.py streams/*.py)
+	rm -f $(VENV)/.compiled-*-stamp
+	scripts/compile-hot-path $(COMPILE) $(BIN) $(HOT_PATH)
+	touch $@
+
+setup: $(STAMP) $(COMPILED)
+
+compile: setup
 
 run: setup  ## stack + API + qualifier, the 20,000-lead demo, then serve until Ctrl-C
 	$(BIN)/drippulse demo --serve
@@ -39,4 +54,5 @@ dev-down: setup
 	$(BIN)/drippulse dev down
 
 clean:
-	rm -rf $(VENV) .drippulse bench/out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .drippulse bench/out .pytest_cache .mypy_cache .ruff_cache build
+	rm -f processors/*.so streams/*.so ./*__mypyc*.so

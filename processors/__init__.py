@@ -3,3 +3,7 @@
 Nothing here performs I/O. Given the same event, workflow version and routing state, every
 function returns the same answer, which is what makes replays after a crash harmless.
 """
+
+from processors.stale_build import refuse_stale_extensions
+
+refuse_stale_extensions(__path__[0])

@@ -90,8 +90,8 @@ class ProcessorStateStore:
                 self._pointers[(org_id, workflow_id, pool)] = int(value)
             self._loaded_pointers.add(org_id)
         for org_id, day in new_days:
-            for owner, count in _hash_items(next(replies)):
-                self._loads[(org_id, owner.decode(), day)] = int(count)
+            for member, load in _hash_items(next(replies)):
+                self._loads[(org_id, member.decode(), day)] = int(load)
             self._loaded_days.add((org_id, day))
         for org_id, lead_ids in lead_lists.items():
             for lead_id, recorded in zip(lead_ids, next(replies), strict=True):

@@ -94,7 +94,7 @@ def test_ids_are_deterministic_and_distinct() -> None:
     assert ids.execution_id("e", "w", 1) == ids.execution_id("e", "w", 1)
     assert len({ids.execution_id("e", "w", 1), ids.execution_id("e", "w", 2), ids.execution_id("e2", "w", 1)}) == 3
     execution_id = ids.execution_id("e", "w", 1)
-    assert ids.crm_command_id(execution_id, 4) != ids.webhook_message_id(execution_id, 4)
+    assert ids.crm_command_id(execution_id, "4") != ids.webhook_message_id(execution_id, "4")
 
 
 def _as_engine_event(record: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,27 @@
+import os
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
+
+import pytest
+
+from processors.stale_build import refuse_stale_extensions
+
+
+def _build(folder: Path, source_age_s: int, extension_age_s: int) -> None:
+    now = 1_800_000_000
+    source, extension = folder / "routing.py", folder / f"routing{EXTENSION_SUFFIXES[0]}"
+    source.write_text("")
+    extension.write_bytes(b"")
+    os.utime(source, (now - source_age_s, now - source_age_s))
+    os.utime(extension, (now - extension_age_s, now - extension_age_s))
+
+
+def test_a_source_edited_after_its_build_is_refused(tmp_path: Path) -> None:
+    _build(tmp_path, source_age_s=10, extension_age_s=60)
+    with pytest.raises(ImportError, match=r"routing\.py changed after it was compiled.*make compile"):
+        refuse_stale_extensions(str(tmp_path))
+
+
+def test_a_build_newer_than_its_source_is_accepted(tmp_path: Path) -> None:
+    _build(tmp_path, source_age_s=60, extension_age_s=10)
+    refuse_stale_extensions(str(tmp_path))
