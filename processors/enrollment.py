@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from processors.compiler import CompiledWorkflow
 from processors.execution import Execution, ExecutionStatus
@@ -19,16 +19,23 @@ EnrollmentKey = tuple[str, str, str]
 """(org_id, workflow_id, lead_id)."""
 
 
-class Enrollment(NamedTuple):
-    """Built for every enrollment a batch loads or makes: a NamedTuple costs a quarter of a frozen
-    dataclass to build."""
+class Enrollment:
+    """Built for every enrollment a batch loads or makes: a plain class, as the plans in
+    `processors.execution` are, for the same reason."""
 
-    number: int
-    """1 for the first enrollment, 2 for the first re-enrollment, and so on."""
-    event_id: str
-    """The event that caused the latest enrollment."""
-    active: bool
-    """True while the run is pending (approval or wait): the lead is still enrolled."""
+    __slots__ = ("active", "event_id", "number")
+
+    def __init__(self, number: int, event_id: str, active: bool) -> None:
+        self.number = number
+        """1 for the first enrollment, 2 for the first re-enrollment, and so on."""
+        self.event_id = event_id
+        """The event that caused the latest enrollment."""
+        self.active = active
+        """True while the run is pending (approval or wait): the lead is still enrolled."""
+
+    def as_json(self) -> list[object]:
+        """The stored form: [number, event_id, active]."""
+        return [self.number, self.event_id, self.active]
 
 
 @dataclass

@@ -141,8 +141,7 @@ class ProcessorStateStore:
         for lead_ref in touched:
             lead: dict[str, Any] = {
                 "owners": owners.get(lead_ref, {}),
-                # orjson refuses a NamedTuple; the stored form is a plain list.
-                "enrollments": {workflow_id: [*e] for workflow_id, e in enrolled.get(lead_ref, {}).items()},
+                "enrollments": {workflow_id: e.as_json() for workflow_id, e in enrolled.get(lead_ref, {}).items()},
             }
             if lead_ref in remembered:
                 lead["memory"] = remembered[lead_ref].as_json()

@@ -178,11 +178,11 @@ def test_an_execution_is_encoded_from_its_attributes_as_from_its_record() -> Non
         event_type="lead.created",
         lead_id="lead-1",
         event_occurred_at_ms=1_764_288_000_000,
-        status=ExecutionStatus.FILTERED_OUT,
-        score_breakdown={"rule": 5},
-        decisions=["0:filter:fail"],
-        evaluated_at_ms=1_764_288_000_123,
     )
+    execution.status = ExecutionStatus.FILTERED_OUT
+    execution.score_breakdown = {"rule": 5}
+    execution.decisions = ["0:filter:fail"]
+    execution.evaluated_at_ms = 1_764_288_000_123
     executions = serde("execution")
     record = {**execution.as_record(), "evaluated_at_ms": execution.evaluated_at_ms}
     assert executions.encode_attributes(execution) == executions.encode(record)
