@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Rebuilt when any module changes: compiled code depends on the types of the modules it imports.
-$(COMPILED): $(STAMP) $(wildcard processors/*.py streams/*.py)
+$(COMPILED): $(STAMP) $(wildcard processors/*.py streams/*.py) scripts/compile-hot-path scripts/hot_path_setup.py
 	rm -f $(VENV)/.compiled-*-stamp
 	scripts/compile-hot-path $(COMPILE) $(BIN) $(HOT_PATH)
 	touch $@
@@ -55,4 +55,4 @@ dev-down: setup
 
 clean:
 	rm -rf $(VENV) .drippulse bench/out .pytest_cache .mypy_cache .ruff_cache build
-	rm -f processors/*.so streams/*.so ./*__mypyc*.so
+	rm -f processors/*.so streams/*.so

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
@@ -25,3 +27,16 @@ def test_a_source_edited_after_its_build_is_refused(tmp_path: Path) -> None:
 def test_a_build_newer_than_its_source_is_accepted(tmp_path: Path) -> None:
     _build(tmp_path, source_age_s=60, extension_age_s=10)
     refuse_stale_extensions(str(tmp_path))
+
+
+def test_the_hot_path_imports_outside_the_repository(tmp_path: Path) -> None:
+    """Workers run as the `drippulse` console script, whose path has no repository root: a
+    compiled build must not depend on it (mypyc's default puts its shared runtime there)."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import streams.qualifier, processors.compiler"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert result.returncode == 0, result.stderr
