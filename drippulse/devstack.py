@@ -20,6 +20,9 @@ from confluent_kafka.admin import AdminClient
 from drippulse.processes import alive, spawn, terminate
 from drippulse.settings import Settings
 
+_TIME_WAIT_S = 65
+"""Linux keeps a closed connection in TIME_WAIT for 60 s."""
+
 
 class StackError(RuntimeError):
     """A part of the embedded stack did not start; the message names the log to read."""
@@ -67,6 +70,18 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def port_bindable(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a listener can bind the port the way Tansu does, without SO_REUSEADDR. Such a bind
+    fails while connections of a broker stopped moments ago linger in TIME_WAIT on it (up to 60 s
+    on Linux), and Tansu then exits with "Address in use"."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def kafka_healthy(settings: Settings) -> bool:
     if settings.embedded_kafka and not port_open(settings.embedded_kafka_port):
         return False
@@ -112,6 +127,11 @@ class EmbeddedStack:
             raise StackError(
                 f"port {port} is taken by something that is not a Kafka broker; set DRIPPULSE_EMBEDDED_KAFKA_PORT"
             )
+        deadline = time.monotonic() + _TIME_WAIT_S
+        while not port_bindable(port):
+            if time.monotonic() > deadline:
+                raise StackError(f"port {port} stayed in use for {_TIME_WAIT_S} s; set DRIPPULSE_EMBEDDED_KAFKA_PORT")
+            time.sleep(0.5)
         url = f"tcp://127.0.0.1:{port}"
         self.processes["kafka"] = spawn(
             [
