@@ -1,22 +1,30 @@
-"""The embedded local stack: Tansu (Kafka protocol) and Redis as child processes, chdb on a directory.
+"""The embedded local stack: Tansu (Kafka protocol), Redis and PostgreSQL as child processes, chdb on
+a directory.
 
-Only the parts whose URL is unset are started; with KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and
-CLICKHOUSE_URL set the stack starts nothing and the same code talks to those services.
+Only the parts whose URL is unset are started; with KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, DATABASE_URL
+and CLICKHOUSE_URL set the stack starts nothing and the same code talks to those services.
+
+What survives `dev down`: PostgreSQL (the control plane) and Redis (append-only file) keep their
+data under DRIPPULSE_HOME, and so does chdb; the Tansu build has only an in-memory store, so topics
+and their records are gone.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import redis
 from confluent_kafka.admin import AdminClient
 
+from drippulse import embedded_postgres
 from drippulse.processes import alive, spawn, terminate
 from drippulse.settings import Settings
 
@@ -60,6 +68,7 @@ def isolated_env(home: Path) -> dict[str, str]:
         "DRIPPULSE_HOME": str(home),
         "DRIPPULSE_EMBEDDED_KAFKA_PORT": str(free_port()),
         "DRIPPULSE_EMBEDDED_REDIS_PORT": str(free_port()),
+        "DRIPPULSE_EMBEDDED_POSTGRES_PORT": str(free_port()),
         "DRIPPULSE_API_PORT": str(free_port()),
     }
 
@@ -92,6 +101,29 @@ def kafka_healthy(settings: Settings) -> bool:
     return True
 
 
+def postgres_healthy(settings: Settings) -> bool:
+    """The server answers: the embedded one on its admin database (ours may not exist yet), else the
+    DATABASE_URL's."""
+    if settings.embedded_postgres:
+        url = embedded_postgres.admin_url(settings.embedded_postgres_port)
+    else:
+        url = settings.database_url.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        with psycopg.connect(url, connect_timeout=2) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True
+
+
+_STOP_SIGNALS = {"postgres": signal.SIGINT}
+"""PostgreSQL's SIGTERM waits for every client to disconnect; SIGINT is its fast, clean shutdown."""
+
+
+def _stop(name: str, pid: int) -> None:
+    terminate(pid, stop_signal=_STOP_SIGNALS.get(name, signal.SIGTERM))
+
+
 def redis_healthy(settings: Settings) -> bool:
     try:
         return bool(redis.Redis.from_url(settings.redis_url, socket_timeout=1).ping())
@@ -116,6 +148,8 @@ class EmbeddedStack:
             self._start_kafka()
         if settings.embedded_redis and not redis_healthy(settings):
             self._start_redis()
+        if settings.embedded_postgres and not postgres_healthy(settings):
+            self._start_postgres()
         if settings.embedded_clickhouse:
             settings.chdb_path.mkdir(parents=True, exist_ok=True)
         self._write_state()
@@ -164,7 +198,9 @@ class EmbeddedStack:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes",
+                "--appendfsync",
+                "everysec",
                 "--dir",
                 str(data_dir),
             ],
@@ -172,9 +208,27 @@ class EmbeddedStack:
             self.attached,
         )
 
+    def _start_postgres(self) -> None:
+        port = self.settings.embedded_postgres_port
+        if port_open(port):
+            raise StackError(
+                f"port {port} is taken by something that is not PostgreSQL; set DRIPPULSE_EMBEDDED_POSTGRES_PORT"
+            )
+        data_dir = self.settings.postgres_data_dir
+        try:
+            embedded_postgres.prepare_data_dir(data_dir)
+        except subprocess.CalledProcessError as exc:
+            raise StackError(f"initdb failed for {data_dir}: {exc.stderr.decode(errors='replace')}") from None
+        self.processes["postgres"] = spawn(
+            embedded_postgres.server_argv(data_dir, port),
+            self.settings.log_dir / "postgres.log",
+            self.attached,
+            user=embedded_postgres.run_as(),
+        )
+
     def _wait_healthy(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        checks = {"kafka": kafka_healthy, "redis": redis_healthy}
+        checks = {"kafka": kafka_healthy, "redis": redis_healthy, "postgres": postgres_healthy}
         for name, healthy in checks.items():
             if name not in self.processes:
                 continue
@@ -183,6 +237,8 @@ class EmbeddedStack:
                     self.stop()
                     raise StackError(f"{name} did not become healthy; see {self.settings.log_dir / (name + '.log')}")
                 time.sleep(0.1)
+        if "postgres" in self.processes:
+            embedded_postgres.ensure_database(self.settings.embedded_postgres_port)
 
     def _write_state(self) -> None:
         known = read_state(self.settings)
@@ -191,8 +247,8 @@ class EmbeddedStack:
         self.state_file.write_text(json.dumps(known))
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            terminate(process.pid)
+        for name, process in self.processes.items():
+            _stop(name, process.pid)
             process.wait(timeout=15)
         self.processes.clear()
         self.state_file.unlink(missing_ok=True)
@@ -210,7 +266,7 @@ def stop_detached(settings: Settings) -> list[str]:
     """Stops what `dev up` started, by the pids it recorded; returns the names stopped."""
     stopped = []
     for name, pid in read_state(settings).items():
-        terminate(pid)
+        _stop(name, pid)
         stopped.append(name)
     (settings.home.resolve() / "stack.json").unlink(missing_ok=True)
     return stopped
@@ -226,6 +282,12 @@ def status(settings: Settings) -> dict[str, str]:
     return {
         "kafka": describe("kafka", settings.embedded_kafka, kafka_healthy(settings), settings.kafka_bootstrap_servers),
         "redis": describe("redis", settings.embedded_redis, redis_healthy(settings), settings.redis_url),
+        "postgres": describe(
+            "postgres",
+            settings.embedded_postgres,
+            postgres_healthy(settings),
+            settings.database_url.split("@")[-1],
+        ),
         "clickhouse": ("chdb (in the API process) at " + str(settings.chdb_path))
         if settings.embedded_clickhouse
         else f"server {settings.clickhouse_url}",

@@ -24,13 +24,18 @@ def _die_with_parent() -> None:
 
 
 def spawn(
-    argv: Sequence[str], log_path: Path, attached: bool, env: dict[str, str] | None = None
+    argv: Sequence[str],
+    log_path: Path,
+    attached: bool,
+    env: dict[str, str] | None = None,
+    user: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """Starts `argv` with output appended to `log_path`.
 
     Every child gets its own session, so a terminal's Ctrl-C reaches only the owner, which then
     stops its children in order. attached: also dies with this process (tests, demo). Detached:
-    outlives the CLI (`drippulse dev up`) and is stopped by pid (`drippulse dev down`).
+    outlives the CLI (`drippulse dev up`) and is stopped by pid (`drippulse dev down`). user: run
+    as that system user (PostgreSQL refuses to run as root).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
@@ -43,13 +48,14 @@ def spawn(
             preexec_fn=preexec,
             start_new_session=True,
             env=env,
+            user=user,
         )
 
 
-def terminate(pid: int, timeout_s: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after `timeout_s`; a pid that is already gone is fine."""
+def terminate(pid: int, timeout_s: float = 10.0, stop_signal: signal.Signals = signal.SIGTERM) -> None:
+    """`stop_signal`, then SIGKILL after `timeout_s`; a pid that is already gone is fine."""
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, stop_signal)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout_s

@@ -1,6 +1,6 @@
 """Every setting DripPulse reads, from the environment; nothing else reads os.environ.
 
-Unset service URLs mean "use the embedded local stack": the broker and Redis that
+Unset service URLs mean "use the embedded local stack": the broker, Redis and PostgreSQL that
 `drippulse dev up` starts on the embedded ports, and chdb on a directory under DRIPPULSE_HOME.
 """
 
@@ -22,10 +22,12 @@ class Settings(BaseSettings):
     redis_url_env: str = Field(default="", alias="REDIS_URL")
     clickhouse_url: str = Field(default="", alias="CLICKHOUSE_URL")
     schema_registry_url: str = Field(default="", alias="SCHEMA_REGISTRY_URL")
+    database_url_env: str = Field(default="", alias="DATABASE_URL", repr=False)
 
     home: Path = Field(default=Path(".drippulse"), alias="DRIPPULSE_HOME")
     embedded_kafka_port: int = Field(default=19092, alias="DRIPPULSE_EMBEDDED_KAFKA_PORT")
     embedded_redis_port: int = Field(default=16379, alias="DRIPPULSE_EMBEDDED_REDIS_PORT")
+    embedded_postgres_port: int = Field(default=15432, alias="DRIPPULSE_EMBEDDED_POSTGRES_PORT")
     api_host: str = Field(default="127.0.0.1", alias="DRIPPULSE_API_HOST")
     api_port: int = Field(default=8000, alias="DRIPPULSE_API_PORT")
 
@@ -61,6 +63,10 @@ class Settings(BaseSettings):
     crm_max_retry_after_s: float = Field(default=60.0, ge=0, alias="DRIPPULSE_CRM_MAX_RETRY_AFTER_S")
     crm_connection_concurrency: int = Field(default=4, ge=1, alias="DRIPPULSE_CRM_CONNECTION_CONCURRENCY")
 
+    session_ttl_s: int = Field(default=12 * 3600, ge=60, alias="DRIPPULSE_SESSION_TTL_S")
+    invitation_ttl_s: int = Field(default=7 * 86_400, ge=60, alias="DRIPPULSE_INVITATION_TTL_S")
+    cookie_secure: bool = Field(default=False, alias="DRIPPULSE_COOKIE_SECURE")
+
     @field_validator("webhook_retry_schedule_s", "crm_backoff_s", "crm_park_schedule_s")
     @classmethod
     def _valid_schedule(cls, value: str) -> str:
@@ -88,6 +94,19 @@ class Settings(BaseSettings):
         return self.redis_url_env or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
 
     @property
+    def database_url(self) -> str:
+        """A SQLAlchemy URL on the psycopg 3 driver, which serves the API (async) and workers (sync)."""
+        url = self.database_url_env or f"postgresql://postgres@127.0.0.1:{self.embedded_postgres_port}/drippulse"
+        for scheme in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+            if url.startswith(scheme):
+                return "postgresql+psycopg://" + url[len(scheme) :]
+        raise ValueError("DATABASE_URL must be a postgresql:// URL")
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return not self.database_url_env
+
+    @property
     def embedded_kafka(self) -> bool:
         return not self.kafka_bootstrap_servers_env
 
@@ -102,6 +121,10 @@ class Settings(BaseSettings):
     @cached_property
     def chdb_path(self) -> Path:
         return self.home.resolve() / "clickhouse"
+
+    @property
+    def postgres_data_dir(self) -> Path:
+        return self.home.resolve() / "postgres"
 
     @property
     def log_dir(self) -> Path:
