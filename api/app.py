@@ -1,5 +1,6 @@
-"""The FastAPI application and its lifespan: connections, topics, DDL, and in embedded mode the
-ClickHouse sinks (chdb allows one process per data directory, so the process serving reads also writes)."""
+"""The FastAPI application and its lifespan: connections, migrations, topics, DDL, and in embedded mode
+the ClickHouse sinks (chdb allows one process per data directory, so the process serving reads also
+writes)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,19 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from api import problems
+from api.control_plane.database import Database, migrate
 from api.crm_results_reader import CrmResultsReader
 from api.deliveries_reader import DeliveriesReader
+from api.event_dedup import EventIdDedup
 from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
 from api.history_reader import InboundHistoryReader
-from api.inbound_sources import InboundSources
+from api.request_context import RequestIdMiddleware
 from api.routes import (
     api_keys,
+    audit_log,
+    auth,
+    change_requests,
     crm_commands,
     events,
     executions,
@@ -28,23 +34,22 @@ from api.routes import (
     hooks,
     inbound_sources,
     integration_connections,
+    members,
+    projects,
     schema_registry,
     webhooks,
     workflows,
 )
-from api.store import ControlPlaneStore
 from drippulse.settings import Settings, load_settings
 from drippulse.workers import build_sinks, run_in_threads
 from streams import topics
 from streams.clickhouse import apply_schema, connect_clickhouse
 from streams.crm_parking import ParkedCommands
-from streams.integration_connections import IntegrationConnections
 from streams.kafka import ensure_topics, make_producer
 from streams.schema_registry import make_registry
 from streams.secret_box import secret_box
 from streams.serde import AvroSerde
 from streams.webhook_schedule import DeliverySchedule
-from streams.webhook_subscriptions import WebhookSubscriptions
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(migrate, settings.database_url)
         await run_in_threadpool(ensure_topics, settings)
         clickhouse = connect_clickhouse(settings)
         await run_in_threadpool(apply_schema, clickhouse)
@@ -65,13 +71,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             inbound_topic,
             AvroSerde(topics.INBOUND_EVENTS, inbound_topic, registry),
         )
+        database = Database(settings.database_url)
         app.state.settings = settings
+        app.state.database = database
         app.state.redis = redis_client
-        app.state.store = ControlPlaneStore(redis_client)
-        box = secret_box(settings)
-        app.state.webhooks = WebhookSubscriptions(redis_client, box)
-        app.state.inbound_sources = InboundSources(redis_client, box)
-        app.state.integrations = IntegrationConnections(redis_client, box)
+        app.state.secret_box = secret_box(settings)
+        app.state.event_dedup = EventIdDedup(redis_client, settings.event_dedup_window_s)
         app.state.crm_results = CrmResultsReader(clickhouse)
         app.state.crm_parking = ParkedCommands(redis_client, settings.crm_park_schedule)
         app.state.publisher = publisher
@@ -90,18 +95,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for sink in sinks:
                 sink.thread.join(timeout=10)
             publisher.close()
+            await database.close()
             await redis_client.aclose()
             clickhouse.close()
 
     app = FastAPI(
         title="DripPulse API",
         version="0.1.0",
-        description="Manage workflows, API keys and events; read executions. Errors are RFC 9457 problems.",
+        description="Manage projects, workflows, people, keys, webhooks and integrations; send events; read "
+        "executions. Authenticate with `Authorization: Bearer <API key or session token>`. Errors are RFC 9457 "
+        "problems (`application/problem+json`).",
         lifespan=lifespan,
     )
     problems.install(app)
-    routers = (health, workflows, events, executions, api_keys, webhooks, inbound_sources, hooks)
-    for module in (*routers, integration_connections, crm_commands):
+    problems.install_openapi(app)
+    app.add_middleware(RequestIdMiddleware)
+    routers = (health, auth, projects, workflows, change_requests, events, executions, members, api_keys)
+    for module in (*routers, webhooks, inbound_sources, hooks, integration_connections, crm_commands, audit_log):
         app.include_router(module.router)
     if not settings.schema_registry_url:
         app.include_router(schema_registry.router)

@@ -1,39 +1,48 @@
-"""Dependencies every route declares in its signature: the caller, its org, and the stores."""
+"""Dependencies every route declares in its signature: what it does (its permission), and what it
+touches (the database, the readers and queues the lifespan built).
+
+`Allowed(action)` is the one place a caller is authenticated and checked against the permission
+matrix; `Public()` marks the few routes that take no credentials. Every route has exactly one of the
+two, which the role-matrix test verifies from the app's own route table.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import hmac
+from collections.abc import Callable
 from typing import Annotated, TypeVar, cast
 
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
+from api.authentication import authenticate
+from api.control_plane.database import Database
 from api.crm_results_reader import CrmResultsReader
 from api.deliveries_reader import DeliveriesReader
+from api.event_dedup import EventIdDedup
 from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
 from api.history_reader import InboundHistoryReader
-from api.inbound_sources import InboundSources
+from api.permissions import Action, Principal, Refusal, check
 from api.problems import Problem
-from api.store import ControlPlaneStore
 from drippulse.settings import Settings
 from streams.crm_parking import ParkedCommands
-from streams.integration_connections import IntegrationConnections
+from streams.secret_box import SecretBox
 from streams.webhook_schedule import DeliverySchedule
-from streams.webhook_subscriptions import WebhookSubscriptions
 
-_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer dpk_…`")
-_RANK = {"reader": 0, "writer": 1, "admin": 2}
+SESSION_COOKIE = "dp_session"
+CSRF_HEADER = "X-CSRF-Token"
+_bearer = HTTPBearer(
+    auto_error=False, description="An API key (`dpk_…`) or a session token (`dps_…`): `Authorization: Bearer …`"
+)
+_cookie = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    description=f"The dashboard's session cookie; requests that change something also send `{CSRF_HEADER}`.",
+)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Principal:
-    org_id: str
-    key_id: str
-    role: str
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _app_state(name: str, kind: type[T]) -> Callable[[Request], T]:
@@ -45,45 +54,92 @@ def _app_state(name: str, kind: type[T]) -> Callable[[Request], T]:
     return get
 
 
-get_store = _app_state("store", ControlPlaneStore)
+get_database = _app_state("database", Database)
 get_settings = _app_state("settings", Settings)
+get_secret_box = _app_state("secret_box", SecretBox)
 get_publisher = _app_state("publisher", EventPublisher)
-get_webhooks = _app_state("webhooks", WebhookSubscriptions)
+get_event_dedup = _app_state("event_dedup", EventIdDedup)
 get_delivery_schedule = _app_state("delivery_schedule", DeliverySchedule)
 get_deliveries = _app_state("deliveries", DeliveriesReader)
-get_inbound_sources = _app_state("inbound_sources", InboundSources)
-get_integrations = _app_state("integrations", IntegrationConnections)
 get_crm_parking = _app_state("crm_parking", ParkedCommands)
 get_redis = _app_state("redis", aioredis.Redis)
 get_crm_results = _app_state("crm_results", CrmResultsReader)
 get_history = _app_state("history", InboundHistoryReader)
 get_executions = _app_state("executions", ExecutionsReader)
 
+Db = Annotated[Database, Depends(get_database)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+Box = Annotated[SecretBox, Depends(get_secret_box)]
 
-async def get_principal(
-    store: Annotated[ControlPlaneStore, Depends(get_store)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+
+async def current_principal(
+    request: Request,
+    database: Db,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    cookie: Annotated[str | None, Depends(_cookie)],
 ) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Problem(401, "unauthorized", "Missing API key", "send `Authorization: Bearer <api key>`")
-    found = await store.authenticate(credentials.credentials)
-    if found is None:
-        raise Problem(401, "unauthorized", "Invalid API key", "the API key is unknown or revoked")
-    return Principal(org_id=found["org_id"], key_id=found["key_id"], role=found["role"])
+    """From `Authorization: Bearer`, else from the session cookie. A cookie is sent by the browser
+    on its own, so a cookie request that changes something must also prove it came from our page:
+    the session's CSRF token in a header, which another site cannot read."""
+    if bearer is not None and bearer.scheme.lower() == "bearer":
+        principal, _ = await authenticate(database, bearer.credentials)
+        return principal
+    if cookie:
+        principal, csrf_token = await authenticate(database, cookie)
+        sent = request.headers.get(CSRF_HEADER, "")
+        if request.method not in _SAFE_METHODS and not hmac.compare_digest(sent, csrf_token or ""):
+            raise Problem(403, "csrf", "CSRF token missing", f"send the session's csrf_token in {CSRF_HEADER}")
+        return principal
+    raise Problem(401, "unauthorized", "Not authenticated", "send `Authorization: Bearer <API key or session token>`")
 
 
-def require(role: str) -> Callable[[Principal], Awaitable[Principal]]:
-    """A dependency admitting callers whose key role is at least `role` (reader < writer < admin)."""
+class Permission:
+    """What a route does, as the permission matrix names it."""
 
-    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
-        if _RANK.get(principal.role, -1) < _RANK[role]:
-            raise Problem(403, "forbidden", "Insufficient role", f"this operation needs the {role} role")
+    def __init__(self, action: Action) -> None:
+        self.action = action
+
+
+class Allowed(Permission):
+    async def __call__(self, principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        try:
+            check(principal, self.action)
+        except Refusal as refusal:
+            raise Problem(403, "forbidden", "Not allowed", str(refusal)) from None
         return principal
 
-    return check
+
+class Public(Permission):
+    """No credentials: the route authenticates its caller otherwise (a signature, a password) or
+    serves what anyone may read."""
+
+    def __init__(self) -> None:
+        super().__init__(Action.PUBLIC)
+
+    async def __call__(self) -> None:
+        return None
 
 
-Reader = Annotated[Principal, Depends(require("reader"))]
-Writer = Annotated[Principal, Depends(require("writer"))]
-Admin = Annotated[Principal, Depends(require("admin"))]
-Store = Annotated[ControlPlaneStore, Depends(get_store)]
+PublicRoute = Annotated[None, Depends(Public())]
+Account = Annotated[Principal, Depends(Allowed(Action.ACCOUNT))]
+ProjectsRead = Annotated[Principal, Depends(Allowed(Action.PROJECTS_READ))]
+ProjectsManage = Annotated[Principal, Depends(Allowed(Action.PROJECTS_MANAGE))]
+WorkflowsRead = Annotated[Principal, Depends(Allowed(Action.WORKFLOWS_READ))]
+WorkflowsAuthor = Annotated[Principal, Depends(Allowed(Action.WORKFLOWS_AUTHOR))]
+WorkflowsTest = Annotated[Principal, Depends(Allowed(Action.WORKFLOWS_TEST))]
+WorkflowsActivate = Annotated[Principal, Depends(Allowed(Action.WORKFLOWS_ACTIVATE))]
+ChangeRequestsRead = Annotated[Principal, Depends(Allowed(Action.CHANGE_REQUESTS_READ))]
+ChangeRequestsDecide = Annotated[Principal, Depends(Allowed(Action.CHANGE_REQUESTS_DECIDE))]
+ExecutionsRead = Annotated[Principal, Depends(Allowed(Action.EXECUTIONS_READ))]
+EventsSend = Annotated[Principal, Depends(Allowed(Action.EVENTS_SEND))]
+WebhooksRead = Annotated[Principal, Depends(Allowed(Action.WEBHOOKS_READ))]
+WebhooksManage = Annotated[Principal, Depends(Allowed(Action.WEBHOOKS_MANAGE))]
+InboundSourcesRead = Annotated[Principal, Depends(Allowed(Action.INBOUND_SOURCES_READ))]
+InboundSourcesManage = Annotated[Principal, Depends(Allowed(Action.INBOUND_SOURCES_MANAGE))]
+IntegrationsRead = Annotated[Principal, Depends(Allowed(Action.INTEGRATIONS_READ))]
+IntegrationsManage = Annotated[Principal, Depends(Allowed(Action.INTEGRATIONS_MANAGE))]
+CrmCommandsRead = Annotated[Principal, Depends(Allowed(Action.CRM_COMMANDS_READ))]
+CrmCommandsRetry = Annotated[Principal, Depends(Allowed(Action.CRM_COMMANDS_RETRY))]
+ApiKeysManage = Annotated[Principal, Depends(Allowed(Action.API_KEYS_MANAGE))]
+MembersManage = Annotated[Principal, Depends(Allowed(Action.MEMBERS_MANAGE))]
+AuditRead = Annotated[Principal, Depends(Allowed(Action.AUDIT_READ))]

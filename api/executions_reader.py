@@ -6,6 +6,7 @@ duplicates a replay may have inserted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,8 @@ class ExecutionFilter:
     lead_id: str | None = None
     since_ms: int | None = None
     until_ms: int | None = None
+    workflow_ids: list[str] | None = None
+    """Only these workflows (a project's); None: every workflow of the org."""
 
 
 def _normalize(row: dict[str, Any]) -> dict[str, Any]:
@@ -56,6 +59,9 @@ class ExecutionsReader:
             if value is not None:
                 clauses.append(f"{column} = {{{column}:String}}")
                 params[column] = value
+        if where.workflow_ids is not None:
+            clauses.append("workflow_id IN {workflow_ids:Array(String)}")
+            params["workflow_ids"] = where.workflow_ids
         if where.since_ms is not None:
             clauses.append("evaluated_at >= fromUnixTimestamp64Milli({since_ms:Int64})")
             params["since_ms"] = where.since_ms
@@ -85,10 +91,14 @@ class ExecutionsReader:
         )
         return _normalize(rows[0]) if rows else None
 
-    def summary(self, org_id: str, workflow_id: str | None) -> dict[str, Any]:
+    def summary(
+        self, org_id: str, workflow_id: str | None, workflow_ids: Sequence[str] | None = None
+    ) -> dict[str, Any]:
         """Totals, leads per tier and owner, and end-to-end latency (event time -> row in ClickHouse)."""
         where = "org_id = {org_id:String}" + (" AND workflow_id = {workflow_id:String}" if workflow_id else "")
-        params = {"org_id": org_id, "workflow_id": workflow_id or ""}
+        if workflow_ids is not None:
+            where += " AND workflow_id IN {workflow_ids:Array(String)}"
+        params = {"org_id": org_id, "workflow_id": workflow_id or "", "workflow_ids": list(workflow_ids or [])}
         source = f"(SELECT * FROM {self._table} FINAL WHERE {where})"
         totals = self._ch.query(
             "SELECT count() AS executions, uniqExact(lead_id) AS leads, countIf(status = 'completed') AS completed, "

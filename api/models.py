@@ -1,20 +1,42 @@
-"""Request and response bodies of /api/v1."""
+"""Request and response bodies shared by several routers of /api/v1; a router's own models live
+beside it. Timestamps in responses are milliseconds since the epoch (`*_ms`), like the stream records."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from processors.events import EventType, validation_problems
 
 MAX_EVENTS_PER_REQUEST = 1000
+MAX_VERSION = 2_147_483_647
+
+
+T = TypeVar("T")
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def ms(moment: datetime | None) -> int | None:
+    return int(moment.timestamp() * 1000) if moment is not None else None
+
+
+def required_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+class Items(BaseModel, Generic[T]):
+    items: list[T]
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="Pass back as `cursor` for the next page; null on the last page.")
 
 
 class LeadIn(_Body):
@@ -108,33 +130,65 @@ class EventsAccepted(BaseModel):
 class WorkflowCreate(_Body):
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=2000)
-    definition: dict[str, Any]
+    project_id: str | None = Field(default=None, description="Defaults to the organization's default project.")
+    definition: dict[str, Any] = Field(description="A trigger and a step graph; see GET /workflows/step_types.")
 
 
 class WorkflowUpdate(_Body):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
-    definition: dict[str, Any] | None = None
+    project_id: str | None = Field(default=None, description="Moves the workflow to another project.")
+    definition: dict[str, Any] | None = Field(
+        default=None, description="Replaces the latest version while it is a draft, else creates a new draft."
+    )
 
 
 class ActivateRequest(_Body):
-    version: int | None = Field(default=None, ge=1, description="Defaults to the latest version.")
+    version: int | None = Field(default=None, ge=1, le=MAX_VERSION, description="Defaults to the latest version.")
+    reason: str = Field(default="", max_length=2000, description="Why; shown to the Approver when approval is needed.")
 
 
 class WorkflowTestRequest(_Body):
     events: list[EventIn] = Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)
-    version: int | None = Field(default=None, ge=1, description="Defaults to the latest version (drafts too).")
+    version: int | None = Field(
+        default=None, ge=1, le=MAX_VERSION, description="Defaults to the latest version (drafts too)."
+    )
 
 
 class ReplayRequest(_Body):
-    base_version: int = Field(ge=1, description="The version to compare against, usually the active one.")
-    candidate_version: int = Field(ge=1, description="The version to try, usually a draft.")
+    base_version: int = Field(
+        ge=1, le=MAX_VERSION, description="The version to compare against, usually the active one."
+    )
+    candidate_version: int = Field(ge=1, le=MAX_VERSION, description="The version to try, usually a draft.")
     last: int = Field(default=1000, ge=1, le=20_000, description="How many of the most recent events to replay.")
     since: datetime | None = Field(default=None, description="Only events that occurred at or after this time.")
     until: datetime | None = Field(default=None, description="Only events that occurred before this time.")
     examples: int = Field(default=5, ge=0, le=50, description="Examples to return per kind of change.")
 
 
-class ApiKeyCreate(_Body):
-    name: str = Field(min_length=1, max_length=200)
-    role: str = Field(default="admin", pattern="^(admin|writer|reader)$")
+class ExecutionFields(BaseModel):
+    """What an evaluation decided: the fields of the execution record (schemas/avro/execution.avsc)."""
+
+    execution_id: str
+    org_id: str
+    workflow_id: str
+    workflow_version: int
+    event_id: str
+    event_type: str
+    lead_id: str
+    status: str = Field(description="completed | filtered_out | pending (stopped at an approval or wait step)")
+    status_reason: str
+    score: int
+    score_breakdown: dict[str, int] = Field(description="rule id -> points awarded")
+    tier: str
+    owner: str
+    routing_reason: str
+    actions: list[str]
+    logs: list[str]
+    decisions: list[str] = Field(description="One token per deciding step, path:kind:outcome.")
+    event_occurred_at_ms: int
+
+
+class ExecutionOut(ExecutionFields):
+    evaluated_at_ms: int
+    ingested_at_ms: int = Field(description="When the row reached ClickHouse.")

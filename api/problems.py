@@ -8,12 +8,47 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 PROBLEM_BASE = "https://drippulse.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
+
+
+class ProblemDetail(BaseModel):
+    """An RFC 9457 problem: branch on `type`; 422s list each invalid field in `errors`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description=f"{PROBLEM_BASE}<kind>, e.g. {PROBLEM_BASE}not-found")
+    title: str
+    status: int
+    detail: str
+    instance: str = Field(description="The request path.")
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="For 422: {index?, in?, field, message} per problem; `field` is a JSON path."
+    )
+
+
+_DESCRIPTIONS = {
+    400: "Bad request (for example an invalid cursor)",
+    401: "Missing, unknown, revoked or expired credentials",
+    403: "The caller's role (or key scope) does not allow this",
+    404: "Not found in the caller's organization (or project)",
+    409: "Conflicts with the resource's current state",
+    413: "Too large",
+    422: "Invalid request: `errors` lists each problem",
+    429: "Too many requests; retry after `Retry-After` seconds",
+    503: "A dependency (broker, database) is unavailable; retry",
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses a route declares, each an `application/problem+json` ProblemDetail."""
+    return {status: {"model": ProblemDetail, "description": _DESCRIPTIONS[status]} for status in statuses}
 
 
 class Problem(Exception):
@@ -75,6 +110,30 @@ def validation_errors(data: Any, errors: Sequence[Mapping[str, Any]], batch: boo
 
 def invalid(errors: list[dict[str, Any]], detail: str = "the request body is invalid") -> Problem:
     return Problem(422, "validation", "Validation failed", detail, errors=errors)
+
+
+def _problem_media_type(schema: dict[str, Any]) -> dict[str, Any]:
+    """Error responses are declared with the ProblemDetail model, which FastAPI files under the
+    route's media type; they are sent as `application/problem+json`, so the document says that."""
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for response in operation.get("responses", {}).values():
+                for media in response.get("content", {}).values():
+                    if media.get("schema", {}).get("$ref", "").endswith("/ProblemDetail"):
+                        response["content"] = {MEDIA_TYPE: media}
+                        break
+    return schema
+
+
+def install_openapi(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _problem_media_type(
+                get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install(app: FastAPI) -> None:

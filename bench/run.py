@@ -183,7 +183,7 @@ def create_orgs(prefix: str) -> list[str]:
     from bench.workflows import workflow_definitions
     from drippulse.synthetic import create_orgs
 
-    return create_orgs(_settings(prefix).redis_url, workflow_definitions(), ORGS, "bench")
+    return create_orgs(_settings(prefix).database_url, workflow_definitions(), ORGS, "bench")
 
 
 def forget_leads(prefix: str, org_ids: list[str]) -> None:

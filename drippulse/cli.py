@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import sys
@@ -13,12 +12,19 @@ import typer
 from drippulse.settings import Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, help="DripPulse: Kafka stream processing for CRM workflow automation.")
-dev = typer.Typer(no_args_is_help=True, help="The embedded local stack (Kafka protocol broker, Redis, chdb).")
+dev = typer.Typer(
+    no_args_is_help=True, help="The embedded local stack (Kafka protocol broker, Redis, PostgreSQL, chdb)."
+)
 orgs = typer.Typer(no_args_is_help=True, help="Organizations.")
+users = typer.Typer(no_args_is_help=True, help="People.")
+db = typer.Typer(no_args_is_help=True, help="The control plane's PostgreSQL schema.")
 worker = typer.Typer(no_args_is_help=True, help="Hot-path batch workers.")
 app.add_typer(dev, name="dev")
 app.add_typer(orgs, name="orgs")
+app.add_typer(users, name="users")
+app.add_typer(db, name="db")
 app.add_typer(worker, name="worker")
+ROLES = ("admin", "editor", "viewer", "approver")
 
 
 def _settings() -> Settings:
@@ -32,7 +38,8 @@ def _settings() -> Settings:
 
 @dev.command("up")
 def dev_up() -> None:
-    """Start the embedded services in the background (only those whose URL env var is unset)."""
+    """Start the embedded services in the background (only those whose URL env var is unset).
+    PostgreSQL and Redis keep their data under DRIPPULSE_HOME across `dev down`; topics do not."""
     from drippulse.devstack import EmbeddedStack, status
 
     settings = _settings()
@@ -62,15 +69,75 @@ def dev_status() -> None:
         raise typer.Exit(1)
 
 
-@orgs.command("create")
-def orgs_create(name: str) -> None:
-    """Create an organization; prints its id and an admin API key (shown once, stored hashed)."""
-    from drippulse.demo import create_org
+def _invitation_hint(token: str | None) -> None:
+    if token is not None:
+        typer.echo(f"invitation: {token}")
+        typer.echo(
+            "No password was given: the person sets one with POST /api/v1/auth/invitations/accept "
+            '{"token": "<invitation>", "password": "…"}.',
+            err=True,
+        )
 
-    org_id, key = asyncio.run(create_org(_settings(), name))
-    typer.echo(f"org_id:  {org_id}")
-    typer.echo(f"api_key: {key}")
+
+@orgs.command("create")
+def orgs_create(
+    name: str,
+    admin_email: str | None = typer.Option(None, help="Also create the first person (Admin, Editor, Approver)."),
+    admin_password: str | None = typer.Option(
+        None, envvar="DRIPPULSE_ADMIN_PASSWORD", help="Their password; without one, an invitation token is printed."
+    ),
+) -> None:
+    """Create an organization and its default project; prints its id and an admin API key (shown once,
+    stored hashed)."""
+    from drippulse.operators import OperatorError, create_org
+
+    try:
+        created = create_org(_settings(), name, admin_email, admin_password)
+    except OperatorError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"org_id:  {created.org_id}")
+    typer.echo(f"api_key: {created.api_key}")
+    if created.admin_user_id:
+        typer.echo(f"admin:   {created.admin_user_id}")
+    _invitation_hint(created.admin_invitation)
     typer.echo("Store the key now: it is not shown again.", err=True)
+
+
+@users.command("create")
+def users_create(
+    email: str,
+    org: str = typer.Option(..., help="The organization's id, or its name when unique."),
+    role: list[str] = typer.Option(..., help=f"One of {', '.join(ROLES)}; repeat for several."),
+    name: str = typer.Option("", help="The person's name."),
+    password: str | None = typer.Option(
+        None, envvar="DRIPPULSE_USER_PASSWORD", help="Without one (and none set before), prints an invitation."
+    ),
+) -> None:
+    """Add a person to an organization with one or more roles."""
+    from drippulse.operators import OperatorError, create_user
+
+    unknown = sorted(set(role) - set(ROLES))
+    if unknown:
+        typer.echo(f"error: unknown role(s) {', '.join(unknown)}; use {', '.join(ROLES)}", err=True)
+        raise typer.Exit(2)
+    try:
+        org_id, user_id, invitation = create_user(_settings(), org, email, name, sorted(set(role)), password)
+    except OperatorError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"org_id:  {org_id}")
+    typer.echo(f"user_id: {user_id}")
+    _invitation_hint(invitation)
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the control plane's migrations (every process also does at start-up)."""
+    from api.control_plane.database import migrate
+
+    migrate(_settings().database_url)
+    typer.echo("the control plane schema is up to date")
 
 
 @app.command("api")

@@ -4,19 +4,17 @@ the count of notifications the endpoint received and verified."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 import httpx
-import redis.asyncio as aioredis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from api.store import ControlPlaneStore
 from drippulse.demo_receiver import DemoReceiver
 from drippulse.lead_producer import produce_leads
+from drippulse.operators import create_org
 from drippulse.services import LocalServices
 from drippulse.settings import Settings
 from processors.templates import LEAD_QUALIFICATION
@@ -26,15 +24,6 @@ console = Console()
 
 class DemoFailed(RuntimeError):
     pass
-
-
-async def create_org(settings: Settings, name: str) -> tuple[str, str]:
-    client = aioredis.Redis.from_url(settings.redis_url)
-    try:
-        org, key = await ControlPlaneStore(client).create_org(name)
-    finally:
-        await client.aclose()
-    return org["id"], key.secret
 
 
 def _progress() -> Progress:
@@ -51,7 +40,8 @@ def run_demo(settings: Settings, leads: int, serve: bool, timeout_s: float = 600
         console.print("[bold]Starting the embedded stack, the API, the qualifier and the webhook worker…[/bold]")
         console.print("(loopback webhook URLs are allowed in this local demo, for its own endpoint)")
         services.start()
-        org_id, api_key = asyncio.run(create_org(settings, "Demo Co"))
+        created = create_org(settings, "Demo Co")
+        org_id, api_key = created.org_id, created.api_key
         api = httpx.Client(base_url=settings.api_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
         workflow = (
             api.post(

@@ -13,6 +13,7 @@ import redis
 import redis.asyncio as aioredis
 import uvloop
 
+from api.control_plane.database import migrate
 from drippulse.settings import Settings
 from streams import topics
 from streams.batch_runtime import BatchProcessor, BatchWorker
@@ -25,6 +26,7 @@ from streams.clickhouse_sink import (
     inbound_event_row,
     webhook_attempt_row,
 )
+from streams.control_plane import ControlPlaneReader, RevisionCache, connect
 from streams.crm_applier import CrmCommandApplier, CrmConfig
 from streams.dlq import DeadLetters
 from streams.kafka import ensure_topics, make_batch_producer, make_consumer, make_producer
@@ -36,7 +38,6 @@ from streams.serde import AvroSerde
 from streams.webhook_dispatcher import DispatchConfig, WebhookDispatcher
 from streams.webhook_intake import WebhookIntake
 from streams.webhook_schedule import DeliverySchedule
-from streams.webhook_subscriptions import WebhookSubscriptions
 from streams.workflow_catalog import WorkflowCatalog
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,13 @@ def _batch_worker(
     )
 
 
+def control_plane(settings: Settings) -> ControlPlaneReader:
+    """The workers' read access to the control plane, once its schema is there (every process
+    applies the migrations at start-up, like the topics: whichever starts first creates them)."""
+    migrate(settings.database_url)
+    return ControlPlaneReader(connect(settings.database_url))
+
+
 def build_qualifier(settings: Settings, ready_file: Path | None = None) -> BatchWorker:
     ensure_topics(settings)
     registry = make_registry(settings.schema_registry_url)
@@ -97,7 +105,7 @@ def build_qualifier(settings: Settings, ready_file: Path | None = None) -> Batch
         crm_commands=_serde(topics.CRM_COMMANDS, settings, registry),
         webhook_deliveries=_serde(topics.WEBHOOK_DELIVERIES, settings, registry),
         dead_letters=_dead_letters(settings, registry),
-        catalog=WorkflowCatalog(client, settings.workflow_refresh_s),
+        catalog=WorkflowCatalog(control_plane(settings), settings.workflow_refresh_s),
         state_store=ProcessorStateStore(client),
     )
     return _batch_worker(settings, QUALIFIER_GROUP, qualifier, inbound_topic, "qualifier", ready_file)
@@ -127,11 +135,13 @@ def build_crm_applier(settings: Settings, ready_file: Path | None = None) -> Bat
     ensure_topics(settings)
     registry = make_registry(settings.schema_registry_url)
     commands, commands_topic = _serde(topics.CRM_COMMANDS, settings, registry)
+    reader = control_plane(settings)
     applier = CrmCommandApplier(
         commands=commands,
         results=_serde(topics.CRM_RESULTS, settings, registry),
         dead_letters=_dead_letters(settings, registry),
         redis_url=settings.redis_url,
+        connections=RevisionCache(reader, reader.integration_connections, settings.workflow_refresh_s),
         box=secret_box(settings),
         config=CrmConfig(
             max_attempts=settings.crm_max_attempts,
@@ -147,25 +157,29 @@ def build_crm_applier(settings: Settings, ready_file: Path | None = None) -> Bat
     return _batch_worker(settings, CRM_GROUP, applier, commands_topic, "crm", ready_file, process_idle=True)
 
 
-def build_webhook_intake(settings: Settings, ready_file: Path | None = None) -> BatchWorker:
+def build_webhook_intake(
+    settings: Settings, reader: ControlPlaneReader, ready_file: Path | None = None
+) -> BatchWorker:
     registry = make_registry(settings.schema_registry_url)
     serde, topic_name = _serde(topics.WEBHOOK_DELIVERIES, settings, registry)
     intake = WebhookIntake(
         serde=serde,
         client=redis.Redis.from_url(settings.redis_url),
+        subscriptions=RevisionCache(reader, reader.webhook_subscriptions, settings.workflow_refresh_s),
         dead_letters=_dead_letters(settings, registry),
         first_delay_ms=int(settings.webhook_retry_schedule[0] * 1000),
     )
     return _batch_worker(settings, WEBHOOK_INTAKE_GROUP, intake, topic_name, "webhook-intake", ready_file)
 
 
-def build_webhook_dispatcher(settings: Settings) -> WebhookDispatcher:
+def build_webhook_dispatcher(settings: Settings, reader: ControlPlaneReader) -> WebhookDispatcher:
     """Builds inside the running event loop: the async Redis client binds to it."""
     registry = make_registry(settings.schema_registry_url)
     client = aioredis.Redis.from_url(settings.redis_url)
     return WebhookDispatcher(
         schedule=DeliverySchedule(client),
-        subscriptions=WebhookSubscriptions(client, secret_box(settings)),
+        control_plane=reader,
+        box=secret_box(settings),
         producer=make_producer(settings),
         attempts=_serde(topics.WEBHOOK_ATTEMPTS, settings, registry),
         config=DispatchConfig(
@@ -177,6 +191,7 @@ def build_webhook_dispatcher(settings: Settings) -> WebhookDispatcher:
             response_excerpt_bytes=settings.webhook_response_excerpt_bytes,
             allow_loopback=settings.webhook_allow_loopback,
             retention_s=settings.webhook_retention_s,
+            subscription_refresh_s=settings.workflow_refresh_s,
         ),
     )
 
@@ -187,11 +202,12 @@ def run_webhook_worker(settings: Settings, ready_file: Path | None = None) -> No
     either part fails, both stop and the process exits 1, so a supervisor restarts the whole worker
     instead of keeping a half of it alive."""
     ensure_topics(settings)
+    reader = control_plane(settings)
     stop = _stop_on_signals()
-    (intake,) = run_in_threads([build_webhook_intake(settings, ready_file)], stop)
+    (intake,) = run_in_threads([build_webhook_intake(settings, reader, ready_file)], stop)
 
     async def dispatch() -> None:
-        await build_webhook_dispatcher(settings).run(stop)
+        await build_webhook_dispatcher(settings, reader).run(stop)
 
     try:
         uvloop.run(dispatch())

@@ -36,10 +36,10 @@ from processors.delivery_policy import CrmOutcome, classify_crm_response, retry_
 from streams import state_keys
 from streams.batch_runtime import OutputRecord
 from streams.clock import now_ms
+from streams.control_plane import RevisionCache
 from streams.crm_connectors import CONNECTORS, HEADERS, CrmHttp, CrmResponse
 from streams.crm_parking import Chain, ParkedCommands
 from streams.dlq import DeadLetters
-from streams.integration_connections import decode_connections
 from streams.outbound_http import OutboundHttp
 from streams.rate_limiter import TokenBuckets
 from streams.secret_box import SecretBox
@@ -81,10 +81,12 @@ class CrmCommandApplier:
         results: tuple[AvroSerde, str],
         dead_letters: DeadLetters,
         redis_url: str,
+        connections: RevisionCache[list[dict[str, Any]]],
         box: SecretBox,
         config: CrmConfig,
     ) -> None:
         self._commands = commands
+        self._connection_cache = connections
         self._results, self._results_topic = results
         self._dead_letters = dead_letters
         self._redis_url = redis_url
@@ -98,7 +100,7 @@ class CrmCommandApplier:
         self._tokens: dict[str, str] = {}
 
     def on_rebalance(self) -> None:
-        """Stateless between batches: connections are read fresh for every batch."""
+        """Nothing per partition: connections are cached per org, checked by revision."""
 
     def process(self, messages: Sequence[Message]) -> list[OutputRecord]:
         """Also called with no messages when the topic is idle: parked leads still come due."""
@@ -178,7 +180,7 @@ class CrmCommandApplier:
         chains = await parking.claim(self._config.parked_claims_per_batch, lease_ms)
         if not chains:
             return []
-        connections = await self._connections(client, sorted({org_id for org_id, _, _ in chains}))
+        connections = self._connections({org_id for org_id, _, _ in chains})
 
         async def drain(chain: Chain) -> list[Outcome]:
             org_id, connection_id, _ = chain
@@ -211,19 +213,14 @@ class CrmCommandApplier:
         drained = await asyncio.gather(*map(drain, chains))
         return [outcome for chain_outcomes in drained for outcome in chain_outcomes]
 
-    async def _connections(self, client: aioredis.Redis, org_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-        """Each org's enabled connections, one pipeline for all."""
-        pipe = client.pipeline(transaction=False)
-        for org_id in org_ids:
-            pipe.hgetall(state_keys.integration_connections(org_id))
-        return {
-            org_id: [c for c in decode_connections(raw) if c.get("enabled", True)]
-            for org_id, raw in zip(org_ids, await pipe.execute(), strict=True)
-        }
+    def _connections(self, org_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
+        """Each org's enabled connections, from the revision-checked cache. A blocking read at most
+        every refresh period, on this applier's own loop before any request of the batch starts."""
+        return self._connection_cache.get(org_ids)
 
     async def _pending_jobs(self, client: aioredis.Redis, commands: list[dict[str, Any]]) -> list[Job]:
         """One job per (command, enabled connection of its org), minus those applied already."""
-        connections = await self._connections(client, sorted({c["org_id"] for c in commands}))
+        connections = self._connections({c["org_id"] for c in commands})
         jobs = [Job(c, conn) for c in commands for conn in connections[c["org_id"]]]
         if not jobs:
             return []

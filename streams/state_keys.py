@@ -1,55 +1,11 @@
-"""Redis key layout shared by the API (writer of control-plane records) and the workers (readers).
+"""Redis key layout: the hot, derived and scheduling state of the API and the workers (the control
+plane itself is in PostgreSQL).
 
 Per-org keys carry the org id in a hash tag, `dp:{org_id}:...`, so Redis Cluster places all of one
 organization's keys on one shard and per-org pipelines never cross slots.
 """
 
 from __future__ import annotations
-
-import secrets
-
-
-def new_id(prefix: str) -> str:
-    """A random id for a control-plane record, e.g. `wf_…`; the prefix tells its kind in logs."""
-    return f"{prefix}_{secrets.token_hex(10)}"
-
-
-def org(org_id: str) -> str:
-    return f"dp:{{{org_id}}}:org"
-
-
-ORG_INDEX = "dp:orgs"
-
-
-def api_key(key_hash: str) -> str:
-    """Global lookup from a key's hash to its org: the bearer token is all a request brings."""
-    return f"dp:apikey:{key_hash}"
-
-
-def org_api_keys(org_id: str) -> str:
-    return f"dp:{{{org_id}}}:apikeys"
-
-
-def workflow(org_id: str, workflow_id: str) -> str:
-    return f"dp:{{{org_id}}}:wf:{workflow_id}"
-
-
-def workflow_versions(org_id: str, workflow_id: str) -> str:
-    return f"dp:{{{org_id}}}:wf:{workflow_id}:versions"
-
-
-def workflow_index(org_id: str) -> str:
-    return f"dp:{{{org_id}}}:wfs"
-
-
-def active_workflows(org_id: str) -> str:
-    """Hash workflow_id -> {"version", "definition"}: everything a worker needs, in one read."""
-    return f"dp:{{{org_id}}}:wf:active"
-
-
-def workflow_revision(org_id: str) -> str:
-    """Counter bumped on every activation change; workers poll only this to notice changes."""
-    return f"dp:{{{org_id}}}:wf:rev"
 
 
 def event_seen(org_id: str, event_id: str) -> str:
@@ -85,11 +41,6 @@ def lead_state(org_id: str) -> str:
     return f"dp:{{{org_id}}}:leads"
 
 
-def webhooks(org_id: str) -> str:
-    """Hash webhook_id -> subscription JSON (signing secrets sealed)."""
-    return f"dp:{{{org_id}}}:webhooks"
-
-
 def webhook_failing_since(org_id: str) -> str:
     """Hash webhook_id -> ms of the first failed attempt since the endpoint's last success."""
     return f"dp:{{{org_id}}}:webhooks:failing"
@@ -116,21 +67,6 @@ with the schedules so the claim script may read it in Redis Cluster too."""
 
 WEBHOOK_DONE = "dp:{webhooks}:done"
 """Sorted set delivery_id -> ms it finished; finished deliveries are dropped after the retention."""
-
-
-def inbound_sources(org_id: str) -> str:
-    """Hash source_id -> inbound webhook source JSON (verification secret sealed)."""
-    return f"dp:{{{org_id}}}:hooksources"
-
-
-def inbound_source_owner(source_id: str) -> str:
-    """Global lookup from a source id to its org: a signed hook brings no API key, only the id."""
-    return f"dp:hooksource:{source_id}"
-
-
-def integration_connections(org_id: str) -> str:
-    """Hash connection_id -> integration connection JSON (credentials sealed)."""
-    return f"dp:{{{org_id}}}:integrations"
 
 
 def crm_bucket(org_id: str, connection_id: str) -> str:

@@ -31,13 +31,14 @@ from confluent_kafka import Producer
 from processors.delivery_policy import AttemptResult, DeliveryStatus, Verdict, failing_too_long, judge_attempt
 from streams import state_keys
 from streams.clock import now_ms
+from streams.control_plane import ControlPlaneReader, RevisionCache
 from streams.kafka import produce_waiting
 from streams.outbound_http import NoAnswer, OutboundHttp
+from streams.secret_box import SecretBox
 from streams.serde import AvroSerde
-from streams.signing_secrets import Signer, signature_header
+from streams.signing_secrets import Signer, signature_header, valid
 from streams.ssrf_guard import UnsafeDestination
 from streams.webhook_schedule import DeliverySchedule, DeliveryTask
-from streams.webhook_subscriptions import WebhookSubscriptions
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class DispatchConfig:
     retention_s: int
     poll_interval_s: float = 0.05
     defer_ms: int = 250
-    subscription_ttl_s: float = 1.0
+    subscription_refresh_s: float = 0.5
 
     @property
     def lease_ms(self) -> int:
@@ -82,59 +83,54 @@ class Finished:
 
 
 class Endpoints:
-    """Subscriptions and their signers, re-read from Redis at most once per `ttl_s` per org."""
+    """Subscriptions and their signers, from the control plane, cached per org by revision. A lookup
+    that finds its org stale checks every stale org the worker knows in the same query, so a secret
+    rotation or a disable reaches the worker within `refresh_s` at one query per period, however many
+    orgs it delivers for. The reads run in a thread, one at a time, off the event loop."""
 
-    def __init__(self, store: WebhookSubscriptions, ttl_s: float) -> None:
-        self._store = store
-        self._ttl_s = ttl_s
-        self._orgs: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
+    def __init__(self, reader: ControlPlaneReader, box: SecretBox, refresh_s: float) -> None:
+        self._cache: RevisionCache[dict[str, dict[str, Any]]] = RevisionCache(
+            reader, reader.webhook_subscriptions, refresh_s
+        )
+        self._box = box
         self._signers: dict[str, Signer] = {}
-        self._reloading: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._reading = asyncio.Lock()
 
     async def find(self, org_id: str, webhook_id: str) -> tuple[dict[str, Any], list[Signer]] | None:
-        cached = self._orgs.get(org_id)
-        if cached is not None and time.monotonic() - cached[0] <= self._ttl_s:
-            subscriptions = cached[1]
-        else:
-            subscriptions = await self._reload(org_id)
+        subscriptions = self._cache.fresh(org_id)
+        if subscriptions is None:
+            async with self._reading:
+                orgs = [org_id, *self._cache.stale()]
+                subscriptions = (await asyncio.to_thread(self._cache.get, orgs))[org_id]
         record = subscriptions.get(webhook_id)
         if record is None:
             return None
-        return record, [self._signer(secret["sealed"]) for secret in record["secrets"]]
-
-    async def _reload(self, org_id: str) -> dict[str, dict[str, Any]]:
-        """One reload per org at a time: the hundreds of attempts that find the cache stale at once
-        wait for the same read instead of each making it."""
-        async with self._reloading[org_id]:
-            loaded_at, subscriptions = self._orgs.get(org_id, (0.0, {}))
-            if time.monotonic() - loaded_at > self._ttl_s:
-                subscriptions = {r["id"]: r for r in await self._store.list(org_id)}
-                self._orgs[org_id] = (time.monotonic(), subscriptions)
-            return subscriptions
+        return record, [self._signer(secret["sealed"]) for secret in valid(record["secrets"])]
 
     def _signer(self, sealed: str) -> Signer:
         """Opening a sealed secret costs a Fernet decryption; each is opened once per process."""
         signer = self._signers.get(sealed)
         if signer is None:
-            signer = self._signers[sealed] = Signer(self._store.open_secret(sealed))
+            signer = self._signers[sealed] = Signer(self._box.open(sealed))
         return signer
 
     def forget(self, org_id: str) -> None:
-        self._orgs.pop(org_id, None)
+        self._cache.forget(org_id)
 
 
 class WebhookDispatcher:
     def __init__(
         self,
         schedule: DeliverySchedule,
-        subscriptions: WebhookSubscriptions,
+        control_plane: ControlPlaneReader,
+        box: SecretBox,
         producer: Producer,
         attempts: tuple[AvroSerde, str],
         config: DispatchConfig,
     ) -> None:
         self._schedule = schedule
-        self._subscriptions = subscriptions
-        self._endpoints = Endpoints(subscriptions, config.subscription_ttl_s)
+        self._control_plane = control_plane
+        self._endpoints = Endpoints(control_plane, box, config.subscription_refresh_s)
         self._producer = producer
         self._attempts, self._attempts_topic = attempts
         self._config = config
@@ -344,7 +340,7 @@ class WebhookDispatcher:
             self._finished = finished + self._finished
             raise
         for (org_id, webhook_id), reason in disabling.items():
-            if await self._subscriptions.disable(org_id, webhook_id, reason):
+            if await asyncio.to_thread(self._control_plane.disable_webhook, org_id, webhook_id, reason):
                 self._endpoints.forget(org_id)
                 log.warning("webhooks: disabled %s of %s: %s", webhook_id, org_id, reason)
 

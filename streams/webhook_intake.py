@@ -1,8 +1,8 @@
 """WebhookIntake: drip.webhooks.deliveries -> one scheduled delivery per subscribed endpoint.
 
-Runs in the batch loop (its own thread of the webhook worker): decode a batch, read the subscriptions
-of the batch's orgs with one pipeline, write every new delivery to the schedule with one more, and
-only then let the loop commit. Sending happens elsewhere (WebhookDispatcher), so a slow endpoint never
+Runs in the batch loop (its own thread of the webhook worker): decode a batch, take the subscriptions
+of the batch's orgs from the revision-checked cache, write every new delivery to the schedule with one
+pipeline, and only then let the loop commit. Sending happens elsewhere (WebhookDispatcher), so a slow endpoint never
 holds a partition back. A message with no subscribed endpoint is done once it is read.
 """
 
@@ -16,13 +16,14 @@ import redis
 from confluent_kafka import Message
 
 from processors.delivery_policy import subscribed
-from streams import state_keys
 from streams.batch_runtime import OutputRecord
 from streams.clock import now_ms
+from streams.control_plane import RevisionCache
 from streams.dlq import DeadLetters
 from streams.serde import AvroSerde
 from streams.webhook_schedule import DeliveryTask, queue_enqueue
-from streams.webhook_subscriptions import decode_subscriptions
+
+Subscriptions = RevisionCache[dict[str, dict[str, Any]]]
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +33,18 @@ class WebhookIntake:
         self,
         serde: AvroSerde,
         client: redis.Redis,
+        subscriptions: Subscriptions,
         dead_letters: DeadLetters,
         first_delay_ms: int,
     ) -> None:
         self._serde = serde
         self._redis = client
+        self._subscriptions = subscriptions
         self._dead_letters = dead_letters
         self._first_delay_ms = first_delay_ms
 
     def on_rebalance(self) -> None:
-        """Stateless between batches: subscriptions are read fresh for every batch."""
+        """Nothing per partition: subscriptions are cached per org, checked by revision."""
 
     def process(self, messages: Sequence[Message]) -> list[OutputRecord]:
         records, dead = self._dead_letters.decode_batch(self._serde, messages)
@@ -50,7 +53,7 @@ class WebhookIntake:
         return dead
 
     def _schedule(self, records: list[dict[str, Any]]) -> None:
-        subscriptions = self._subscriptions({r["org_id"] for r in records})
+        subscriptions = self._subscriptions.get({r["org_id"] for r in records})
         due = now_ms() + self._first_delay_ms
         tasks = []
         for record in records:
@@ -70,10 +73,3 @@ class WebhookIntake:
             pipe = self._redis.pipeline(transaction=False)
             queue_enqueue(pipe, tasks)
             pipe.execute()
-
-    def _subscriptions(self, org_ids: set[str]) -> dict[str, dict[str, dict[str, Any]]]:
-        pipe = self._redis.pipeline(transaction=False)
-        ordered = sorted(org_ids)
-        for org_id in ordered:
-            pipe.hgetall(state_keys.webhooks(org_id))
-        return {org_id: decode_subscriptions(raw) for org_id, raw in zip(ordered, pipe.execute(), strict=True)}

@@ -1,8 +1,9 @@
-"""Each worker's cache of compiled active workflows, refreshed from Redis by revision counter.
+"""Each worker's cache of compiled active workflows, refreshed from the control plane by revision.
 
-A worker checks an org's revision counter at most every `refresh_s` seconds (one pipelined GET per
-org in the batch) and reloads and recompiles only orgs whose counter moved, so a change made through
-the API reaches the workers within about a second without polling every definition.
+A worker checks an org's revision at most every `refresh_s` seconds (one query for all the stale
+orgs of a batch) and reloads and recompiles only orgs whose revision moved, so a change made through
+the API reaches the workers within about a second without reading every definition again
+(streams/control_plane.py says why a committed change can never be missed).
 """
 
 from __future__ import annotations
@@ -15,22 +16,21 @@ from operator import itemgetter
 from types import MappingProxyType
 
 import orjson
-import redis
 
 from processors.compiler import CompiledWorkflow, Triggers, compile_triggers, compile_workflow
 from processors.model import WorkflowDefinition
-from streams import state_keys
+from streams.control_plane import ControlPlaneReader
 
 log = logging.getLogger(__name__)
 
 
 class WorkflowCatalog:
-    def __init__(self, client: redis.Redis, refresh_s: float) -> None:
-        self._redis = client
+    def __init__(self, reader: ControlPlaneReader, refresh_s: float) -> None:
+        self._reader = reader
         self._refresh_s = refresh_s
         self._workflows: dict[str, tuple[CompiledWorkflow, ...]] = {}
         self._watched: dict[str, frozenset[str]] = {}
-        self._revisions: dict[str, bytes | None] = {}
+        self._revisions: dict[str, int | None] = {}
         self._checked_at: dict[str, float] = {}
         self._compiled: dict[tuple[str, str, int], tuple[tuple[bytes, str], CompiledWorkflow]] = {}
         self._by_definition: dict[bytes, tuple[bytes, CompiledWorkflow]] = {}
@@ -57,30 +57,25 @@ class WorkflowCatalog:
         return self._watched.get(org_id, frozenset())
 
     def _refresh(self, org_ids: list[str], now: float) -> None:
-        with self._redis.pipeline(transaction=False) as pipe:
-            for org_id in org_ids:
-                pipe.get(state_keys.workflow_revision(org_id))
-            revisions = pipe.execute()
+        revisions = self._reader.revisions(org_ids)
         changed = []
-        for org_id, revision in zip(org_ids, revisions, strict=True):
+        for org_id in org_ids:
             self._checked_at[org_id] = now
+            revision = revisions.get(org_id)
             if org_id not in self._revisions or self._revisions[org_id] != revision:
                 changed.append((org_id, revision))
         if not changed:
             return
-        with self._redis.pipeline(transaction=False) as pipe:
-            for org_id, _ in changed:
-                pipe.hgetall(state_keys.active_workflows(org_id))
-            definitions = pipe.execute()
-        for (org_id, revision), entries in zip(changed, definitions, strict=True):
+        definitions = self._reader.active_workflows([org_id for org_id, _ in changed])
+        for org_id, revision in changed:
             # Ordered by definition, then id: orgs with the same definitions list them in the same
             # order, so they share one compiled trigger set.
             self._workflows[org_id] = tuple(
                 compiled
                 for _, compiled in sorted(
                     (
-                        self._compile(org_id, workflow_id.decode(), orjson.loads(raw))
-                        for workflow_id, raw in entries.items()
+                        self._compile(org_id, workflow_id, version, definition)
+                        for workflow_id, version, definition in definitions[org_id]
                     ),
                     key=itemgetter(0),
                 )
@@ -91,14 +86,13 @@ class WorkflowCatalog:
             log.info("org %s: %d active workflows (revision %s)", org_id, len(self._workflows[org_id]), revision)
 
     def _compile(
-        self, org_id: str, workflow_id: str, entry: dict[str, object]
+        self, org_id: str, workflow_id: str, version: int, definition: dict[str, object]
     ) -> tuple[tuple[bytes, str], CompiledWorkflow]:
         """((definition fingerprint, workflow id), the compiled workflow)."""
-        version = int(str(entry["version"]))
         key = (org_id, workflow_id, version)
         compiled = self._compiled.get(key)
         if compiled is None:
-            fingerprint, template = self._template(entry["definition"])
+            fingerprint, template = self._template(definition)
             compiled = (fingerprint, workflow_id), replace(template, workflow_id=workflow_id, version=version)
             self._compiled[key] = compiled
         return compiled

@@ -1,8 +1,7 @@
-"""Session fixtures: one real local stack (Tansu broker, Redis, chdb) for all integration tests."""
+"""Session fixtures: one real local stack (Tansu broker, Redis, PostgreSQL, chdb) for all integration tests."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +19,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     home = tmp_path_factory.mktemp("drippulse")
     env = stack_env(home)
     saved = {key: os.environ.get(key) for key in env}
-    for key in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "CLICKHOUSE_URL", "SCHEMA_REGISTRY_URL"):
+    for key in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "CLICKHOUSE_URL", "SCHEMA_REGISTRY_URL", "DATABASE_URL"):
         os.environ.pop(key, None)
     os.environ.update(env)
     yield Settings()
@@ -61,11 +60,13 @@ def qualifier(api_server: ApiServer, settings: Settings) -> Iterator[WorkerProce
 
 
 def _new_org(settings: Settings, name: str) -> dict[str, Any]:
-    from drippulse.demo import create_org
+    from drippulse.operators import create_org
 
-    org_id, key = asyncio.run(create_org(settings, name))
-    client = httpx.Client(base_url=settings.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-    return {"org_id": org_id, "key": key, "client": client}
+    created = create_org(settings, name)
+    client = httpx.Client(
+        base_url=settings.api_url, headers={"Authorization": f"Bearer {created.api_key}"}, timeout=30
+    )
+    return {"org_id": created.org_id, "key": created.api_key, "client": client, "project_id": created.project_id}
 
 
 @pytest.fixture

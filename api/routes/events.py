@@ -7,12 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, status
 from pydantic import TypeAdapter, ValidationError
 
-from api.deps import Store, Writer, get_publisher, get_settings
+from api.deps import EventsSend, get_event_dedup, get_publisher
+from api.event_dedup import EventIdDedup
 from api.event_publisher import EventPublisher, PublishFailed
 from api.models import MAX_EVENTS_PER_REQUEST, EventIn, EventsAccepted
-from api.problems import Problem, invalid, validation_errors
-from api.store import ControlPlaneStore
-from drippulse.settings import Settings
+from api.problems import Problem, invalid, responses, validation_errors
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 _batch = TypeAdapter(list[EventIn])
@@ -44,13 +43,13 @@ def _parse(body: Any) -> list[EventIn]:
 
 
 async def accept_events(
-    org_id: str, events: list[EventIn], store: ControlPlaneStore, publisher: EventPublisher, settings: Settings
+    org_id: str, events: list[EventIn], dedup: EventIdDedup, publisher: EventPublisher
 ) -> EventsAccepted:
     """Drops client event ids seen in the dedup window, produces the rest and waits for the broker's
     acknowledgement, so acceptance means durably queued. Shared by /events and signed inbound hooks."""
     records = [event.to_record(org_id) for event in events]
     client_ids = list(dict.fromkeys(r["event_id"] for r, e in zip(records, events, strict=True) if e.event_id))
-    claimed = await store.claim_event_ids(org_id, client_ids, settings.event_dedup_window_s)
+    claimed = await dedup.claim(org_id, client_ids)
     claimable = {event_id for event_id, fresh in zip(client_ids, claimed, strict=True) if fresh}
     fresh_records, duplicates = [], []
     for record, event in zip(records, events, strict=True):
@@ -62,7 +61,7 @@ async def accept_events(
     try:
         await publisher.publish(fresh_records)
     except PublishFailed as exc:
-        await store.release_event_ids(org_id, [r["event_id"] for r in fresh_records])
+        await dedup.release(org_id, [r["event_id"] for r in fresh_records])
         raise Problem(503, "broker-unavailable", "Events not accepted", str(exc)) from None
     return EventsAccepted(
         accepted=len(fresh_records),
@@ -71,13 +70,37 @@ async def accept_events(
     )
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=EventsAccepted,
+    responses=responses(401, 403, 413, 422, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/EventIn"},
+                            {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/EventIn"},
+                                "minItems": 1,
+                                "maxItems": MAX_EVENTS_PER_REQUEST,
+                            },
+                        ]
+                    }
+                }
+            },
+        }
+    },
+)
 async def post_events(
-    principal: Writer,
-    store: Store,
+    principal: EventsSend,
+    dedup: Annotated[EventIdDedup, Depends(get_event_dedup)],
     publisher: Annotated[EventPublisher, Depends(get_publisher)],
-    settings: Annotated[Settings, Depends(get_settings)],
     body: Annotated[Any, Body(description="One event, or a JSON array of up to 1,000 events.")],
 ) -> EventsAccepted:
     """Answers once the broker acknowledged every accepted event, so 202 means durably queued."""
-    return await accept_events(principal.org_id, _parse(body), store, publisher, settings)
+    return await accept_events(principal.org_id, _parse(body), dedup, publisher)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Admin, Reader, get_inbound_sources
-from api.inbound_sources import InboundSources, public_view
-from api.problems import not_found
+from api.control_plane import inbound_sources
+from api.control_plane.tables import InboundSource
+from api.deps import Box, Db, InboundSourcesManage, InboundSourcesRead
+from api.models import Items, required_ms
+from api.problems import responses
 from processors.events import EventType
+from streams.signing_secrets import rotation_view, valid
 
-router = APIRouter(prefix="/api/v1/inbound_sources", tags=["inbound webhooks"])
-Sources = Annotated[InboundSources, Depends(get_inbound_sources)]
+router = APIRouter(prefix="/api/v1/inbound_sources", tags=["inbound webhooks"], responses=responses(401, 403, 422))
 
 
 class InboundSourceCreate(BaseModel):
@@ -23,36 +23,9 @@ class InboundSourceCreate(BaseModel):
     event_type: EventType = Field(default=EventType.LEAD_CREATED, description="The type of every mapped event.")
     mapping: dict[str, str] = Field(
         default_factory=dict,
-        description="Event field -> dotted path in the payload, e.g. {\"lead.email\": \"data.contact.email\"}. "
+        description='Event field -> dotted path in the payload, e.g. {"lead.email": "data.contact.email"}. '
         "Empty: the payload is a DripPulse event as POST /api/v1/events takes it.",
     )
-
-
-@router.post("", status_code=status.HTTP_201_CREATED)
-async def create_source(body: InboundSourceCreate, principal: Admin, sources: Sources) -> dict[str, Any]:
-    """The verification secret (`whsec_…`) is in this response only."""
-    record, secret = await sources.create(principal.org_id, body.model_dump(mode="json"))
-    return {**public_view(record), "secret": secret}
-
-
-@router.get("")
-async def list_sources(principal: Reader, sources: Sources) -> dict[str, Any]:
-    return {"items": [public_view(r) for r in await sources.list(principal.org_id)]}
-
-
-@router.get("/{source_id}")
-async def get_source(source_id: str, principal: Reader, sources: Sources) -> dict[str, Any]:
-    record = await sources.get(principal.org_id, source_id)
-    if record is None:
-        raise not_found("inbound source", source_id)
-    return public_view(record)
-
-
-@router.delete("/{source_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_source(source_id: str, principal: Admin, sources: Sources) -> Response:
-    if not await sources.delete(principal.org_id, source_id):
-        raise not_found("inbound source", source_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 class RotateSecret(BaseModel):
@@ -61,13 +34,74 @@ class RotateSecret(BaseModel):
     overlap_hours: int = Field(default=24, ge=0, le=168, description="How long the previous secret stays valid.")
 
 
-@router.post("/{source_id}/rotate_secret")
+class InboundSourceOut(BaseModel):
+    id: str
+    name: str
+    event_type: EventType
+    mapping: dict[str, str]
+    hook_path: str = Field(description="Where the sender posts: POST {hook_path}, signed with the secret.")
+    signing_secrets: int
+    previous_secret_valid_until_ms: int | None
+    created_at_ms: int
+
+
+class InboundSourceWithSecret(InboundSourceOut):
+    secret: str = Field(description="The `whsec_…` verification secret. Shown once, stored encrypted.")
+
+
+def _out(source: InboundSource) -> InboundSourceOut:
+    return InboundSourceOut(
+        id=source.id,
+        name=source.name,
+        event_type=EventType(source.event_type),
+        mapping=source.mapping,
+        hook_path=f"/api/v1/hooks/{source.id}",
+        **rotation_view(valid(source.secrets)),
+        created_at_ms=required_ms(source.created_at),
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=InboundSourceWithSecret)
+async def create_source(
+    body: InboundSourceCreate, principal: InboundSourcesManage, database: Db, box: Box
+) -> InboundSourceWithSecret:
+    """The verification secret (`whsec_…`) is in this response only."""
+    async with database.transaction() as session:
+        source, secret = await inbound_sources.create(
+            session, principal.scope, principal.actor, box, body.model_dump(mode="json")
+        )
+    return InboundSourceWithSecret(**_out(source).model_dump(), secret=secret)
+
+
+@router.get("", response_model=Items[InboundSourceOut])
+async def list_sources(principal: InboundSourcesRead, database: Db) -> Items[InboundSourceOut]:
+    async with database.transaction() as session:
+        return Items(items=[_out(s) for s in await inbound_sources.list_all(session, principal.org_id)])
+
+
+@router.get("/{source_id}", response_model=InboundSourceOut, responses=responses(404))
+async def get_source(source_id: str, principal: InboundSourcesRead, database: Db) -> InboundSourceOut:
+    async with database.transaction() as session:
+        return _out(await inbound_sources.get(session, principal.org_id, source_id))
+
+
+@router.delete(
+    "/{source_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response, responses=responses(404)
+)
+async def delete_source(source_id: str, principal: InboundSourcesManage, database: Db) -> Response:
+    async with database.transaction() as session:
+        await inbound_sources.delete(session, principal.scope, principal.actor, source_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{source_id}/rotate_secret", response_model=InboundSourceWithSecret, responses=responses(404))
 async def rotate_secret(
-    source_id: str, principal: Admin, sources: Sources, body: RotateSecret | None = None
-) -> dict[str, Any]:
+    source_id: str, principal: InboundSourcesManage, database: Db, box: Box, body: RotateSecret | None = None
+) -> InboundSourceWithSecret:
     """A new secret, shown once; requests signed with the previous one are accepted for `overlap_hours`."""
-    record = await sources.get(principal.org_id, source_id)
-    if record is None:
-        raise not_found("inbound source", source_id)
-    rotated, secret = await sources.rotate_secret(record, (body.overlap_hours if body else 24) * 3600)
-    return {**public_view(rotated), "secret": secret}
+    overlap_s = (body.overlap_hours if body else 24) * 3600
+    async with database.transaction() as session:
+        source, secret = await inbound_sources.rotate_secret(
+            session, principal.scope, principal.actor, box, source_id, overlap_s
+        )
+    return InboundSourceWithSecret(**_out(source).model_dump(), secret=secret)

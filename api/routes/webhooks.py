@@ -8,25 +8,33 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.control_plane import webhooks
+from api.control_plane.tables import WebhookSubscription
 from api.deliveries_reader import DeliveriesReader
-from api.deps import Admin, Reader, Writer, get_deliveries, get_delivery_schedule, get_settings, get_webhooks
+from api.deps import (
+    Box,
+    Db,
+    SettingsDep,
+    WebhooksManage,
+    WebhooksRead,
+    get_deliveries,
+    get_delivery_schedule,
+)
 from api.destinations import refuse_unsafe
-from api.problems import not_found
-from drippulse.settings import Settings
+from api.models import Items, Page, required_ms
+from api.problems import not_found, responses
 from streams.clock import now_ms
+from streams.signing_secrets import rotation_view, valid
 from streams.webhook_schedule import DeliverySchedule, DeliveryTask
-from streams.webhook_subscriptions import WebhookSubscriptions, public_view
 
-router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
-Subscriptions = Annotated[WebhookSubscriptions, Depends(get_webhooks)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], responses=responses(401, 403, 422))
 Schedule = Annotated[DeliverySchedule, Depends(get_delivery_schedule)]
 History = Annotated[DeliveriesReader, Depends(get_deliveries)]
 TEST_EVENT_TYPE = "webhook.test"
@@ -56,69 +64,157 @@ class RotateSecret(_Body):
     )
 
 
-async def _subscription(webhooks: Subscriptions, org_id: str, webhook_id: str) -> dict[str, Any]:
-    record = await webhooks.get(org_id, webhook_id)
-    if record is None:
-        raise not_found("webhook", webhook_id)
-    return record
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    event_types: list[str] = Field(description="Empty: every event type.")
+    description: str
+    enabled: bool
+    disabled_reason: str | None = Field(description="Why the worker disabled it (410 Gone, failing too long).")
+    signing_secrets: int = Field(description="How many secrets sign each delivery now (2 during a rotation).")
+    previous_secret_valid_until_ms: int | None
+    created_at_ms: int
+    updated_at_ms: int
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+class WebhookWithSecret(WebhookOut):
+    secret: str = Field(description="The `whsec_…` signing secret. Shown once, stored encrypted.")
+
+
+class DeliveryState(BaseModel):
+    delivery_id: str
+    org_id: str
+    webhook_id: str
+    message_id: str = Field(description="The `webhook-id` header: stable across retries and replays.")
+    event_type: str
+    created_at_ms: int
+    next_attempt_at_ms: int | None
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str
+    completed_at_ms: int | None
+
+
+class DeliverySummary(BaseModel):
+    delivery_id: str
+    message_id: str
+    event_type: str
+    attempts: int
+    status: Literal["delivered", "failed", "pending"]
+    last_status_code: int | None
+    last_error: str
+    last_attempt_at_ms: int
+
+
+class Attempt(BaseModel):
+    attempt_id: str
+    attempt: int
+    url: str
+    result: str = Field(description="succeeded | retrying | failed")
+    status_code: int | None
+    latency_ms: int
+    error: str
+    response_excerpt: str
+    attempted_at_ms: int
+    next_attempt_at_ms: int | None
+
+
+class DeliveryDetail(DeliveryState):
+    attempt_history: list[Attempt]
+
+
+def webhook_out(subscription: WebhookSubscription) -> WebhookOut:
+    return WebhookOut(
+        id=subscription.id,
+        url=subscription.url,
+        event_types=list(subscription.event_types),
+        description=subscription.description,
+        enabled=subscription.enabled,
+        disabled_reason=subscription.disabled_reason,
+        **rotation_view(valid(subscription.secrets)),
+        created_at_ms=required_ms(subscription.created_at),
+        updated_at_ms=required_ms(subscription.updated_at),
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookWithSecret)
 async def create_webhook(
-    body: WebhookCreate, principal: Admin, webhooks: Subscriptions, settings: SettingsDep
-) -> dict[str, Any]:
-    """The signing secret is in this response only; it is stored encrypted and never shown again."""
+    body: WebhookCreate, principal: WebhooksManage, database: Db, box: Box, settings: SettingsDep
+) -> WebhookWithSecret:
+    """The signing secret is in this response only; it is stored encrypted and never shown again.
+    URLs resolving to loopback, private, link-local, CGNAT, multicast or metadata addresses get 422."""
     await refuse_unsafe(body.url, settings, "url")
-    record, secret = await webhooks.create(principal.org_id, body.model_dump())
-    return {**public_view(record), "secret": secret}
+    async with database.transaction() as session:
+        subscription, secret = await webhooks.create(session, principal.scope, principal.actor, box, body.model_dump())
+    return WebhookWithSecret(**webhook_out(subscription).model_dump(), secret=secret)
 
 
-@router.get("")
-async def list_webhooks(principal: Reader, webhooks: Subscriptions) -> dict[str, Any]:
-    return {"items": [public_view(r) for r in await webhooks.list(principal.org_id)]}
+@router.get("", response_model=Items[WebhookOut])
+async def list_webhooks(principal: WebhooksRead, database: Db) -> Items[WebhookOut]:
+    async with database.transaction() as session:
+        return Items(items=[webhook_out(s) for s in await webhooks.list_all(session, principal.org_id)])
 
 
-@router.get("/{webhook_id}")
-async def get_webhook(webhook_id: str, principal: Reader, webhooks: Subscriptions) -> dict[str, Any]:
-    return public_view(await _subscription(webhooks, principal.org_id, webhook_id))
+@router.get("/{webhook_id}", response_model=WebhookOut, responses=responses(404))
+async def get_webhook(webhook_id: str, principal: WebhooksRead, database: Db) -> WebhookOut:
+    async with database.transaction() as session:
+        return webhook_out(await webhooks.get(session, principal.org_id, webhook_id))
 
 
-@router.patch("/{webhook_id}")
+@router.patch("/{webhook_id}", response_model=WebhookOut, responses=responses(404))
 async def update_webhook(
-    webhook_id: str, body: WebhookUpdate, principal: Admin, webhooks: Subscriptions, settings: SettingsDep
-) -> dict[str, Any]:
-    record = await _subscription(webhooks, principal.org_id, webhook_id)
+    webhook_id: str, body: WebhookUpdate, principal: WebhooksManage, database: Db, settings: SettingsDep
+) -> WebhookOut:
+    """Re-enabling a disabled endpoint clears `disabled_reason` and its failure streak."""
     if body.url is not None:
         await refuse_unsafe(body.url, settings, "url")
-    changes = body.model_dump(exclude_none=True)
-    return public_view(await webhooks.update(principal.org_id, record, changes))
+    async with database.transaction() as session:
+        changed = await webhooks.update(
+            session, principal.scope, principal.actor, webhook_id, body.model_dump(exclude_none=True)
+        )
+    return webhook_out(changed)
 
 
-@router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_webhook(webhook_id: str, principal: Admin, webhooks: Subscriptions) -> Response:
-    if not await webhooks.delete(principal.org_id, webhook_id):
-        raise not_found("webhook", webhook_id)
+@router.delete(
+    "/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response, responses=responses(404)
+)
+async def delete_webhook(webhook_id: str, principal: WebhooksManage, database: Db) -> Response:
+    async with database.transaction() as session:
+        await webhooks.delete(session, principal.scope, principal.actor, webhook_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{webhook_id}/rotate_secret")
+@router.post("/{webhook_id}/rotate_secret", response_model=WebhookWithSecret, responses=responses(404))
 async def rotate_secret(
-    webhook_id: str, principal: Admin, webhooks: Subscriptions, body: RotateSecret | None = None
-) -> dict[str, Any]:
+    webhook_id: str, principal: WebhooksManage, database: Db, box: Box, body: RotateSecret | None = None
+) -> WebhookWithSecret:
     """A new secret, shown once. The previous one stays valid for `overlap_hours` (both sign meanwhile)."""
-    record = await _subscription(webhooks, principal.org_id, webhook_id)
     overlap_s = (body.overlap_hours if body else 24) * 3600
-    rotated, secret = await webhooks.rotate_secret(principal.org_id, record, overlap_s)
-    return {**public_view(rotated), "secret": secret}
+    async with database.transaction() as session:
+        rotated, secret = await webhooks.rotate_secret(
+            session, principal.scope, principal.actor, box, webhook_id, overlap_s
+        )
+    return WebhookWithSecret(**webhook_out(rotated).model_dump(), secret=secret)
 
 
-@router.post("/{webhook_id}/test", status_code=status.HTTP_202_ACCEPTED)
+async def _exists(database: Db, org_id: str, webhook_id: str) -> None:
+    async with database.transaction() as session:
+        await webhooks.get(session, org_id, webhook_id)
+
+
+@router.post(
+    "/{webhook_id}/test",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DeliveryState,
+    responses=responses(404),
+)
 async def send_test_message(
-    webhook_id: str, principal: Writer, webhooks: Subscriptions, schedule: Schedule
-) -> dict[str, Any]:
+    webhook_id: str, principal: WebhooksManage, database: Db, schedule: Schedule
+) -> DeliveryState:
     """Queues a `webhook.test` message to this endpoint (whatever its event-type filter), signed and
     retried like any other; follow it at `GET .../deliveries/{delivery_id}`."""
-    await _subscription(webhooks, principal.org_id, webhook_id)
+    await _exists(database, principal.org_id, webhook_id)
     message_id = f"msg_test_{uuid.uuid4().hex}"
     payload = {
         "type": TEST_EVENT_TYPE,
@@ -129,25 +225,25 @@ async def send_test_message(
         principal.org_id, webhook_id, message_id, TEST_EVENT_TYPE, orjson.dumps(payload).decode(), now_ms()
     )
     await schedule.enqueue(task)
-    return task.public_view()
+    return DeliveryState(**task.public_view())
 
 
-@router.get("/{webhook_id}/deliveries")
+@router.get("/{webhook_id}/deliveries", response_model=Page[DeliverySummary], responses=responses(400, 404))
 async def list_deliveries(
     webhook_id: str,
-    principal: Reader,
-    webhooks: Subscriptions,
+    principal: WebhooksRead,
+    database: Db,
     history: History,
     status_filter: Annotated[Literal["delivered", "failed", "pending"] | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
-) -> dict[str, Any]:
+) -> Page[DeliverySummary]:
     """Attempted deliveries, latest attempt first; `pending` means a retry is scheduled."""
-    await _subscription(webhooks, principal.org_id, webhook_id)
+    await _exists(database, principal.org_id, webhook_id)
     items, next_cursor = await run_in_threadpool(
         history.deliveries, principal.org_id, webhook_id, status_filter, limit, cursor
     )
-    return {"items": items, "next_cursor": next_cursor}
+    return Page(items=[DeliverySummary(**item) for item in items], next_cursor=next_cursor)
 
 
 async def _delivery(schedule: DeliverySchedule, org_id: str, webhook_id: str, delivery_id: str) -> DeliveryTask:
@@ -157,20 +253,25 @@ async def _delivery(schedule: DeliverySchedule, org_id: str, webhook_id: str, de
     return task
 
 
-@router.get("/{webhook_id}/deliveries/{delivery_id}")
+@router.get("/{webhook_id}/deliveries/{delivery_id}", response_model=DeliveryDetail, responses=responses(404))
 async def get_delivery(
-    webhook_id: str, delivery_id: str, principal: Reader, schedule: Schedule, history: History
-) -> dict[str, Any]:
+    webhook_id: str, delivery_id: str, principal: WebhooksRead, schedule: Schedule, history: History
+) -> DeliveryDetail:
     """The delivery's current state and every attempt so far. Kept for DRIPPULSE_WEBHOOK_RETENTION_S."""
     task = await _delivery(schedule, principal.org_id, webhook_id, delivery_id)
     attempts = await run_in_threadpool(history.attempts, principal.org_id, webhook_id, delivery_id)
-    return {**task.public_view(), "attempt_history": attempts}
+    return DeliveryDetail(**task.public_view(), attempt_history=[Attempt(**a) for a in attempts])
 
 
-@router.post("/{webhook_id}/deliveries/{delivery_id}/replay", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/{webhook_id}/deliveries/{delivery_id}/replay",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DeliveryState,
+    responses=responses(404),
+)
 async def replay_delivery(
-    webhook_id: str, delivery_id: str, principal: Writer, schedule: Schedule
-) -> dict[str, Any]:
+    webhook_id: str, delivery_id: str, principal: WebhooksManage, schedule: Schedule
+) -> DeliveryState:
     """Sends the same message again (same `webhook-id`), with a fresh run of the retry schedule."""
     task = await _delivery(schedule, principal.org_id, webhook_id, delivery_id)
-    return (await schedule.restart(task)).public_view()
+    return DeliveryState(**(await schedule.restart(task)).public_view())

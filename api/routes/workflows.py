@@ -1,27 +1,133 @@
-"""Workflows: versioned definitions. Editing an active workflow creates a new draft version; a
-version runs only once activated."""
+"""Workflows: versioned definitions in projects. Editing an active workflow creates a new draft
+version; a version runs only once activated, and where the project's policy (or an agent key) says
+so, activation is a change request another person approves."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Path, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import ValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
 
-from api.deps import Admin, Reader, Store, get_history
+from api.control_plane import change_requests, organizations, workflows
+from api.control_plane.tables import Workflow, WorkflowVersion
+from api.deps import Db, WorkflowsActivate, WorkflowsAuthor, WorkflowsRead, WorkflowsTest, get_history
 from api.history_reader import InboundHistoryReader
-from api.models import ActivateRequest, EventIn, ReplayRequest, WorkflowCreate, WorkflowTestRequest, WorkflowUpdate
-from api.problems import Problem, invalid, not_found, validation_errors
-from api.store import VersionConflict
-from processors.compiler import compile_workflow
+from api.models import (
+    MAX_VERSION,
+    ActivateRequest,
+    EventIn,
+    ExecutionFields,
+    Items,
+    ReplayRequest,
+    WorkflowCreate,
+    WorkflowTestRequest,
+    WorkflowUpdate,
+    ms,
+    required_ms,
+)
+from api.permissions import Principal
+from api.problems import invalid, responses, validation_errors
+from api.routes.change_requests import ChangeRequestOut, change_request_out
+from processors.change_control import activation_needs_approval
+from processors.compiler import CompiledWorkflow, compile_workflow
 from processors.explain import explain
 from processors.model import WorkflowDefinition
 from processors.replay import compare_versions
 from processors.routing import RoutingState
 from processors.step_types import step_types
 
-router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"])
+router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"], responses=responses(401, 403, 422))
+WorkflowStatus = Literal["draft", "active", "inactive", "archived"]
+
+
+class WorkflowOut(BaseModel):
+    id: str
+    project_id: str
+    name: str
+    description: str
+    status: WorkflowStatus
+    active_version: int | None
+    latest_version: int
+    created_at_ms: int
+    updated_at_ms: int
+    definition: dict[str, Any] | None = Field(
+        default=None, description="The latest version's definition (null in lists)."
+    )
+
+
+class VersionOut(BaseModel):
+    version: int
+    status: Literal["draft", "proposed", "active", "superseded"] = Field(
+        description="proposed: frozen while a change request for it is open"
+    )
+    definition: dict[str, Any]
+    authored_by: str
+    created_at_ms: int
+    activated_at_ms: int | None
+
+
+class StepType(BaseModel):
+    name: str
+    description: str
+    config_schema: dict[str, Any] = Field(description="JSON Schema of the step's configuration.")
+    example: dict[str, Any]
+
+
+class PlannedCrmCommand(BaseModel):
+    step: str
+    operation: str
+    properties: dict[str, str]
+
+
+class PlannedNotification(BaseModel):
+    step: str
+    event_type: str
+    payload: dict[str, Any]
+
+
+class Planned(BaseModel):
+    crm_commands: list[PlannedCrmCommand]
+    webhook_notifications: list[PlannedNotification]
+
+
+class TestResult(BaseModel):
+    """Per sample event: whether it enrolls (with the trigger's explanation) and, if it does, what the
+    execution decides, what it would send, and a step-by-step trace."""
+
+    index: int
+    event_id: str
+    enrolled: bool
+    trigger: dict[str, Any]
+    execution: ExecutionFields | None = None
+    planned: Planned | None = None
+    trace: list[dict[str, Any]] | None = None
+
+
+class TestReport(BaseModel):
+    workflow_id: str
+    version: int
+    results: list[TestResult]
+
+
+class ReplayExample(BaseModel):
+    event_id: str
+    lead_id: str
+    before: Any
+    after: Any
+
+
+class ReplayReport(BaseModel):
+    workflow_id: str
+    base_version: int
+    candidate_version: int
+    events: int = Field(description="Events replayed.")
+    evaluated: int = Field(description="Events that triggered either version.")
+    leads_changed: int
+    changes: dict[str, int] = Field(description="Leads whose enrollment, tier, owner or actions would change.")
+    examples: dict[str, list[ReplayExample]]
 
 
 def _validated(definition: dict[str, Any]) -> dict[str, Any]:
@@ -36,177 +142,219 @@ def _validated(definition: dict[str, Any]) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude_none=True)
 
 
-async def _workflow(store: Store, org_id: str, workflow_id: str) -> dict[str, Any]:
-    workflow = await store.get_workflow(org_id, workflow_id)
-    if workflow is None:
-        raise not_found("workflow", workflow_id)
-    return workflow
+def workflow_out(workflow: Workflow, definition: dict[str, Any] | None = None) -> WorkflowOut:
+    return WorkflowOut(
+        id=workflow.id,
+        project_id=workflow.project_id,
+        name=workflow.name,
+        description=workflow.description,
+        status=workflow.status,
+        active_version=workflow.active_version,
+        latest_version=workflow.latest_version,
+        created_at_ms=required_ms(workflow.created_at),
+        updated_at_ms=required_ms(workflow.updated_at),
+        definition=definition,
+    )
 
 
-async def _changeable(store: Store, org_id: str, workflow_id: str) -> dict[str, Any]:
-    workflow = await _workflow(store, org_id, workflow_id)
-    if workflow["status"] == "archived":
-        raise Problem(409, "archived", "Workflow archived", "an archived workflow can be read, not changed")
-    return workflow
+def _version_out(version: WorkflowVersion) -> VersionOut:
+    return VersionOut(
+        version=version.version,
+        status=version.status,
+        definition=version.definition,
+        authored_by=version.authored_by,
+        created_at_ms=required_ms(version.created_at),
+        activated_at_ms=ms(version.activated_at),
+    )
 
 
-async def _with_definition(store: Store, org_id: str, workflow: dict[str, Any]) -> dict[str, Any]:
-    latest = await store.get_version(org_id, workflow["id"], workflow["latest_version"])
-    return {**workflow, "definition": latest["definition"] if latest else None}
+async def _with_definition(database: Db, principal: Principal, workflow: Workflow) -> WorkflowOut:
+    async with database.transaction() as session:
+        latest = await workflows.get_version(session, principal.scope, workflow.id, workflow.latest_version)
+    return workflow_out(workflow, latest.definition)
 
 
-@router.get("/step_types")
-async def list_step_types(_: Reader) -> dict[str, Any]:
+@router.get("/step_types", response_model=Items[StepType])
+async def list_step_types(_: WorkflowsRead) -> Items[StepType]:
     """Every step type with the JSON Schema of its configuration and a valid example."""
-    return {"items": step_types()}
+    return Items(items=[StepType(**item) for item in step_types()])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
-async def create_workflow(body: WorkflowCreate, principal: Admin, store: Store) -> dict[str, Any]:
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=WorkflowOut, responses=responses(404))
+async def create_workflow(body: WorkflowCreate, principal: WorkflowsAuthor, database: Db) -> WorkflowOut:
+    """Version 1, a draft. A project-scoped key creates it in its project."""
     definition = _validated(body.definition)
-    workflow = await store.create_workflow(principal.org_id, body.name, body.description, definition)
-    return {**workflow, "definition": definition}
+    async with database.transaction() as session:
+        workflow, _ = await workflows.create_workflow(
+            session, principal.scope, principal.actor, body.project_id, body.name, body.description, definition
+        )
+    return workflow_out(workflow, definition)
 
 
-@router.get("")
-async def list_workflows(principal: Reader, store: Store, status: str | None = None) -> dict[str, Any]:
-    return {"items": await store.list_workflows(principal.org_id, status)}
+@router.get("", response_model=Items[WorkflowOut])
+async def list_workflows(
+    principal: WorkflowsRead, database: Db, status: WorkflowStatus | None = None, project_id: str | None = None
+) -> Items[WorkflowOut]:
+    async with database.transaction() as session:
+        found = await workflows.list_workflows(session, principal.scope, status, project_id)
+    return Items(items=[workflow_out(w) for w in found])
 
 
-@router.get("/{workflow_id}")
-async def get_workflow(workflow_id: str, principal: Reader, store: Store) -> dict[str, Any]:
-    workflow = await _workflow(store, principal.org_id, workflow_id)
-    return await _with_definition(store, principal.org_id, workflow)
+@router.get("/{workflow_id}", response_model=WorkflowOut, responses=responses(404))
+async def get_workflow(workflow_id: str, principal: WorkflowsRead, database: Db) -> WorkflowOut:
+    async with database.transaction() as session:
+        workflow = await workflows.get_workflow(session, principal.scope, workflow_id)
+    return await _with_definition(database, principal, workflow)
 
 
-@router.patch("/{workflow_id}")
-async def update_workflow(workflow_id: str, body: WorkflowUpdate, principal: Admin, store: Store) -> dict[str, Any]:
-    workflow = await _changeable(store, principal.org_id, workflow_id)
+@router.patch("/{workflow_id}", response_model=WorkflowOut, responses=responses(404, 409))
+async def update_workflow(
+    workflow_id: str, body: WorkflowUpdate, principal: WorkflowsAuthor, database: Db
+) -> WorkflowOut:
     definition = _validated(body.definition) if body.definition is not None else None
     changes = body.model_dump(exclude_unset=True, exclude={"definition"}, exclude_none=True)
-    updated = await store.update_workflow(principal.org_id, workflow, changes, definition)
-    return await _with_definition(store, principal.org_id, updated)
+    async with database.transaction() as session:
+        updated = await workflows.update_workflow(
+            session, principal.scope, principal.actor, workflow_id, changes, definition
+        )
+    return await _with_definition(database, principal, updated)
 
 
-@router.get("/{workflow_id}/versions")
-async def list_versions(workflow_id: str, principal: Reader, store: Store) -> dict[str, Any]:
-    await _workflow(store, principal.org_id, workflow_id)
-    return {"items": await store.list_versions(principal.org_id, workflow_id)}
+@router.get("/{workflow_id}/versions", response_model=Items[VersionOut], responses=responses(404))
+async def list_versions(workflow_id: str, principal: WorkflowsRead, database: Db) -> Items[VersionOut]:
+    async with database.transaction() as session:
+        return Items(
+            items=[_version_out(v) for v in await workflows.list_versions(session, principal.scope, workflow_id)]
+        )
 
 
-@router.get("/{workflow_id}/versions/{version}")
-async def get_version(workflow_id: str, version: int, principal: Reader, store: Store) -> dict[str, Any]:
-    await _workflow(store, principal.org_id, workflow_id)
-    found = await store.get_version(principal.org_id, workflow_id, version)
-    if found is None:
-        raise not_found("workflow version", f"{workflow_id}@{version}")
-    return found
+@router.get("/{workflow_id}/versions/{version}", response_model=VersionOut, responses=responses(404))
+async def get_version(
+    workflow_id: str, version: Annotated[int, Path(ge=1, le=MAX_VERSION)], principal: WorkflowsRead, database: Db
+) -> VersionOut:
+    async with database.transaction() as session:
+        return _version_out(await workflows.get_version(session, principal.scope, workflow_id, version))
 
 
-@router.post("/{workflow_id}/activate")
+@router.post(
+    "/{workflow_id}/activate",
+    response_model=WorkflowOut,
+    responses={
+        202: {"model": ChangeRequestOut, "description": "Approval needed: a change request was opened instead."},
+        **responses(404, 409),
+    },
+)
 async def activate_workflow(
-    workflow_id: str, principal: Admin, store: Store, body: ActivateRequest | None = None
-) -> dict[str, Any]:
-    """Makes a version (default: the latest) the active one; workers pick it up within a second."""
-    workflow = await _changeable(store, principal.org_id, workflow_id)
-    version = body.version if body and body.version else workflow["latest_version"]
-    try:
-        activated = await store.activate_workflow(principal.org_id, workflow, version)
-    except VersionConflict as exc:
-        raise Problem(409, "unknown-version", "Unknown version", str(exc)) from None
-    return await _with_definition(store, principal.org_id, activated)
+    workflow_id: str, principal: WorkflowsActivate, database: Db, body: ActivateRequest | None = None
+) -> WorkflowOut | JSONResponse:
+    """Makes a version (default: the latest) the active one; workers pick it up within a second.
+    Where the project's policy requires approval, or the caller is an agent key, this opens a change
+    request for an Approver instead and answers 202 with it."""
+    async with database.transaction() as session:
+        workflow = await workflows.changeable(session, principal.scope, workflow_id)
+        number = body.version if body and body.version else workflow.latest_version
+        project = await organizations.get_project(session, principal.scope, workflow.project_id)
+        if activation_needs_approval(organizations.policy_of(project), principal.agent):
+            request = await change_requests.open_activation(
+                session, principal.scope, principal.actor, workflow, number, body.reason if body else ""
+            )
+            return JSONResponse(change_request_out(request).model_dump(mode="json"), status_code=202)
+        activated = await workflows.activate(session, principal.scope, principal.actor, workflow_id, number)
+    return await _with_definition(database, principal, activated)
 
 
-@router.post("/{workflow_id}/test")
-async def test_workflow(workflow_id: str, body: WorkflowTestRequest, principal: Reader, store: Store) -> dict[str, Any]:
+@router.post("/{workflow_id}/deactivate", response_model=WorkflowOut, responses=responses(404, 409))
+async def deactivate_workflow(workflow_id: str, principal: WorkflowsActivate, database: Db) -> WorkflowOut:
+    """Stops the workflow for new events; needs no approval (it is the safe direction)."""
+    async with database.transaction() as session:
+        return workflow_out(await workflows.deactivate(session, principal.scope, principal.actor, workflow_id))
+
+
+@router.post("/{workflow_id}/archive", response_model=WorkflowOut, responses=responses(404, 409))
+async def archive_workflow(workflow_id: str, principal: WorkflowsAuthor, database: Db) -> WorkflowOut:
+    """Stops the workflow for new events and freezes it; its versions and executions stay readable.
+    Runs already under way finish on the version that started them."""
+    async with database.transaction() as session:
+        return workflow_out(
+            await workflows.deactivate(session, principal.scope, principal.actor, workflow_id, status="archived")
+        )
+
+
+async def _compiled(database: Db, principal: Principal, workflow_id: str, number: int | None) -> CompiledWorkflow:
+    async with database.transaction() as session:
+        workflow = await workflows.get_workflow(session, principal.scope, workflow_id)
+        version = await workflows.get_version(session, principal.scope, workflow_id, number or workflow.latest_version)
+    return compile_workflow(workflow_id, version.version, WorkflowDefinition.model_validate(version.definition))
+
+
+@router.post("/{workflow_id}/test", response_model=TestReport, responses=responses(404))
+async def test_workflow(
+    workflow_id: str, body: WorkflowTestRequest, principal: WorkflowsTest, database: Db
+) -> TestReport:
     """Runs sample events through the exact engine the worker runs, with no side effects: nothing is
     produced or recorded, and round-robin rotates from the start of the team. Returns per event whether
     it enrolls, the outcome, the planned actions and a step-by-step trace."""
-    workflow = await _workflow(store, principal.org_id, workflow_id)
-    number = body.version or workflow["latest_version"]
-    version = await store.get_version(principal.org_id, workflow_id, number)
-    if version is None:
-        raise not_found("workflow version", f"{workflow_id}@{number}")
-    compiled = compile_workflow(workflow_id, number, WorkflowDefinition.model_validate(version["definition"]))
+    compiled = await _compiled(database, principal, workflow_id, body.version)
     routing = RoutingState()
-    return {
-        "workflow_id": workflow_id,
-        "version": number,
-        "results": [
-            _test_one(index, compiled, event, principal.org_id, routing) for index, event in enumerate(body.events)
-        ],
-    }
+
+    def run() -> list[TestResult]:
+        return [_test_one(index, compiled, event, principal.org_id, routing) for index, event in enumerate(body.events)]
+
+    return TestReport(workflow_id=workflow_id, version=compiled.version, results=await run_in_threadpool(run))
 
 
-def _test_one(index: int, compiled: Any, event: EventIn, org_id: str, routing: RoutingState) -> dict[str, Any]:
+def _test_one(index: int, compiled: CompiledWorkflow, event: EventIn, org_id: str, routing: RoutingState) -> TestResult:
     record = {**event.to_record(org_id), "event_type": event.event_type.value}
-    trigger = {"event_type": record["event_type"], "event_type_matches": record["event_type"] in compiled.event_types}
+    trigger: dict[str, Any] = {
+        "event_type": record["event_type"],
+        "event_type_matches": record["event_type"] in compiled.event_types,
+    }
     if compiled.trigger is not None:
         trigger["condition"] = explain(compiled.trigger, record)
     if not compiled.triggers(record):
-        return {"index": index, "event_id": record["event_id"], "enrolled": False, "trigger": trigger}
+        return TestResult(index=index, event_id=record["event_id"], enrolled=False, trigger=trigger)
     execution = compiled.evaluate(record, routing, trace=True)
-    return {
-        "index": index,
-        "event_id": record["event_id"],
-        "enrolled": True,
-        "trigger": trigger,
-        **execution.as_record(),
-        "planned": {
-            "crm_commands": [
-                {"step": c.step, "operation": c.operation, "properties": c.properties} for c in execution.crm_commands
+    return TestResult(
+        index=index,
+        event_id=record["event_id"],
+        enrolled=True,
+        trigger=trigger,
+        execution=ExecutionFields(**execution.as_record()),
+        planned=Planned(
+            crm_commands=[
+                PlannedCrmCommand(step=c.step, operation=c.operation, properties=c.properties)
+                for c in execution.crm_commands
             ],
-            "webhook_notifications": [
-                {"step": n.step, "event_type": n.event_type, "payload": n.payload} for n in execution.notifications
+            webhook_notifications=[
+                PlannedNotification(step=n.step, event_type=n.event_type, payload=n.payload)
+                for n in execution.notifications
             ],
-        },
-        "trace": execution.trace,
-    }
+        ),
+        trace=execution.trace,
+    )
 
 
-@router.post("/{workflow_id}/replay")
+@router.post("/{workflow_id}/replay", response_model=ReplayReport, responses=responses(404))
 async def replay_workflow(
     workflow_id: str,
     body: ReplayRequest,
-    principal: Reader,
-    store: Store,
+    principal: WorkflowsTest,
+    database: Db,
     history: Annotated[InboundHistoryReader, Depends(get_history)],
-) -> dict[str, Any]:
+) -> ReplayReport:
     """What would change if `candidate_version` replaced `base_version`: this org's real inbound events
     (the most recent `last`, optionally within [since, until)) run through both versions. Answers how
     many leads would change enrollment, tier, owner or actions, with examples. No side effects."""
-    versions = []
-    for number in (body.base_version, body.candidate_version):
-        version = await store.get_version(principal.org_id, workflow_id, number)
-        if version is None:
-            await _workflow(store, principal.org_id, workflow_id)
-            raise not_found("workflow version", f"{workflow_id}@{number}")
-        versions.append(compile_workflow(workflow_id, number, WorkflowDefinition.model_validate(version["definition"])))
+    base = await _compiled(database, principal, workflow_id, body.base_version)
+    candidate = await _compiled(database, principal, workflow_id, body.candidate_version)
     since = int(body.since.timestamp() * 1000) if body.since else None
     until = int(body.until.timestamp() * 1000) if body.until else None
 
     def run() -> dict[str, Any]:
         events = history.events(principal.org_id, body.last, since, until)
-        return compare_versions(versions[0], versions[1], events, body.examples).as_dict()
+        return compare_versions(base, candidate, events, body.examples).as_dict()
 
     report = await run_in_threadpool(run)
-    return {
-        "workflow_id": workflow_id,
-        "base_version": body.base_version,
-        "candidate_version": body.candidate_version,
-        **report,
-    }
-
-
-@router.post("/{workflow_id}/deactivate")
-async def deactivate_workflow(workflow_id: str, principal: Admin, store: Store) -> dict[str, Any]:
-    workflow = await _changeable(store, principal.org_id, workflow_id)
-    return await store.deactivate_workflow(principal.org_id, workflow)
-
-
-@router.post("/{workflow_id}/archive")
-async def archive_workflow(workflow_id: str, principal: Admin, store: Store) -> dict[str, Any]:
-    """Stops the workflow for new events and freezes it; its versions and executions stay readable.
-    Runs already under way finish on the version that started them."""
-    workflow = await _changeable(store, principal.org_id, workflow_id)
-    return await store.deactivate_workflow(principal.org_id, workflow, status="archived")
+    return ReplayReport(
+        workflow_id=workflow_id, base_version=body.base_version, candidate_version=body.candidate_version, **report
+    )

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import redis
+import psycopg
 
 from drippulse.devstack import port_open
 from tests.stack import stack_env
@@ -20,19 +20,11 @@ def _drippulse(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
     )
 
 
-def _everything_in_redis(url: str) -> bytes:
-    client = redis.Redis.from_url(url)
-    dump = []
-    for key in client.scan_iter():
-        dump.append(key)
-        kind = client.type(key)
-        if kind == b"string":
-            dump.append(client.get(key) or b"")
-        elif kind == b"hash":
-            dump.extend(b"%s=%s" % item for item in client.hgetall(key).items())
-        elif kind == b"set":
-            dump.extend(client.smembers(key))
-    return b"\n".join(dump)
+def _everything_in_postgres(port: str) -> str:
+    """Every row of every table of the control plane, as text."""
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/drippulse") as connection:
+        tables = [row[0] for row in connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        return "\n".join(str(connection.execute(f'SELECT * FROM "{table}"').fetchall()) for table in tables)
 
 
 def test_dev_up_status_orgs_create_down(tmp_path: Path) -> None:
@@ -44,25 +36,27 @@ def test_dev_up_status_orgs_create_down(tmp_path: Path) -> None:
     }
     env.update(stack)
     kafka_port, redis_port = int(stack["DRIPPULSE_EMBEDDED_KAFKA_PORT"]), int(stack["DRIPPULSE_EMBEDDED_REDIS_PORT"])
+    postgres_port = int(stack["DRIPPULSE_EMBEDDED_POSTGRES_PORT"])
     try:
         up = _drippulse(env, "dev", "up")
         assert up.returncode == 0, up.stderr
-        assert port_open(kafka_port) and port_open(redis_port)
+        assert port_open(kafka_port) and port_open(redis_port) and port_open(postgres_port)
         status = _drippulse(env, "dev", "status")
         assert status.returncode == 0
         assert f"127.0.0.1:{kafka_port}" in status.stdout and "healthy" in status.stdout
+        assert f"127.0.0.1:{postgres_port}/drippulse" in status.stdout
 
         created = _drippulse(env, "orgs", "create", "Acme")
         assert created.returncode == 0, created.stderr
         lines = dict(line.split(":", 1) for line in created.stdout.strip().splitlines())
         assert lines["org_id"].strip().startswith("org_") and lines["api_key"].strip().startswith("dpk_")
         secret = lines["api_key"].strip()
-        stored = _everything_in_redis(f"redis://127.0.0.1:{redis_port}/0")
-        assert secret.encode() not in stored, "API keys must be stored hashed"
-        assert hashlib.sha256(secret.encode()).hexdigest().encode() in stored
+        stored = _everything_in_postgres(str(postgres_port))
+        assert secret not in stored, "API keys must be stored hashed"
+        assert hashlib.sha256(secret.encode()).hexdigest() in stored
     finally:
         down = _drippulse(env, "dev", "down")
-    assert down.returncode == 0 and "kafka" in down.stdout and "redis" in down.stdout
-    assert not port_open(kafka_port) and not port_open(redis_port)
+    assert down.returncode == 0 and all(part in down.stdout for part in ("kafka", "redis", "postgres"))
+    assert not any(port_open(port) for port in (kafka_port, redis_port, postgres_port))
     after = _drippulse(env, "dev", "status")
     assert after.returncode == 1 and "DOWN" in after.stdout

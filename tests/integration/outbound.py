@@ -7,11 +7,11 @@ import time
 from typing import Any
 
 import orjson
-import redis
 from confluent_kafka import Producer
 
 from drippulse.settings import Settings
-from streams import state_keys, topics
+from streams import topics
+from tests import control_plane
 from tests.stack import serde_for
 from tests.webhook_receiver import Receiver
 
@@ -22,21 +22,15 @@ def subscribe(org: dict[str, Any], settings: Settings, receiver: Receiver, event
     """Creates a subscription through the API, then points it at the local receiver.
 
     The API refuses loopback URLs (the SSRF guard, tested elsewhere), so the record is created with a
-    public URL and its URL rewritten in Redis: the same record a loopback-allowing dev setup would hold.
+    public URL and its URL then changed in the control plane: the same record a loopback-allowing dev
+    setup would hold.
     """
     created = org["client"].post("/api/v1/webhooks", json={"url": PUBLIC_URL, "event_types": event_types or []})
     assert created.status_code == 201, created.text
     body = created.json()
     receiver.secrets.append(body["secret"])
-    repoint(settings, state_keys.webhooks(org["org_id"]), body["id"], {"url": receiver.url})
+    control_plane.repoint_webhook(settings, org["org_id"], body["id"], receiver.url)
     return str(body["id"])
-
-
-def repoint(settings: Settings, hash_key: str, record_id: str, changes: dict[str, Any]) -> None:
-    """Rewrites fields of a stored record, bypassing the API's refusal of loopback URLs."""
-    client = redis.Redis.from_url(settings.redis_url)
-    record = orjson.loads(client.hget(hash_key, record_id))
-    client.hset(hash_key, record_id, orjson.dumps({**record, **changes}))
 
 
 def produce_records(settings: Settings, topic: topics.Topic, org_id: str, records: list[dict[str, Any]]) -> None:

@@ -71,7 +71,7 @@ def test_missing_or_unknown_key_is_401(headers: dict[str, str], api_server: Any,
 
 def test_revoked_key_is_401_and_roles_are_enforced(org_factory: Any, settings: Settings) -> None:
     org = org_factory()
-    created = org["client"].post("/api/v1/api_keys", json={"name": "dashboard", "role": "reader"}).json()
+    created = org["client"].post("/api/v1/api_keys", json={"name": "dashboard", "role": "viewer"}).json()
     reader = httpx.Client(base_url=settings.api_url, headers={"Authorization": f"Bearer {created['key']}"})
     assert reader.get("/api/v1/workflows").status_code == 200
     forbidden = reader.post("/api/v1/workflows", json={"name": "x", "definition": LEAD_QUALIFICATION})

@@ -37,7 +37,7 @@ def test_versions_and_activation(org_factory: Any) -> None:
     client.post(f"/api/v1/workflows/{workflow_id}/activate", json={"version": 2})
     versions = client.get(f"/api/v1/workflows/{workflow_id}/versions").json()["items"]
     assert [(v["version"], v["status"]) for v in versions] == [(1, "superseded"), (2, "active")]
-    assert client.post(f"/api/v1/workflows/{workflow_id}/activate", json={"version": 9}).status_code == 409
+    assert client.post(f"/api/v1/workflows/{workflow_id}/activate", json={"version": 9}).status_code == 404
 
     assert [w["id"] for w in client.get("/api/v1/workflows", params={"status": "active"}).json()["items"]] == [
         workflow_id

@@ -12,9 +12,10 @@ import pytest
 import redis
 
 from drippulse.settings import Settings
-from streams import state_keys, topics
+from streams import topics
+from tests import control_plane
 from tests.crm_server import HubSpotLikeServer
-from tests.integration.outbound import produce_records, repoint
+from tests.integration.outbound import produce_records
 from tests.stack import read_topic, wait_until
 
 pytestmark = pytest.mark.stack
@@ -42,7 +43,7 @@ def _connect(org: dict[str, Any], settings: Settings, url: str, **fields: Any) -
     created = org["client"].post("/api/v1/integration_connections", json=body)
     assert created.status_code == 201, created.text
     connection_id = str(created.json()["id"])
-    repoint(settings, state_keys.integration_connections(org["org_id"]), connection_id, {"base_url": url})
+    control_plane.repoint_connection(settings, org["org_id"], connection_id, url)
     return connection_id
 
 
@@ -79,7 +80,7 @@ def test_commands_applied_once_within_rate_limit_honouring_retry_after(
         connection = created.json()
         assert connection["has_credentials"] and "credentials" not in connection
         assert "sealed_credentials" not in connection
-        repoint(settings, state_keys.integration_connections(org_id), connection["id"], {"base_url": crm.url})
+        control_plane.repoint_connection(settings, org_id, connection["id"], crm.url)
 
         emails = [*existing, *(f"new{n}@acme.io" for n in range(12)), "bad@refused.io"]
         commands = [_command(org_id, n, email) for n, email in enumerate(emails)]

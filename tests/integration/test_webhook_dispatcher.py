@@ -1,6 +1,7 @@
 """The dispatcher in this process, with settings the shared worker does not have: the SSRF guard at
-send time (loopback not allowed), automatic disabling, per-endpoint concurrency. It uses its own Redis
-database, so the session's webhook worker never claims these deliveries."""
+send time (loopback not allowed), automatic disabling, per-endpoint concurrency. Its schedule is in its
+own Redis database, so the session's webhook worker never claims these deliveries; its subscriptions
+belong to an organization of its own in the control plane."""
 
 from __future__ import annotations
 
@@ -15,17 +16,18 @@ import redis
 import redis.asyncio as aioredis
 from confluent_kafka import Producer
 
+from drippulse.operators import create_org
 from drippulse.settings import Settings
 from streams import topics
+from streams.control_plane import ControlPlaneReader, connect
 from streams.secret_box import secret_box
 from streams.webhook_dispatcher import DispatchConfig, WebhookDispatcher
 from streams.webhook_schedule import DeliverySchedule, DeliveryTask, now_ms
-from streams.webhook_subscriptions import WebhookSubscriptions
+from tests import control_plane
 from tests.stack import serde_for
 from tests.webhook_receiver import Receiver, always
 
 pytestmark = pytest.mark.stack
-ORG = "org_dispatch_test"
 
 
 @pytest.fixture
@@ -51,33 +53,32 @@ def _config(**overrides: Any) -> DispatchConfig:
 
 
 class Harness:
-    """Subscriptions and deliveries in Redis db 1, and a dispatcher run until a condition holds."""
+    """Subscriptions of its own org, deliveries in Redis db 1, and a dispatcher run until a condition
+    holds."""
 
     def __init__(self, settings: Settings, redis_url: str) -> None:
         self.settings = settings
         self.redis_url = redis_url
+        self.org = create_org(settings, "Dispatch test").org_id
 
-    async def _parts(self) -> tuple[aioredis.Redis, WebhookSubscriptions, DeliverySchedule]:
+    async def _parts(self) -> tuple[aioredis.Redis, DeliverySchedule]:
         client = aioredis.Redis.from_url(self.redis_url)
-        return client, WebhookSubscriptions(client, secret_box(self.settings)), DeliverySchedule(client)
+        return client, DeliverySchedule(client)
 
     def subscribe(self, url: str, receiver: Receiver | None = None) -> str:
-        async def create() -> str:
-            client, subscriptions, _ = await self._parts()
-            record, secret = await subscriptions.create(ORG, {"url": url, "event_types": [], "enabled": True})
-            await client.aclose()
-            if receiver is not None:
-                receiver.secrets.append(secret)
-            return str(record["id"])
-
-        return asyncio.run(create())
+        webhook_id, secret = control_plane.subscribe(self.settings, self.org, url)
+        if receiver is not None:
+            receiver.secrets.append(secret)
+        return webhook_id
 
     def enqueue(self, webhook_id: str, count: int, prefix: str) -> list[str]:
         async def add() -> list[str]:
-            client, _, schedule = await self._parts()
+            client, schedule = await self._parts()
             message_ids = [f"msg_{prefix}_{i}" for i in range(count)]
             for message_id in message_ids:
-                await schedule.enqueue(DeliveryTask.new(ORG, webhook_id, message_id, "lead.qualified", "{}", now_ms()))
+                await schedule.enqueue(
+                    DeliveryTask.new(self.org, webhook_id, message_id, "lead.qualified", "{}", now_ms())
+                )
             await client.aclose()
             return message_ids
 
@@ -85,7 +86,7 @@ class Harness:
 
     def claim(self, limit: int, per_endpoint: int, saturated: list[str]) -> list[DeliveryTask]:
         async def take() -> list[DeliveryTask]:
-            client, _, schedule = await self._parts()
+            client, schedule = await self._parts()
             claimed = await schedule.claim(limit, 60_000, per_endpoint, saturated)
             await client.aclose()
             return claimed
@@ -98,10 +99,11 @@ class Harness:
         built: list[WebhookDispatcher] = []
 
         async def main() -> None:
-            client, subscriptions, schedule = await self._parts()
+            client, schedule = await self._parts()
             dispatcher = WebhookDispatcher(
                 schedule=schedule,
-                subscriptions=subscriptions,
+                control_plane=ControlPlaneReader(connect(self.settings.database_url)),
+                box=secret_box(self.settings),
                 producer=Producer({"bootstrap.servers": self.settings.kafka_bootstrap_servers}),
                 attempts=(
                     serde_for(topics.WEBHOOK_ATTEMPTS, self.settings),
@@ -126,21 +128,15 @@ class Harness:
         from processors import ids
 
         async def get() -> DeliveryTask | None:
-            client, _, schedule = await self._parts()
-            found = await schedule.get(ORG, ids.webhook_delivery_id(message_id, webhook_id))
+            client, schedule = await self._parts()
+            found = await schedule.get(self.org, ids.webhook_delivery_id(message_id, webhook_id))
             await client.aclose()
             return found
 
         return asyncio.run(get())
 
-    def subscription(self, webhook_id: str) -> dict[str, Any] | None:
-        async def get() -> dict[str, Any] | None:
-            client, subscriptions, _ = await self._parts()
-            found = await subscriptions.get(ORG, webhook_id)
-            await client.aclose()
-            return found
-
-        return asyncio.run(get())
+    def subscription(self, webhook_id: str) -> dict[str, Any]:
+        return control_plane.subscription(self.settings, self.org, webhook_id)
 
 
 @pytest.fixture
@@ -177,11 +173,11 @@ def test_an_endpoint_failing_for_the_whole_period_is_disabled(harness: Harness) 
         (message_id,) = harness.enqueue(webhook_id, 1, "down")
         harness.run(
             _config(allow_loopback=True, retry_schedule_s=(0,) + (0.2,) * 20, disable_after_s=1),
-            lambda: not (harness.subscription(webhook_id) or {}).get("enabled", True),
+            lambda: not harness.subscription(webhook_id)["enabled"],
         )
         requests = len(receiver.answers[message_id])
     subscription = harness.subscription(webhook_id)
-    assert subscription is not None and subscription["enabled"] is False
+    assert subscription["enabled"] is False
     assert "every attempt failed" in subscription["disabled_reason"]
     assert 3 <= requests < 21, "retried for about the disable period, then stopped"
     task = harness.task(webhook_id, message_id)
@@ -226,7 +222,7 @@ def test_finished_deliveries_are_forgotten_after_the_retention(harness: Harness)
     assert delivered is not None and delivered.status == "delivered"
 
     async def trim(retention_s: int) -> int:
-        client, _, schedule = await harness._parts()
+        client, schedule = await harness._parts()
         forgotten = await schedule.trim(retention_s)
         await client.aclose()
         return forgotten

@@ -1,4 +1,4 @@
-"""The worker's catalog of compiled workflows, read from real Redis."""
+"""The worker's catalog of compiled workflows, read from the real control plane (PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import copy
 from typing import Any
 
 import pytest
-import redis
 
 from drippulse.settings import Settings
 from drippulse.synthetic import create_orgs
 from processors.templates import LEAD_QUALIFICATION
+from streams.control_plane import ControlPlaneReader, connect
 from streams.workflow_catalog import WorkflowCatalog
 
 pytestmark = pytest.mark.stack
@@ -21,8 +21,8 @@ def test_orgs_with_the_same_definitions_share_one_trigger_set(stack: Any, settin
     webinar["trigger"]["condition"] = {"field": "lead.lead_source", "op": "eq", "value": "webinar"}
     updates = copy.deepcopy(LEAD_QUALIFICATION)
     updates["trigger"]["event_types"] = ["lead.updated"]
-    first, second = create_orgs(settings.redis_url, [LEAD_QUALIFICATION, webinar, updates], 2, "catalog")
-    catalog = WorkflowCatalog(redis.Redis.from_url(settings.redis_url), refresh_s=60)
+    first, second = create_orgs(settings.database_url, [LEAD_QUALIFICATION, webinar, updates], 2, "catalog")
+    catalog = WorkflowCatalog(ControlPlaneReader(connect(settings.database_url)), refresh_s=60)
 
     workflows = catalog.active_for([first, second])
 

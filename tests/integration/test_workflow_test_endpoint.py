@@ -40,17 +40,19 @@ def test_draft_is_tested_with_a_trace_and_nothing_is_produced(org_factory: Any, 
     assert response.status_code == 200, response.text
     hot, personal, skipped = response.json()["results"]
 
-    assert (hot["status"], hot["tier"], hot["score"]) == ("completed", "A", 90)
-    assert hot["owner"] == "alice@acme.test" and "round-robin" in hot["routing_reason"]
+    decided = hot["execution"]
+    assert (decided["status"], decided["tier"], decided["score"]) == ("completed", "A", 90)
+    assert decided["owner"] == "alice@acme.test" and "round-robin" in decided["routing_reason"]
     assert [c["operation"] for c in hot["planned"]["crm_commands"]] == ["update_lead"]
     assert hot["planned"]["webhook_notifications"][0]["payload"]["data"]["tier"] == "A"
     assert [step["type"] for step in hot["trace"]] == ["filter", "score", "tier", "route", "action", "action"]
 
-    assert personal["score"] == -20 and personal["tier"] == "C"
+    assert personal["execution"]["score"] == -20 and personal["execution"]["tier"] == "C"
     mid_market = next(r for r in personal["trace"][1]["rules"] if r["id"] == "mid_market")
     assert mid_market["condition"]["note"] == "type mismatch: missing compared with int"
 
     assert skipped["enrolled"] is False and skipped["trigger"]["condition"]["result"] is False
+    assert skipped["execution"] is None and skipped["trace"] is None
 
     assert read_topic(settings, topics.INBOUND_EVENTS, key=org["org_id"]) == []
     assert read_topic(settings, topics.CRM_COMMANDS, key=org["org_id"]) == []

@@ -1,0 +1,113 @@
+"""The audit log: every control-plane write, with who, what, before and after, in the write's own
+transaction (so there is never a change without its entry, nor an entry without its change).
+
+Only the fields that changed are kept, and secrets never: a secret field that changed is recorded
+as "[redacted]" on both sides, which says that it changed and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import inspect, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.control_plane.actors import Actor
+from api.control_plane.tables import AuditEntry
+from api.request_context import request_id
+
+SECRET_FIELDS = frozenset(
+    {
+        "secret",
+        "secrets",
+        "key_hash",
+        "password",
+        "password_hash",
+        "token",
+        "token_hash",
+        "csrf_token",
+        "credentials",
+        "sealed_credentials",
+    }
+)
+REDACTED = "[redacted]"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def changed_fields(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(before, after) narrowed to the fields that differ; a creation or deletion keeps every field."""
+    if before is None or after is None:
+        whole = before if before is not None else after
+        kept = {k: REDACTED if k in SECRET_FIELDS else _plain(v) for k, v in (whole or {}).items()}
+        return (kept, None) if before is not None else (None, kept)
+    keys = [k for k in {**before, **after} if before.get(k) != after.get(k)]
+    return (
+        {k: REDACTED if k in SECRET_FIELDS else _plain(before.get(k)) for k in keys},
+        {k: REDACTED if k in SECRET_FIELDS else _plain(after.get(k)) for k in keys},
+    )
+
+
+def record(
+    session: AsyncSession,
+    org_id: str,
+    actor: Actor,
+    action: str,
+    resource: tuple[str, str],
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+    project_id: str | None = None,
+) -> None:
+    """Adds the entry to the session's transaction; it commits or rolls back with the change."""
+    old, new = changed_fields(before, after)
+    session.add(
+        AuditEntry(
+            org_id=org_id,
+            actor_type=actor.type,
+            actor_id=actor.id,
+            actor_label=actor.label,
+            action=action,
+            resource_type=resource[0],
+            resource_id=resource[1],
+            project_id=project_id,
+            before=old,
+            after=new,
+            request_id=request_id(),
+        )
+    )
+
+
+def snapshot(row: Any) -> dict[str, Any]:
+    """A row's columns as a dict: what `record` compares (secret columns are redacted there)."""
+    return {attribute.key: getattr(row, attribute.key) for attribute in inspect(row).mapper.column_attrs}
+
+
+async def entries(
+    session: AsyncSession,
+    org_id: str,
+    filters: Mapping[str, str | None],
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    before_id: int | None,
+) -> list[AuditEntry]:
+    """Newest first; `filters` are exact matches on AuditEntry columns; `before_id` is the cursor."""
+    query = select(AuditEntry).where(AuditEntry.org_id == org_id)
+    for column, value in filters.items():
+        if value is not None:
+            query = query.where(getattr(AuditEntry, column) == value)
+    if since is not None:
+        query = query.where(AuditEntry.at >= since)
+    if until is not None:
+        query = query.where(AuditEntry.at < until)
+    if before_id is not None:
+        query = query.where(AuditEntry.id < before_id)
+    return list((await session.scalars(query.order_by(AuditEntry.id.desc()).limit(limit))).all())

@@ -1,0 +1,186 @@
+"""Change requests: activations that a project's policy (or an agent key) sends to an Approver.
+
+Opening one freezes the proposed version (status `proposed`), so the reviewer approves exactly what
+will run; edits made meanwhile become a new draft. One request per workflow is open at a time.
+Approval activates the version in the same transaction as the decision; rejection and cancellation
+return the version to `draft`. A decision is taken once: the row is locked and must still be open.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.control_plane import audit, workflows
+from api.control_plane.actors import Actor, Scope
+from api.control_plane.ids import new_id
+from api.control_plane.tables import ChangeRequest, Workflow, WorkflowVersion
+from api.problems import Problem, not_found
+from processors.change_control import decision_refusal, definition_diff
+
+ACTIVATE = "workflow.activate"
+
+
+async def open_activation(
+    session: AsyncSession, scope: Scope, actor: Actor, workflow: Workflow, number: int, reason: str
+) -> ChangeRequest:
+    target = await workflows.get_version(session, scope, workflow.id, number, lock=True)
+    if number == workflow.active_version:
+        raise Problem(409, "already-active", "Already active", f"version {number} is the active version")
+    already = await session.scalar(
+        select(ChangeRequest.id).where(ChangeRequest.workflow_id == workflow.id, ChangeRequest.status == "open")
+    )
+    if already is not None:
+        raise Problem(
+            409,
+            "change-request-open",
+            "A change request is open",
+            f"{already} is still open for this workflow; cancel it or wait for its decision",
+            change_request_id=already,
+        )
+    base = None
+    if workflow.active_version is not None:
+        base = await workflows.get_version(session, scope, workflow.id, workflow.active_version)
+    diff = definition_diff(base.definition if base else {}, target.definition)
+    if target.status == "draft":
+        target.status = "proposed"
+    request = ChangeRequest(
+        id=new_id("cr"),
+        org_id=scope.org_id,
+        project_id=workflow.project_id,
+        workflow_id=workflow.id,
+        kind=ACTIVATE,
+        version=number,
+        base_version=workflow.active_version,
+        diff=[change.as_json() for change in diff],
+        reason=reason,
+        status="open",
+        requested_by=actor.as_json(),
+    )
+    session.add(request)
+    await session.flush()
+    await session.refresh(request)
+    audit.record(
+        session,
+        scope.org_id,
+        actor,
+        "change_request.create",
+        ("change_request", request.id),
+        after={"kind": ACTIVATE, "workflow_id": workflow.id, "version": number, "reason": reason},
+        project_id=workflow.project_id,
+    )
+    return request
+
+
+async def list_requests(
+    session: AsyncSession,
+    scope: Scope,
+    status: str | None,
+    project_id: str | None,
+    workflow_id: str | None,
+    limit: int,
+    after: tuple[datetime, str] | None = None,
+) -> list[ChangeRequest]:
+    """Newest first; `after` is the (created_at, id) of the previous page's last row."""
+    query = select(ChangeRequest).where(ChangeRequest.org_id == scope.org_id)
+    for column, value in (
+        (ChangeRequest.project_id, scope.project_id),
+        (ChangeRequest.project_id, project_id),
+        (ChangeRequest.workflow_id, workflow_id),
+        (ChangeRequest.status, status),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if after is not None:
+        query = query.where(tuple_(ChangeRequest.created_at, ChangeRequest.id) < tuple_(*after))
+    order = (ChangeRequest.created_at.desc(), ChangeRequest.id.desc())
+    return list((await session.scalars(query.order_by(*order).limit(limit))).all())
+
+
+async def get_request(session: AsyncSession, scope: Scope, request_id: str, lock: bool = False) -> ChangeRequest:
+    query = select(ChangeRequest).where(ChangeRequest.org_id == scope.org_id, ChangeRequest.id == request_id)
+    if scope.project_id is not None:
+        query = query.where(ChangeRequest.project_id == scope.project_id)
+    found = await session.scalar(query.with_for_update() if lock else query)
+    if found is None:
+        raise not_found("change request", request_id)
+    return found
+
+
+async def _open(session: AsyncSession, scope: Scope, request_id: str) -> ChangeRequest:
+    request = await get_request(session, scope, request_id, lock=True)
+    if request.status != "open":
+        raise Problem(
+            409,
+            "already-decided",
+            "Already decided",
+            f"this change request is {request.status}; a decision is taken once",
+        )
+    return request
+
+
+async def _version(session: AsyncSession, request: ChangeRequest) -> WorkflowVersion:
+    version = await session.get(WorkflowVersion, (request.workflow_id, request.version), with_for_update=True)
+    if version is None:
+        raise not_found("workflow version", f"{request.workflow_id}@{request.version}")
+    return version
+
+
+def _decided(request: ChangeRequest, actor: Actor, status: str, comment: str | None) -> None:
+    request.status, request.decided_by, request.decided_at = status, actor.as_json(), datetime.now(UTC)
+    request.decision_comment = comment
+
+
+async def approve(
+    session: AsyncSession, scope: Scope, actor: Actor, request_id: str, comment: str | None
+) -> ChangeRequest:
+    request = await _open(session, scope, request_id)
+    version = await _version(session, request)
+    requester = Actor.from_json(request.requested_by)
+    refusal = decision_refusal(actor.user_id, (requester.user_id, version.authored_by_user_id))
+    if refusal is not None:
+        raise Problem(403, "four-eyes", "Another person must decide", refusal)
+    _decided(request, actor, "approved", comment)
+    audit.record(
+        session,
+        scope.org_id,
+        actor,
+        "change_request.approve",
+        ("change_request", request.id),
+        {"status": "open"},
+        {"status": "approved", "comment": comment},
+        project_id=request.project_id,
+    )
+    await workflows.activate(session, Scope(scope.org_id), actor, request.workflow_id, request.version, request.id)
+    return request
+
+
+async def close(
+    session: AsyncSession, scope: Scope, actor: Actor, request_id: str, status: str, comment: str | None
+) -> ChangeRequest:
+    """Rejects (an Approver, not the requester) or cancels (the requester or an admin) a request;
+    the proposed version becomes an editable draft again."""
+    request = await _open(session, scope, request_id)
+    version = await _version(session, request)
+    if status == "rejected":
+        requester = Actor.from_json(request.requested_by)
+        refusal = decision_refusal(actor.user_id, (requester.user_id, version.authored_by_user_id))
+        if refusal is not None:
+            raise Problem(403, "four-eyes", "Another person must decide", refusal)
+    if version.status == "proposed":
+        version.status = "draft"
+    _decided(request, actor, status, comment)
+    action = "change_request.reject" if status == "rejected" else "change_request.cancel"
+    audit.record(
+        session,
+        scope.org_id,
+        actor,
+        action,
+        ("change_request", request.id),
+        {"status": "open"},
+        {"status": status, "comment": comment},
+        project_id=request.project_id,
+    )
+    return request

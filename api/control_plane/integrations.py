@@ -1,0 +1,103 @@
+"""Integration connections: the CRMs an organization's commands are applied to, and how.
+
+Credentials (an API token) are sealed at rest, never returned by the API and never logged; only the
+CRM worker opens them, to build its request headers. Every change bumps the organization's revision,
+which is how the CRM workers notice it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.control_plane import audit
+from api.control_plane.actors import Actor, Scope
+from api.control_plane.ids import new_id
+from api.control_plane.organizations import bump_revision
+from api.control_plane.tables import IntegrationConnection
+from api.problems import not_found
+from streams.secret_box import SecretBox
+
+
+async def create(
+    session: AsyncSession, scope: Scope, actor: Actor, box: SecretBox, fields: dict[str, Any], credentials: str | None
+) -> IntegrationConnection:
+    connection = IntegrationConnection(
+        id=new_id("conn"),
+        org_id=scope.org_id,
+        sealed_credentials=box.seal(credentials) if credentials else None,
+        **fields,
+    )
+    session.add(connection)
+    await bump_revision(session, scope.org_id)
+    await session.flush()
+    await session.refresh(connection)
+    audit.record(
+        session,
+        scope.org_id,
+        actor,
+        "integration.create",
+        ("integration_connection", connection.id),
+        after=audit.snapshot(connection),
+    )
+    return connection
+
+
+async def list_all(session: AsyncSession, org_id: str) -> list[IntegrationConnection]:
+    query = select(IntegrationConnection).where(IntegrationConnection.org_id == org_id)
+    order = (IntegrationConnection.created_at, IntegrationConnection.id)
+    return list((await session.scalars(query.order_by(*order))).all())
+
+
+async def get(session: AsyncSession, org_id: str, connection_id: str, lock: bool = False) -> IntegrationConnection:
+    query = select(IntegrationConnection).where(
+        IntegrationConnection.org_id == org_id, IntegrationConnection.id == connection_id
+    )
+    found = await session.scalar(query.with_for_update() if lock else query)
+    if found is None:
+        raise not_found("integration connection", connection_id)
+    return found
+
+
+async def update(
+    session: AsyncSession,
+    scope: Scope,
+    actor: Actor,
+    box: SecretBox,
+    connection_id: str,
+    changes: dict[str, Any],
+    credentials: str | None,
+) -> IntegrationConnection:
+    """`credentials`: None keeps them, an empty string removes them."""
+    connection = await get(session, scope.org_id, connection_id, lock=True)
+    before = audit.snapshot(connection)
+    for field, value in changes.items():
+        setattr(connection, field, value)
+    if credentials is not None:
+        connection.sealed_credentials = box.seal(credentials) if credentials else None
+    connection.updated_at = datetime.now(UTC)
+    await bump_revision(session, scope.org_id)
+    await session.flush()
+    audit.record(
+        session,
+        scope.org_id,
+        actor,
+        "integration.update",
+        ("integration_connection", connection_id),
+        before,
+        audit.snapshot(connection),
+    )
+    return connection
+
+
+async def delete(session: AsyncSession, scope: Scope, actor: Actor, connection_id: str) -> None:
+    connection = await get(session, scope.org_id, connection_id, lock=True)
+    before = audit.snapshot(connection)
+    await session.delete(connection)
+    await bump_revision(session, scope.org_id)
+    audit.record(
+        session, scope.org_id, actor, "integration.delete", ("integration_connection", connection_id), before=before
+    )

@@ -1,0 +1,318 @@
+"""People: users, their memberships (roles per organization), invitations and login sessions.
+
+A user is global (one email, one password) and belongs to organizations through memberships, each
+with one or more roles. Deactivation is per membership: an organization's admin can cut a person off
+from that organization, never from another one. Authentication reads the membership on every
+request, so a deactivation or a role change takes effect on the next request.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.control_plane import audit
+from api.control_plane.actors import Actor, Scope
+from api.control_plane.ids import new_id
+from api.control_plane.tables import Invitation, Membership, Session, User
+from api.problems import Problem, not_found
+from api.security import INVITATION_PREFIX, SESSION_PREFIX, hash_password, hash_token, needs_rehash, new_token
+from api.security import password_matches as _matches
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def user_by_email(session: AsyncSession, email: str) -> User | None:
+    return await session.scalar(select(User).where(User.email == normalize_email(email)))
+
+
+async def _user(session: AsyncSession, email: str, name: str) -> User:
+    """The user with this email, created (without a password) when there is none."""
+    user = await user_by_email(session, email)
+    if user is None:
+        user = User(id=new_id("usr"), email=normalize_email(email), name=name, active=True)
+        session.add(user)
+        await session.flush()
+    return user
+
+
+async def _join(session: AsyncSession, org_id: str, user: User, roles: list[str], actor: Actor) -> Membership:
+    """Adds the membership, or reactivates a deactivated one with these roles."""
+    membership = await session.get(Membership, (org_id, user.id), with_for_update=True)
+    if membership is not None and membership.active:
+        raise Problem(409, "already-member", "Already a member", f"{user.email} is already a member")
+    before = audit.snapshot(membership) if membership is not None else None
+    if membership is None:
+        membership = Membership(org_id=org_id, user_id=user.id, roles=roles, active=True)
+        session.add(membership)
+    else:
+        membership.roles, membership.active, membership.deactivated_at = roles, True, None
+    await session.flush()
+    after = {**audit.snapshot(membership), "email": user.email}
+    audit.record(session, org_id, actor, "member.join", ("user", user.id), before, after)
+    return membership
+
+
+async def add_member(
+    session: AsyncSession, org_id: str, actor: Actor, email: str, name: str, roles: list[str], password: str | None
+) -> tuple[User, str | None]:
+    """An operator's way in (`drippulse users create`, `orgs create --admin-email`): the user joins at
+    once. Without a password (and none set before) the answer carries an invitation token with which
+    the person sets one."""
+    user = await _user(session, email, name)
+    await _join(session, org_id, user, roles, actor)
+    if password is not None:
+        user.password_hash = hash_password(password)
+        audit.record(session, org_id, actor, "user.set_password", ("user", user.id), after={"password": "set"})
+        return user, None
+    if user.password_hash is not None:
+        return user, None
+    _, token = await invite(session, Scope(org_id), actor, email, name, roles, timedelta(days=7), member_already=True)
+    return user, token
+
+
+async def invite(
+    session: AsyncSession,
+    scope: Scope,
+    actor: Actor,
+    email: str,
+    name: str,
+    roles: list[str],
+    ttl: timedelta,
+    member_already: bool = False,
+) -> tuple[Invitation, str]:
+    """An invitation token (shown once) with which the invitee joins and sets their password."""
+    if not member_already:
+        existing = await user_by_email(session, email)
+        membership = await session.get(Membership, (scope.org_id, existing.id)) if existing else None
+        if membership is not None and membership.active:
+            raise Problem(409, "already-member", "Already a member", f"{email} is already a member")
+    token = new_token(INVITATION_PREFIX)
+    invitation = Invitation(
+        id=new_id("inv"),
+        org_id=scope.org_id,
+        email=normalize_email(email),
+        name=name,
+        roles=roles,
+        token_hash=token.hash,
+        invited_by=actor.label,
+        expires_at=_now() + ttl,
+    )
+    session.add(invitation)
+    await session.flush()
+    await session.refresh(invitation)
+    audit.record(
+        session,
+        scope.org_id,
+        actor,
+        "invitation.create",
+        ("invitation", invitation.id),
+        after=audit.snapshot(invitation),
+    )
+    return invitation, token.secret
+
+
+async def list_invitations(session: AsyncSession, org_id: str) -> list[Invitation]:
+    query = select(Invitation).where(
+        Invitation.org_id == org_id, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None)
+    )
+    return list((await session.scalars(query.order_by(Invitation.created_at, Invitation.id))).all())
+
+
+async def revoke_invitation(session: AsyncSession, scope: Scope, actor: Actor, invitation_id: str) -> Invitation:
+    invitation = await session.scalar(
+        select(Invitation).where(Invitation.org_id == scope.org_id, Invitation.id == invitation_id).with_for_update()
+    )
+    if invitation is None or invitation.accepted_at is not None or invitation.revoked_at is not None:
+        raise not_found("invitation", invitation_id)
+    before = audit.snapshot(invitation)
+    invitation.revoked_at = _now()
+    audit.record(
+        session,
+        scope.org_id,
+        actor,
+        "invitation.revoke",
+        ("invitation", invitation_id),
+        before,
+        audit.snapshot(invitation),
+    )
+    return invitation
+
+
+async def accept_invitation(
+    session: AsyncSession, token: str, name: str | None, password: str
+) -> tuple[User, Membership]:
+    """The invitee joins. A new user sets their password; an existing one proves it is them with theirs."""
+    invitation = await session.scalar(
+        select(Invitation).where(Invitation.token_hash == hash_token(token)).with_for_update()
+    )
+    if invitation is None or invitation.revoked_at is not None or invitation.accepted_at is not None:
+        raise Problem(401, "invalid-invitation", "Invalid invitation", "the invitation is unknown, used or revoked")
+    if invitation.expires_at <= _now():
+        raise Problem(401, "invitation-expired", "Invitation expired", "ask an admin for a new invitation")
+    user = await _user(session, invitation.email, name or invitation.name)
+    actor = Actor("user", user.id, user.email, user.id)
+    if user.password_hash is None:
+        user.password_hash = hash_password(password)
+        if name:
+            user.name = name
+    elif not _matches(user.password_hash, password):
+        raise Problem(401, "bad-credentials", "Wrong password", "you already have an account: use its password")
+    membership = await session.get(Membership, (invitation.org_id, user.id), with_for_update=True)
+    if membership is None or not membership.active:
+        membership = await _join(session, invitation.org_id, user, list(invitation.roles), actor)
+    invitation.accepted_at = _now()
+    audit.record(
+        session,
+        invitation.org_id,
+        actor,
+        "invitation.accept",
+        ("invitation", invitation.id),
+        after={"accepted_at": invitation.accepted_at},
+    )
+    return user, membership
+
+
+async def list_members(session: AsyncSession, org_id: str) -> list[tuple[User, Membership]]:
+    rows = await session.execute(
+        select(User, Membership)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.org_id == org_id)
+        .order_by(Membership.created_at, User.email)
+    )
+    return [(user, membership) for user, membership in rows.tuples()]
+
+
+async def get_member(session: AsyncSession, org_id: str, user_id: str, lock: bool = False) -> tuple[User, Membership]:
+    query = (
+        select(User, Membership)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.org_id == org_id, User.id == user_id)
+    )
+    row = (await session.execute(query.with_for_update(of=Membership) if lock else query)).tuples().first()
+    if row is None:
+        raise not_found("member", user_id)
+    return row
+
+
+async def _keep_an_admin(session: AsyncSession, org_id: str, user_id: str) -> None:
+    """An organization never loses its last active admin, or nobody could manage it any more."""
+    others = await session.scalar(
+        select(func.count())
+        .select_from(Membership)
+        .where(
+            Membership.org_id == org_id,
+            Membership.user_id != user_id,
+            Membership.active,
+            Membership.roles.contains(["admin"]),
+        )
+    )
+    if not others:
+        raise Problem(409, "last-admin", "Last admin", "the organization must keep at least one active admin")
+
+
+async def set_roles(session: AsyncSession, scope: Scope, actor: Actor, user_id: str, roles: list[str]) -> Membership:
+    user, membership = await get_member(session, scope.org_id, user_id, lock=True)
+    if "admin" in membership.roles and "admin" not in roles and membership.active:
+        await _keep_an_admin(session, scope.org_id, user_id)
+    before = audit.snapshot(membership)
+    membership.roles = roles
+    await session.flush()
+    audit.record(
+        session, scope.org_id, actor, "member.set_roles", ("user", user.id), before, audit.snapshot(membership)
+    )
+    return membership
+
+
+async def deactivate(session: AsyncSession, scope: Scope, actor: Actor, user_id: str) -> Membership:
+    """Stops the person's sessions in this organization and the keys they issued here, at once."""
+    user, membership = await get_member(session, scope.org_id, user_id, lock=True)
+    if not membership.active:
+        return membership
+    if "admin" in membership.roles:
+        await _keep_an_admin(session, scope.org_id, user_id)
+    before = audit.snapshot(membership)
+    membership.active, membership.deactivated_at = False, _now()
+    await session.execute(
+        update(Session)
+        .where(Session.org_id == scope.org_id, Session.user_id == user_id, Session.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+    )
+    await session.flush()
+    audit.record(
+        session, scope.org_id, actor, "member.deactivate", ("user", user.id), before, audit.snapshot(membership)
+    )
+    return membership
+
+
+async def reactivate(session: AsyncSession, scope: Scope, actor: Actor, user_id: str) -> Membership:
+    user, membership = await get_member(session, scope.org_id, user_id, lock=True)
+    if membership.active:
+        return membership
+    before = audit.snapshot(membership)
+    membership.active, membership.deactivated_at = True, None
+    await session.flush()
+    audit.record(
+        session, scope.org_id, actor, "member.reactivate", ("user", user.id), before, audit.snapshot(membership)
+    )
+    return membership
+
+
+async def login(
+    session: AsyncSession, email: str, password: str, org_id: str | None, ttl: timedelta
+) -> tuple[Session, str, User, Membership]:
+    """A new session (token shown once) for a person with an active membership. A person in several
+    organizations names the one to log in to."""
+    user = await user_by_email(session, email)
+    if not _matches(user.password_hash if user else None, password) or user is None or not user.active:
+        raise Problem(401, "bad-credentials", "Login failed", "unknown email or wrong password")
+    if user.password_hash and needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    query = select(Membership).where(Membership.user_id == user.id, Membership.active)
+    if org_id is not None:
+        query = query.where(Membership.org_id == org_id)
+    memberships = list((await session.scalars(query)).all())
+    if not memberships:
+        raise Problem(401, "bad-credentials", "Login failed", "no active membership in that organization")
+    if len(memberships) > 1:
+        orgs = sorted(m.org_id for m in memberships)
+        raise Problem(
+            422,
+            "organization-required",
+            "Organization required",
+            "you belong to several organizations; pass org_id",
+            errors=[{"field": "$.org_id", "message": f"one of {', '.join(orgs)}"}],
+        )
+    membership = memberships[0]
+    token, csrf = new_token(SESSION_PREFIX), new_token("")
+    row = Session(
+        id=new_id("ses"),
+        token_hash=token.hash,
+        csrf_token=csrf.secret,
+        user_id=user.id,
+        org_id=membership.org_id,
+        expires_at=_now() + ttl,
+    )
+    session.add(row)
+    await session.flush()
+    actor = Actor("user", user.id, user.email, user.id)
+    audit.record(
+        session, membership.org_id, actor, "session.create", ("session", row.id), after={"expires_at": row.expires_at}
+    )
+    return row, token.secret, user, membership
+
+
+async def logout(session: AsyncSession, org_id: str, actor: Actor, session_id: str) -> None:
+    row = await session.get(Session, session_id, with_for_update=True)
+    if row is None or row.org_id != org_id or row.revoked_at is not None:
+        return
+    row.revoked_at = _now()
+    audit.record(session, org_id, actor, "session.revoke", ("session", session_id), after={"revoked": True})

@@ -1,0 +1,292 @@
+"""The control plane's tables in PostgreSQL, its system of record.
+
+Every row but a user's carries its `org_id`, and every store query filters on it, so one
+organization never reads or writes another's rows. Secrets are never stored in the clear: API keys,
+session and invitation tokens as SHA-256 hashes (they are 256-bit random), passwords as Argon2
+hashes, signing secrets and CRM credentials sealed with Fernet.
+
+`organizations.config_revision` is what the workers poll: every transaction that changes something
+a worker reads (active workflow versions, webhook subscriptions, integration connections) increments
+it in the same transaction, so a committed change is visible to the next check and an uncommitted
+one never is.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSONB,
+        list[Any]: JSONB,
+        list[str]: ARRAY(Text),
+        str: Text,
+    }
+
+
+def _now() -> Any:
+    return mapped_column(server_default=func.now())
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    name: Mapped[str]
+    created_at: Mapped[datetime] = _now()
+    config_revision: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    __table_args__ = (
+        Index("uq_projects_org_id_name", "org_id", "name", unique=True),
+        Index("uq_projects_default", "org_id", unique=True, postgresql_where=text("is_default")),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    name: Mapped[str]
+    description: Mapped[str] = mapped_column(server_default="")
+    is_default: Mapped[bool] = mapped_column(server_default=text("false"))
+    policy: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class User(Base):
+    """A person. Global (one login across organizations); what they may do lives in memberships."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(unique=True, comment="lower-cased")
+    name: Mapped[str] = mapped_column(server_default="")
+    password_hash: Mapped[str | None] = mapped_column(comment="Argon2; null until an invitation is accepted")
+    active: Mapped[bool] = mapped_column(server_default=text("true"))
+    created_at: Mapped[datetime] = _now()
+
+
+ROLES = ("admin", "editor", "viewer", "approver")
+
+
+class Membership(Base):
+    """A user in one organization, with one or more roles; deactivated per organization."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (
+        CheckConstraint(
+            "cardinality(roles) > 0 AND roles <@ ARRAY['admin','editor','viewer','approver']::text[]", name="roles"
+        ),
+    )
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+    roles: Mapped[list[str]]
+    active: Mapped[bool] = mapped_column(server_default=text("true"))
+    created_at: Mapped[datetime] = _now()
+    deactivated_at: Mapped[datetime | None]
+
+
+class Invitation(Base):
+    __tablename__ = "invitations"
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    email: Mapped[str]
+    name: Mapped[str] = mapped_column(server_default="")
+    roles: Mapped[list[str]]
+    token_hash: Mapped[str] = mapped_column(unique=True)
+    invited_by: Mapped[str] = mapped_column(comment="actor label")
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class Session(Base):
+    """A human's login to one organization: a bearer token (or the dashboard's cookie)."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (ForeignKeyConstraint(["org_id", "user_id"], ["memberships.org_id", "memberships.user_id"]),)
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(unique=True)
+    csrf_token: Mapped[str]
+    user_id: Mapped[str] = mapped_column(index=True)
+    org_id: Mapped[str]
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class ApiKey(Base):
+    """A program's or an external agent's credential: one role, optionally one project."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint("role IN ('admin','editor','viewer','approver')", name="role"),)
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id"))
+    name: Mapped[str]
+    role: Mapped[str]
+    agent: Mapped[bool] = mapped_column(server_default=text("false"), comment="an external agent's key")
+    key_hash: Mapped[str] = mapped_column(unique=True)
+    prefix: Mapped[str]
+    issued_by: Mapped[str] = mapped_column(comment="actor label")
+    issued_by_user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+
+class Workflow(Base):
+    __tablename__ = "workflows"
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    name: Mapped[str]
+    description: Mapped[str] = mapped_column(server_default="")
+    status: Mapped[str] = mapped_column(comment="draft | active | inactive | archived")
+    active_version: Mapped[int | None] = mapped_column(Integer)
+    latest_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class WorkflowVersion(Base):
+    """A definition. Editable while `draft`; frozen once proposed for activation or activated."""
+
+    __tablename__ = "workflow_versions"
+
+    workflow_id: Mapped[str] = mapped_column(ForeignKey("workflows.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[str] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(comment="draft | proposed | active | superseded")
+    definition: Mapped[dict[str, Any]]
+    authored_by: Mapped[str] = mapped_column(comment="actor id of the last author")
+    authored_by_user_id: Mapped[str | None]
+    created_at: Mapped[datetime] = _now()
+    activated_at: Mapped[datetime | None]
+
+
+class ChangeRequest(Base):
+    """A change that a project's policy (or an agent key) says must be approved by another person."""
+
+    __tablename__ = "change_requests"
+    __table_args__ = (
+        Index("uq_change_requests_open", "workflow_id", unique=True, postgresql_where=text("status = 'open'")),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    workflow_id: Mapped[str] = mapped_column(ForeignKey("workflows.id"))
+    kind: Mapped[str] = mapped_column(comment="workflow.activate")
+    version: Mapped[int] = mapped_column(Integer)
+    base_version: Mapped[int | None] = mapped_column(Integer, comment="the version active when requested")
+    diff: Mapped[list[Any]]
+    reason: Mapped[str] = mapped_column(server_default="")
+    status: Mapped[str] = mapped_column(comment="open | approved | rejected | cancelled")
+    requested_by: Mapped[dict[str, Any]] = mapped_column(comment="actor")
+    decided_by: Mapped[dict[str, Any] | None]
+    decision_comment: Mapped[str | None]
+    created_at: Mapped[datetime] = _now()
+    decided_at: Mapped[datetime | None]
+
+
+class WebhookSubscription(Base):
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    url: Mapped[str]
+    event_types: Mapped[list[str]]
+    description: Mapped[str] = mapped_column(server_default="")
+    enabled: Mapped[bool] = mapped_column(server_default=text("true"))
+    disabled_reason: Mapped[str | None]
+    secrets: Mapped[list[Any]] = mapped_column(comment="sealed signing secrets with their validity")
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class InboundSource(Base):
+    __tablename__ = "inbound_sources"
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    name: Mapped[str]
+    event_type: Mapped[str]
+    mapping: Mapped[dict[str, Any]]
+    secrets: Mapped[list[Any]] = mapped_column(comment="sealed verification secrets with their validity")
+    created_at: Mapped[datetime] = _now()
+
+
+class IntegrationConnection(Base):
+    __tablename__ = "integration_connections"
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    type: Mapped[str]
+    name: Mapped[str]
+    base_url: Mapped[str]
+    sealed_credentials: Mapped[str | None]
+    rate_limit_per_s: Mapped[float] = mapped_column(Float)
+    burst: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(server_default=text("true"))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class AuditEntry(Base):
+    """Append-only: the application has no update or delete path, and a trigger refuses both."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_org_id_id", "org_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    at: Mapped[datetime] = _now()
+    actor_type: Mapped[str] = mapped_column(comment="user | api_key | system")
+    actor_id: Mapped[str]
+    actor_label: Mapped[str]
+    action: Mapped[str]
+    resource_type: Mapped[str]
+    resource_id: Mapped[str]
+    project_id: Mapped[str | None]
+    before: Mapped[dict[str, Any] | None]
+    after: Mapped[dict[str, Any] | None]
+    request_id: Mapped[str | None]

@@ -1,0 +1,246 @@
+"""Workflows and their versions.
+
+A version is editable while it is a `draft`. Once proposed for activation (a change request) or
+activated, it is frozen: editing the workflow then creates a new draft version, so what a reviewer
+approved and what executions ran is exactly what the version holds. One version is active at a time;
+activating another supersedes it. Every change of the active set bumps the organization's revision,
+in the same transaction, which is how the workers learn about it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.control_plane import audit
+from api.control_plane.actors import Actor, Scope
+from api.control_plane.ids import new_id
+from api.control_plane.organizations import bump_revision, default_project, get_project
+from api.control_plane.tables import Workflow, WorkflowVersion
+from api.problems import Problem, not_found
+
+
+async def create_workflow(
+    session: AsyncSession,
+    scope: Scope,
+    actor: Actor,
+    project_id: str | None,
+    name: str,
+    description: str,
+    definition: dict[str, Any],
+) -> tuple[Workflow, WorkflowVersion]:
+    project = await get_project(session, scope, project_id) if project_id else None
+    if project is None:
+        project = await get_project(session, scope, scope.project_id) if scope.project_id else None
+    if project is None:
+        project = await default_project(session, scope.org_id)
+    workflow = Workflow(
+        id=new_id("wf"),
+        org_id=scope.org_id,
+        project_id=project.id,
+        name=name,
+        description=description,
+        status="draft",
+        latest_version=1,
+    )
+    session.add(workflow)
+    await session.flush()
+    version = WorkflowVersion(
+        workflow_id=workflow.id,
+        version=1,
+        org_id=scope.org_id,
+        status="draft",
+        definition=definition,
+        authored_by=actor.id,
+        authored_by_user_id=actor.user_id,
+    )
+    session.add(version)
+    await session.flush()
+    await session.refresh(workflow)
+    await session.refresh(version)
+    audit.record(
+        session,
+        scope.org_id,
+        actor,
+        "workflow.create",
+        ("workflow", workflow.id),
+        after={**audit.snapshot(workflow), "definition": definition},
+        project_id=project.id,
+    )
+    return workflow, version
+
+
+async def get_workflow(session: AsyncSession, scope: Scope, workflow_id: str, lock: bool = False) -> Workflow:
+    query = select(Workflow).where(Workflow.org_id == scope.org_id, Workflow.id == workflow_id)
+    if scope.project_id is not None:
+        query = query.where(Workflow.project_id == scope.project_id)
+    workflow = await session.scalar(query.with_for_update() if lock else query)
+    if workflow is None:
+        raise not_found("workflow", workflow_id)
+    return workflow
+
+
+async def changeable(session: AsyncSession, scope: Scope, workflow_id: str) -> Workflow:
+    workflow = await get_workflow(session, scope, workflow_id, lock=True)
+    if workflow.status == "archived":
+        raise Problem(409, "archived", "Workflow archived", "an archived workflow can be read, not changed")
+    return workflow
+
+
+async def list_workflows(
+    session: AsyncSession, scope: Scope, status: str | None = None, project_id: str | None = None
+) -> list[Workflow]:
+    query = select(Workflow).where(Workflow.org_id == scope.org_id)
+    for column, value in (
+        (Workflow.project_id, scope.project_id),
+        (Workflow.project_id, project_id),
+        (Workflow.status, status),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    return list((await session.scalars(query.order_by(Workflow.created_at.desc(), Workflow.id))).all())
+
+
+async def workflow_ids(session: AsyncSession, org_id: str, project_id: str) -> list[str]:
+    """The ids of a project's workflows: how history in ClickHouse (keyed by workflow) is narrowed."""
+    query = select(Workflow.id).where(Workflow.org_id == org_id, Workflow.project_id == project_id)
+    return list((await session.scalars(query)).all())
+
+
+async def list_versions(session: AsyncSession, scope: Scope, workflow_id: str) -> list[WorkflowVersion]:
+    await get_workflow(session, scope, workflow_id)
+    query = select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id).order_by(WorkflowVersion.version)
+    return list((await session.scalars(query)).all())
+
+
+async def get_version(
+    session: AsyncSession, scope: Scope, workflow_id: str, number: int, lock: bool = False
+) -> WorkflowVersion:
+    await get_workflow(session, scope, workflow_id)
+    query = select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id, WorkflowVersion.version == number)
+    version = await session.scalar(query.with_for_update() if lock else query)
+    if version is None:
+        raise not_found("workflow version", f"{workflow_id}@{number}")
+    return version
+
+
+async def update_workflow(
+    session: AsyncSession,
+    scope: Scope,
+    actor: Actor,
+    workflow_id: str,
+    changes: dict[str, Any],
+    definition: dict[str, Any] | None,
+) -> Workflow:
+    """Name, description and project change in place. A new definition replaces the latest version
+    while it is a draft; once frozen, it becomes a new draft version instead."""
+    workflow = await changeable(session, scope, workflow_id)
+    before = audit.snapshot(workflow)
+    if changes.get("project_id") is not None:
+        await get_project(session, scope, changes["project_id"])
+    for field, value in changes.items():
+        setattr(workflow, field, value)
+    version_change: dict[str, Any] = {}
+    if definition is not None:
+        latest = await get_version(session, scope, workflow_id, workflow.latest_version, lock=True)
+        if latest.status == "draft":
+            version_change = {"version": latest.version, "definition_before": latest.definition}
+            latest.definition = definition
+            latest.authored_by, latest.authored_by_user_id = actor.id, actor.user_id
+        else:
+            workflow.latest_version += 1
+            session.add(
+                WorkflowVersion(
+                    workflow_id=workflow_id,
+                    version=workflow.latest_version,
+                    org_id=scope.org_id,
+                    status="draft",
+                    definition=definition,
+                    authored_by=actor.id,
+                    authored_by_user_id=actor.user_id,
+                )
+            )
+            version_change = {"version": workflow.latest_version, "definition_before": None}
+    workflow.updated_at = func.now()
+    await session.flush()
+    await session.refresh(workflow)
+    after = audit.snapshot(workflow)
+    if version_change:
+        before["definition"] = version_change["definition_before"]
+        after["definition"] = definition
+    audit.record(
+        session,
+        scope.org_id,
+        actor,
+        "workflow.update",
+        ("workflow", workflow_id),
+        before,
+        after,
+        project_id=workflow.project_id,
+    )
+    return workflow
+
+
+async def activate(
+    session: AsyncSession,
+    scope: Scope,
+    actor: Actor,
+    workflow_id: str,
+    number: int,
+    change_request_id: str | None = None,
+) -> Workflow:
+    """Makes `number` the one active version and tells the workers (the organization's revision)."""
+    workflow = await changeable(session, scope, workflow_id)
+    target = await get_version(session, scope, workflow_id, number, lock=True)
+    before = audit.snapshot(workflow)
+    now = datetime.now(UTC)
+    previous = workflow.active_version
+    if previous is not None and previous != number:
+        old = await get_version(session, scope, workflow_id, previous, lock=True)
+        old.status = "superseded"
+    target.status, target.activated_at = "active", now
+    workflow.status, workflow.active_version, workflow.updated_at = "active", number, now
+    await bump_revision(session, scope.org_id)
+    await session.flush()
+    after = {**audit.snapshot(workflow), "change_request_id": change_request_id}
+    audit.record(
+        session,
+        scope.org_id,
+        actor,
+        "workflow.activate",
+        ("workflow", workflow_id),
+        before,
+        after,
+        project_id=workflow.project_id,
+    )
+    return workflow
+
+
+async def deactivate(
+    session: AsyncSession, scope: Scope, actor: Actor, workflow_id: str, status: str = "inactive"
+) -> Workflow:
+    """Stops the workflow for new events (workers notice within a second); `archived` is final.
+    Stopping never needs an approval: it is the safe direction."""
+    workflow = await changeable(session, scope, workflow_id)
+    before = audit.snapshot(workflow)
+    if workflow.active_version is not None:
+        current = await get_version(session, scope, workflow_id, workflow.active_version, lock=True)
+        current.status = "superseded"
+    workflow.status, workflow.active_version, workflow.updated_at = status, None, datetime.now(UTC)
+    await bump_revision(session, scope.org_id)
+    await session.flush()
+    action = "workflow.archive" if status == "archived" else "workflow.deactivate"
+    audit.record(
+        session,
+        scope.org_id,
+        actor,
+        action,
+        ("workflow", workflow_id),
+        before,
+        audit.snapshot(workflow),
+        project_id=workflow.project_id,
+    )
+    return workflow

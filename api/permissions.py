@@ -1,0 +1,148 @@
+"""Who may do what: the one permission matrix, and the principal a request acts as.
+
+Every route declares its action with `api.deps.allowed(Action...)`; that dependency is the only
+place roles are checked, and the README prints `MATRIX` (a test holds the two equal, and another
+calls every route as every kind of caller). Roles are listed explicitly per action rather than
+ranked: Admin and Editor include what a Viewer reads, and deciding a change request belongs to
+Approvers alone, so the person who asked for a change can never wave it through with another role.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from api.control_plane.actors import Actor, Scope
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    EDITOR = "editor"
+    VIEWER = "viewer"
+    APPROVER = "approver"
+
+
+class Action(StrEnum):
+    PUBLIC = "public"
+    ACCOUNT = "account"
+    PROJECTS_READ = "projects.read"
+    PROJECTS_MANAGE = "projects.manage"
+    WORKFLOWS_READ = "workflows.read"
+    WORKFLOWS_AUTHOR = "workflows.author"
+    WORKFLOWS_TEST = "workflows.test"
+    WORKFLOWS_ACTIVATE = "workflows.activate"
+    CHANGE_REQUESTS_READ = "change_requests.read"
+    CHANGE_REQUESTS_DECIDE = "change_requests.decide"
+    EXECUTIONS_READ = "executions.read"
+    EVENTS_SEND = "events.send"
+    WEBHOOKS_READ = "webhooks.read"
+    WEBHOOKS_MANAGE = "webhooks.manage"
+    INBOUND_SOURCES_READ = "inbound_sources.read"
+    INBOUND_SOURCES_MANAGE = "inbound_sources.manage"
+    INTEGRATIONS_READ = "integrations.read"
+    INTEGRATIONS_MANAGE = "integrations.manage"
+    CRM_COMMANDS_READ = "crm_commands.read"
+    CRM_COMMANDS_RETRY = "crm_commands.retry"
+    API_KEYS_MANAGE = "api_keys.manage"
+    MEMBERS_MANAGE = "members.manage"
+    AUDIT_READ = "audit.read"
+
+
+@dataclass(frozen=True)
+class Rule:
+    roles: frozenset[Role]
+    project_level: bool
+    """A project-scoped key may use it, on its project's resources only. Org-level actions (keys,
+    members, webhooks, integrations, …) need an org-wide credential."""
+    people_only: bool = False
+    """Only a person's session, never an API key: deciding a change is a human's call."""
+    description: str = ""
+
+
+_ALL = frozenset(Role)
+_AUTHORS = frozenset({Role.ADMIN, Role.EDITOR})
+_ADMINS = frozenset({Role.ADMIN})
+
+MATRIX: dict[Action, Rule] = {
+    Action.PUBLIC: Rule(_ALL, True, description="no credentials: health, login, invitations, signed hooks"),
+    Action.ACCOUNT: Rule(_ALL, True, description="who am I, log out"),
+    Action.PROJECTS_READ: Rule(_ALL, True, description="list and read projects"),
+    Action.PROJECTS_MANAGE: Rule(_ADMINS, False, description="create, edit, delete projects and their policies"),
+    Action.WORKFLOWS_READ: Rule(_ALL, True, description="workflows, versions, step types, enrollments"),
+    Action.WORKFLOWS_AUTHOR: Rule(_AUTHORS, True, description="create workflows, edit drafts, archive"),
+    Action.WORKFLOWS_TEST: Rule(_AUTHORS, True, description="test runs and what-if replays (no side effects)"),
+    Action.WORKFLOWS_ACTIVATE: Rule(
+        _AUTHORS, True, description="activate (a change request where policy says so), deactivate, cancel requests"
+    ),
+    Action.CHANGE_REQUESTS_READ: Rule(_ALL, True, description="list and read change requests"),
+    Action.CHANGE_REQUESTS_DECIDE: Rule(
+        frozenset({Role.APPROVER}), True, people_only=True, description="approve or reject another person's change"
+    ),
+    Action.EXECUTIONS_READ: Rule(_ALL, True, description="execution history and summaries"),
+    Action.EVENTS_SEND: Rule(_AUTHORS, True, description="send events"),
+    Action.WEBHOOKS_READ: Rule(_ALL, False, description="webhook subscriptions and delivery history"),
+    Action.WEBHOOKS_MANAGE: Rule(_AUTHORS, False, description="manage subscriptions, test, replay deliveries"),
+    Action.INBOUND_SOURCES_READ: Rule(_ALL, False, description="inbound webhook sources"),
+    Action.INBOUND_SOURCES_MANAGE: Rule(_AUTHORS, False, description="manage inbound sources and their secrets"),
+    Action.INTEGRATIONS_READ: Rule(_ALL, False, description="integration connections"),
+    Action.INTEGRATIONS_MANAGE: Rule(_ADMINS, False, description="manage integration connections and credentials"),
+    Action.CRM_COMMANDS_READ: Rule(_ALL, False, description="CRM command results"),
+    Action.CRM_COMMANDS_RETRY: Rule(_AUTHORS, False, description="retry a failed CRM command"),
+    Action.API_KEYS_MANAGE: Rule(_ADMINS, False, description="issue, list, revoke API keys"),
+    Action.MEMBERS_MANAGE: Rule(_ADMINS, False, description="invite, change roles, deactivate members"),
+    Action.AUDIT_READ: Rule(_ADMINS, False, description="the audit log"),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as: a person's session in one organization, or an API key."""
+
+    org_id: str
+    roles: frozenset[Role]
+    actor: Actor
+    project_id: str | None = None
+    agent: bool = False
+    session_id: str | None = None
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(self.org_id, self.project_id)
+
+    @property
+    def is_person(self) -> bool:
+        return self.actor.type == "user"
+
+
+class Refusal(Exception):
+    """Why a principal may not take an action (a 403)."""
+
+
+def check(principal: Principal, action: Action) -> None:
+    rule = MATRIX[action]
+    if rule.people_only and not principal.is_person:
+        raise Refusal(f"{action} is done by a person (a login session), not an API key")
+    if principal.project_id is not None and not rule.project_level:
+        raise Refusal(f"this key is scoped to project {principal.project_id}; {action} needs an org-wide credential")
+    if not principal.roles & rule.roles:
+        needed = " or ".join(sorted(rule.roles))
+        raise Refusal(f"{action} needs the {needed} role")
+
+
+def matrix_markdown() -> str:
+    """The matrix as the README prints it."""
+    roles = [Role.ADMIN, Role.EDITOR, Role.VIEWER, Role.APPROVER]
+    lines = [
+        "| action | what | " + " | ".join(r.value.title() for r in roles) + " | project-scoped keys |",
+        "|---|---|" + "---|" * (len(roles) + 1),
+    ]
+    for action, rule in MATRIX.items():
+        if action is Action.PUBLIC:
+            continue
+        marks = ["yes" if role in rule.roles else "" for role in roles]
+        scoped = "own project" if rule.project_level else "no"
+        if rule.people_only:
+            marks = [m and "yes (session)" for m in marks]
+            scoped = "no"
+        lines.append(f"| `{action.value}` | {rule.description} | " + " | ".join(marks) + f" | {scoped} |")
+    return "\n".join(lines)

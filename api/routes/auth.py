@@ -1,0 +1,137 @@
+"""Sessions for people: log in (a bearer token for API use, and a cookie for the dashboard), log out,
+who am I, and accepting an invitation."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+from fastapi import APIRouter, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.control_plane import people
+from api.control_plane.tables import Membership, User
+from api.control_plane.tables import Session as LoginSession
+from api.deps import SESSION_COOKIE, Account, Db, PublicRoute, SettingsDep
+from api.models import required_ms
+from api.permissions import Role
+from api.problems import responses
+from drippulse.settings import Settings
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginRequest(_Body):
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+    org_id: str | None = Field(default=None, description="Needed when the person belongs to several organizations.")
+
+
+class AcceptInvitation(_Body):
+    token: str = Field(min_length=1, max_length=200, description="The `dpi_…` token from the invitation.")
+    password: str = Field(
+        min_length=12, max_length=1024, description="A new user's password, or an existing user's own password."
+    )
+    name: str | None = Field(default=None, max_length=200)
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+    name: str
+
+
+class SessionOut(BaseModel):
+    token: str = Field(description="`Authorization: Bearer <token>`; also set as the dp_session cookie. Shown once.")
+    csrf_token: str = Field(description="Send as X-CSRF-Token with cookie-authenticated requests that change things.")
+    expires_at_ms: int
+    org_id: str
+    roles: list[Role]
+    user: UserOut
+
+
+class WhoAmI(BaseModel):
+    org_id: str
+    kind: Literal["user", "api_key"]
+    id: str = Field(description="The user id, or the API key id.")
+    label: str
+    roles: list[Role]
+    project_id: str | None = Field(description="Set for a project-scoped key: it sees only this project.")
+    agent: bool
+
+
+def _session_out(
+    login: LoginSession, token: str, user: User, membership: Membership, response: Response, settings: Settings
+) -> SessionOut:
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=settings.session_ttl_s,
+        httponly=True,
+        secure=settings.cookie_secure,
+        samesite="lax",
+        path="/",
+    )
+    return SessionOut(
+        token=token,
+        csrf_token=login.csrf_token,
+        expires_at_ms=required_ms(login.expires_at),
+        org_id=login.org_id,
+        roles=[Role(r) for r in membership.roles],
+        user=UserOut(id=user.id, email=user.email, name=user.name),
+    )
+
+
+@router.post("/login", response_model=SessionOut, responses=responses(401, 422))
+async def login(
+    body: LoginRequest, _: PublicRoute, database: Db, settings: SettingsDep, response: Response
+) -> SessionOut:
+    """A session in one organization, valid for DRIPPULSE_SESSION_TTL_S."""
+    async with database.transaction() as session:
+        login_session, token, user, membership = await people.login(
+            session, body.email, body.password, body.org_id, timedelta(seconds=settings.session_ttl_s)
+        )
+    return _session_out(login_session, token, user, membership, response, settings)
+
+
+@router.post("/invitations/accept", response_model=SessionOut, responses=responses(401, 409, 422))
+async def accept_invitation(
+    body: AcceptInvitation, _: PublicRoute, database: Db, settings: SettingsDep, response: Response
+) -> SessionOut:
+    """Joins the organization of the invitation (setting a new user's password) and logs in."""
+    async with database.transaction() as session:
+        user, _membership = await people.accept_invitation(session, body.token, body.name, body.password)
+    async with database.transaction() as session:
+        login_session, token, user, membership = await people.login(
+            session, user.email, body.password, _membership.org_id, timedelta(seconds=settings.session_ttl_s)
+        )
+    return _session_out(login_session, token, user, membership, response, settings)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=responses(401, 403))
+async def logout(principal: Account, database: Db) -> Response:
+    """Ends this session (a key has no session: nothing to end)."""
+    if principal.session_id is not None:
+        async with database.transaction() as session:
+            await people.logout(session, principal.org_id, principal.actor, principal.session_id)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/me", response_model=WhoAmI, responses=responses(401, 403))
+async def who_am_i(principal: Account) -> WhoAmI:
+    kind: Literal["user", "api_key"] = "user" if principal.is_person else "api_key"
+    return WhoAmI(
+        org_id=principal.org_id,
+        kind=kind,
+        id=principal.actor.user_id or principal.actor.id,
+        label=principal.actor.label,
+        roles=sorted(principal.roles),
+        project_id=principal.project_id,
+        agent=principal.agent,
+    )

@@ -1,0 +1,146 @@
+"""Change requests: proposed activations waiting for another person with the Approver role."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.control_plane import change_requests
+from api.control_plane.tables import ChangeRequest
+from api.cursors import decode_row_cursor, encode_row_cursor
+from api.deps import ChangeRequestsDecide, ChangeRequestsRead, Db, WorkflowsActivate
+from api.models import Page, ms, required_ms
+from api.problems import responses
+
+router = APIRouter(prefix="/api/v1/change_requests", tags=["change requests"], responses=responses(401, 403, 422))
+Status = Literal["open", "approved", "rejected", "cancelled"]
+
+
+class ActorOut(BaseModel):
+    type: Literal["user", "api_key", "system"]
+    id: str
+    label: str
+    user_id: str | None
+
+
+class DiffEntry(BaseModel):
+    path: str = Field(description="JSON path in the definition, e.g. $.steps[1].rules[0].points")
+    op: Literal["added", "removed", "changed"]
+    before: Any
+    after: Any
+
+
+class ChangeRequestOut(BaseModel):
+    id: str
+    project_id: str
+    workflow_id: str
+    kind: Literal["workflow.activate"]
+    version: int = Field(description="The version to activate.")
+    base_version: int | None = Field(description="The version active when the request was opened.")
+    diff: list[DiffEntry] = Field(description="From the base version's definition to the proposed one.")
+    reason: str
+    status: Status
+    requested_by: ActorOut
+    decided_by: ActorOut | None
+    decision_comment: str | None
+    created_at_ms: int
+    decided_at_ms: int | None
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field(default="", max_length=2000)
+
+
+class Rejection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field(min_length=1, max_length=2000, description="Why: the author reads it.")
+
+
+def change_request_out(request: ChangeRequest) -> ChangeRequestOut:
+    return ChangeRequestOut(
+        id=request.id,
+        project_id=request.project_id,
+        workflow_id=request.workflow_id,
+        kind="workflow.activate",
+        version=request.version,
+        base_version=request.base_version,
+        diff=[DiffEntry(**entry) for entry in request.diff],
+        reason=request.reason,
+        status=request.status,
+        requested_by=ActorOut(**request.requested_by),
+        decided_by=ActorOut(**request.decided_by) if request.decided_by else None,
+        decision_comment=request.decision_comment,
+        created_at_ms=required_ms(request.created_at),
+        decided_at_ms=ms(request.decided_at),
+    )
+
+
+@router.get("", response_model=Page[ChangeRequestOut], responses=responses(400))
+async def list_change_requests(
+    principal: ChangeRequestsRead,
+    database: Db,
+    status: Status | None = None,
+    project_id: str | None = None,
+    workflow_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> Page[ChangeRequestOut]:
+    """Newest first."""
+    async with database.transaction() as session:
+        found = await change_requests.list_requests(
+            session,
+            principal.scope,
+            status,
+            project_id,
+            workflow_id,
+            limit + 1,
+            decode_row_cursor(cursor) if cursor else None,
+        )
+    page = found[:limit]
+    last = page[-1] if len(found) > limit else None
+    return Page(
+        items=[change_request_out(r) for r in page],
+        next_cursor=encode_row_cursor(last.created_at, last.id) if last else None,
+    )
+
+
+@router.get("/{request_id}", response_model=ChangeRequestOut, responses=responses(404))
+async def get_change_request(request_id: str, principal: ChangeRequestsRead, database: Db) -> ChangeRequestOut:
+    async with database.transaction() as session:
+        return change_request_out(await change_requests.get_request(session, principal.scope, request_id))
+
+
+@router.post("/{request_id}/approve", response_model=ChangeRequestOut, responses=responses(404, 409))
+async def approve(
+    request_id: str, principal: ChangeRequestsDecide, database: Db, body: Decision | None = None
+) -> ChangeRequestOut:
+    """Activates the proposed version, in the same transaction as the decision. Refused (403,
+    `four-eyes`) to whoever asked for the change or wrote the version; 409 once decided."""
+    async with database.transaction() as session:
+        request = await change_requests.approve(
+            session, principal.scope, principal.actor, request_id, body.comment if body else ""
+        )
+    return change_request_out(request)
+
+
+@router.post("/{request_id}/reject", response_model=ChangeRequestOut, responses=responses(404, 409))
+async def reject(request_id: str, body: Rejection, principal: ChangeRequestsDecide, database: Db) -> ChangeRequestOut:
+    """The proposed version becomes an editable draft again."""
+    async with database.transaction() as session:
+        request = await change_requests.close(
+            session, principal.scope, principal.actor, request_id, "rejected", body.comment
+        )
+    return change_request_out(request)
+
+
+@router.post("/{request_id}/cancel", response_model=ChangeRequestOut, responses=responses(404, 409))
+async def cancel(request_id: str, principal: WorkflowsActivate, database: Db) -> ChangeRequestOut:
+    """Withdraws an open request; the proposed version becomes an editable draft again."""
+    async with database.transaction() as session:
+        request = await change_requests.close(session, principal.scope, principal.actor, request_id, "cancelled", None)
+    return change_request_out(request)

@@ -1,0 +1,84 @@
+"""What an operator does from the command line, straight on the control plane: create organizations
+(with their first admin) and users. Each is one transaction, audited with a `system:cli` actor."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from api.control_plane import api_keys, organizations, people
+from api.control_plane.actors import Scope, system
+from api.control_plane.database import Database, migrate
+from api.problems import Problem
+from drippulse.settings import Settings
+
+CLI = system("cli")
+T = TypeVar("T")
+
+
+class OperatorError(RuntimeError):
+    """What went wrong, in words for the terminal."""
+
+
+@dataclass(frozen=True)
+class NewOrg:
+    org_id: str
+    project_id: str
+    api_key: str
+    admin_user_id: str | None = None
+    admin_invitation: str | None = None
+
+
+async def _create_org(database: Database, name: str, admin_email: str | None, admin_password: str | None) -> NewOrg:
+    async with database.transaction() as session:
+        org, project = await organizations.create_org(session, name, CLI)
+        _, secret = await api_keys.issue(session, Scope(org.id), CLI, "bootstrap admin key", "admin")
+        user_id, invitation = None, None
+        if admin_email:
+            user, invitation = await people.add_member(
+                session, org.id, CLI, admin_email, "", ["admin", "editor", "approver"], admin_password
+            )
+            user_id = user.id
+    return NewOrg(org.id, project.id, secret, user_id, invitation)
+
+
+async def _create_user(
+    database: Database, org: str, email: str, name: str, roles: list[str], password: str | None
+) -> tuple[str, str, str | None]:
+    async with database.transaction() as session:
+        found = await organizations.find_org(session, org)
+        if found is None:
+            raise OperatorError(f"no organization with id or unique name {org!r}")
+        user, invitation = await people.add_member(session, found.id, CLI, email, name, roles, password)
+    return found.id, user.id, invitation
+
+
+def _run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    async def go() -> T:
+        database = Database(settings.database_url, pool_size=1)
+        try:
+            return await work(database)
+        except Problem as problem:
+            raise OperatorError(problem.detail or problem.title) from None
+        finally:
+            await database.close()
+
+    migrate(settings.database_url)
+    return asyncio.run(go())
+
+
+def create_org(
+    settings: Settings, name: str, admin_email: str | None = None, admin_password: str | None = None
+) -> NewOrg:
+    """An organization with its default project and a bootstrap admin API key; with `admin_email`, its
+    first person, with the Admin, Editor and Approver roles (a password, or an invitation to set one)."""
+    return _run(settings, lambda db: _create_org(db, name, admin_email, admin_password))
+
+
+def create_user(
+    settings: Settings, org: str, email: str, name: str, roles: list[str], password: str | None
+) -> tuple[str, str, str | None]:
+    """(org id, user id, an invitation token when no password was given and none was set before)."""
+    return _run(settings, lambda db: _create_user(db, org, email, name, roles, password))

@@ -1,0 +1,172 @@
+"""What the workers read from the control plane (PostgreSQL), and the one thing they write to it.
+
+Workers never query PostgreSQL per event. They keep each organization's configuration in memory and
+check its `config_revision` at most every `refresh_s` seconds: one query for all the stale
+organizations of a batch, and one more to reload those whose revision moved. The API bumps the
+revision in the same transaction as the change, so there is no window in which a committed change
+is invisible, nor one in which a worker sees a revision without its data: a crash right after the
+commit leaves a change the next check finds, with no relay to run. The revision is read before the
+data it describes, so a change committed between the two reads is only ever seen early, never lost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
+
+import orjson
+from psycopg.types.json import set_json_loads
+from sqlalchemy import Engine, create_engine, event, text
+
+T = TypeVar("T")
+SYSTEM_ACTOR = ("system", "system:webhook-worker", "webhook worker")
+
+
+def connect(database_url: str) -> Engine:
+    """A small pool: a worker holds one connection at a time, a few times a second at most."""
+    engine = create_engine(database_url, pool_size=2, max_overflow=2, pool_pre_ping=True)
+
+    @event.listens_for(engine, "connect")
+    def _orjson(connection: Any, _: Any) -> None:
+        set_json_loads(orjson.loads, connection)
+
+    return engine
+
+
+class ControlPlaneReader:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def revisions(self, org_ids: list[str]) -> dict[str, int]:
+        """The revision of each org that exists; an unknown org is absent (it has no configuration)."""
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT id, config_revision FROM organizations WHERE id = ANY(:ids)"), {"ids": org_ids}
+            )
+            return {org_id: int(revision) for org_id, revision in rows}
+
+    def active_workflows(self, org_ids: list[str]) -> dict[str, list[tuple[str, int, dict[str, Any]]]]:
+        """Per org: (workflow id, active version, its definition)."""
+        found: dict[str, list[tuple[str, int, dict[str, Any]]]] = {org_id: [] for org_id in org_ids}
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT w.org_id, w.id, v.version, v.definition FROM workflows w "
+                    "JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.active_version "
+                    "WHERE w.org_id = ANY(:ids)"
+                ),
+                {"ids": org_ids},
+            )
+            for org_id, workflow_id, version, definition in rows:
+                found[org_id].append((workflow_id, int(version), definition))
+        return found
+
+    def webhook_subscriptions(self, org_ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per org: webhook id -> subscription (url, event types, enabled, sealed secrets)."""
+        found: dict[str, dict[str, dict[str, Any]]] = {org_id: {} for org_id in org_ids}
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT org_id, id, url, event_types, enabled, disabled_reason, secrets "
+                    "FROM webhook_subscriptions WHERE org_id = ANY(:ids)"
+                ),
+                {"ids": org_ids},
+            )
+            for row in rows.mappings():
+                found[row["org_id"]][row["id"]] = dict(row)
+        return found
+
+    def integration_connections(self, org_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Per org: its enabled connections, oldest first."""
+        found: dict[str, list[dict[str, Any]]] = {org_id: [] for org_id in org_ids}
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT org_id, id, type, base_url, sealed_credentials, rate_limit_per_s, burst "
+                    "FROM integration_connections WHERE org_id = ANY(:ids) AND enabled ORDER BY created_at, id"
+                ),
+                {"ids": org_ids},
+            )
+            for row in rows.mappings():
+                found[row["org_id"]].append(dict(row))
+        return found
+
+    def disable_webhook(self, org_id: str, webhook_id: str, reason: str) -> bool:
+        """The webhook worker's own decision (410 Gone, failing too long), recorded like any change: the
+        subscription, the audit entry and the revision in one transaction. False when there was
+        nothing to disable (deleted, or disabled already)."""
+        with self._engine.begin() as connection:
+            disabled = connection.execute(
+                text(
+                    "UPDATE webhook_subscriptions SET enabled = false, disabled_reason = :reason, updated_at = now() "
+                    "WHERE org_id = :org AND id = :id AND enabled RETURNING id"
+                ),
+                {"org": org_id, "id": webhook_id, "reason": reason},
+            ).first()
+            if disabled is None:
+                return False
+            connection.execute(
+                text("UPDATE organizations SET config_revision = config_revision + 1 WHERE id = :org"), {"org": org_id}
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO audit_log (org_id, actor_type, actor_id, actor_label, action, resource_type, "
+                    "resource_id, before, after) VALUES (:org, :type, :actor, :label, 'webhook.disable', 'webhook', "
+                    ":id, CAST(:before AS jsonb), CAST(:after AS jsonb))"
+                ),
+                {
+                    "org": org_id,
+                    "type": SYSTEM_ACTOR[0],
+                    "actor": SYSTEM_ACTOR[1],
+                    "label": SYSTEM_ACTOR[2],
+                    "id": webhook_id,
+                    "before": orjson.dumps({"enabled": True, "disabled_reason": None}).decode(),
+                    "after": orjson.dumps({"enabled": False, "disabled_reason": reason}).decode(),
+                },
+            )
+        return True
+
+
+class RevisionCache(Generic[T]):
+    """Per-org values loaded by `load` and kept until the org's revision moves. `get` checks the
+    revision of an org at most every `refresh_s`; all of a call's stale orgs share one query, and
+    all of its changed orgs one load."""
+
+    def __init__(self, reader: ControlPlaneReader, load: Callable[[list[str]], dict[str, T]], refresh_s: float) -> None:
+        self._reader = reader
+        self._load = load
+        self._refresh_s = refresh_s
+        self._values: dict[str, T] = {}
+        self._revisions: dict[str, int | None] = {}
+        self._checked_at: dict[str, float] = {}
+
+    def get(self, org_ids: Iterable[str]) -> dict[str, T]:
+        wanted = set(org_ids)
+        now = time.monotonic()
+        stale = sorted(o for o in wanted if now - self._checked_at.get(o, -1e9) >= self._refresh_s)
+        if stale:
+            revisions = self._reader.revisions(stale)
+            changed = [o for o in stale if o not in self._values or self._revisions.get(o) != revisions.get(o)]
+            if changed:
+                self._values.update(self._load(changed))
+            for org_id in stale:
+                self._revisions[org_id] = revisions.get(org_id)
+                self._checked_at[org_id] = now
+        return {org_id: self._values[org_id] for org_id in wanted}
+
+    def fresh(self, org_id: str) -> T | None:
+        """The cached value if it was checked within `refresh_s`, without any query; else None."""
+        if time.monotonic() - self._checked_at.get(org_id, -1e9) < self._refresh_s:
+            return self._values.get(org_id)
+        return None
+
+    def stale(self) -> list[str]:
+        """Known orgs due for a revision check."""
+        now = time.monotonic()
+        return [o for o, checked in self._checked_at.items() if now - checked >= self._refresh_s]
+
+    def forget(self, org_id: str) -> None:
+        """The next `get` reloads this org (after this process changed it itself)."""
+        self._checked_at.pop(org_id, None)
+        self._values.pop(org_id, None)
