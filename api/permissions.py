@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 from api.control_plane.actors import Actor, Scope
 
@@ -48,12 +49,16 @@ class Action(StrEnum):
     AUDIT_READ = "audit.read"
 
 
+ScopedKeys = Literal["own project", "yes", "no"]
+
+
 @dataclass(frozen=True)
 class Rule:
     roles: frozenset[Role]
-    project_level: bool
-    """A project-scoped key may use it, on its project's resources only. Org-level actions (keys,
-    members, webhooks, integrations, …) need an org-wide credential."""
+    scoped_keys: ScopedKeys
+    """What a project-scoped key may do: this action on its project's resources only ("own
+    project"), this action as any key ("yes": it touches no project's resources), or nothing ("no":
+    org-level management — keys, members, webhooks, integrations — needs an org-wide credential)."""
     people_only: bool = False
     """Only a person's session, never an API key: deciding a change is a human's call."""
     description: str = ""
@@ -64,33 +69,38 @@ _AUTHORS = frozenset({Role.ADMIN, Role.EDITOR})
 _ADMINS = frozenset({Role.ADMIN})
 
 MATRIX: dict[Action, Rule] = {
-    Action.PUBLIC: Rule(_ALL, True, description="no credentials: health, login, invitations, signed hooks"),
-    Action.ACCOUNT: Rule(_ALL, True, description="who am I, log out"),
-    Action.PROJECTS_READ: Rule(_ALL, True, description="list and read projects"),
-    Action.PROJECTS_MANAGE: Rule(_ADMINS, False, description="create, edit, delete projects and their policies"),
-    Action.WORKFLOWS_READ: Rule(_ALL, True, description="workflows, versions, step types, enrollments"),
-    Action.WORKFLOWS_AUTHOR: Rule(_AUTHORS, True, description="create workflows, edit drafts, archive"),
-    Action.WORKFLOWS_TEST: Rule(_AUTHORS, True, description="test runs and what-if replays (no side effects)"),
+    Action.PUBLIC: Rule(_ALL, "yes", description="no credentials: health, login, invitations, signed hooks"),
+    Action.ACCOUNT: Rule(_ALL, "yes", description="who am I, log out"),
+    Action.PROJECTS_READ: Rule(_ALL, "own project", description="list and read projects"),
+    Action.PROJECTS_MANAGE: Rule(_ADMINS, "no", description="create, edit, delete projects and their policies"),
+    Action.WORKFLOWS_READ: Rule(_ALL, "own project", description="workflows, versions, step types"),
+    Action.WORKFLOWS_AUTHOR: Rule(_AUTHORS, "own project", description="create workflows, edit drafts, archive"),
+    Action.WORKFLOWS_TEST: Rule(_AUTHORS, "own project", description="test runs and what-if replays (no side effects)"),
     Action.WORKFLOWS_ACTIVATE: Rule(
-        _AUTHORS, True, description="activate (a change request where policy says so), deactivate, cancel requests"
+        _AUTHORS,
+        "own project",
+        description="activate (a change request where policy says so), deactivate, cancel requests",
     ),
-    Action.CHANGE_REQUESTS_READ: Rule(_ALL, True, description="list and read change requests"),
+    Action.CHANGE_REQUESTS_READ: Rule(_ALL, "own project", description="list and read change requests"),
     Action.CHANGE_REQUESTS_DECIDE: Rule(
-        frozenset({Role.APPROVER}), True, people_only=True, description="approve or reject another person's change"
+        frozenset({Role.APPROVER}),
+        "own project",
+        people_only=True,
+        description="approve or reject another person's change",
     ),
-    Action.EXECUTIONS_READ: Rule(_ALL, True, description="execution history and summaries"),
-    Action.EVENTS_SEND: Rule(_AUTHORS, True, description="send events"),
-    Action.WEBHOOKS_READ: Rule(_ALL, False, description="webhook subscriptions and delivery history"),
-    Action.WEBHOOKS_MANAGE: Rule(_AUTHORS, False, description="manage subscriptions, test, replay deliveries"),
-    Action.INBOUND_SOURCES_READ: Rule(_ALL, False, description="inbound webhook sources"),
-    Action.INBOUND_SOURCES_MANAGE: Rule(_AUTHORS, False, description="manage inbound sources and their secrets"),
-    Action.INTEGRATIONS_READ: Rule(_ALL, False, description="integration connections"),
-    Action.INTEGRATIONS_MANAGE: Rule(_ADMINS, False, description="manage integration connections and credentials"),
-    Action.CRM_COMMANDS_READ: Rule(_ALL, False, description="CRM command results"),
-    Action.CRM_COMMANDS_RETRY: Rule(_AUTHORS, False, description="retry a failed CRM command"),
-    Action.API_KEYS_MANAGE: Rule(_ADMINS, False, description="issue, list, revoke API keys"),
-    Action.MEMBERS_MANAGE: Rule(_ADMINS, False, description="invite, change roles, deactivate members"),
-    Action.AUDIT_READ: Rule(_ADMINS, False, description="the audit log"),
+    Action.EXECUTIONS_READ: Rule(_ALL, "own project", description="execution history and summaries"),
+    Action.EVENTS_SEND: Rule(_AUTHORS, "yes", description="send events (every active workflow of the org sees them)"),
+    Action.WEBHOOKS_READ: Rule(_ALL, "no", description="webhook subscriptions and delivery history"),
+    Action.WEBHOOKS_MANAGE: Rule(_AUTHORS, "no", description="manage subscriptions, test, replay deliveries"),
+    Action.INBOUND_SOURCES_READ: Rule(_ALL, "no", description="inbound webhook sources"),
+    Action.INBOUND_SOURCES_MANAGE: Rule(_AUTHORS, "no", description="manage inbound sources and their secrets"),
+    Action.INTEGRATIONS_READ: Rule(_ALL, "no", description="integration connections"),
+    Action.INTEGRATIONS_MANAGE: Rule(_ADMINS, "no", description="manage integration connections and credentials"),
+    Action.CRM_COMMANDS_READ: Rule(_ALL, "no", description="CRM command results"),
+    Action.CRM_COMMANDS_RETRY: Rule(_AUTHORS, "no", description="retry a failed CRM command"),
+    Action.API_KEYS_MANAGE: Rule(_ADMINS, "no", description="issue, list, revoke API keys"),
+    Action.MEMBERS_MANAGE: Rule(_ADMINS, "no", description="invite, change roles, deactivate members"),
+    Action.AUDIT_READ: Rule(_ADMINS, "no", description="the audit log"),
 }
 
 
@@ -122,7 +132,7 @@ def check(principal: Principal, action: Action) -> None:
     rule = MATRIX[action]
     if rule.people_only and not principal.is_person:
         raise Refusal(f"{action} is done by a person (a login session), not an API key")
-    if principal.project_id is not None and not rule.project_level:
+    if principal.project_id is not None and rule.scoped_keys == "no":
         raise Refusal(f"this key is scoped to project {principal.project_id}; {action} needs an org-wide credential")
     if not principal.roles & rule.roles:
         needed = " or ".join(sorted(rule.roles))
@@ -140,7 +150,7 @@ def matrix_markdown() -> str:
         if action is Action.PUBLIC:
             continue
         marks = ["yes" if role in rule.roles else "" for role in roles]
-        scoped = "own project" if rule.project_level else "no"
+        scoped: str = rule.scoped_keys
         if rule.people_only:
             marks = [m and "yes (session)" for m in marks]
             scoped = "no"

@@ -54,14 +54,27 @@ class ChdbClickHouse:
             self._session.query(f"INSERT INTO {self.database}.{table} FORMAT JSONEachRow\n{body}")
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        values = {name: _chdb_param(value) for name, value in (params or {}).items()}
         with self._lock:
-            result = self._session.query(sql, "JSONEachRow", params=dict(params or {}))
+            result = self._session.query(sql, "JSONEachRow", params=values)
         text = result.bytes()
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def close(self) -> None:
         with self._lock:
             self._session.close()
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
+
+
+def _chdb_param(value: Any) -> str:
+    """A query parameter as chdb takes it: text in ClickHouse's escaped format, which it unescapes.
+    Passed raw, a newline or tab made the query fail and a backslash was taken for an escape, so a
+    filter silently missed values holding one. Arrays are written as literals of quoted strings."""
+    if isinstance(value, list | tuple):
+        return "[" + ",".join("'" + str(item).translate(_ESCAPES).replace("'", "\\'") + "'" for item in value) + "]"
+    return str(value).translate(_ESCAPES)
 
 
 class ServerClickHouse:

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from api.control_plane import integrations, webhooks
+from sqlalchemy import update
+
+from api.control_plane import integrations, people, webhooks
 from api.control_plane.actors import Scope, system
 from api.control_plane.database import Database
+from api.control_plane.tables import ApiKey
 from drippulse.settings import Settings
 from streams.secret_box import secret_box
 
@@ -65,3 +69,26 @@ def subscription(settings: Settings, org_id: str, webhook_id: str) -> dict[str, 
         return {"enabled": found.enabled, "disabled_reason": found.disabled_reason, "url": found.url}
 
     return run(settings, get)
+
+
+def add_member(settings: Settings, org_id: str, email: str, roles: list[str], password: str | None) -> str:
+    """A person joined to the org at once (as `drippulse users create` does); their user id."""
+
+    async def add(database: Database) -> str:
+        async with database.transaction() as session:
+            user, _ = await people.add_member(session, org_id, TEST, email, "", roles, password)
+        return user.id
+
+    return run(settings, add)
+
+
+def expire_key(settings: Settings, key_id: str) -> None:
+    """Moves a key's expiry into the past (the API refuses to issue an already expired key)."""
+
+    async def expire(database: Database) -> None:
+        async with database.transaction() as session:
+            await session.execute(
+                update(ApiKey).where(ApiKey.id == key_id).values(expires_at=datetime.now(UTC) - timedelta(hours=1))
+            )
+
+    run(settings, expire)

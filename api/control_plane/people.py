@@ -188,7 +188,7 @@ async def list_members(session: AsyncSession, org_id: str) -> list[tuple[User, M
         .where(Membership.org_id == org_id)
         .order_by(Membership.created_at, User.email)
     )
-    return [(user, membership) for user, membership in rows.tuples()]
+    return [(user, membership) for user, membership in rows]
 
 
 async def get_member(session: AsyncSession, org_id: str, user_id: str, lock: bool = False) -> tuple[User, Membership]:
@@ -197,10 +197,11 @@ async def get_member(session: AsyncSession, org_id: str, user_id: str, lock: boo
         .join(Membership, Membership.user_id == User.id)
         .where(Membership.org_id == org_id, User.id == user_id)
     )
-    row = (await session.execute(query.with_for_update(of=Membership) if lock else query)).tuples().first()
+    row = (await session.execute(query.with_for_update(of=Membership) if lock else query)).first()
     if row is None:
         raise not_found("member", user_id)
-    return row
+    user, membership = row
+    return user, membership
 
 
 async def _keep_an_admin(session: AsyncSession, org_id: str, user_id: str) -> None:
