@@ -11,7 +11,7 @@ import pytest
 
 from drippulse.devstack import EmbeddedStack
 from drippulse.settings import Settings
-from tests.stack import ApiServer, WorkerProcess, stack_env
+from tests.stack import SERVICE_URLS, ApiServer, WorkerProcess, stack_env
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +19,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     home = tmp_path_factory.mktemp("drippulse")
     env = stack_env(home)
     saved = {key: os.environ.get(key) for key in env}
-    for key in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "CLICKHOUSE_URL", "SCHEMA_REGISTRY_URL", "DATABASE_URL"):
+    for key in SERVICE_URLS:
         os.environ.pop(key, None)
     os.environ.update(env)
     yield Settings()

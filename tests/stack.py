@@ -25,10 +25,18 @@ from streams import topics
 from streams.schema_registry import EmbeddedRegistry
 from streams.serde import AvroSerde
 
+SERVICE_URLS = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "CLICKHOUSE_URL", "SCHEMA_REGISTRY_URL", "DATABASE_URL")
+"""Set, each points DripPulse at an external service; unset, at the embedded stack."""
+
 
 def stack_env(home: Path) -> dict[str, str]:
     """An isolated embedded stack, sized down for tests: fewer partitions, faster workflow refresh."""
     return {**isolated_env(home), "DRIPPULSE_TOPIC_PARTITIONS": "4", "DRIPPULSE_WORKFLOW_REFRESH_S": "0.2"}
+
+
+def process_env(home: Path) -> dict[str, str]:
+    """This process's environment for a child with its own embedded stack under `home`."""
+    return {**{k: v for k, v in os.environ.items() if k not in SERVICE_URLS}, **stack_env(home)}
 
 
 def wait_until(condition: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.2) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import psycopg
 
 from drippulse.devstack import port_open
-from tests.stack import stack_env
+from tests.stack import process_env
 
 
 def _drippulse(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -28,13 +27,7 @@ def _everything_in_postgres(port: str) -> str:
 
 
 def test_dev_up_status_orgs_create_down(tmp_path: Path) -> None:
-    stack = stack_env(tmp_path / "home")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "CLICKHOUSE_URL", "SCHEMA_REGISTRY_URL")
-    }
-    env.update(stack)
+    env = stack = process_env(tmp_path / "home")
     kafka_port, redis_port = int(stack["DRIPPULSE_EMBEDDED_KAFKA_PORT"]), int(stack["DRIPPULSE_EMBEDDED_REDIS_PORT"])
     postgres_port = int(stack["DRIPPULSE_EMBEDDED_POSTGRES_PORT"])
     try:

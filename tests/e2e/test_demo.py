@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from drippulse.devstack import port_open
-from tests.stack import stack_env
+from tests.stack import process_env
 
 
 def test_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path: Path) -> None:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "CLICKHOUSE_URL", "SCHEMA_REGISTRY_URL")
-    }
-    stack = stack_env(tmp_path / "home")
-    env.update(stack)
+    env = process_env(tmp_path / "home")
     result = subprocess.run(
         [sys.executable, "-m", "drippulse", "demo", "--leads", "600"],
         env=env,
@@ -34,5 +27,7 @@ def test_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path: Path) -> None:
     for heading in ("Leads per tier", "Leads per owner", "p50", "p99", "/docs"):
         assert heading in result.stdout
 
-    for port_var in ("DRIPPULSE_EMBEDDED_KAFKA_PORT", "DRIPPULSE_EMBEDDED_REDIS_PORT", "DRIPPULSE_API_PORT"):
-        assert not port_open(int(stack[port_var])), f"the demo left {port_var} listening"
+    for port_var in ("KAFKA", "REDIS", "POSTGRES"):
+        port = int(env[f"DRIPPULSE_EMBEDDED_{port_var}_PORT"])
+        assert not port_open(port), f"the demo left {port_var.lower()} listening"
+    assert not port_open(int(env["DRIPPULSE_API_PORT"])), "the demo left the API listening"
