@@ -21,6 +21,7 @@ from api.event_dedup import EventIdDedup
 from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
 from api.history_reader import InboundHistoryReader
+from api.login_throttle import LoginThrottle
 from api.request_context import RequestIdMiddleware
 from api.routes import (
     api_keys,
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.redis = redis_client
         app.state.secret_box = secret_box(settings)
         app.state.event_dedup = EventIdDedup(redis_client, settings.event_dedup_window_s)
+        app.state.login_throttle = LoginThrottle(redis_client)
         app.state.crm_results = CrmResultsReader(clickhouse)
         app.state.crm_parking = ParkedCommands(redis_client, settings.crm_park_schedule)
         app.state.publisher = publisher

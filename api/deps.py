@@ -24,6 +24,7 @@ from api.event_dedup import EventIdDedup
 from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
 from api.history_reader import InboundHistoryReader
+from api.login_throttle import LoginThrottle
 from api.permissions import Action, Principal, Refusal, check
 from api.problems import Problem
 from drippulse.settings import Settings
@@ -59,6 +60,7 @@ get_settings = _app_state("settings", Settings)
 get_secret_box = _app_state("secret_box", SecretBox)
 get_publisher = _app_state("publisher", EventPublisher)
 get_event_dedup = _app_state("event_dedup", EventIdDedup)
+get_login_throttle = _app_state("login_throttle", LoginThrottle)
 get_delivery_schedule = _app_state("delivery_schedule", DeliverySchedule)
 get_deliveries = _app_state("deliveries", DeliveriesReader)
 get_crm_parking = _app_state("crm_parking", ParkedCommands)

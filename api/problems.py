@@ -52,12 +52,15 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 class Problem(Exception):
-    def __init__(self, status: int, kind: str, title: str, detail: str = "", **extra: Any) -> None:
+    def __init__(
+        self, status: int, kind: str, title: str, detail: str = "", headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail or title)
         self.status = status
         self.kind = kind
         self.title = title
         self.detail = detail
+        self.headers = headers
         self.extra = extra
 
 
@@ -143,6 +146,7 @@ def install(app: FastAPI) -> None:
             _body(exc.status, exc.kind, exc.title, exc.detail, request.url.path, **exc.extra),
             status_code=exc.status,
             media_type=MEDIA_TYPE,
+            headers=exc.headers,
         )
 
     @app.exception_handler(RequestValidationError)

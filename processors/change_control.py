@@ -42,8 +42,8 @@ def decision_refusal(decider_user_id: str | None, involved_user_ids: Iterable[st
 
 @dataclass(frozen=True)
 class Change:
-    """One difference between two JSON documents: where, and the value on each side (absent: None
-    with `op` saying which side lacks it)."""
+    """One difference between two JSON documents: where (a JSON Pointer, RFC 6901, so any key is
+    unambiguous), and the value on each side (absent: None, with `op` saying which side lacks it)."""
 
     path: str
     op: str
@@ -54,13 +54,17 @@ class Change:
         return {"path": self.path, "op": self.op, "before": self.before, "after": self.after}
 
 
-def definition_diff(before: Any, after: Any, path: str = "$") -> list[Change]:
-    """Every leaf that differs, by JSON path. Objects are compared key by key and lists position by
-    position, so a reviewer sees "steps[2].rules[0].points: 30 -> 40" rather than two documents."""
+def _pointer_token(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def definition_diff(before: Any, after: Any, path: str = "") -> list[Change]:
+    """Every leaf that differs. Objects are compared key by key and lists position by position, so a
+    reviewer sees "/steps/2/rules/0/points: 30 -> 40" rather than two documents."""
     if isinstance(before, dict) and isinstance(after, dict):
         changes: list[Change] = []
         for key in [*before, *(k for k in after if k not in before)]:
-            where = f"{path}.{key}"
+            where = f"{path}/{_pointer_token(key)}"
             if key not in after:
                 changes.append(Change(where, "removed", before[key], None))
             elif key not in before:
@@ -71,7 +75,7 @@ def definition_diff(before: Any, after: Any, path: str = "$") -> list[Change]:
     if isinstance(before, list) and isinstance(after, list):
         changes = []
         for index in range(max(len(before), len(after))):
-            where = f"{path}[{index}]"
+            where = f"{path}/{index}"
             if index >= len(after):
                 changes.append(Change(where, "removed", before[index], None))
             elif index >= len(before):

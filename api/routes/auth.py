@@ -4,18 +4,19 @@ who am I, and accepting an invitation."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.control_plane import people
 from api.control_plane.tables import Membership, User
 from api.control_plane.tables import Session as LoginSession
-from api.deps import SESSION_COOKIE, Account, Db, PublicRoute, SettingsDep
+from api.deps import SESSION_COOKIE, Account, Db, PublicRoute, SettingsDep, get_login_throttle
+from api.login_throttle import LoginThrottle
 from api.models import required_ms
 from api.permissions import Role
-from api.problems import responses
+from api.problems import Problem, responses
 from drippulse.settings import Settings
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -86,15 +87,28 @@ def _session_out(
     )
 
 
-@router.post("/login", response_model=SessionOut, responses=responses(401, 422))
+@router.post("/login", response_model=SessionOut, responses=responses(401, 422, 429))
 async def login(
-    body: LoginRequest, _: PublicRoute, database: Db, settings: SettingsDep, response: Response
+    body: LoginRequest,
+    _: PublicRoute,
+    database: Db,
+    settings: SettingsDep,
+    throttle: Annotated[LoginThrottle, Depends(get_login_throttle)],
+    response: Response,
 ) -> SessionOut:
-    """A session in one organization, valid for DRIPPULSE_SESSION_TTL_S."""
-    async with database.transaction() as session:
-        login_session, token, user, membership = await people.login(
-            session, body.email, body.password, body.org_id, timedelta(seconds=settings.session_ttl_s)
-        )
+    """A session in one organization, valid for DRIPPULSE_SESSION_TTL_S. Ten failed logins for an
+    email within 15 minutes refuse it (429) until the window ends."""
+    await throttle.check(body.email)
+    try:
+        async with database.transaction() as session:
+            login_session, token, user, membership = await people.login(
+                session, body.email, body.password, body.org_id, timedelta(seconds=settings.session_ttl_s)
+            )
+    except Problem as problem:
+        if problem.status == 401:
+            await throttle.failed(body.email)
+        raise
+    await throttle.succeeded(body.email)
     return _session_out(login_session, token, user, membership, response, settings)
 
 

@@ -26,7 +26,7 @@ class ActorOut(BaseModel):
 
 
 class DiffEntry(BaseModel):
-    path: str = Field(description="JSON path in the definition, e.g. $.steps[1].rules[0].points")
+    path: str = Field(description="A JSON Pointer (RFC 6901) into the definition, e.g. /steps/1/rules/0/points")
     op: Literal["added", "removed", "changed"]
     before: Any
     after: Any

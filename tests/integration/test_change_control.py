@@ -41,7 +41,7 @@ def test_the_author_cannot_approve_their_own_change_another_approver_can(org_fac
     request = asked.json()
     assert request["status"] == "open" and request["version"] == 1 and request["base_version"] is None
     assert request["requested_by"]["label"].startswith("ada-") and request["reason"] == "new scoring"
-    assert any(change["path"] == "$.steps" and change["op"] == "added" for change in request["diff"])
+    assert any(change["path"] == "/steps" and change["op"] == "added" for change in request["diff"])
     assert admin.get(f"/api/v1/workflows/{workflow['id']}").json()["status"] == "draft", "not active yet"
     assert admin.get(f"/api/v1/workflows/{workflow['id']}/versions/1").json()["status"] == "proposed"
 

@@ -122,3 +122,13 @@ def test_a_person_in_two_orgs_names_the_one_to_log_in_to(org_factory: Any, setti
     assert chosen.status_code == 200 and chosen.json()["roles"] == ["editor"]
     scoped = _bearer(settings, chosen.json()["token"])
     assert scoped.get("/api/v1/auth/me").json()["org_id"] == second["org_id"]
+
+
+def test_repeated_failed_logins_are_refused_for_a_while(org_factory: Any, settings: Settings) -> None:
+    org = org_factory()
+    email = f"target-{org['org_id']}@example.com"
+    control_plane.add_member(settings, org["org_id"], email, ["viewer"], PASSWORD)
+    assert [_login(settings, email, "guess").status_code for _ in range(10)] == [401] * 10
+    refused = _login(settings, email)
+    assert refused.status_code == 429 and 0 < int(refused.headers["retry-after"]) <= 900, "even the right password"
+    assert refused.json()["type"].endswith("/too-many-logins")
