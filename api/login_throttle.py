@@ -17,6 +17,8 @@ def _key(email: str) -> str:
 
 
 class LoginThrottle:
+    """The window starts at the first failure (SET NX with a time to live; INCR keeps it)."""
+
     def __init__(self, client: aioredis.Redis, limit: int = 10, window_s: int = 900) -> None:
         self._redis = client
         self._limit = limit
@@ -38,8 +40,8 @@ class LoginThrottle:
     async def failed(self, email: str) -> None:
         key = _key(email)
         async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, 0, ex=self._window_s, nx=True)
             pipe.incr(key)
-            pipe.expire(key, self._window_s, nx=True)
             await pipe.execute()
 
     async def succeeded(self, email: str) -> None:
