@@ -16,8 +16,9 @@ from api.control_plane import audit
 from api.control_plane.actors import Actor, Scope
 from api.control_plane.ids import new_id
 from api.control_plane.organizations import get_project
+from api.control_plane.rows import one
 from api.control_plane.tables import ApiKey
-from api.problems import Problem, not_found
+from api.problems import Problem
 from api.security import API_KEY_PREFIX, new_token
 
 
@@ -77,11 +78,7 @@ async def list_keys(session: AsyncSession, org_id: str) -> list[ApiKey]:
 
 
 async def get_key(session: AsyncSession, org_id: str, key_id: str, lock: bool = False) -> ApiKey:
-    query = select(ApiKey).where(ApiKey.org_id == org_id, ApiKey.id == key_id)
-    key = await session.scalar(query.with_for_update() if lock else query)
-    if key is None:
-        raise not_found("api key", key_id)
-    return key
+    return await one(session, ApiKey, "api key", org_id, key_id, lock=lock)
 
 
 async def revoke(session: AsyncSession, scope: Scope, actor: Actor, key_id: str) -> ApiKey:

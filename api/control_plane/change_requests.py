@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.control_plane import audit, workflows
 from api.control_plane.actors import Actor, Scope
 from api.control_plane.ids import new_id
+from api.control_plane.rows import one
 from api.control_plane.tables import ChangeRequest, Workflow, WorkflowVersion
 from api.problems import Problem, not_found
 from processors.change_control import decision_refusal, definition_diff
@@ -100,13 +101,7 @@ async def list_requests(
 
 
 async def get_request(session: AsyncSession, scope: Scope, request_id: str, lock: bool = False) -> ChangeRequest:
-    query = select(ChangeRequest).where(ChangeRequest.org_id == scope.org_id, ChangeRequest.id == request_id)
-    if scope.project_id is not None:
-        query = query.where(ChangeRequest.project_id == scope.project_id)
-    found = await session.scalar(query.with_for_update() if lock else query)
-    if found is None:
-        raise not_found("change request", request_id)
-    return found
+    return await one(session, ChangeRequest, "change request", scope.org_id, request_id, scope.project_id, lock)
 
 
 async def _open(session: AsyncSession, scope: Scope, request_id: str) -> ChangeRequest:

@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.control_plane import audit
 from api.control_plane.actors import Actor, Scope
 from api.control_plane.ids import new_id
+from api.control_plane.rows import all_of, one
 from api.control_plane.tables import InboundSource
-from api.problems import not_found
 from streams.secret_box import SecretBox
 from streams.signing_secrets import new_secrets, rotated, valid
 
@@ -42,16 +41,11 @@ async def create(
 
 
 async def list_all(session: AsyncSession, org_id: str) -> list[InboundSource]:
-    query = select(InboundSource).where(InboundSource.org_id == org_id)
-    return list((await session.scalars(query.order_by(InboundSource.created_at, InboundSource.id))).all())
+    return await all_of(session, InboundSource, org_id)
 
 
 async def get(session: AsyncSession, org_id: str, source_id: str, lock: bool = False) -> InboundSource:
-    query = select(InboundSource).where(InboundSource.org_id == org_id, InboundSource.id == source_id)
-    found = await session.scalar(query.with_for_update() if lock else query)
-    if found is None:
-        raise not_found("inbound source", source_id)
-    return found
+    return await one(session, InboundSource, "inbound source", org_id, source_id, lock=lock)
 
 
 async def find(session: AsyncSession, source_id: str) -> InboundSource | None:

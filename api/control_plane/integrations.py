@@ -10,15 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.control_plane import audit
 from api.control_plane.actors import Actor, Scope
 from api.control_plane.ids import new_id
 from api.control_plane.organizations import bump_revision
+from api.control_plane.rows import all_of, one
 from api.control_plane.tables import IntegrationConnection
-from api.problems import not_found
 from streams.secret_box import SecretBox
 
 
@@ -47,19 +46,11 @@ async def create(
 
 
 async def list_all(session: AsyncSession, org_id: str) -> list[IntegrationConnection]:
-    query = select(IntegrationConnection).where(IntegrationConnection.org_id == org_id)
-    order = (IntegrationConnection.created_at, IntegrationConnection.id)
-    return list((await session.scalars(query.order_by(*order))).all())
+    return await all_of(session, IntegrationConnection, org_id)
 
 
 async def get(session: AsyncSession, org_id: str, connection_id: str, lock: bool = False) -> IntegrationConnection:
-    query = select(IntegrationConnection).where(
-        IntegrationConnection.org_id == org_id, IntegrationConnection.id == connection_id
-    )
-    found = await session.scalar(query.with_for_update() if lock else query)
-    if found is None:
-        raise not_found("integration connection", connection_id)
-    return found
+    return await one(session, IntegrationConnection, "integration connection", org_id, connection_id, lock=lock)
 
 
 async def update(

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.control_plane import audit
 from api.control_plane.actors import Actor, Scope
 from api.control_plane.ids import new_id
+from api.control_plane.rows import one
 from api.control_plane.tables import ApiKey, Organization, Project, Workflow
 from api.problems import Problem, not_found
 from processors.change_control import ProjectPolicy
@@ -60,13 +61,9 @@ async def list_projects(session: AsyncSession, scope: Scope) -> list[Project]:
 
 
 async def get_project(session: AsyncSession, scope: Scope, project_id: str, lock: bool = False) -> Project:
-    query = select(Project).where(Project.org_id == scope.org_id, Project.id == project_id)
     if scope.project_id is not None and scope.project_id != project_id:
         raise not_found("project", project_id)
-    found = await session.scalar(query.with_for_update() if lock else query)
-    if found is None:
-        raise not_found("project", project_id)
-    return found
+    return await one(session, Project, "project", scope.org_id, project_id, lock=lock)
 
 
 async def default_project(session: AsyncSession, org_id: str) -> Project:

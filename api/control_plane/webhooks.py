@@ -11,15 +11,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.control_plane import audit
 from api.control_plane.actors import Actor, Scope
 from api.control_plane.ids import new_id
 from api.control_plane.organizations import bump_revision
+from api.control_plane.rows import all_of, one
 from api.control_plane.tables import WebhookSubscription
-from api.problems import not_found
 from streams.secret_box import SecretBox
 from streams.signing_secrets import new_secrets, rotated, valid
 
@@ -40,18 +39,11 @@ async def create(
 
 
 async def list_all(session: AsyncSession, org_id: str) -> list[WebhookSubscription]:
-    query = select(WebhookSubscription).where(WebhookSubscription.org_id == org_id)
-    return list((await session.scalars(query.order_by(WebhookSubscription.created_at, WebhookSubscription.id))).all())
+    return await all_of(session, WebhookSubscription, org_id)
 
 
 async def get(session: AsyncSession, org_id: str, webhook_id: str, lock: bool = False) -> WebhookSubscription:
-    query = select(WebhookSubscription).where(
-        WebhookSubscription.org_id == org_id, WebhookSubscription.id == webhook_id
-    )
-    found = await session.scalar(query.with_for_update() if lock else query)
-    if found is None:
-        raise not_found("webhook", webhook_id)
-    return found
+    return await one(session, WebhookSubscription, "webhook", org_id, webhook_id, lock=lock)
 
 
 async def update(

@@ -19,6 +19,7 @@ from api.control_plane import audit
 from api.control_plane.actors import Actor, Scope
 from api.control_plane.ids import new_id
 from api.control_plane.organizations import bump_revision, default_project, get_project
+from api.control_plane.rows import one
 from api.control_plane.tables import Workflow, WorkflowVersion
 from api.problems import Problem, not_found
 
@@ -74,13 +75,7 @@ async def create_workflow(
 
 
 async def get_workflow(session: AsyncSession, scope: Scope, workflow_id: str, lock: bool = False) -> Workflow:
-    query = select(Workflow).where(Workflow.org_id == scope.org_id, Workflow.id == workflow_id)
-    if scope.project_id is not None:
-        query = query.where(Workflow.project_id == scope.project_id)
-    workflow = await session.scalar(query.with_for_update() if lock else query)
-    if workflow is None:
-        raise not_found("workflow", workflow_id)
-    return workflow
+    return await one(session, Workflow, "workflow", scope.org_id, workflow_id, scope.project_id, lock)
 
 
 async def changeable(session: AsyncSession, scope: Scope, workflow_id: str) -> Workflow:
