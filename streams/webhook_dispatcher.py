@@ -22,11 +22,12 @@ import random
 import threading
 import time
 from collections import Counter, defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import redis.asyncio as aioredis
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from processors.delivery_policy import AttemptResult, DeliveryStatus, Verdict, failing_too_long, judge_attempt
 from streams import state_keys
@@ -321,21 +322,36 @@ class WebhookDispatcher:
                 log.exception("webhooks: recording outcomes failed; retrying")
 
     async def _record(self) -> None:
-        """Endpoint health first (it can make this attempt the last), then the attempt records
-        (acknowledged by the broker), then the schedule: see the module doc."""
+        """Endpoint health first (it can make this attempt the last), then the attempt records, then
+        the schedule: see the module doc. Only outcomes whose record the broker acknowledged move
+        their schedule entry; the others are recorded again on the next round (ClickHouse keeps one
+        row per attempt id), and meanwhile their lease keeps them from being sent again."""
         finished, self._finished = self._finished, []
         if not finished:
             return
         try:
             disabling = await self._track_endpoint_health(finished)
-            for item in finished:
-                self._produce(item.attempt)
-            remaining = await asyncio.get_running_loop().run_in_executor(None, self._producer.flush, 30)
-            if remaining:
-                log.error("webhooks: %d attempt records not acknowledged by the broker", remaining)
-            pipe = self._schedule.pipeline()
-            self._schedule.queue_updates(pipe, [item.task for item in finished])
-            await pipe.execute()
+            acknowledged: set[int] = set()
+
+            def delivered(index: int) -> Callable[[KafkaError | None, Message], None]:
+                def report(error: KafkaError | None, _: Message) -> None:
+                    if error is None:
+                        acknowledged.add(index)
+
+                return report
+
+            for index, item in enumerate(finished):
+                self._produce(item.attempt, delivered(index))
+            await asyncio.get_running_loop().run_in_executor(None, self._producer.flush, 30)
+            recorded = [item for index, item in enumerate(finished) if index in acknowledged]
+            unrecorded = [item for index, item in enumerate(finished) if index not in acknowledged]
+            if unrecorded:
+                log.error("webhooks: %d attempt records not acknowledged by the broker; retried", len(unrecorded))
+                self._finished = unrecorded + self._finished
+            if recorded:
+                pipe = self._schedule.pipeline()
+                self._schedule.queue_updates(pipe, [item.task for item in recorded])
+                await pipe.execute()
         except Exception:
             self._finished = finished + self._finished
             raise
@@ -344,9 +360,11 @@ class WebhookDispatcher:
                 self._endpoints.forget(org_id)
                 log.warning("webhooks: disabled %s of %s: %s", webhook_id, org_id, reason)
 
-    def _produce(self, attempt: dict[str, Any]) -> None:
+    def _produce(self, attempt: dict[str, Any], on_delivery: Callable[[KafkaError | None, Message], None]) -> None:
         value = self._attempts.encode(attempt)
-        produce_waiting(self._producer, self._attempts_topic, value, attempt["org_id"].encode())
+        produce_waiting(
+            self._producer, self._attempts_topic, value, attempt["org_id"].encode(), on_delivery=on_delivery
+        )
 
     async def _track_endpoint_health(self, finished: list[Finished]) -> dict[tuple[str, str], str]:
         """Updates each endpoint's failure streak; returns the endpoints to disable and why, having

@@ -34,9 +34,12 @@ def flaky(failure_rate: float, seed: int = 7) -> Answer:
 
 
 class Receiver(LocalHttpServer):
-    def __init__(self, answer: Answer = always(200), delay_s: float = 0.0) -> None:
+    def __init__(self, answer: Answer = always(200), delay_s: float = 0.0, held: threading.Event | None = None) -> None:
         self.answer = answer
         self.delay_s = delay_s
+        self.held = held
+        """When given, every request waits until it is set: an endpoint that hangs until the test
+        lets it answer."""
         self.concurrent = 0
         self.max_concurrent = 0
         self.secrets: list[str] = []
@@ -71,6 +74,8 @@ class Receiver(LocalHttpServer):
             self.concurrent += 1
             self.max_concurrent = max(self.max_concurrent, self.concurrent)
         time.sleep(self.delay_s)
+        if self.held is not None:
+            self.held.wait(timeout=60)
         payload = self._verified(body, headers)
         status = self.answer(message_id) if payload is not None else 401
         with self._lock:
