@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     crm_timeout_s: float = Field(default=10.0, gt=0, alias="DRIPPULSE_CRM_TIMEOUT_S")
     crm_max_retry_after_s: float = Field(default=60.0, ge=0, alias="DRIPPULSE_CRM_MAX_RETRY_AFTER_S")
     crm_connection_concurrency: int = Field(default=4, ge=1, alias="DRIPPULSE_CRM_CONNECTION_CONCURRENCY")
+    crm_batch_budget_s: float = Field(default=30.0, gt=0, le=240, alias="DRIPPULSE_CRM_BATCH_BUDGET_S")
 
     session_ttl_s: int = Field(default=12 * 3600, ge=60, alias="DRIPPULSE_SESSION_TTL_S")
     invitation_ttl_s: int = Field(default=7 * 86_400, ge=60, alias="DRIPPULSE_INVITATION_TTL_S")

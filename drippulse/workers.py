@@ -152,6 +152,7 @@ def build_crm_applier(settings: Settings, ready_file: Path | None = None) -> Bat
             applied_retention_s=settings.webhook_retention_s,
             allow_loopback=settings.webhook_allow_loopback,
             park_schedule_s=settings.crm_park_schedule,
+            batch_budget_s=settings.crm_batch_budget_s,
         ),
     )
     return _batch_worker(settings, CRM_GROUP, applier, commands_topic, "crm", ready_file, process_idle=True)

@@ -6,7 +6,10 @@ concurrently (up to `connection_concurrency` per connection), while commands for
 their order: a later update must not be overtaken by an earlier one.
 
 Each request first reserves a token from the connection's bucket in Redis (rate limit shared by all
-workers). Transient failures get a few quick attempts with backoff (a 429's `Retry-After` honoured);
+workers). A batch starts at most `burst + rate * batch_budget_s` commands per connection: the rest of
+their leads' chains go to the parking schedule, due at once and still in order, so a slow connection
+never keeps a batch past the consumer's poll interval (which would evict the worker from its group).
+Transient failures get a few quick attempts with backoff (a 429's `Retry-After` honoured);
 a lead whose command still fails is parked with its later commands (streams/crm_parking.py) and
 retried on a schedule, so a CRM that is down holds back neither the batch nor other orgs. Once a
 connection parks a lead, its other leads are parked without trying, in this batch and (while the
@@ -65,7 +68,26 @@ class CrmConfig:
     applied_retention_s: int
     allow_loopback: bool
     park_schedule_s: tuple[float, ...]
+    batch_budget_s: float = 30.0
+    """Seconds of a connection's rate one batch may use; far below max.poll.interval.ms (300 s)."""
     parked_claims_per_batch: int = 50
+
+
+class RequestBudget:
+    """How many more commands each connection may start in this batch."""
+
+    def __init__(self, budget_s: float) -> None:
+        self._budget_s = budget_s
+        self._left: dict[str, float] = {}
+
+    def take(self, connection: dict[str, Any]) -> bool:
+        left = self._left.get(connection["id"])
+        if left is None:
+            left = connection["burst"] + connection["rate_limit_per_s"] * self._budget_s
+        if left < 1:
+            return False
+        self._left[connection["id"]] = left - 1
+        return True
 
 
 @dataclass(slots=True)
@@ -118,9 +140,10 @@ class CrmCommandApplier:
 
     async def _apply_all(self, commands: list[dict[str, Any]]) -> list[OutputRecord]:
         http, client, buckets, parking = await self._connect()
-        outcomes = await self._retry_parked(http, client, buckets, parking)
+        budget = RequestBudget(self._config.batch_budget_s)
+        outcomes = await self._retry_parked(http, buckets, parking, budget)
         if commands:
-            outcomes += await self._apply_batch(http, client, buckets, parking, commands)
+            outcomes += await self._apply_batch(http, client, buckets, parking, budget, commands)
         await self._remember(client, outcomes)
         return [(self._results_topic, r["org_id"].encode(), self._results.encode(r)) for r, _ in outcomes]
 
@@ -130,6 +153,7 @@ class CrmCommandApplier:
         client: aioredis.Redis,
         buckets: TokenBuckets,
         parking: ParkedCommands,
+        budget: RequestBudget,
         commands: list[dict[str, Any]],
     ) -> list[Outcome]:
         jobs = await self._pending_jobs(client, commands)
@@ -144,10 +168,15 @@ class CrmCommandApplier:
             lambda: asyncio.Semaphore(self._config.connection_concurrency)
         )
 
+        deferred: dict[Chain, list[Job]] = {}
+
         async def run_chain(chain: Chain, chain_jobs: list[Job]) -> list[Outcome]:
             async with limits[chain[1]]:
                 done: list[Outcome] = []
                 for index, job in enumerate(chain_jobs):
+                    if chain[1] not in down and not budget.take(job.connection):
+                        deferred[chain] = chain_jobs[index:]
+                        break
                     result = None if chain[1] in down else await self._apply(http, buckets, job)
                     if result is None or result["status"] == RETRYING:
                         down.add(chain[1])
@@ -161,21 +190,28 @@ class CrmCommandApplier:
         applied = await asyncio.gather(*(run_chain(chain, chain_jobs) for chain, chain_jobs in chains.items()))
         outcomes = [outcome for chain_outcomes in applied for outcome in chain_outcomes]
         await parking.park({chain: [job.command for job in parked] for chain, parked in to_park.items()})
+        await parking.park({chain: [job.command for job in later] for chain, later in deferred.items()}, due_now=True)
         newly_down = {(org_id, connection_id) for org_id, connection_id, _ in to_park if connection_id in down}
         await parking.mark_failing(newly_down - failing)
         attempted = {result["result_id"] for result, _ in outcomes}
         waiting = CrmResponse(None, "parked: the connection is failing; retried later")
-        return outcomes + [
-            (self._result(job, RETRYING, 0, waiting), job.command)
-            for parked in to_park.values()
-            for job in parked
-            if _result_id(job) not in attempted
-        ]
+        busy = CrmResponse(None, "deferred: more commands than the connection's rate allows in one batch")
+        return (
+            outcomes
+            + [
+                (self._result(job, RETRYING, 0, waiting), job.command)
+                for parked in to_park.values()
+                for job in parked
+                if _result_id(job) not in attempted
+            ]
+            + [(self._result(job, RETRYING, 0, busy), job.command) for later in deferred.values() for job in later]
+        )
 
     async def _retry_parked(
-        self, http: OutboundHttp, client: aioredis.Redis, buckets: TokenBuckets, parking: ParkedCommands
+        self, http: OutboundHttp, buckets: TokenBuckets, parking: ParkedCommands, budget: RequestBudget
     ) -> list[Outcome]:
-        """Due parked leads, each drained in order until its CRM fails again."""
+        """Due parked leads, each drained in order until its CRM fails again or the batch's budget
+        for the connection runs out (the rest is due again at once)."""
         lease_ms = int((self._config.timeout_s * self._config.max_attempts + 60) * 1000)
         chains = await parking.claim(self._config.parked_claims_per_batch, lease_ms)
         if not chains:
@@ -193,6 +229,9 @@ class CrmCommandApplier:
                 return [(self._result(Job(c, unknown), CrmOutcome.FAILED, 0, gone), c) for c in commands]
             outcomes: list[Outcome] = []
             for command in commands:
+                if not budget.take(connection):
+                    await parking.release(chain, len(outcomes))
+                    return outcomes
                 result = await self._apply(http, buckets, Job(command, connection))
                 if result["status"] == RETRYING:
                     await parking.mark_failing({(org_id, connection_id)})

@@ -126,6 +126,14 @@ class ParkedCommands:
         await self._redis.zadd(state_keys.CRM_PARKED, {member: now_ms() + int(self._schedule_s[rounds] * 1000)})
         return False
 
+    async def release(self, chain: Chain, done: int) -> None:
+        """Drops the `done` commands at the head and makes the rest due at once, keeping the chain's
+        retry rounds: a batch ran out of its budget for the connection, the CRM did not fail."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.ltrim(_key(chain), done, -1)
+        pipe.zadd(state_keys.CRM_PARKED, {_member(chain): now_ms()})
+        await pipe.execute()
+
     async def drop(self, chain: Chain, count: int) -> None:
         """Removes the first `count` commands (done, or failed for good) and ends the chain's retry
         rounds; one pipeline, executed in order: unschedule first, then look at the list again and

@@ -97,5 +97,6 @@ def crm_worker(api_server: ApiServer, settings: Settings) -> Iterator[WorkerProc
         "DRIPPULSE_CRM_BACKOFF_S": "0.2,0.2,0.4",
         "DRIPPULSE_CRM_PARK_SCHEDULE_S": ",".join(["1"] * 30),
         "DRIPPULSE_CRM_TIMEOUT_S": "2",
+        "DRIPPULSE_CRM_BATCH_BUDGET_S": "1",
     }
     yield from _running(settings, "crm", env)
