@@ -17,10 +17,9 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 from psycopg.types.json import set_json_loads
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 
 T = TypeVar("T")
-SYSTEM_ACTOR = ("system", "system:webhook-worker", "webhook worker")
 
 
 def connect(database_url: str) -> Engine:
@@ -54,7 +53,7 @@ class ControlPlaneReader:
                 text(
                     "SELECT w.org_id, w.id, v.version, v.definition FROM workflows w "
                     "JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.active_version "
-                    "WHERE w.org_id = ANY(:ids)"
+                    "WHERE w.org_id = ANY(:ids) AND w.status = 'active'"
                 ),
                 {"ids": org_ids},
             )
@@ -92,6 +91,33 @@ class ControlPlaneReader:
                 found[row["org_id"]].append(dict(row))
         return found
 
+    def quarantine_workflow(self, org_id: str, workflow_id: str, version: int, reason: str) -> bool:
+        """Takes a workflow whose active version no longer compiles out of the active set, so one bad
+        definition cannot stop the worker for every org: the status, the reason, an audit entry and
+        the revision in one transaction. False when it is no longer that active version."""
+        with self._engine.begin() as connection:
+            quarantined = connection.execute(
+                text(
+                    "UPDATE workflows SET status = 'quarantined', quarantine_reason = :reason, updated_at = now() "
+                    "WHERE org_id = :org AND id = :id AND status = 'active' AND active_version = :version "
+                    "RETURNING project_id"
+                ),
+                {"org": org_id, "id": workflow_id, "version": version, "reason": reason},
+            ).first()
+            if quarantined is None:
+                return False
+            self._changed(
+                connection,
+                org_id,
+                ("system:workflow-catalog", "workflow catalog"),
+                "workflow.quarantine",
+                ("workflow", workflow_id),
+                {"status": "active"},
+                {"status": "quarantined", "quarantine_reason": reason, "version": version},
+                project_id=quarantined[0],
+            )
+        return True
+
     def disable_webhook(self, org_id: str, webhook_id: str, reason: str) -> bool:
         """The webhook worker's own decision (410 Gone, failing too long), recorded like any change: the
         subscription, the audit entry and the revision in one transaction. False when there was
@@ -106,26 +132,51 @@ class ControlPlaneReader:
             ).first()
             if disabled is None:
                 return False
-            connection.execute(
-                text("UPDATE organizations SET config_revision = config_revision + 1 WHERE id = :org"), {"org": org_id}
-            )
-            connection.execute(
-                text(
-                    "INSERT INTO audit_log (org_id, actor_type, actor_id, actor_label, action, resource_type, "
-                    "resource_id, before, after) VALUES (:org, :type, :actor, :label, 'webhook.disable', 'webhook', "
-                    ":id, CAST(:before AS jsonb), CAST(:after AS jsonb))"
-                ),
-                {
-                    "org": org_id,
-                    "type": SYSTEM_ACTOR[0],
-                    "actor": SYSTEM_ACTOR[1],
-                    "label": SYSTEM_ACTOR[2],
-                    "id": webhook_id,
-                    "before": orjson.dumps({"enabled": True, "disabled_reason": None}).decode(),
-                    "after": orjson.dumps({"enabled": False, "disabled_reason": reason}).decode(),
-                },
+            self._changed(
+                connection,
+                org_id,
+                ("system:webhook-worker", "webhook worker"),
+                "webhook.disable",
+                ("webhook", webhook_id),
+                {"enabled": True, "disabled_reason": None},
+                {"enabled": False, "disabled_reason": reason},
             )
         return True
+
+    @staticmethod
+    def _changed(
+        connection: Connection,
+        org_id: str,
+        actor: tuple[str, str],
+        action: str,
+        resource: tuple[str, str],
+        before: dict[str, Any],
+        after: dict[str, Any],
+        project_id: str | None = None,
+    ) -> None:
+        """What every change a worker decides comes with, in its transaction: the organization's
+        revision (so every worker sees it) and an audit entry by a system actor."""
+        connection.execute(
+            text("UPDATE organizations SET config_revision = config_revision + 1 WHERE id = :org"), {"org": org_id}
+        )
+        connection.execute(
+            text(
+                "INSERT INTO audit_log (org_id, actor_type, actor_id, actor_label, action, resource_type, "
+                "resource_id, project_id, before, after) VALUES (:org, 'system', :actor, :label, :action, :type, "
+                ":id, :project, CAST(:before AS jsonb), CAST(:after AS jsonb))"
+            ),
+            {
+                "org": org_id,
+                "actor": actor[0],
+                "label": actor[1],
+                "action": action,
+                "type": resource[0],
+                "id": resource[1],
+                "project": project_id,
+                "before": orjson.dumps(before).decode(),
+                "after": orjson.dumps(after).decode(),
+            },
+        )
 
 
 class RevisionCache(Generic[T]):

@@ -4,6 +4,11 @@ A worker checks an org's revision at most every `refresh_s` seconds (one query f
 orgs of a batch) and reloads and recompiles only orgs whose revision moved, so a change made through
 the API reaches the workers within about a second without reading every definition again
 (streams/control_plane.py says why a committed change can never be missed).
+
+A stored definition that no longer compiles (a model change, a hand edit) must not stop the worker
+for every org: that workflow is quarantined in the control plane (taken out of the active set, with
+the reason, audited) and the rest of its org runs on. Compiled workflows of versions an org no longer
+runs are dropped, and shared compilations once no org uses them.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ class WorkflowCatalog:
         self._watched: dict[str, frozenset[str]] = {}
         self._revisions: dict[str, int | None] = {}
         self._checked_at: dict[str, float] = {}
-        self._compiled: dict[tuple[str, str, int], tuple[tuple[bytes, str], CompiledWorkflow]] = {}
+        self._compiled: dict[str, dict[tuple[str, int], tuple[tuple[bytes, str], CompiledWorkflow]]] = {}
+        """Per org: (workflow id, version) -> ((definition fingerprint, workflow id), compiled)."""
         self._by_definition: dict[bytes, tuple[bytes, CompiledWorkflow]] = {}
         self._triggers: dict[str, Triggers] = {}
         self._trigger_sets: dict[tuple[tuple[frozenset[str], object], ...], Triggers] = {}
@@ -68,34 +74,44 @@ class WorkflowCatalog:
             return
         definitions = self._reader.active_workflows([org_id for org_id, _ in changed])
         for org_id, revision in changed:
+            before, now_running = self._compiled.get(org_id, {}), {}
+            for workflow_id, version, definition in definitions[org_id]:
+                key = (workflow_id, version)
+                try:
+                    now_running[key] = before.get(key) or self._compile(workflow_id, version, definition)
+                except Exception as exc:
+                    self._quarantine(org_id, workflow_id, version, exc)
+            self._compiled[org_id] = now_running
             # Ordered by definition, then id: orgs with the same definitions list them in the same
             # order, so they share one compiled trigger set.
-            self._workflows[org_id] = tuple(
-                compiled
-                for _, compiled in sorted(
-                    (
-                        self._compile(org_id, workflow_id, version, definition)
-                        for workflow_id, version, definition in definitions[org_id]
-                    ),
-                    key=itemgetter(0),
-                )
-            )
+            ordered = sorted(now_running.values(), key=itemgetter(0))
+            self._workflows[org_id] = tuple(workflow for _, workflow in ordered)
             self._watched[org_id] = frozenset().union(*(w.watched_fields for w in self._workflows[org_id]))
             self._triggers[org_id] = self._trigger_set(self._workflows[org_id])
             self._revisions[org_id] = revision
             log.info("org %s: %d active workflows (revision %s)", org_id, len(self._workflows[org_id]), revision)
+        self._forget_unused()
+
+    def _quarantine(self, org_id: str, workflow_id: str, version: int, error: Exception) -> None:
+        reason = f"version {version} no longer compiles: {type(error).__name__}: {error}"[:2000]
+        log.error("org %s: quarantining workflow %s: %s", org_id, workflow_id, reason)
+        self._reader.quarantine_workflow(org_id, workflow_id, version, reason)
+
+    def _forget_unused(self) -> None:
+        """Shared compilations and trigger sets no org runs any more, once they outnumber those in use."""
+        used = {fingerprint for org in self._compiled.values() for (fingerprint, _), _ in org.values()}
+        if len(self._by_definition) > 2 * len(used) + 64:
+            self._by_definition = {f: known for f, known in self._by_definition.items() if f in used}
+        in_use = {id(triggers) for triggers in self._triggers.values()}
+        if len(self._trigger_sets) > 2 * len(in_use) + 64:
+            self._trigger_sets = {k: t for k, t in self._trigger_sets.items() if id(t) in in_use}
 
     def _compile(
-        self, org_id: str, workflow_id: str, version: int, definition: dict[str, object]
+        self, workflow_id: str, version: int, definition: dict[str, object]
     ) -> tuple[tuple[bytes, str], CompiledWorkflow]:
         """((definition fingerprint, workflow id), the compiled workflow)."""
-        key = (org_id, workflow_id, version)
-        compiled = self._compiled.get(key)
-        if compiled is None:
-            fingerprint, template = self._template(definition)
-            compiled = (fingerprint, workflow_id), replace(template, workflow_id=workflow_id, version=version)
-            self._compiled[key] = compiled
-        return compiled
+        fingerprint, template = self._template(definition)
+        return (fingerprint, workflow_id), replace(template, workflow_id=workflow_id, version=version)
 
     def _trigger_set(self, workflows: tuple[CompiledWorkflow, ...]) -> Triggers:
         """Workflows compiled from one template share its event types and trigger function, which

@@ -179,8 +179,11 @@ class Workflow(Base):
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
     name: Mapped[str]
     description: Mapped[str] = mapped_column(server_default="")
-    status: Mapped[str] = mapped_column(comment="draft | active | inactive | archived")
+    status: Mapped[str] = mapped_column(comment="draft | active | inactive | archived | quarantined")
     active_version: Mapped[int | None] = mapped_column(Integer)
+    quarantine_reason: Mapped[str | None] = mapped_column(
+        comment="why the workers refused the active version; set with status = 'quarantined'"
+    )
     latest_version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()

@@ -198,6 +198,7 @@ async def activate(
         old.status = "superseded"
     target.status, target.activated_at = "active", now
     workflow.status, workflow.active_version, workflow.updated_at = "active", number, now
+    workflow.quarantine_reason = None
     await bump_revision(session, scope.org_id)
     await session.flush()
     after = {**audit.snapshot(workflow), "change_request_id": change_request_id}

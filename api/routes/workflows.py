@@ -40,7 +40,7 @@ from processors.routing import RoutingState
 from processors.step_types import step_types
 
 router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"], responses=responses(401, 403, 422))
-WorkflowStatus = Literal["draft", "active", "inactive", "archived"]
+WorkflowStatus = Literal["draft", "active", "inactive", "archived", "quarantined"]
 
 
 class WorkflowOut(BaseModel):
@@ -51,6 +51,10 @@ class WorkflowOut(BaseModel):
     status: WorkflowStatus
     active_version: int | None
     latest_version: int
+    quarantine_reason: str | None = Field(
+        description="Set when the workers could not compile the active version and took it out of service "
+        "(status `quarantined`); activating a version clears it."
+    )
     created_at_ms: int
     updated_at_ms: int
     definition: dict[str, Any] | None = Field(
@@ -151,6 +155,7 @@ def workflow_out(workflow: Workflow, definition: dict[str, Any] | None = None) -
         status=workflow.status,
         active_version=workflow.active_version,
         latest_version=workflow.latest_version,
+        quarantine_reason=workflow.quarantine_reason,
         created_at_ms=required_ms(workflow.created_at),
         updated_at_ms=required_ms(workflow.updated_at),
         definition=definition,
