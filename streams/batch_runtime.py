@@ -41,12 +41,19 @@ class DeliveryFailed(RuntimeError):
     """The broker refused some outputs of a batch; the batch is rewound and processed again."""
 
 
+MAX_BACKOFF_S = 10.0
+"""The longest wait between two tries of a batch whose processing failed; short enough that the
+consumer polls well within max.poll.interval.ms while a dependency is down."""
+
+
 @dataclass
 class BatchStats:
     batches: int = 0
     records_in: int = 0
     records_out: int = 0
     rewinds: int = 0
+    failures_in_a_row: int = 0
+    """Consecutive batches whose processing failed (a dependency down): 0 when the last one passed."""
 
 
 class BatchWorker:
@@ -72,6 +79,7 @@ class BatchWorker:
         self._process_idle = process_idle
         """Call the processor on empty polls too, for work of its own that comes due (parked retries)."""
         self.stats = BatchStats()
+        self._stop = threading.Event()
         consumer.subscribe(list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
 
     def _on_assign(self, _: Consumer, partitions: list[TopicPartition]) -> None:
@@ -88,6 +96,7 @@ class BatchWorker:
 
     def run(self, stop: threading.Event) -> None:
         log.info("%s: running", self.name)
+        self._stop = stop
         try:
             while not stop.is_set():
                 self.run_once()
@@ -108,29 +117,46 @@ class BatchWorker:
 
         A crash anywhere before step 5 replays the batch from the last commit; because outputs are
         deterministic, the replay produces the same keys and ids and downstream dedup absorbs it. A
-        failed delivery in step 4 rewinds the consumer to the batch start instead of committing.
+        failed delivery in step 4 rewinds the consumer to the batch start instead of committing, and
+        so does a failure in step 2 (a processor turns bad records into dead letters, so what it
+        raises is a dependency that is down: Redis, PostgreSQL, ClickHouse). Then the worker waits,
+        longer after each failure in a row, and tries the batch again: nothing is committed past
+        what was not done, and the worker lives to resume when the dependency is back.
         """
         messages = self._consume()
-        if not messages:
-            if self._process_idle:
-                idle_outputs = self._processor.process([])
-                if idle_outputs:
-                    self._produce_and_wait(idle_outputs)
+        if not messages and not self._process_idle:
             return 0
-        outputs = self._processor.process(messages)
-        if outputs:
-            try:
+        try:
+            outputs = self._processor.process(messages)
+            if outputs:
                 self._produce_and_wait(outputs)
-            except DeliveryFailed as exc:
-                log.error("%s: %s; rewinding the batch", self.name, exc)
-                self._rewind(messages)
-                self.stats.rewinds += 1
-                return 0
+        except Exception as exc:
+            self._back_off(messages, exc)
+            return 0
+        self.stats.failures_in_a_row = 0
+        if not messages:
+            return 0
         self._consumer.commit(offsets=next_offsets(messages), asynchronous=False)
         self.stats.batches += 1
         self.stats.records_in += len(messages)
         self.stats.records_out += len(outputs)
         return len(messages)
+
+    def _back_off(self, messages: Sequence[Message], error: Exception) -> None:
+        self.stats.failures_in_a_row += 1
+        self.stats.rewinds += 1
+        delay = min(MAX_BACKOFF_S, 0.25 * 2 ** (self.stats.failures_in_a_row - 1))
+        log.error(
+            "%s: batch of %d failed (%d in a row), retried in %.1f s: %s",
+            self.name,
+            len(messages),
+            self.stats.failures_in_a_row,
+            delay,
+            error,
+            exc_info=self.stats.failures_in_a_row == 1 and not isinstance(error, DeliveryFailed),
+        )
+        self._rewind(messages)
+        self._stop.wait(delay)
 
     def _consume(self) -> list[Message]:
         messages = self._consumer.consume(self._batch_size, self._batch_timeout_s)
@@ -166,7 +192,12 @@ class BatchWorker:
             key, offset = _position(message)
             first[key] = min(first.get(key, offset), offset)
         for (topic, partition), offset in first.items():
-            self._consumer.seek(TopicPartition(topic, partition, offset))
+            try:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException:
+                log.info(
+                    "%s: %s[%d] moved to another worker; it resumes from the last commit", self.name, topic, partition
+                )
 
 
 def _position(message: Message) -> tuple[tuple[str, int], int]:

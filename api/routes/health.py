@@ -49,10 +49,10 @@ async def health(request: Request, _: PublicRoute) -> JSONResponse:
         log.exception("health: clickhouse")
         checks["clickhouse"] = "error"
     if state.sinks:
-        stopped = [sink.worker.name for sink in state.sinks if not sink.alive]
-        if stopped:
-            log.error("health: sinks stopped: %s", ", ".join(stopped))
-        checks["sinks"] = "error" if stopped else "ok"
+        down = [sink.worker.name for sink in state.sinks if not sink.alive or sink.worker.stats.failures_in_a_row]
+        if down:
+            log.error("health: sinks stopped or failing: %s", ", ".join(down))
+        checks["sinks"] = "error" if down else "ok"
     healthy = all(value == "ok" for value in checks.values())
     body = Health(status="ok" if healthy else "degraded", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)

@@ -1,0 +1,73 @@
+"""One embedded ClickHouse sink that cannot write does not stop the others: it retries its batch
+with back-off (committing nothing past what it did not write), health says so, and it catches up
+once its table is back."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from drippulse.settings import Settings
+from processors.templates import LEAD_QUALIFICATION
+from streams import topics
+from streams.clickhouse import apply_schema
+from tests.integration.helpers import activate_workflow, wait_for_executions
+from tests.integration.outbound import produce_records
+from tests.stack import ApiServer, wait_until
+
+pytestmark = pytest.mark.stack
+
+
+def _attempt(org_id: str) -> dict[str, Any]:
+    now = int(time.time() * 1000)
+    return {
+        "attempt_id": f"att-{org_id}",
+        "delivery_id": f"dlv-{org_id}",
+        "org_id": org_id,
+        "webhook_id": "wh_test",
+        "message_id": "msg_test",
+        "event_type": "lead.qualified",
+        "attempt": 1,
+        "url": "https://93.184.216.34/hook",
+        "result": "succeeded",
+        "status_code": 200,
+        "latency_ms": 5,
+        "error": "",
+        "response_excerpt": "",
+        "attempted_at_ms": now,
+        "next_attempt_at_ms": None,
+    }
+
+
+def _health(settings: Settings) -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(f"{settings.api_url}/health", timeout=10).json()
+    return body
+
+
+def test_a_failing_sink_retries_alone_and_catches_up(
+    org_factory: Any, qualifier: Any, api_server: ApiServer, settings: Settings
+) -> None:
+    org = org_factory()
+    activate_workflow(org["client"], "LQ", LEAD_QUALIFICATION)
+    api_server.clickhouse.command("DROP TABLE drippulse.webhook_attempts")
+    try:
+        produce_records(settings, topics.WEBHOOK_ATTEMPTS, org["org_id"], [_attempt(org["org_id"])])
+        wait_until(lambda: _health(settings)["checks"].get("sinks") == "error", 60, "health to report the sink")
+
+        event = {"event_type": "lead.created", "lead": {"lead_id": "l-1", "email": "a@acme.io", "title": "VP"}}
+        assert org["client"].post("/api/v1/events", json=event).status_code == 202
+        wait_for_executions(api_server, org["org_id"], 1)
+    finally:
+        apply_schema(api_server.clickhouse)
+
+    def written() -> int:
+        rows = api_server.clickhouse.query(
+            "SELECT count() AS n FROM drippulse.webhook_attempts WHERE org_id = {org:String}", {"org": org["org_id"]}
+        )
+        return int(rows[0]["n"])
+
+    wait_until(lambda: written() == 1, 60, "the sink to write the attempt it held back")
+    wait_until(lambda: _health(settings)["status"] == "ok", 60, "health to recover")
