@@ -64,6 +64,7 @@ class LeadQualifier:
         routing, enrollments, memory = self._state_store.load((event for _, event in events), workflows)
         batch_at_ms = now_ms()
         for message, event in events:
+            produced = len(outputs)
             try:
                 org_id = event["org_id"]
                 lead_id = lead_id_of(event)
@@ -80,7 +81,10 @@ class LeadQualifier:
                 if fields:
                     memory.remember(event, lead_id, fields)
             except Exception as exc:
+                # All of an event's outputs or none: what its earlier workflows emitted goes too, and
+                # the event is dead-lettered whole, to be replayed whole.
                 log.exception("evaluating event %s failed", event.get("event_id"))
+                del outputs[produced:]
                 outputs.append(self._dead_letters.record(message, "processing", repr(exc)))
         self._state_store.save(routing, enrollments, memory)
         return outputs
