@@ -3,6 +3,12 @@
 The embedded registry needs no coordination between processes: a schema's id is a fingerprint of
 its Parsing Canonical Form, so every process (and any client that registers the same .avsc through
 the API's registry endpoints) arrives at the same id.
+
+It knows every released version of every schema (`schemas/avro/history/<name>/v<N>.avsc`), not only
+the current one, so records an earlier build left on a topic still decode after an upgrade: Avro
+resolution reads them with the current schema. The policy that makes that safe is BACKWARD
+compatibility (every version reads what the versions before it wrote); a test holds each schema to
+it against its released versions, and fails when a changed .avsc has not been released to history.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any, Protocol
 from fastavro.schema import to_parsing_canonical_form
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas" / "avro"
+HISTORY_DIR = SCHEMA_DIR / "history"
 
 
 class UnknownSchemaError(LookupError):
@@ -34,25 +41,38 @@ def load_schema(stem: str) -> dict[str, Any]:
     return schema
 
 
+def released_versions(stem: str) -> list[dict[str, Any]]:
+    """Every released version of a schema, oldest first (v1, v2, …)."""
+    paths = sorted((HISTORY_DIR / stem).glob("v*.avsc"), key=lambda path: int(path.stem[1:]))
+    return [json.loads(path.read_text()) for path in paths]
+
+
 def embedded_schema_id(schema: dict[str, Any]) -> int:
     digest = hashlib.sha256(to_parsing_canonical_form(schema).encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFF_FFFF
 
 
 class EmbeddedRegistry:
-    """Knows exactly the schemas under schemas/avro/; registering anything else is refused."""
+    """Knows exactly DripPulse's schemas, current and released; registering anything else is refused."""
 
     def __init__(self) -> None:
         self._by_id: dict[int, dict[str, Any]] = {}
+        self._versions: dict[int, int] = {}
         for path in sorted(SCHEMA_DIR.glob("*.avsc")):
-            schema = load_schema(path.stem)
-            self._by_id[embedded_schema_id(schema)] = schema
+            for number, schema in enumerate([*released_versions(path.stem), load_schema(path.stem)], start=1):
+                schema_id = embedded_schema_id(schema)
+                self._by_id.setdefault(schema_id, schema)
+                self._versions.setdefault(schema_id, number)
 
     def register(self, subject: str, schema: dict[str, Any]) -> int:
         schema_id = embedded_schema_id(schema)
         if schema_id not in self._by_id:
             raise UnknownSchemaError(f"subject {subject!r}: schema is not one of DripPulse's schemas/avro/ files")
         return schema_id
+
+    def version_of(self, schema_id: int) -> int:
+        """The schema's version number: its place in history, or the next one for an unreleased change."""
+        return self._versions[schema_id]
 
     def schema_by_id(self, schema_id: int) -> dict[str, Any]:
         try:

@@ -88,7 +88,9 @@ async def register(subject: Annotated[str, Path(max_length=255)], body: Register
         schema_id = _registry.register(subject, orjson.loads(body.schema_text))
     except (ValueError, TypeError, UnknownSchemaError) as exc:
         return _error(409, 409, f"incompatible schema: {exc}")
-    registered = Registered(id=schema_id, subject=subject, version=1, schema_text=body.schema_text)
+    registered = Registered(
+        id=schema_id, subject=subject, version=_registry.version_of(schema_id), schema_text=body.schema_text
+    )
     return RegistryResponse(registered.model_dump(by_alias=True))
 
 
