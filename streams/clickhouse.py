@@ -18,6 +18,9 @@ import orjson
 from drippulse.settings import Settings
 
 DDL_DIR = Path(__file__).resolve().parents[1] / "infra" / "clickhouse"
+_ESCAPED = str.maketrans(
+    {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0", "\b": "\\b", "\f": "\\f", "'": "\\'"}
+)
 
 
 class ClickHouse(Protocol):
@@ -55,13 +58,33 @@ class ChdbClickHouse:
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         with self._lock:
-            result = self._session.query(sql, "JSONEachRow", params=dict(params or {}))
+            result = self._session.query(sql, "JSONEachRow", params=_param_texts(params or {}))
         text = result.bytes()
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def close(self) -> None:
         with self._lock:
             self._session.close()
+
+
+def _param_texts(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameter values as ClickHouse parses them, in its escaped (TSV) text format: chdb passes a
+    string on as it is, so a tab or newline would end the value and a backslash start an escape,
+    and it renders a list without quoting its elements. clickhouse-connect does the same for a server."""
+    return {name: _param_text(value) for name, value in params.items()}
+
+
+def _param_text(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.translate(_ESCAPED)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_quoted(item) for item in value) + "]"
+    return value
+
+
+def _quoted(item: Any) -> str:
+    """An array element in ClickHouse's quoted text format: strings in single quotes, escaped alike."""
+    return f"'{item.translate(_ESCAPED)}'" if isinstance(item, str) else str(item)
 
 
 class ServerClickHouse:
