@@ -125,11 +125,27 @@ def _problem_media_type(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def _unreadable_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI answers 400 itself, before any route code, when a JSON body cannot be decoded (it is
+    not UTF-8, say), so every operation that takes a body declares it."""
+    unreadable = {
+        "description": "The body could not be read (for example, it is not UTF-8)",
+        "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}},
+    }
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            if "requestBody" in operation:
+                operation.get("responses", {}).setdefault("400", unreadable)
+    return schema
+
+
 def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _problem_media_type(
-                get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            app.openapi_schema = _unreadable_body(
+                _problem_media_type(
+                    get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+                )
             )
         return app.openapi_schema
 
