@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,18 @@ def install(app: FastAPI) -> None:
             )
         return JSONResponse(
             _body(422, "validation", "Validation failed", "the request is invalid", request.url.path, errors=errors),
+            status_code=422,
+            media_type=MEDIA_TYPE,
+        )
+
+    @app.exception_handler(DataError)
+    async def _unstorable(request: Request, exc: DataError) -> JSONResponse:
+        """PostgreSQL refuses some values the request models let through (text with a NUL
+        character, a date past year 9999); the transaction rolled back, and the request is invalid."""
+        log.info("value refused by PostgreSQL on %s %s: %s", request.method, request.url.path, exc.orig)
+        detail = "a value is not allowed here (text with a NUL character, or a date outside years 1-9999)"
+        return JSONResponse(
+            _body(422, "validation", "Validation failed", detail, request.url.path, errors=[{"message": detail}]),
             status_code=422,
             media_type=MEDIA_TYPE,
         )

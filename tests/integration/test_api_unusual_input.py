@@ -13,6 +13,23 @@ from drippulse.settings import Settings
 pytestmark = pytest.mark.stack
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("POST", "/api/v1/projects", {"name": "nul\x00name"}, 422),
+        ("POST", "/api/v1/inbound_sources", {"name": "s", "mapping": {"lead.email": "data\x00email"}}, 422),
+        ("POST", "/api/v1/api_keys", {"name": "k", "role": "viewer", "expires_at": "9999-12-31T23:59:59-01:00"}, 422),
+        ("GET", "/api/v1/projects/prj%00x", None, 422),
+        ("GET", "/api/v1/workflows?project_id=prj%00x", None, 422),
+    ],
+)
+def test_unusual_values_get_a_declared_answer(org_factory: Any, method: str, path: str, body: Any, status: int) -> None:
+    response = org_factory()["client"].request(method, path, json=body)
+    assert response.status_code == status, response.text
+    if status >= 400:
+        assert response.headers["content-type"] == "application/problem+json"
+
+
 def test_an_undecodable_body_is_a_declared_400(org_factory: Any, settings: Settings) -> None:
     client = org_factory()["client"]
     not_utf8 = b'{"name": "\xff"}'
