@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import httpx
@@ -13,6 +15,10 @@ from drippulse.settings import Settings
 pytestmark = pytest.mark.stack
 
 
+def _cursor(at_ms: int, row_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([at_ms, row_id]).encode()).decode()
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "status"),
     [
@@ -21,6 +27,9 @@ pytestmark = pytest.mark.stack
         ("POST", "/api/v1/api_keys", {"name": "k", "role": "viewer", "expires_at": "9999-12-31T23:59:59-01:00"}, 422),
         ("GET", "/api/v1/projects/prj%00x", None, 422),
         ("GET", "/api/v1/workflows?project_id=prj%00x", None, 422),
+        ("GET", "/api/v1/audit_log?cursor=%C2%B2", None, 400),
+        ("GET", f"/api/v1/executions?cursor={_cursor(2**63, 'x')}", None, 400),
+        ("GET", f"/api/v1/crm_commands?cursor={_cursor(-(2**63) - 1, 'x')}", None, 400),
     ],
 )
 def test_unusual_values_get_a_declared_answer(org_factory: Any, method: str, path: str, body: Any, status: int) -> None:
