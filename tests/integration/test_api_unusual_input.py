@@ -30,6 +30,7 @@ def _cursor(at_ms: int, row_id: str) -> str:
         ("GET", "/api/v1/audit_log?cursor=%C2%B2", None, 400),
         ("GET", f"/api/v1/executions?cursor={_cursor(2**63, 'x')}", None, 400),
         ("GET", f"/api/v1/crm_commands?cursor={_cursor(-(2**63) - 1, 'x')}", None, 400),
+        ("GET", "/api/v1/executions?since=0001-01-01T00:00:00", None, 200),
     ],
 )
 def test_unusual_values_get_a_declared_answer(org_factory: Any, method: str, path: str, body: Any, status: int) -> None:
