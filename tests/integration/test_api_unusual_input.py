@@ -25,6 +25,7 @@ def _cursor(at_ms: int, row_id: str) -> str:
         ("POST", "/api/v1/projects", {"name": "nul\x00name"}, 422),
         ("POST", "/api/v1/inbound_sources", {"name": "s", "mapping": {"lead.email": "data\x00email"}}, 422),
         ("POST", "/api/v1/api_keys", {"name": "k", "role": "viewer", "expires_at": "9999-12-31T23:59:59-01:00"}, 422),
+        ("POST", "/api/v1/inbound_sources", {"name": "s", "mapping": {"lead": "a", "lead.email": "b"}}, 422),
         ("GET", "/api/v1/projects/prj%00x", None, 422),
         ("GET", "/api/v1/workflows?project_id=prj%00x", None, 422),
         ("GET", "/api/v1/audit_log?cursor=%C2%B2", None, 400),
