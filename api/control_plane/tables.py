@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
-    ARRAY,
     BigInteger,
     CheckConstraint,
     DateTime,
@@ -31,7 +30,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -49,7 +48,7 @@ class Base(DeclarativeBase):
         datetime: DateTime(timezone=True),
         dict[str, Any]: JSONB,
         list[Any]: JSONB,
-        list[str]: ARRAY(Text),
+        list[str]: ARRAY(Text),  # PostgreSQL's: the generic ARRAY cannot express `contains` (@>)
         str: Text,
     }
 
