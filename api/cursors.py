@@ -9,6 +9,10 @@ import orjson
 
 from api.problems import Problem
 
+_INT64 = range(-(2**63), 2**63)
+"""A cursor's time goes to ClickHouse as an Int64, which would wrap a larger number around silently
+(and a float is how JSON parsers answer an integer too large for 64 bits)."""
+
 
 def encode_cursor(at_ms: int, row_id: str) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([int(at_ms), row_id])).decode()
@@ -17,7 +21,9 @@ def encode_cursor(at_ms: int, row_id: str) -> str:
 def decode_cursor(cursor: str) -> tuple[int, str]:
     try:
         at_ms, row_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return int(at_ms), str(row_id)
+        if type(at_ms) is not int or at_ms not in _INT64:
+            raise ValueError("not an Int64")
+        return at_ms, str(row_id)
     except Exception:
         raise Problem(400, "bad-cursor", "Invalid cursor", "pass back the next_cursor of a previous page") from None
 

@@ -23,7 +23,11 @@ class _Body(BaseModel):
 
 
 def ms(moment: datetime | None) -> int | None:
-    return int(moment.timestamp() * 1000) if moment is not None else None
+    """A time without a zone is UTC, as an event's `occurred_at` is: `timestamp()` would take it as
+    the server's local time, and fails on 0001-01-01 whatever that is."""
+    if moment is None:
+        return None
+    return int((moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
 def required_ms(moment: datetime) -> int:

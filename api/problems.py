@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -128,11 +129,27 @@ def _problem_media_type(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def _unreadable_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI answers 400 itself, before any route code, when a JSON body cannot be decoded (it is
+    not UTF-8, say), so every operation that takes a body declares it."""
+    unreadable = {
+        "description": "The body could not be read (for example, it is not UTF-8)",
+        "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}},
+    }
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            if "requestBody" in operation:
+                operation.get("responses", {}).setdefault("400", unreadable)
+    return schema
+
+
 def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _problem_media_type(
-                get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            app.openapi_schema = _unreadable_body(
+                _problem_media_type(
+                    get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+                )
             )
         return app.openapi_schema
 
@@ -164,6 +181,18 @@ def install(app: FastAPI) -> None:
             )
         return JSONResponse(
             _body(422, "validation", "Validation failed", "the request is invalid", request.url.path, errors=errors),
+            status_code=422,
+            media_type=MEDIA_TYPE,
+        )
+
+    @app.exception_handler(DataError)
+    async def _unstorable(request: Request, exc: DataError) -> JSONResponse:
+        """PostgreSQL refuses some values the request models let through (text with a NUL
+        character, a date past year 9999); the transaction rolled back, and the request is invalid."""
+        log.info("value refused by PostgreSQL on %s %s: %s", request.method, request.url.path, exc.orig)
+        detail = "a value is not allowed here (text with a NUL character, or a date outside years 1-9999)"
+        return JSONResponse(
+            _body(422, "validation", "Validation failed", detail, request.url.path, errors=[{"message": detail}]),
             status_code=422,
             media_type=MEDIA_TYPE,
         )

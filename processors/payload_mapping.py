@@ -15,11 +15,23 @@ def value_at(document: Any, path: str) -> Any:
     for part in path.split("."):
         if isinstance(current, dict) and part in current:
             current = current[part]
-        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+        elif isinstance(current, list) and part.isascii() and part.isdigit() and int(part) < len(current):
             current = current[int(part)]
         else:
             return _MISSING
     return current
+
+
+def nested_target(mapping: dict[str, str]) -> tuple[str, str] | None:
+    """Two targets of which one holds the other (`lead` and `lead.email`), if any: the first would be
+    both a value and an object, so such a mapping is refused when it is configured."""
+    for target in mapping:
+        parts = target.split(".")
+        for end in range(1, len(parts)):
+            parent = ".".join(parts[:end])
+            if parent in mapping:
+                return parent, target
+    return None
 
 
 def map_payload(payload: Any, mapping: dict[str, str]) -> dict[str, Any]:

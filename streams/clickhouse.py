@@ -18,6 +18,9 @@ import orjson
 from drippulse.settings import Settings
 
 DDL_DIR = Path(__file__).resolve().parents[1] / "infra" / "clickhouse"
+_ESCAPED = str.maketrans(
+    {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0", "\b": "\\b", "\f": "\\f", "'": "\\'"}
+)
 
 
 class ClickHouse(Protocol):
@@ -54,9 +57,8 @@ class ChdbClickHouse:
             self._session.query(f"INSERT INTO {self.database}.{table} FORMAT JSONEachRow\n{body}")
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        values = {name: _chdb_param(value) for name, value in (params or {}).items()}
         with self._lock:
-            result = self._session.query(sql, "JSONEachRow", params=values)
+            result = self._session.query(sql, "JSONEachRow", params=_param_texts(params or {}))
         text = result.bytes()
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
@@ -65,16 +67,24 @@ class ChdbClickHouse:
             self._session.close()
 
 
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
+def _param_texts(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameter values as ClickHouse parses them, in its escaped (TSV) text format: chdb passes a
+    string on as it is, so a tab or newline would end the value and a backslash start an escape,
+    and it renders a list without quoting its elements. clickhouse-connect does the same for a server."""
+    return {name: _param_text(value) for name, value in params.items()}
 
 
-def _chdb_param(value: Any) -> str:
-    """A query parameter as chdb takes it: text in ClickHouse's escaped format, which it unescapes.
-    Passed raw, a newline or tab made the query fail and a backslash was taken for an escape, so a
-    filter silently missed values holding one. Arrays are written as literals of quoted strings."""
+def _param_text(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.translate(_ESCAPED)
     if isinstance(value, list | tuple):
-        return "[" + ",".join("'" + str(item).translate(_ESCAPES).replace("'", "\\'") + "'" for item in value) + "]"
-    return str(value).translate(_ESCAPES)
+        return "[" + ",".join(_quoted(item) for item in value) + "]"
+    return value
+
+
+def _quoted(item: Any) -> str:
+    """An array element in ClickHouse's quoted text format: strings in single quotes, escaped alike."""
+    return f"'{item.translate(_ESCAPED)}'" if isinstance(item, str) else str(item)
 
 
 class ServerClickHouse:

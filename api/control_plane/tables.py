@@ -48,7 +48,7 @@ class Base(DeclarativeBase):
         datetime: DateTime(timezone=True),
         dict[str, Any]: JSONB,
         list[Any]: JSONB,
-        list[str]: ARRAY(Text),
+        list[str]: ARRAY(Text),  # PostgreSQL's: the generic ARRAY cannot express `contains` (@>)
         str: Text,
     }
 

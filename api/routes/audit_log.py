@@ -66,7 +66,7 @@ async def list_audit_log(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> Page[AuditEntryOut]:
     """Newest first."""
-    if cursor is not None and not (cursor.isdigit() and len(cursor) < 19):
+    if cursor is not None and not (cursor.isascii() and cursor.isdigit() and len(cursor) < 19):
         raise Problem(400, "bad-cursor", "Invalid cursor", "pass back the next_cursor of a previous page")
     filters = {
         "action": action,

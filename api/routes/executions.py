@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from api.control_plane import workflows
 from api.deps import Db, ExecutionsRead, get_executions
 from api.executions_reader import ExecutionFilter, ExecutionsReader
-from api.models import ExecutionOut, Page
+from api.models import ExecutionOut, Page, ms
 from api.permissions import Principal
 from api.problems import not_found, responses
 
@@ -32,10 +32,6 @@ class ExecutionSummary(BaseModel):
     latency_p99_ms: int
     per_tier: dict[str, int] = Field(description="Completed executions per tier.")
     per_owner: dict[str, int] = Field(description="Completed executions per owner.")
-
-
-def _ms(moment: datetime | None) -> int | None:
-    return int(moment.timestamp() * 1000) if moment is not None else None
 
 
 async def _workflow_ids(database: Db, principal: Principal, project_id: str | None) -> list[str] | None:
@@ -65,7 +61,7 @@ async def list_executions(
 ) -> Page[ExecutionOut]:
     """Newest first. Pass `next_cursor` back as `cursor` for the next page."""
     allowed = await _workflow_ids(database, principal, project_id)
-    where = ExecutionFilter(workflow_id, status, lead_id, _ms(since), _ms(until), allowed)
+    where = ExecutionFilter(workflow_id, status, lead_id, ms(since), ms(until), allowed)
     items, next_cursor = await run_in_threadpool(executions.list, principal.org_id, where, limit, cursor)
     return Page(items=[ExecutionOut(**item) for item in items], next_cursor=next_cursor)
 

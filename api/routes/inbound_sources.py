@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.control_plane import inbound_sources
 from api.control_plane.tables import InboundSource
@@ -11,6 +11,7 @@ from api.deps import Box, Db, InboundSourcesManage, InboundSourcesRead
 from api.models import Items, required_ms
 from api.problems import responses
 from processors.events import EventType
+from processors.payload_mapping import nested_target
 from streams.signing_secrets import rotation_view, valid
 
 router = APIRouter(prefix="/api/v1/inbound_sources", tags=["inbound webhooks"], responses=responses(401, 403, 422))
@@ -26,6 +27,14 @@ class InboundSourceCreate(BaseModel):
         description='Event field -> dotted path in the payload, e.g. {"lead.email": "data.contact.email"}. '
         "Empty: the payload is a DripPulse event as POST /api/v1/events takes it.",
     )
+
+    @field_validator("mapping")
+    @classmethod
+    def _targets_do_not_nest(cls, mapping: dict[str, str]) -> dict[str, str]:
+        nested = nested_target(mapping)
+        if nested is not None:
+            raise ValueError(f"{nested[0]!r} cannot be both a value and hold {nested[1]!r}")
+        return mapping
 
 
 class RotateSecret(BaseModel):

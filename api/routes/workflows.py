@@ -352,8 +352,7 @@ async def replay_workflow(
     many leads would change enrollment, tier, owner or actions, with examples. No side effects."""
     base = await _compiled(database, principal, workflow_id, body.base_version)
     candidate = await _compiled(database, principal, workflow_id, body.candidate_version)
-    since = int(body.since.timestamp() * 1000) if body.since else None
-    until = int(body.until.timestamp() * 1000) if body.until else None
+    since, until = ms(body.since), ms(body.until)
 
     def run() -> dict[str, Any]:
         events = history.events(principal.org_id, body.last, since, until)
