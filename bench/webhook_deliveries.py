@@ -63,23 +63,29 @@ def _serve(port: Any, counter: Any) -> None:
     asyncio.run(main())
 
 
-def _subscribe(settings: Any, url: str) -> None:
-    import redis.asyncio as aioredis
-
+def _subscribe(settings: Any, url: str) -> list[str]:
+    """One org per endpoint, each subscribed to every event type; the org ids."""
+    from api.control_plane import webhooks
+    from api.control_plane.actors import Scope, system
+    from api.control_plane.database import Database
+    from drippulse.synthetic import create_orgs
     from streams.secret_box import secret_box
-    from streams.webhook_subscriptions import WebhookSubscriptions
+
+    org_ids = create_orgs(settings.database_url, [], ENDPOINTS, "bench-webhooks")
 
     async def create() -> None:
-        client = aioredis.Redis.from_url(settings.redis_url)
-        subscriptions = WebhookSubscriptions(client, secret_box(settings))
-        for n in range(ENDPOINTS):
-            await subscriptions.create(f"bench-org-{n}", {"url": url, "event_types": [], "enabled": True})
-        await client.aclose()
+        database = Database(settings.database_url, pool_size=1)
+        async with database.transaction() as session:
+            for org_id in org_ids:
+                fields = {"url": url, "event_types": [], "enabled": True}
+                await webhooks.create(session, Scope(org_id), system("bench"), secret_box(settings), fields)
+        await database.close()
 
     asyncio.run(create())
+    return org_ids
 
 
-def _produce(settings: Any) -> None:
+def _produce(settings: Any, org_ids: list[str]) -> None:
     import orjson
 
     from streams import topics
@@ -94,7 +100,7 @@ def _produce(settings: Any) -> None:
     payload = orjson.dumps({"type": "lead.qualified", "timestamp": "2026-11-28T00:00:00Z", "data": {"tier": "A"}})
     now = int(time.time() * 1000)
     for n in range(MESSAGES):
-        org_id = f"bench-org-{n % ENDPOINTS}"
+        org_id = org_ids[n % ENDPOINTS]
         record = {
             "message_id": f"msg_bench_{n}",
             "org_id": org_id,
@@ -114,8 +120,7 @@ def measure(settings: Any, log_dir: Path) -> dict[str, Any]:
     receiver.start()
     while port.value == 0:
         time.sleep(0.01)
-    _subscribe(settings, f"http://127.0.0.1:{port.value}/hooks")
-    _produce(settings)
+    _produce(settings, _subscribe(settings, f"http://127.0.0.1:{port.value}/hooks"))
     env = {**os.environ, "DRIPPULSE_WEBHOOK_ALLOW_LOOPBACK": "true", "DRIPPULSE_LOG_LEVEL": "WARNING"}
     # BENCH_PROFILER="py-spy record -o profile.txt -f raw --" shows where the worker spends its time.
     profiler = os.environ.get("BENCH_PROFILER", "").split()
