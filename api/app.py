@@ -46,10 +46,10 @@ from drippulse.workers import build_sinks, run_in_threads
 from streams import topics
 from streams.clickhouse import apply_schema, connect_clickhouse
 from streams.crm_parking import ParkedCommands
-from streams.kafka import ensure_topics, make_producer
-from streams.schema_registry import make_registry
+from streams.runtime.kafka import ensure_topics, make_producer
+from streams.runtime.schema_registry import make_registry
+from streams.runtime.serde import AvroSerde
 from streams.secret_box import secret_box
-from streams.serde import AvroSerde
 from streams.webhook_schedule import DeliverySchedule
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from streams.serde import AvroSerde
+from streams.runtime.serde import AvroSerde
 
 
 class PublishFailed(RuntimeError):

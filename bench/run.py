@@ -73,8 +73,8 @@ def _settings(prefix: str) -> Any:
 
 def _inbound_serde(settings: Any) -> Any:
     from streams import topics
-    from streams.schema_registry import make_registry
-    from streams.serde import AvroSerde
+    from streams.runtime.schema_registry import make_registry
+    from streams.runtime.serde import AvroSerde
 
     name = topics.topic_name(topics.INBOUND_EVENTS, settings)
     return AvroSerde(topics.INBOUND_EVENTS, name, make_registry(settings.schema_registry_url))
@@ -83,7 +83,7 @@ def _inbound_serde(settings: Any) -> Any:
 def produce_input(prefix: str, org_ids: list[str]) -> None:
     from drippulse.synthetic import lead_event
     from streams import topics
-    from streams.kafka import ensure_topics, make_producer, produce_waiting
+    from streams.runtime.kafka import ensure_topics, make_producer, produce_waiting
 
     settings = _settings(prefix)
     ensure_topics(settings)
@@ -112,8 +112,8 @@ def _drain(run_batch: Any, quiet_s: float = 3.0) -> list[tuple[float, int]]:
 def raw_worker(prefix: str, group: str, touch_bytes: bool) -> dict[str, Any]:
     from drippulse.workers import tune_gc_for_batches
     from streams import topics
-    from streams.batch_runtime import next_offsets
-    from streams.kafka import make_consumer, make_producer
+    from streams.runtime.batch_runtime import next_offsets
+    from streams.runtime.kafka import make_consumer, make_producer
 
     settings = _settings(prefix)
     source = topics.topic_name(topics.INBOUND_EVENTS, settings)

@@ -89,9 +89,9 @@ def _produce(settings: Any, org_ids: list[str]) -> None:
     import orjson
 
     from streams import topics
-    from streams.kafka import ensure_topics, make_producer, produce_waiting
-    from streams.schema_registry import make_registry
-    from streams.serde import AvroSerde
+    from streams.runtime.kafka import ensure_topics, make_producer, produce_waiting
+    from streams.runtime.schema_registry import make_registry
+    from streams.runtime.serde import AvroSerde
 
     ensure_topics(settings)
     name = topics.topic_name(topics.WEBHOOK_DELIVERIES, settings)

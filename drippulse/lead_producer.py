@@ -8,9 +8,9 @@ from collections.abc import Callable
 from drippulse.settings import Settings
 from drippulse.synthetic import lead_event
 from streams import topics
-from streams.kafka import make_producer, produce_waiting
-from streams.schema_registry import make_registry
-from streams.serde import AvroSerde
+from streams.runtime.kafka import make_producer, produce_waiting
+from streams.runtime.schema_registry import make_registry
+from streams.runtime.serde import AvroSerde
 
 
 def produce_leads(

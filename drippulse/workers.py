@@ -16,7 +16,6 @@ import uvloop
 from api.control_plane.database import migrate
 from drippulse.settings import Settings
 from streams import topics
-from streams.batch_runtime import BatchProcessor, BatchWorker
 from streams.clickhouse import ClickHouse
 from streams.clickhouse_sink import (
     ClickHouseSink,
@@ -28,13 +27,14 @@ from streams.clickhouse_sink import (
 )
 from streams.control_plane import ControlPlaneReader, RevisionCache, connect
 from streams.crm_applier import CrmCommandApplier, CrmConfig
-from streams.dlq import DeadLetters
-from streams.kafka import ensure_topics, make_batch_producer, make_consumer, make_producer
 from streams.processor_state import ProcessorStateStore
 from streams.qualifier import LeadQualifier
-from streams.schema_registry import SchemaRegistry, make_registry
+from streams.runtime.batch_runtime import BatchProcessor, BatchWorker
+from streams.runtime.dlq import DeadLetters
+from streams.runtime.kafka import ensure_topics, make_batch_producer, make_consumer, make_producer
+from streams.runtime.schema_registry import SchemaRegistry, make_registry
+from streams.runtime.serde import AvroSerde
 from streams.secret_box import secret_box
-from streams.serde import AvroSerde
 from streams.webhook_dispatcher import DispatchConfig, WebhookDispatcher
 from streams.webhook_intake import WebhookIntake
 from streams.webhook_schedule import DeliverySchedule

@@ -14,10 +14,10 @@ import orjson
 from confluent_kafka import Message
 
 from processors.events import EVENT_TYPE_BY_SYMBOL, lead_id_of
-from streams.batch_runtime import OutputRecord
 from streams.clickhouse import ClickHouse
-from streams.dlq import DeadLetters
-from streams.serde import AvroSerde
+from streams.runtime.batch_runtime import OutputRecord
+from streams.runtime.dlq import DeadLetters
+from streams.runtime.serde import AvroSerde
 
 RowBuilder = Callable[[dict[str, Any]], dict[str, Any]]
 

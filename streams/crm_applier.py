@@ -37,16 +37,16 @@ from confluent_kafka import Message
 
 from processors.delivery_policy import CrmOutcome, classify_crm_response, retry_after_s
 from streams import state_keys
-from streams.batch_runtime import OutputRecord
 from streams.clock import now_ms
 from streams.control_plane import RevisionCache
 from streams.crm_connectors import CONNECTORS, HEADERS, CrmHttp, CrmResponse
 from streams.crm_parking import Chain, ParkedCommands
-from streams.dlq import DeadLetters
 from streams.outbound_http import OutboundHttp
 from streams.rate_limiter import TokenBuckets
+from streams.runtime.batch_runtime import OutputRecord
+from streams.runtime.dlq import DeadLetters
+from streams.runtime.serde import AvroSerde
 from streams.secret_box import SecretBox
-from streams.serde import AvroSerde
 
 log = logging.getLogger(__name__)
 

@@ -33,10 +33,10 @@ from processors.delivery_policy import AttemptResult, DeliveryStatus, Verdict, f
 from streams import state_keys
 from streams.clock import now_ms
 from streams.control_plane import ControlPlaneReader, RevisionCache
-from streams.kafka import produce_waiting
 from streams.outbound_http import NoAnswer, OutboundHttp
+from streams.runtime.kafka import produce_waiting
+from streams.runtime.serde import AvroSerde
 from streams.secret_box import SecretBox
-from streams.serde import AvroSerde
 from streams.signing_secrets import Signer, signature_header, valid
 from streams.ssrf_guard import UnsafeDestination
 from streams.webhook_schedule import DeliverySchedule, DeliveryTask

@@ -16,11 +16,11 @@ import redis
 from confluent_kafka import Message
 
 from processors.delivery_policy import subscribed
-from streams.batch_runtime import OutputRecord
 from streams.clock import now_ms
 from streams.control_plane import RevisionCache
-from streams.dlq import DeadLetters
-from streams.serde import AvroSerde
+from streams.runtime.batch_runtime import OutputRecord
+from streams.runtime.dlq import DeadLetters
+from streams.runtime.serde import AvroSerde
 from streams.webhook_schedule import DeliveryTask, queue_enqueue
 
 Subscriptions = RevisionCache[dict[str, dict[str, Any]]]

@@ -22,8 +22,8 @@ from drippulse.devstack import isolated_env
 from drippulse.processes import spawn
 from drippulse.settings import Settings
 from streams import topics
-from streams.schema_registry import EmbeddedRegistry
-from streams.serde import AvroSerde
+from streams.runtime.schema_registry import EmbeddedRegistry
+from streams.runtime.serde import AvroSerde
 
 SERVICE_URLS = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "CLICKHOUSE_URL", "SCHEMA_REGISTRY_URL", "DATABASE_URL")
 """Set, each points DripPulse at an external service; unset, at the embedded stack."""

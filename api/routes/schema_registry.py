@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import PublicRoute
 from api.problems import responses
-from streams.schema_registry import EmbeddedRegistry, UnknownSchemaError
+from streams.runtime.schema_registry import EmbeddedRegistry, UnknownSchemaError
 
 router = APIRouter(prefix="/schema-registry", tags=["schema registry (embedded)"])
 _registry = EmbeddedRegistry()

@@ -10,8 +10,8 @@ from confluent_kafka import Message
 
 from drippulse.devstack import free_port
 from drippulse.settings import Settings
-from streams.batch_runtime import BatchWorker, DeliveryFailed, OutputRecord
-from streams.kafka import make_batch_producer, make_consumer
+from streams.runtime.batch_runtime import BatchWorker, DeliveryFailed, OutputRecord
+from streams.runtime.kafka import make_batch_producer, make_consumer
 
 
 class _NoOutputs:

@@ -30,7 +30,7 @@ from drippulse.operators import create_org
 from drippulse.settings import Settings
 from processors.templates import LEAD_QUALIFICATION
 from streams import state_keys
-from streams.schema_registry import EmbeddedRegistry
+from streams.runtime.schema_registry import EmbeddedRegistry
 from tests import control_plane
 from tests.integration.outbound import PUBLIC_URL
 from tests.stack import ApiServer

@@ -15,7 +15,7 @@ from drippulse.settings import Settings
 from processors import ids
 from processors.templates import LEAD_QUALIFICATION
 from streams import topics
-from streams.schema_registry import SCHEMA_DIR
+from streams.runtime.schema_registry import SCHEMA_DIR
 from tests.integration.helpers import activate_workflow, count_rows, wait_for_executions
 
 pytestmark = pytest.mark.stack

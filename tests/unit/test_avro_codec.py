@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from processors.execution import Execution, ExecutionStatus
 from streams import topics
-from streams.avro_codec import UnsupportedSchemaError, compile_decoder, compile_encoder
-from streams.schema_registry import SCHEMA_DIR, UnknownSchemaError, embedded_schema_id, load_schema
-from streams.serde import AvroSerde, DecodeError
+from streams.runtime.avro_codec import UnsupportedSchemaError, compile_decoder, compile_encoder
+from streams.runtime.schema_registry import SCHEMA_DIR, UnknownSchemaError, embedded_schema_id, load_schema
+from streams.runtime.serde import AvroSerde, DecodeError
 
 SCHEMAS = sorted(path.stem for path in SCHEMA_DIR.glob("*.avsc"))
 HEADER = b"\x00\x01\x02\x03\x04"

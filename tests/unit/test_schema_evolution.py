@@ -11,9 +11,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams import schema_registry, topics
-from streams.schema_registry import SCHEMA_DIR, EmbeddedRegistry, embedded_schema_id, load_schema, released_versions
-from streams.serde import AvroSerde
+from streams import topics
+from streams.runtime import schema_registry
+from streams.runtime.schema_registry import (
+    SCHEMA_DIR,
+    EmbeddedRegistry,
+    embedded_schema_id,
+    load_schema,
+    released_versions,
+)
+from streams.runtime.serde import AvroSerde
 from tests.unit.test_avro_codec import fastavro_bytes, values
 
 SCHEMAS = sorted(path.stem for path in SCHEMA_DIR.glob("*.avsc"))

@@ -6,7 +6,7 @@ import threading
 from typing import Any, cast
 
 from drippulse.workers import run_in_threads
-from streams.batch_runtime import BatchWorker
+from streams.runtime.batch_runtime import BatchWorker
 
 
 class _Stub:

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from fastavro.schema import to_parsing_canonical_form
 
-SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas" / "avro"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "avro"
 HISTORY_DIR = SCHEMA_DIR / "history"
 
 

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from streams.kafka import produce_all
+from streams.runtime.kafka import produce_all
 
 log = logging.getLogger(__name__)
 

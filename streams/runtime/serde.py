@@ -1,6 +1,6 @@
 """Avro in the Confluent wire format: magic byte 0, 4-byte big-endian schema id, Avro body.
 
-Our own schema is encoded and decoded by functions compiled from it (streams/avro_codec.py); a
+Our own schema is encoded and decoded by functions compiled from it (streams/runtime/avro_codec.py); a
 record written with another schema version is decoded by fastavro, which resolves it against ours.
 """
 
@@ -13,8 +13,8 @@ from typing import Any, cast
 
 from fastavro import parse_schema, schemaless_reader
 
-from streams.avro_codec import Encode, compile_decoder, compile_encoder
-from streams.schema_registry import SchemaRegistry, UnknownSchemaError, load_schema
+from streams.runtime.avro_codec import Encode, compile_decoder, compile_encoder
+from streams.runtime.schema_registry import SchemaRegistry, UnknownSchemaError, load_schema
 from streams.topics import Topic
 
 _HEADER = struct.Struct(">bI")

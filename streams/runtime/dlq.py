@@ -8,9 +8,9 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from streams.batch_runtime import OutputRecord
 from streams.clock import now_ms
-from streams.serde import AvroSerde, DecodeError
+from streams.runtime.batch_runtime import OutputRecord
+from streams.runtime.serde import AvroSerde, DecodeError
 
 log = logging.getLogger(__name__)
 
