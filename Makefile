@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 COMPILE ?= auto
 HOT_PATH := processors/compiler.py processors/conditions.py processors/enrollment.py processors/events.py \
 	processors/execution.py processors/free_mail.py processors/ids.py processors/lead_memory.py \
-	processors/routing.py streams/processor_state.py streams/qualifier.py streams/state_keys.py
+	processors/routing.py streams/state/processor_state.py streams/qualifier.py streams/state/state_keys.py
 COMPILED := $(VENV)/.compiled-$(COMPILE)-stamp
 
 .PHONY: setup compile run demo test lint bench dev-up dev-down clean
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Rebuilt when any module changes: compiled code depends on the types of the modules it imports.
-$(COMPILED): $(STAMP) $(wildcard processors/*.py streams/*.py) scripts/compile-hot-path scripts/hot_path_setup.py
+$(COMPILED): $(STAMP) $(wildcard processors/*.py streams/*.py streams/*/*.py) scripts/compile-hot-path scripts/hot_path_setup.py
 	rm -f $(VENV)/.compiled-*-stamp
 	scripts/compile-hot-path $(COMPILE) $(BIN) $(HOT_PATH)
 	touch $@
@@ -55,4 +55,4 @@ dev-down: setup
 
 clean:
 	rm -rf $(VENV) .drippulse bench/out .pytest_cache .mypy_cache .ruff_cache build
-	rm -f processors/*.so streams/*.so
+	rm -f processors/*.so streams/*.so streams/*/*.so

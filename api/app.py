@@ -49,7 +49,7 @@ from streams.crm_parking import ParkedCommands
 from streams.runtime.kafka import ensure_topics, make_producer
 from streams.runtime.schema_registry import make_registry
 from streams.runtime.serde import AvroSerde
-from streams.secret_box import secret_box
+from streams.state.secret_box import secret_box
 from streams.webhook_schedule import DeliverySchedule
 
 log = logging.getLogger(__name__)

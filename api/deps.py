@@ -29,7 +29,7 @@ from api.permissions import Action, Principal, Refusal, check
 from api.problems import Problem
 from drippulse.settings import Settings
 from streams.crm_parking import ParkedCommands
-from streams.secret_box import SecretBox
+from streams.state.secret_box import SecretBox
 from streams.webhook_schedule import DeliverySchedule
 
 SESSION_COOKIE = "dp_session"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from streams import state_keys
+from streams.state import state_keys
 
 
 class EventIdDedup:

@@ -189,7 +189,7 @@ def create_orgs(prefix: str) -> list[str]:
 def forget_leads(prefix: str, org_ids: list[str]) -> None:
     import redis
 
-    from streams import state_keys
+    from streams.state import state_keys
 
     client = redis.Redis.from_url(_settings(prefix).redis_url)
     try:

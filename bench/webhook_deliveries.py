@@ -69,7 +69,7 @@ def _subscribe(settings: Any, url: str) -> list[str]:
     from api.control_plane.actors import Scope, system
     from api.control_plane.database import Database
     from drippulse.synthetic import create_orgs
-    from streams.secret_box import secret_box
+    from streams.state.secret_box import secret_box
 
     org_ids = create_orgs(settings.database_url, [], ENDPOINTS, "bench-webhooks")
 

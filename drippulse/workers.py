@@ -25,20 +25,20 @@ from streams.clickhouse_sink import (
     inbound_event_row,
     webhook_attempt_row,
 )
-from streams.control_plane import ControlPlaneReader, RevisionCache, connect
 from streams.crm_applier import CrmCommandApplier, CrmConfig
-from streams.processor_state import ProcessorStateStore
 from streams.qualifier import LeadQualifier
 from streams.runtime.batch_runtime import BatchProcessor, BatchWorker
 from streams.runtime.dlq import DeadLetters
 from streams.runtime.kafka import ensure_topics, make_batch_producer, make_consumer, make_producer
 from streams.runtime.schema_registry import SchemaRegistry, make_registry
 from streams.runtime.serde import AvroSerde
-from streams.secret_box import secret_box
+from streams.state.control_plane import ControlPlaneReader, RevisionCache, connect
+from streams.state.processor_state import ProcessorStateStore
+from streams.state.secret_box import secret_box
+from streams.state.workflow_catalog import WorkflowCatalog
 from streams.webhook_dispatcher import DispatchConfig, WebhookDispatcher
 from streams.webhook_intake import WebhookIntake
 from streams.webhook_schedule import DeliverySchedule
-from streams.workflow_catalog import WorkflowCatalog
 
 log = logging.getLogger(__name__)
 

@@ -36,9 +36,7 @@ import redis.asyncio as aioredis
 from confluent_kafka import Message
 
 from processors.delivery_policy import CrmOutcome, classify_crm_response, retry_after_s
-from streams import state_keys
 from streams.clock import now_ms
-from streams.control_plane import RevisionCache
 from streams.crm_connectors import CONNECTORS, HEADERS, CrmHttp, CrmResponse
 from streams.crm_parking import Chain, ParkedCommands
 from streams.outbound_http import OutboundHttp
@@ -46,7 +44,9 @@ from streams.rate_limiter import TokenBuckets
 from streams.runtime.batch_runtime import OutputRecord
 from streams.runtime.dlq import DeadLetters
 from streams.runtime.serde import AvroSerde
-from streams.secret_box import SecretBox
+from streams.state import state_keys
+from streams.state.control_plane import RevisionCache
+from streams.state.secret_box import SecretBox
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from streams import state_keys
 from streams.clock import now_ms
+from streams.state import state_keys
 
 Chain = tuple[str, str, str]
 """(org_id, connection_id, lead_id): the unit that keeps its order."""

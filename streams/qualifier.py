@@ -20,11 +20,11 @@ from processors import ids
 from processors.events import EVENT_TYPE_BY_SYMBOL, lead_id_of, validation_problems
 from processors.execution import Execution
 from streams.clock import now_ms
-from streams.processor_state import ProcessorStateStore
 from streams.runtime.batch_runtime import OutputRecord
 from streams.runtime.dlq import DeadLetters
 from streams.runtime.serde import AvroSerde, DecodeError
-from streams.workflow_catalog import WorkflowCatalog
+from streams.state.processor_state import ProcessorStateStore
+from streams.state.workflow_catalog import WorkflowCatalog
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import secrets
 from typing import Any
 
 from streams.clock import now_ms
-from streams.secret_box import SecretBox
+from streams.state.secret_box import SecretBox
 
 SECRET_PREFIX = "whsec_"
 

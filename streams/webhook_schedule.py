@@ -27,8 +27,8 @@ import redis.asyncio as aioredis
 
 from processors import ids
 from processors.delivery_policy import DeliveryStatus
-from streams import state_keys
 from streams.clock import now_ms
+from streams.state import state_keys
 
 _ENQUEUE = """
 local added = 0

@@ -15,7 +15,7 @@ from api.control_plane.actors import Scope, system
 from api.control_plane.database import Database
 from api.control_plane.tables import ApiKey
 from drippulse.settings import Settings
-from streams.secret_box import secret_box
+from streams.state.secret_box import secret_box
 
 T = TypeVar("T")
 TEST = system("test")

@@ -18,7 +18,7 @@ from api.control_plane.ids import new_id
 from api.control_plane.organizations import bump_revision
 from api.control_plane.rows import all_of, one
 from api.control_plane.tables import IntegrationConnection
-from streams.secret_box import SecretBox
+from streams.state.secret_box import SecretBox
 
 
 async def create(

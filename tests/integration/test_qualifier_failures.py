@@ -19,10 +19,10 @@ from processors.compiler import CompiledWorkflow, Triggers, compile_triggers, co
 from processors.model import WorkflowDefinition
 from processors.templates import LEAD_QUALIFICATION
 from streams import topics
-from streams.processor_state import ProcessorStateStore
 from streams.qualifier import LeadQualifier
 from streams.runtime.dlq import DeadLetters
-from streams.workflow_catalog import WorkflowCatalog
+from streams.state.processor_state import ProcessorStateStore
+from streams.state.workflow_catalog import WorkflowCatalog
 from tests.stack import serde_for
 
 pytestmark = pytest.mark.stack

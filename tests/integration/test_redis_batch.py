@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from drippulse.settings import Settings
-from streams import redis_batch
+from streams.state import redis_batch
 
 pytestmark = pytest.mark.stack
 

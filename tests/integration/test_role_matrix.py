@@ -29,8 +29,8 @@ from api.permissions import MATRIX, Action, Role, matrix_markdown
 from drippulse.operators import create_org
 from drippulse.settings import Settings
 from processors.templates import LEAD_QUALIFICATION
-from streams import state_keys
 from streams.runtime.schema_registry import EmbeddedRegistry
+from streams.state import state_keys
 from tests import control_plane
 from tests.integration.outbound import PUBLIC_URL
 from tests.stack import ApiServer

@@ -13,8 +13,8 @@ from drippulse.settings import Settings
 from processors.compiler import compile_workflow
 from processors.events import EventType
 from processors.model import WorkflowDefinition
-from streams import state_keys
-from streams.processor_state import LOAD_TTL_S, ProcessorStateStore
+from streams.state import state_keys
+from streams.state.processor_state import LOAD_TTL_S, ProcessorStateStore
 
 pytestmark = pytest.mark.stack
 DAY_MS = 1_764_288_000_000  # 2025-11-28T00:00:00Z

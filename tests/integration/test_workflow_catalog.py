@@ -12,8 +12,8 @@ from psycopg.types.json import Jsonb
 from drippulse.settings import Settings
 from drippulse.synthetic import create_orgs
 from processors.templates import LEAD_QUALIFICATION
-from streams.control_plane import ControlPlaneReader, connect
-from streams.workflow_catalog import WorkflowCatalog
+from streams.state.control_plane import ControlPlaneReader, connect
+from streams.state.workflow_catalog import WorkflowCatalog
 from tests.integration.helpers import activate_workflow, stored_executions, wait_for_executions
 
 pytestmark = pytest.mark.stack

@@ -25,7 +25,7 @@ from processors.events import lead_id_of
 from processors.free_mail import business_domain
 from processors.lead_memory import LeadMemory, RememberedLead
 from processors.routing import LoadKey, PointerKey, RoutingState, utc_day
-from streams import redis_batch, state_keys
+from streams.state import redis_batch, state_keys
 
 LOAD_TTL_S = 3 * 86_400
 

@@ -3,7 +3,7 @@
 A worker checks an org's revision at most every `refresh_s` seconds (one query for all the stale
 orgs of a batch) and reloads and recompiles only orgs whose revision moved, so a change made through
 the API reaches the workers within about a second without reading every definition again
-(streams/control_plane.py says why a committed change can never be missed).
+(streams/state/control_plane.py says why a committed change can never be missed).
 
 A stored definition that no longer compiles (a model change, a hand edit) must not stop the worker
 for every org: that workflow is quarantined in the control plane (taken out of the active set, with
@@ -24,7 +24,7 @@ import orjson
 
 from processors.compiler import CompiledWorkflow, Triggers, compile_triggers, compile_workflow
 from processors.model import WorkflowDefinition
-from streams.control_plane import ControlPlaneReader
+from streams.state.control_plane import ControlPlaneReader
 
 log = logging.getLogger(__name__)
 
