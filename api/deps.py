@@ -28,9 +28,9 @@ from api.login_throttle import LoginThrottle
 from api.permissions import Action, Principal, Refusal, check
 from api.problems import Problem
 from drippulse.settings import Settings
-from streams.crm_parking import ParkedCommands
+from streams.delivery.crm_parking import ParkedCommands
+from streams.delivery.webhook_schedule import DeliverySchedule
 from streams.state.secret_box import SecretBox
-from streams.webhook_schedule import DeliverySchedule
 
 SESSION_COOKIE = "dp_session"
 CSRF_HEADER = "X-CSRF-Token"

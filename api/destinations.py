@@ -6,7 +6,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.problems import Problem
 from drippulse.settings import Settings
-from streams.ssrf_guard import UnsafeDestination, check_destination
+from streams.delivery.ssrf_guard import UnsafeDestination, check_destination
 
 
 async def refuse_unsafe(url: str, settings: Settings, field: str) -> None:

@@ -25,7 +25,10 @@ from streams.clickhouse_sink import (
     inbound_event_row,
     webhook_attempt_row,
 )
-from streams.crm_applier import CrmCommandApplier, CrmConfig
+from streams.delivery.crm_applier import CrmCommandApplier, CrmConfig
+from streams.delivery.webhook_dispatcher import DispatchConfig, WebhookDispatcher
+from streams.delivery.webhook_intake import WebhookIntake
+from streams.delivery.webhook_schedule import DeliverySchedule
 from streams.qualifier import LeadQualifier
 from streams.runtime.batch_runtime import BatchProcessor, BatchWorker
 from streams.runtime.dlq import DeadLetters
@@ -36,9 +39,6 @@ from streams.state.control_plane import ControlPlaneReader, RevisionCache, conne
 from streams.state.processor_state import ProcessorStateStore
 from streams.state.secret_box import secret_box
 from streams.state.workflow_catalog import WorkflowCatalog
-from streams.webhook_dispatcher import DispatchConfig, WebhookDispatcher
-from streams.webhook_intake import WebhookIntake
-from streams.webhook_schedule import DeliverySchedule
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ CRM_COMMANDS = Topic(
     "drip.crm.commands",
     "crm_command",
     written_by="LeadQualifier",
-    read_by="CrmCommandApplier (streams/crm_applier.py) -> the org's integration connections",
+    read_by="CrmCommandApplier (streams/delivery/crm_applier.py) -> the org's integration connections",
 )
 CRM_RESULTS = Topic(
     "drip.crm.results",
@@ -42,12 +42,12 @@ WEBHOOK_DELIVERIES = Topic(
     "drip.webhooks.deliveries",
     "webhook_delivery",
     written_by="LeadQualifier",
-    read_by="WebhookIntake (streams/webhook_intake.py) -> the Redis delivery schedule",
+    read_by="WebhookIntake (streams/delivery/webhook_intake.py) -> the Redis delivery schedule",
 )
 WEBHOOK_ATTEMPTS = Topic(
     "drip.webhooks.attempts",
     "webhook_attempt",
-    written_by="WebhookDispatcher (streams/webhook_dispatcher.py), one record per HTTP attempt",
+    written_by="WebhookDispatcher (streams/delivery/webhook_dispatcher.py), one record per HTTP attempt",
     read_by="ClickHouseSink -> ClickHouse webhook_attempts (GET /api/v1/webhooks/{id}/deliveries)",
 )
 EXECUTIONS = Topic(

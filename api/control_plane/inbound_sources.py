@@ -17,7 +17,7 @@ from api.control_plane.actors import Actor, Scope
 from api.control_plane.ids import new_id
 from api.control_plane.rows import all_of, one
 from api.control_plane.tables import InboundSource
-from streams.signing_secrets import new_secrets, rotated, valid
+from streams.delivery.signing_secrets import new_secrets, rotated, valid
 from streams.state.secret_box import SecretBox
 
 

@@ -19,7 +19,7 @@ from api.control_plane.ids import new_id
 from api.control_plane.organizations import bump_revision
 from api.control_plane.rows import all_of, one
 from api.control_plane.tables import WebhookSubscription
-from streams.signing_secrets import new_secrets, rotated, valid
+from streams.delivery.signing_secrets import new_secrets, rotated, valid
 from streams.state.secret_box import SecretBox
 
 

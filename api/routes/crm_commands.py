@@ -15,7 +15,7 @@ from api.crm_results_reader import CrmResultsReader
 from api.deps import CrmCommandsRead, CrmCommandsRetry, Db, get_crm_parking, get_crm_results, get_redis
 from api.models import Page
 from api.problems import Problem, not_found, responses
-from streams.crm_parking import ParkedCommands
+from streams.delivery.crm_parking import ParkedCommands
 from streams.state import state_keys
 
 router = APIRouter(prefix="/api/v1/crm_commands", tags=["integrations"], responses=responses(401, 403, 422))

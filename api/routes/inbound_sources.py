@@ -12,7 +12,7 @@ from api.models import Items, required_ms
 from api.problems import responses
 from processors.events import EventType
 from processors.payload_mapping import nested_target
-from streams.signing_secrets import rotation_view, valid
+from streams.delivery.signing_secrets import rotation_view, valid
 
 router = APIRouter(prefix="/api/v1/inbound_sources", tags=["inbound webhooks"], responses=responses(401, 403, 422))
 

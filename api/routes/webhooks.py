@@ -31,8 +31,8 @@ from api.destinations import refuse_unsafe
 from api.models import Items, Page, required_ms
 from api.problems import not_found, responses
 from streams.clock import now_ms
-from streams.signing_secrets import rotation_view, valid
-from streams.webhook_schedule import DeliverySchedule, DeliveryTask
+from streams.delivery.signing_secrets import rotation_view, valid
+from streams.delivery.webhook_schedule import DeliverySchedule, DeliveryTask
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], responses=responses(401, 403, 422))
 Schedule = Annotated[DeliverySchedule, Depends(get_delivery_schedule)]

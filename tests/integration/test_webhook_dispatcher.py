@@ -18,10 +18,10 @@ from confluent_kafka import KafkaError, Producer
 from drippulse.operators import create_org
 from drippulse.settings import Settings
 from streams import topics
+from streams.delivery.webhook_dispatcher import DispatchConfig, WebhookDispatcher
+from streams.delivery.webhook_schedule import DeliverySchedule, DeliveryTask, now_ms
 from streams.state.control_plane import ControlPlaneReader, connect
 from streams.state.secret_box import secret_box
-from streams.webhook_dispatcher import DispatchConfig, WebhookDispatcher
-from streams.webhook_schedule import DeliverySchedule, DeliveryTask, now_ms
 from tests import control_plane
 from tests.stack import serde_for, wait_until
 from tests.webhook_receiver import Receiver, always

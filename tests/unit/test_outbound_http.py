@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from streams.outbound_http import NoAnswer, OutboundHttp
-from streams.ssrf_guard import UnsafeDestination
+from streams.delivery.outbound_http import NoAnswer, OutboundHttp
+from streams.delivery.ssrf_guard import UnsafeDestination
 
 
 def test_the_least_recently_used_client_is_closed_beyond_the_cap() -> None:

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from standardwebhooks import Webhook
 
-from streams.signing_secrets import Signer, generate_signing_secret, signature_header
+from streams.delivery.signing_secrets import Signer, generate_signing_secret, signature_header
 
 
 @given(message_id=st.text(min_size=1, max_size=40), body=st.text(max_size=300))

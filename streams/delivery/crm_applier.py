@@ -10,7 +10,7 @@ workers). A batch starts at most `burst + rate * batch_budget_s` commands per co
 their leads' chains go to the parking schedule, due at once and still in order, so a slow connection
 never keeps a batch past the consumer's poll interval (which would evict the worker from its group).
 Transient failures get a few quick attempts with backoff (a 429's `Retry-After` honoured);
-a lead whose command still fails is parked with its later commands (streams/crm_parking.py) and
+a lead whose command still fails is parked with its later commands (streams/delivery/crm_parking.py) and
 retried on a schedule, so a CRM that is down holds back neither the batch nor other orgs. Once a
 connection parks a lead, its other leads are parked without trying, in this batch and (while the
 connection is marked failing) in later ones: the CRM is most likely down for them too. A request that
@@ -37,10 +37,10 @@ from confluent_kafka import Message
 
 from processors.delivery_policy import CrmOutcome, classify_crm_response, retry_after_s
 from streams.clock import now_ms
-from streams.crm_connectors import CONNECTORS, HEADERS, CrmHttp, CrmResponse
-from streams.crm_parking import Chain, ParkedCommands
-from streams.outbound_http import OutboundHttp
-from streams.rate_limiter import TokenBuckets
+from streams.delivery.crm_connectors import CONNECTORS, HEADERS, CrmHttp, CrmResponse
+from streams.delivery.crm_parking import Chain, ParkedCommands
+from streams.delivery.outbound_http import OutboundHttp
+from streams.delivery.rate_limiter import TokenBuckets
 from streams.runtime.batch_runtime import OutputRecord
 from streams.runtime.dlq import DeadLetters
 from streams.runtime.serde import AvroSerde

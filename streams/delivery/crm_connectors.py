@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from streams.outbound_http import Answer, NoAnswer, OutboundHttp
-from streams.ssrf_guard import UnsafeDestination
+from streams.delivery.outbound_http import Answer, NoAnswer, OutboundHttp
+from streams.delivery.ssrf_guard import UnsafeDestination
 
 HEADERS = {"user-agent": "DripPulse-CRM/0.1", "content-type": "application/json"}
 """Sent with every CRM request (`OutboundHttp` default headers)."""

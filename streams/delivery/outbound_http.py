@@ -30,7 +30,7 @@ from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import PyreqwestError
 from pyreqwest.response import Response
 
-from streams.ssrf_guard import UnsafeDestination, check_addresses, refuse_unsafe_literal
+from streams.delivery.ssrf_guard import UnsafeDestination, check_addresses, refuse_unsafe_literal
 
 
 class NoAnswer(ConnectionError):

@@ -31,15 +31,15 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from processors.delivery_policy import AttemptResult, DeliveryStatus, Verdict, failing_too_long, judge_attempt
 from streams.clock import now_ms
-from streams.outbound_http import NoAnswer, OutboundHttp
+from streams.delivery.outbound_http import NoAnswer, OutboundHttp
+from streams.delivery.signing_secrets import Signer, signature_header, valid
+from streams.delivery.ssrf_guard import UnsafeDestination
+from streams.delivery.webhook_schedule import DeliverySchedule, DeliveryTask
 from streams.runtime.kafka import produce_waiting
 from streams.runtime.serde import AvroSerde
-from streams.signing_secrets import Signer, signature_header, valid
-from streams.ssrf_guard import UnsafeDestination
 from streams.state import state_keys
 from streams.state.control_plane import ControlPlaneReader, RevisionCache
 from streams.state.secret_box import SecretBox
-from streams.webhook_schedule import DeliverySchedule, DeliveryTask
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from confluent_kafka import Message
 
 from processors.delivery_policy import subscribed
 from streams.clock import now_ms
+from streams.delivery.webhook_schedule import DeliveryTask, queue_enqueue
 from streams.runtime.batch_runtime import OutputRecord
 from streams.runtime.dlq import DeadLetters
 from streams.runtime.serde import AvroSerde
 from streams.state.control_plane import RevisionCache
-from streams.webhook_schedule import DeliveryTask, queue_enqueue
 
 Subscriptions = RevisionCache[dict[str, dict[str, Any]]]
 
