@@ -44,12 +44,12 @@ from api.routes import (
 from drippulse.settings import Settings, load_settings
 from drippulse.workers import build_sinks, run_in_threads
 from streams import topics
-from streams.clickhouse import apply_schema, connect_clickhouse
 from streams.delivery.crm_parking import ParkedCommands
 from streams.delivery.webhook_schedule import DeliverySchedule
 from streams.runtime.kafka import ensure_topics, make_producer
 from streams.runtime.schema_registry import make_registry
 from streams.runtime.serde import AvroSerde
+from streams.sinks.clickhouse import apply_schema, connect_clickhouse
 from streams.state.secret_box import secret_box
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.cursors import decode_cursor, encode_cursor
-from streams.clickhouse import ClickHouse
+from streams.sinks.clickhouse import ClickHouse
 
 _COLUMNS = """result_id, command_id, connection_id, connector, execution_id, lead_id, operation, status,
     attempts, status_code, error, crm_object_id, toUnixTimestamp64Milli(applied_at) AS applied_at_ms"""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.cursors import decode_cursor, encode_cursor
-from streams.clickhouse import ClickHouse
+from streams.sinks.clickhouse import ClickHouse
 
 RESULT_OF_STATUS = {"delivered": "succeeded", "failed": "failed", "pending": "retrying"}
 STATUS_OF_RESULT = {result: status for status, result in RESULT_OF_STATUS.items()}

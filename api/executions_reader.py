@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.cursors import decode_cursor, encode_cursor
-from streams.clickhouse import ClickHouse
+from streams.sinks.clickhouse import ClickHouse
 
 _COLUMNS = """execution_id, org_id, workflow_id, workflow_version, event_id, event_type, lead_id, status,
     status_reason, score, score_breakdown, tier, owner, routing_reason, actions, logs, decisions,

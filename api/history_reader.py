@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from streams.clickhouse import ClickHouse
+from streams.sinks.clickhouse import ClickHouse
 
 
 class InboundHistoryReader:

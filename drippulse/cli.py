@@ -187,7 +187,7 @@ def worker_sink() -> None:
 
     With chdb these sinks run inside `drippulse api` instead (chdb allows one process)."""
     from drippulse.workers import build_sinks, run_until_signalled
-    from streams.clickhouse import apply_schema, connect_clickhouse
+    from streams.sinks.clickhouse import apply_schema, connect_clickhouse
 
     settings = _settings()
     if settings.embedded_clickhouse:

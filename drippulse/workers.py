@@ -16,15 +16,6 @@ import uvloop
 from api.control_plane.database import migrate
 from drippulse.settings import Settings
 from streams import topics
-from streams.clickhouse import ClickHouse
-from streams.clickhouse_sink import (
-    ClickHouseSink,
-    RowBuilder,
-    crm_result_row,
-    execution_row,
-    inbound_event_row,
-    webhook_attempt_row,
-)
 from streams.delivery.crm_applier import CrmCommandApplier, CrmConfig
 from streams.delivery.webhook_dispatcher import DispatchConfig, WebhookDispatcher
 from streams.delivery.webhook_intake import WebhookIntake
@@ -35,6 +26,15 @@ from streams.runtime.dlq import DeadLetters
 from streams.runtime.kafka import ensure_topics, make_batch_producer, make_consumer, make_producer
 from streams.runtime.schema_registry import SchemaRegistry, make_registry
 from streams.runtime.serde import AvroSerde
+from streams.sinks.clickhouse import ClickHouse
+from streams.sinks.clickhouse_sink import (
+    ClickHouseSink,
+    RowBuilder,
+    crm_result_row,
+    execution_row,
+    inbound_event_row,
+    webhook_attempt_row,
+)
 from streams.state.control_plane import ControlPlaneReader, RevisionCache, connect
 from streams.state.processor_state import ProcessorStateStore
 from streams.state.secret_box import secret_box

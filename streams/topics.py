@@ -54,7 +54,7 @@ EXECUTIONS = Topic(
     "drip.executions",
     "execution",
     written_by="LeadQualifier",
-    read_by="ClickHouseSink (streams/clickhouse_sink.py) -> ClickHouse executions",
+    read_by="ClickHouseSink (streams/sinks/clickhouse_sink.py) -> ClickHouse executions",
 )
 EVENTS_DLQ = Topic(
     "drip.events.dlq",

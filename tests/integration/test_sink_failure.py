@@ -13,7 +13,7 @@ import pytest
 from drippulse.settings import Settings
 from processors.templates import LEAD_QUALIFICATION
 from streams import topics
-from streams.clickhouse import apply_schema
+from streams.sinks.clickhouse import apply_schema
 from tests.integration.helpers import activate_workflow, wait_for_executions
 from tests.integration.outbound import produce_records
 from tests.stack import ApiServer, wait_until

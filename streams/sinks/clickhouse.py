@@ -17,7 +17,7 @@ import orjson
 
 from drippulse.settings import Settings
 
-DDL_DIR = Path(__file__).resolve().parents[1] / "infra" / "clickhouse"
+DDL_DIR = Path(__file__).resolve().parents[2] / "infra" / "clickhouse"
 _ESCAPED = str.maketrans(
     {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0", "\b": "\\b", "\f": "\\f", "'": "\\'"}
 )

@@ -14,10 +14,10 @@ import orjson
 from confluent_kafka import Message
 
 from processors.events import EVENT_TYPE_BY_SYMBOL, lead_id_of
-from streams.clickhouse import ClickHouse
 from streams.runtime.batch_runtime import OutputRecord
 from streams.runtime.dlq import DeadLetters
 from streams.runtime.serde import AvroSerde
+from streams.sinks.clickhouse import ClickHouse
 
 RowBuilder = Callable[[dict[str, Any]], dict[str, Any]]
 
