@@ -41,7 +41,7 @@ from api.routes import (
     webhooks,
     workflows,
 )
-from drippulse.settings import Settings, load_settings
+from drippulse.settings import Settings, load_settings, secret_box
 from drippulse.workers import build_sinks, run_in_threads
 from streams import topics
 from streams.delivery.crm_parking import ParkedCommands
@@ -50,7 +50,6 @@ from streams.runtime.kafka import ensure_topics, make_producer
 from streams.runtime.schema_registry import make_registry
 from streams.runtime.serde import AvroSerde
 from streams.sinks.clickhouse import apply_schema, connect_clickhouse
-from streams.state.secret_box import secret_box
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +60,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(migrate, settings.database_url)
-        await run_in_threadpool(ensure_topics, settings)
-        clickhouse = connect_clickhouse(settings)
+        await run_in_threadpool(ensure_topics, settings.kafka)
+        clickhouse = connect_clickhouse(settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database)
         await run_in_threadpool(apply_schema, clickhouse)
         redis_client = aioredis.Redis.from_url(settings.redis_url)
-        inbound_topic = topics.topic_name(topics.INBOUND_EVENTS, settings)
+        inbound_topic = topics.topic_name(topics.INBOUND_EVENTS, settings.topic_prefix)
         registry = make_registry(settings.schema_registry_url)
         publisher = EventPublisher(
-            make_producer(settings, **{"linger.ms": 2}),
+            make_producer(settings.kafka, **{"linger.ms": 2}),
             inbound_topic,
             AvroSerde(topics.INBOUND_EVENTS, inbound_topic, registry),
         )

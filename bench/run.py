@@ -76,7 +76,7 @@ def _inbound_serde(settings: Any) -> Any:
     from streams.runtime.schema_registry import make_registry
     from streams.runtime.serde import AvroSerde
 
-    name = topics.topic_name(topics.INBOUND_EVENTS, settings)
+    name = topics.topic_name(topics.INBOUND_EVENTS, settings.topic_prefix)
     return AvroSerde(topics.INBOUND_EVENTS, name, make_registry(settings.schema_registry_url))
 
 
@@ -86,10 +86,10 @@ def produce_input(prefix: str, org_ids: list[str]) -> None:
     from streams.runtime.kafka import ensure_topics, make_producer, produce_waiting
 
     settings = _settings(prefix)
-    ensure_topics(settings)
-    topic = topics.topic_name(topics.INBOUND_EVENTS, settings)
+    ensure_topics(settings.kafka)
+    topic = topics.topic_name(topics.INBOUND_EVENTS, settings.topic_prefix)
     serde = _inbound_serde(settings)
-    producer = make_producer(settings)
+    producer = make_producer(settings.kafka)
     rng = random.Random(1)
     for n in range(EVENTS):
         org_id = org_ids[rng.randrange(len(org_ids))]
@@ -116,11 +116,11 @@ def raw_worker(prefix: str, group: str, touch_bytes: bool) -> dict[str, Any]:
     from streams.runtime.kafka import make_consumer, make_producer
 
     settings = _settings(prefix)
-    source = topics.topic_name(topics.INBOUND_EVENTS, settings)
-    sink = topics.topic_name(topics.EXECUTIONS, settings) + (".raw" if touch_bytes else ".bytes")
+    source = topics.topic_name(topics.INBOUND_EVENTS, settings.topic_prefix)
+    sink = topics.topic_name(topics.EXECUTIONS, settings.topic_prefix) + (".raw" if touch_bytes else ".bytes")
     serde = _inbound_serde(settings)
-    consumer = make_consumer(settings, group)
-    producer = make_producer(settings)
+    consumer = make_consumer(settings.kafka, group)
+    producer = make_producer(settings.kafka)
     tune_gc_for_batches()
     consumer.subscribe([source])
 

@@ -68,8 +68,8 @@ def _subscribe(settings: Any, url: str) -> list[str]:
     from api.control_plane import webhooks
     from api.control_plane.actors import Scope, system
     from api.control_plane.database import Database
+    from drippulse.settings import secret_box
     from drippulse.synthetic import create_orgs
-    from streams.state.secret_box import secret_box
 
     org_ids = create_orgs(settings.database_url, [], ENDPOINTS, "bench-webhooks")
 
@@ -93,10 +93,10 @@ def _produce(settings: Any, org_ids: list[str]) -> None:
     from streams.runtime.schema_registry import make_registry
     from streams.runtime.serde import AvroSerde
 
-    ensure_topics(settings)
-    name = topics.topic_name(topics.WEBHOOK_DELIVERIES, settings)
+    ensure_topics(settings.kafka)
+    name = topics.topic_name(topics.WEBHOOK_DELIVERIES, settings.topic_prefix)
     serde = AvroSerde(topics.WEBHOOK_DELIVERIES, name, make_registry(settings.schema_registry_url))
-    producer = make_producer(settings)
+    producer = make_producer(settings.kafka)
     payload = orjson.dumps({"type": "lead.qualified", "timestamp": "2026-11-28T00:00:00Z", "data": {"tier": "A"}})
     now = int(time.time() * 1000)
     for n in range(MESSAGES):

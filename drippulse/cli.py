@@ -18,11 +18,13 @@ dev = typer.Typer(
 orgs = typer.Typer(no_args_is_help=True, help="Organizations.")
 users = typer.Typer(no_args_is_help=True, help="People.")
 db = typer.Typer(no_args_is_help=True, help="The control plane's PostgreSQL schema.")
+secrets = typer.Typer(no_args_is_help=True, help="Secrets sealed at rest.")
 worker = typer.Typer(no_args_is_help=True, help="Hot-path batch workers.")
 app.add_typer(dev, name="dev")
 app.add_typer(orgs, name="orgs")
 app.add_typer(users, name="users")
 app.add_typer(db, name="db")
+app.add_typer(secrets, name="secrets")
 app.add_typer(worker, name="worker")
 ROLES = ("admin", "editor", "viewer", "approver")
 
@@ -131,6 +133,15 @@ def users_create(
     _invitation_hint(invitation)
 
 
+@secrets.command("reseal")
+def secrets_reseal() -> None:
+    """Seal every stored secret with the newest key of DRIPPULSE_SECRET_KEY. To rotate: put a new key
+    in front (`NEW,OLD`) on every process, run this, then drop OLD."""
+    from drippulse.operators import reseal_secrets
+
+    typer.echo(f"resealed {reseal_secrets(_settings())} secrets with the newest key")
+
+
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply the control plane's migrations (every process also does at start-up)."""
@@ -193,7 +204,7 @@ def worker_sink() -> None:
     if settings.embedded_clickhouse:
         typer.echo("CLICKHOUSE_URL is unset: the embedded sink runs inside `drippulse api`.", err=True)
         raise typer.Exit(2)
-    clickhouse = connect_clickhouse(settings)
+    clickhouse = connect_clickhouse(settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database)
     apply_schema(clickhouse)
     run_until_signalled(*build_sinks(settings, clickhouse))
 

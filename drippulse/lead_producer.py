@@ -21,9 +21,9 @@ def produce_leads(
     on_progress: Callable[[int], None] | None = None,
 ) -> None:
     """Produces `count` lead.created events spread over `org_ids`, then waits for every ack."""
-    name = topics.topic_name(topics.INBOUND_EVENTS, settings)
+    name = topics.topic_name(topics.INBOUND_EVENTS, settings.topic_prefix)
     serde = AvroSerde(topics.INBOUND_EVENTS, name, make_registry(settings.schema_registry_url))
-    producer = make_producer(settings)
+    producer = make_producer(settings.kafka)
     rng = random.Random(seed)
     step = max(1, count // 100)
     for n in range(count):

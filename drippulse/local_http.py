@@ -32,6 +32,10 @@ class LocalHttpServer:
         """The answer to one request; `headers` are lower-cased. Called from the server's threads."""
         raise NotImplementedError
 
+    def respond_to(self, method: str, path: str, query: str, body: bytes, headers: dict[str, str]) -> Reply:
+        """The same, for servers that also read the query string."""
+        return self.respond(method, path, body, headers)
+
     def start(self) -> None:
         self._thread.start()
 
@@ -55,7 +59,8 @@ class LocalHttpServer:
             def _serve(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                reply = server.respond(self.command, urlsplit(self.path).path, body, headers)
+                target = urlsplit(self.path)
+                reply = server.respond_to(self.command, target.path, target.query, body, headers)
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
@@ -66,7 +71,7 @@ class LocalHttpServer:
                 except (BrokenPipeError, ConnectionResetError):
                     return  # the client gave up waiting (a timeout under test): nothing to tell it
 
-            do_POST = do_PATCH = do_PUT = _serve
+            do_GET = do_POST = do_PATCH = do_PUT = _serve
 
             def log_message(self, *_: Any) -> None:
                 """Quiet: callers report what was received, not access logs."""

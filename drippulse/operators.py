@@ -8,11 +8,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from api.control_plane import api_keys, organizations, people
+from sqlalchemy import select
+
+from api.control_plane import api_keys, audit, organizations, people
 from api.control_plane.actors import Scope, system
 from api.control_plane.database import Database, migrate
+from api.control_plane.tables import InboundSource, IntegrationConnection, WebhookSubscription
 from api.problems import Problem
-from drippulse.settings import Settings
+from drippulse.settings import Settings, secret_box
+from streams.state.secret_box import SecretBox
 
 CLI = system("cli")
 T = TypeVar("T")
@@ -82,3 +86,30 @@ def create_user(
 ) -> tuple[str, str, str | None]:
     """(org id, user id, an invitation token when no password was given and none was set before)."""
     return _run(settings, lambda db: _create_user(db, org, email, name, roles, password))
+
+
+async def _reseal(database: Database, box: SecretBox) -> dict[str, int]:
+    resealed: dict[str, int] = {}
+    async with database.transaction() as session:
+        signed: list[WebhookSubscription | InboundSource] = [
+            *(await session.scalars(select(WebhookSubscription).with_for_update())).all(),
+            *(await session.scalars(select(InboundSource).with_for_update())).all(),
+        ]
+        for row in signed:
+            row.secrets = [{**secret, "sealed": box.reseal(secret["sealed"])} for secret in row.secrets]
+            resealed[row.org_id] = resealed.get(row.org_id, 0) + len(row.secrets)
+        for connection in (await session.scalars(select(IntegrationConnection).with_for_update())).all():
+            if connection.sealed_credentials:
+                connection.sealed_credentials = box.reseal(connection.sealed_credentials)
+                resealed[connection.org_id] = resealed.get(connection.org_id, 0) + 1
+        for org_id, count in resealed.items():
+            audit.record(session, org_id, CLI, "secrets.reseal", ("org", org_id), after={"resealed": count})
+            await organizations.bump_revision(session, org_id)
+    return resealed
+
+
+def reseal_secrets(settings: Settings) -> int:
+    """Seals every stored secret again with the newest key of DRIPPULSE_SECRET_KEY, in one
+    transaction, so the older keys can be dropped. The number of secrets resealed."""
+    box = secret_box(settings)
+    return sum(_run(settings, lambda db: _reseal(db, box)).values())

@@ -13,6 +13,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processors.delivery_policy import DEFAULT_RETRY_SCHEDULE_S, parse_schedule
+from streams.runtime.kafka import KafkaConfig
+from streams.state.secret_box import SecretBox, configured_keys, local_key
 
 
 class Settings(BaseSettings):
@@ -91,6 +93,12 @@ class Settings(BaseSettings):
         return self.kafka_bootstrap_servers_env or f"127.0.0.1:{self.embedded_kafka_port}"
 
     @property
+    def kafka(self) -> KafkaConfig:
+        return KafkaConfig(
+            self.kafka_bootstrap_servers, self.topic_prefix, self.topic_partitions, self.topic_replication
+        )
+
+    @property
     def redis_url(self) -> str:
         return self.redis_url_env or f"redis://127.0.0.1:{self.embedded_redis_port}/0"
 
@@ -134,6 +142,25 @@ class Settings(BaseSettings):
     @property
     def api_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"
+
+
+class MissingSecretKey(RuntimeError):
+    """Against shared services every process must seal and open with the same key."""
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """The key(s) of DRIPPULSE_SECRET_KEY. Without them, only the fully embedded stack may go on, with
+    a key kept under DRIPPULSE_HOME: a process against a shared database would make a key of its
+    own, and secrets it sealed could not be opened by any other host."""
+    if settings.secret_key:
+        return SecretBox(configured_keys(settings.secret_key))
+    if not settings.embedded_postgres:
+        raise MissingSecretKey(
+            "DRIPPULSE_SECRET_KEY is required with DATABASE_URL: set the same Fernet key (or keys, newest "
+            "first, comma-separated) for every process; generate one with "
+            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`"
+        )
+    return SecretBox([local_key(settings.home.resolve() / "secret.key")])
 
 
 def load_settings() -> Settings:

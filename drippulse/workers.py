@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 import uvloop
 
 from api.control_plane.database import migrate
-from drippulse.settings import Settings
+from drippulse.settings import Settings, secret_box
 from streams import topics
 from streams.delivery.crm_applier import CrmCommandApplier, CrmConfig
 from streams.delivery.webhook_dispatcher import DispatchConfig, WebhookDispatcher
@@ -37,7 +37,6 @@ from streams.sinks.clickhouse_sink import (
 )
 from streams.state.control_plane import ControlPlaneReader, RevisionCache, connect
 from streams.state.processor_state import ProcessorStateStore
-from streams.state.secret_box import secret_box
 from streams.state.workflow_catalog import WorkflowCatalog
 
 log = logging.getLogger(__name__)
@@ -55,7 +54,7 @@ SINKS: dict[str, tuple[topics.Topic, str, RowBuilder]] = {
 
 
 def _serde(topic: topics.Topic, settings: Settings, registry: SchemaRegistry) -> tuple[AvroSerde, str]:
-    name = topics.topic_name(topic, settings)
+    name = topics.topic_name(topic, settings.topic_prefix)
     return AvroSerde(topic, name, registry), name
 
 
@@ -75,8 +74,8 @@ def _batch_worker(
     process_idle: bool = False,
 ) -> BatchWorker:
     return BatchWorker(
-        consumer=make_consumer(settings, group),
-        producer=make_batch_producer(settings),
+        consumer=make_consumer(settings.kafka, group),
+        producer=make_batch_producer(settings.kafka),
         processor=processor,
         topics=[topic_name],
         batch_size=settings.batch_size,
@@ -95,7 +94,7 @@ def control_plane(settings: Settings) -> ControlPlaneReader:
 
 
 def build_qualifier(settings: Settings, ready_file: Path | None = None) -> BatchWorker:
-    ensure_topics(settings)
+    ensure_topics(settings.kafka)
     registry = make_registry(settings.schema_registry_url)
     client = redis.Redis.from_url(settings.redis_url)
     inbound, inbound_topic = _serde(topics.INBOUND_EVENTS, settings, registry)
@@ -112,7 +111,7 @@ def build_qualifier(settings: Settings, ready_file: Path | None = None) -> Batch
 
 
 def build_sinks(settings: Settings, clickhouse: ClickHouse) -> list[BatchWorker]:
-    ensure_topics(settings)
+    ensure_topics(settings.kafka)
     registry = make_registry(settings.schema_registry_url)
     workers = []
     for name, (topic, table, to_row) in SINKS.items():
@@ -132,7 +131,7 @@ def build_sinks(settings: Settings, clickhouse: ClickHouse) -> list[BatchWorker]
 
 
 def build_crm_applier(settings: Settings, ready_file: Path | None = None) -> BatchWorker:
-    ensure_topics(settings)
+    ensure_topics(settings.kafka)
     registry = make_registry(settings.schema_registry_url)
     commands, commands_topic = _serde(topics.CRM_COMMANDS, settings, registry)
     reader = control_plane(settings)
@@ -181,7 +180,7 @@ def build_webhook_dispatcher(settings: Settings, reader: ControlPlaneReader) -> 
         schedule=DeliverySchedule(client),
         control_plane=reader,
         box=secret_box(settings),
-        producer=make_producer(settings),
+        producer=make_producer(settings.kafka),
         attempts=_serde(topics.WEBHOOK_ATTEMPTS, settings, registry),
         config=DispatchConfig(
             retry_schedule_s=settings.webhook_retry_schedule,
@@ -202,7 +201,7 @@ def run_webhook_worker(settings: Settings, ready_file: Path | None = None) -> No
     SIGINT/SIGTERM. uvloop measured 10-20 % more deliveries per second than the default loop. If
     either part fails, both stop and the process exits 1, so a supervisor restarts the whole worker
     instead of keeping a half of it alive."""
-    ensure_topics(settings)
+    ensure_topics(settings.kafka)
     reader = control_plane(settings)
     stop = _stop_on_signals()
     (intake,) = run_in_threads([build_webhook_intake(settings, reader, ready_file)], stop)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drippulse.settings import Settings
-
 
 @dataclass(frozen=True)
 class Topic:
@@ -66,6 +64,6 @@ EVENTS_DLQ = Topic(
 ALL_TOPICS = (INBOUND_EVENTS, CRM_COMMANDS, CRM_RESULTS, WEBHOOK_DELIVERIES, WEBHOOK_ATTEMPTS, EXECUTIONS, EVENTS_DLQ)
 
 
-def topic_name(topic: Topic, settings: Settings) -> str:
+def topic_name(topic: Topic, prefix: str) -> str:
     """The topic's name on the cluster; a prefix lets several environments share one cluster."""
-    return settings.topic_prefix + topic.base_name
+    return prefix + topic.base_name

@@ -14,8 +14,7 @@ from api.control_plane import integrations, people, webhooks
 from api.control_plane.actors import Scope, system
 from api.control_plane.database import Database
 from api.control_plane.tables import ApiKey
-from drippulse.settings import Settings
-from streams.state.secret_box import secret_box
+from drippulse.settings import Settings, secret_box
 
 T = TypeVar("T")
 TEST = system("test")

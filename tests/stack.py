@@ -125,13 +125,13 @@ class WorkerProcess:
 
 
 def serde_for(topic: topics.Topic, settings: Settings) -> AvroSerde:
-    return AvroSerde(topic, topics.topic_name(topic, settings), EmbeddedRegistry())
+    return AvroSerde(topic, topics.topic_name(topic, settings.topic_prefix), EmbeddedRegistry())
 
 
 def _topic_consumer(settings: Settings, topic: topics.Topic) -> Consumer:
     """A throwaway consumer over every partition from the start. Watermarks are not used: Tansu can
     report a high watermark below the last offset, so readers stop when the topic goes quiet."""
-    name = topics.topic_name(topic, settings)
+    name = topics.topic_name(topic, settings.topic_prefix)
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,

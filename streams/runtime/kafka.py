@@ -5,22 +5,32 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from drippulse.settings import Settings
 from streams.topics import ALL_TOPICS, topic_name
 
 log = logging.getLogger(__name__)
 
 
-def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class KafkaConfig:
+    """Where the cluster is, and how DripPulse's topics are named and created on it."""
+
+    bootstrap_servers: str
+    topic_prefix: str = ""
+    partitions: int = 12
+    replication: int = 1
+
+
+def producer_config(kafka: KafkaConfig, **overrides: Any) -> dict[str, Any]:
     """Idempotent producer: a retried send never duplicates a record on the broker."""
     return {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "bootstrap.servers": kafka.bootstrap_servers,
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
@@ -31,11 +41,11 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     }
 
 
-def make_batch_producer(settings: Settings, **overrides: Any) -> Producer:
+def make_batch_producer(kafka: KafkaConfig, **overrides: Any) -> Producer:
     """The batch runtime's producer reports failed deliveries only. It needs to hear of failures,
     and flush() already waits for the rest; a Python report per acknowledged record cost about
     1 µs each, a fifth of producing it."""
-    return make_producer(settings, **{"delivery.report.only.error": True, **overrides})
+    return make_producer(kafka, **{"delivery.report.only.error": True, **overrides})
 
 
 def produce_waiting(producer: Producer, topic: str, value: bytes, key: bytes, **kwargs: Any) -> None:
@@ -57,14 +67,14 @@ def produce_all(producer: Producer, records: Iterable[tuple[str, bytes, bytes]],
                 producer.poll(0.05)
 
 
-def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
+def consumer_config(kafka: KafkaConfig, group_id: str, **overrides: Any) -> dict[str, Any]:
     """Manual commits only: the batch runtime commits after every output is acknowledged.
 
     A 6 s session (the usual broker minimum) bounds both how long a dead worker's partitions stay
     unowned and, on Tansu, how long a new member waits for its assignment (about half of it).
     """
     return {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "bootstrap.servers": kafka.bootstrap_servers,
         "group.id": group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -78,30 +88,31 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
     }
 
 
-def make_producer(settings: Settings, **overrides: Any) -> Producer:
-    return Producer(producer_config(settings, **overrides))
+def make_producer(kafka: KafkaConfig, **overrides: Any) -> Producer:
+    return Producer(producer_config(kafka, **overrides))
 
 
-def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
-    return Consumer(consumer_config(settings, group_id, **overrides))
+def make_consumer(kafka: KafkaConfig, group_id: str, **overrides: Any) -> Consumer:
+    return Consumer(consumer_config(kafka, group_id, **overrides))
 
 
-def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
+def ensure_topics(kafka: KafkaConfig, timeout_s: float = 30.0) -> None:
     """Creates every catalog topic that does not exist yet; safe to call from every process."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
     deadline = time.monotonic() + timeout_s
     while True:
         existing = set(admin.list_topics(timeout=10).topics)
-        missing = [topic_name(t, settings) for t in ALL_TOPICS if topic_name(t, settings) not in existing]
+        names = [topic_name(t, kafka.topic_prefix) for t in ALL_TOPICS]
+        missing = [name for name in names if name not in existing]
         if not missing:
             return
         futures = admin.create_topics(
-            [NewTopic(name, settings.topic_partitions, settings.topic_replication) for name in missing]
+            [NewTopic(name, kafka.partitions, kafka.replication) for name in missing]
         )
         for name, future in futures.items():
             try:
                 future.result()
-                log.info("created topic %s (%d partitions)", name, settings.topic_partitions)
+                log.info("created topic %s (%d partitions)", name, kafka.partitions)
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     if time.monotonic() > deadline:

@@ -15,8 +15,6 @@ from typing import Any, Protocol
 
 import orjson
 
-from drippulse.settings import Settings
-
 DDL_DIR = Path(__file__).resolve().parents[2] / "infra" / "clickhouse"
 _ESCAPED = str.maketrans(
     {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0", "\b": "\\b", "\f": "\\f", "'": "\\'"}
@@ -88,11 +86,14 @@ def _quoted(item: Any) -> str:
 
 
 class ServerClickHouse:
+    """One clickhouse-connect client, shared by the API's request threads and the sinks. It carries
+    no session: a server refuses a second query in a session while one runs, and these run at once."""
+
     def __init__(self, url: str, database: str) -> None:
         import clickhouse_connect
 
         self.database = database
-        self._client = clickhouse_connect.get_client(dsn=url)
+        self._client = clickhouse_connect.get_client(dsn=url, autogenerate_session_id=False)
 
     def command(self, sql: str) -> None:
         self._client.command(sql)
@@ -110,10 +111,11 @@ class ServerClickHouse:
         self._client.close()
 
 
-def connect_clickhouse(settings: Settings) -> ClickHouse:
-    if settings.embedded_clickhouse:
-        return ChdbClickHouse(settings.chdb_path, settings.clickhouse_database)
-    return ServerClickHouse(settings.clickhouse_url, settings.clickhouse_database)
+def connect_clickhouse(url: str, chdb_path: Path, database: str) -> ClickHouse:
+    """A ClickHouse server when `url` is set, else chdb on `chdb_path`."""
+    if not url:
+        return ChdbClickHouse(chdb_path, database)
+    return ServerClickHouse(url, database)
 
 
 def apply_schema(clickhouse: ClickHouse) -> None:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import psycopg
+from cryptography.fernet import Fernet
 
 from drippulse.devstack import port_open
+from drippulse.settings import Settings
+from streams.state.secret_box import SecretBox
+from tests import control_plane
 from tests.stack import process_env
 
 
@@ -53,3 +58,22 @@ def test_dev_up_status_orgs_create_down(tmp_path: Path) -> None:
     assert not any(port_open(port) for port in (kafka_port, redis_port, postgres_port))
     after = _drippulse(env, "dev", "status")
     assert after.returncode == 1 and "DOWN" in after.stdout
+
+
+def test_secrets_are_resealed_with_a_new_key_and_the_old_one_dropped(tmp_path: Path) -> None:
+    """Rotation as an operator does it: NEW,OLD on every process, `secrets reseal`, then NEW alone."""
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    env = {**process_env(tmp_path / "home"), "DRIPPULSE_SECRET_KEY": old}
+    try:
+        assert _drippulse(env, "dev", "up").returncode == 0
+        org_id = _drippulse(env, "orgs", "create", "Keys").stdout.split()[1]
+        settings = Settings(**{k: v for k, v in env.items() if k.startswith(("DRIPPULSE_", "DATABASE_"))})
+        control_plane.subscribe(settings, org_id, "https://93.184.216.34/hook")
+        env["DRIPPULSE_SECRET_KEY"] = f"{new},{old}"
+        resealed = _drippulse(env, "secrets", "reseal")
+        assert resealed.returncode == 0 and "resealed 1 secrets" in resealed.stdout, resealed.stderr
+        stored = _everything_in_postgres(env["DRIPPULSE_EMBEDDED_POSTGRES_PORT"])
+        sealed = re.findall(r"'sealed': '([^']+)'", stored)
+        assert sealed and all(SecretBox([new.encode()]).open(s).startswith("whsec_") for s in sealed)
+    finally:
+        _drippulse(env, "dev", "down")

@@ -37,7 +37,7 @@ def produce_records(settings: Settings, topic: topics.Topic, org_id: str, record
     serde = serde_for(topic, settings)
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
     for record in records:
-        producer.produce(topics.topic_name(topic, settings), serde.encode(record), org_id.encode())
+        producer.produce(topics.topic_name(topic, settings.topic_prefix), serde.encode(record), org_id.encode())
     assert producer.flush(30) == 0
 
 

@@ -25,8 +25,8 @@ class _NoOutputs:
 def test_an_output_the_broker_never_acknowledges_fails_the_batch() -> None:
     settings = Settings(KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")  # nothing listens there
     worker = BatchWorker(
-        consumer=make_consumer(settings, "unreachable", log_level=0),
-        producer=make_batch_producer(settings, **{"message.timeout.ms": 300, "log_level": 0}),
+        consumer=make_consumer(settings.kafka, "unreachable", log_level=0),
+        producer=make_batch_producer(settings.kafka, **{"message.timeout.ms": 300, "log_level": 0}),
         processor=_NoOutputs(),
         topics=["drip.unreachable"],
         batch_size=1,

@@ -58,7 +58,7 @@ def pipeline_run(qualifier: Any, api_server: Any, settings: Settings, request: p
     post_events(org["client"], records[:200])
 
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    inbound = topics.topic_name(topics.INBOUND_EVENTS, settings)
+    inbound = topics.topic_name(topics.INBOUND_EVENTS, settings.topic_prefix)
     key = org["org_id"].encode()
     producer.produce(inbound, b"\x00not avro at all", key)
     wrong_key = dict(lead_event(rng, org["org_id"], 10_000))

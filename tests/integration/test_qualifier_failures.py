@@ -54,7 +54,7 @@ class FixedCatalog(WorkflowCatalog):
 
 def _qualifier(settings: Settings) -> LeadQualifier:
     def serde(topic: topics.Topic) -> tuple[Any, str]:
-        return serde_for(topic, settings), topics.topic_name(topic, settings)
+        return serde_for(topic, settings), topics.topic_name(topic, settings.topic_prefix)
 
     return LeadQualifier(
         inbound=serde_for(topics.INBOUND_EVENTS, settings),
@@ -74,7 +74,7 @@ def test_a_failing_workflow_dead_letters_the_whole_event(stack: Any, settings: S
 
     outputs = _qualifier(settings).process([message])
 
-    dlq = topics.topic_name(topics.EVENTS_DLQ, settings)
+    dlq = topics.topic_name(topics.EVENTS_DLQ, settings.topic_prefix)
     assert [topic for topic, _, _ in outputs] == [dlq], "the dead letter alone, not the sound workflow's outputs"
     letter = serde_for(topics.EVENTS_DLQ, settings).decode(outputs[0][2])
     assert letter["error_kind"] == "processing" and "a step that fails" in letter["error"]

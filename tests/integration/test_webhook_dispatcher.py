@@ -16,12 +16,11 @@ import redis.asyncio as aioredis
 from confluent_kafka import KafkaError, Producer
 
 from drippulse.operators import create_org
-from drippulse.settings import Settings
+from drippulse.settings import Settings, secret_box
 from streams import topics
 from streams.delivery.webhook_dispatcher import DispatchConfig, WebhookDispatcher
 from streams.delivery.webhook_schedule import DeliverySchedule, DeliveryTask, now_ms
 from streams.state.control_plane import ControlPlaneReader, connect
-from streams.state.secret_box import secret_box
 from tests import control_plane
 from tests.stack import serde_for, wait_until
 from tests.webhook_receiver import Receiver, always
@@ -113,7 +112,7 @@ class Harness:
                 producer=producer(Producer({"bootstrap.servers": self.settings.kafka_bootstrap_servers})),
                 attempts=(
                     serde_for(topics.WEBHOOK_ATTEMPTS, self.settings),
-                    topics.topic_name(topics.WEBHOOK_ATTEMPTS, self.settings),
+                    topics.topic_name(topics.WEBHOOK_ATTEMPTS, self.settings.topic_prefix),
                 ),
                 config=config,
             )

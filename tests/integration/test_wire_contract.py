@@ -49,7 +49,7 @@ def test_plain_confluent_producer_with_only_the_avsc_file(
             "attributes": {},
         },
     }
-    producer.produce(topics.topic_name(topics.INBOUND_EVENTS, settings), key=org["org_id"], value=event)
+    producer.produce(topics.topic_name(topics.INBOUND_EVENTS, settings.topic_prefix), key=org["org_id"], value=event)
     assert producer.flush(10) == 0
 
     wait_for_executions(api_server, org["org_id"], 1, timeout_s=60)
