@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
@@ -42,19 +43,34 @@ from api.routes import (
     workflows,
 )
 from drippulse.settings import Settings, load_settings, secret_box
-from drippulse.workers import build_sinks, run_in_threads
 from streams import topics
 from streams.delivery.crm_parking import ParkedCommands
 from streams.delivery.webhook_schedule import DeliverySchedule
 from streams.runtime.kafka import ensure_topics, make_producer
 from streams.runtime.schema_registry import make_registry
 from streams.runtime.serde import AvroSerde
-from streams.sinks.clickhouse import apply_schema, connect_clickhouse
+from streams.sinks.clickhouse import ClickHouse, apply_schema, connect_clickhouse
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class BackgroundWorker(Protocol):
+    """A worker the API process runs beside itself (the embedded ClickHouse sinks), for health."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def failing(self) -> bool: ...
+
+    def join(self, timeout_s: float) -> None: ...
+
+
+Background = Callable[[ClickHouse, threading.Event], Sequence[BackgroundWorker]]
+"""Starts the background workers on the API's ClickHouse handle; the composition root decides which."""
+
+
+def create_app(settings: Settings | None = None, background: Background | None = None) -> FastAPI:
     settings = settings or load_settings()
 
     @asynccontextmanager
@@ -87,14 +103,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.delivery_schedule = DeliverySchedule(redis_client)
         app.state.deliveries = DeliveriesReader(clickhouse)
         stop = threading.Event()
-        sinks = run_in_threads(build_sinks(settings, clickhouse), stop) if settings.embedded_clickhouse else []
+        sinks = background(clickhouse, stop) if background is not None else []
         app.state.sinks = sinks
         try:
             yield
         finally:
             stop.set()
             for sink in sinks:
-                sink.thread.join(timeout=10)
+                sink.join(10)
             publisher.close()
             await database.close()
             await redis_client.aclose()

@@ -157,9 +157,11 @@ def api_server() -> None:
     import uvicorn
 
     from api.app import create_app
+    from drippulse.workers import embedded_sinks
 
     settings = _settings()
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
+    app = create_app(settings, embedded_sinks(settings))
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="warning")
 
 
 @worker.command("qualifier")

@@ -6,6 +6,7 @@ import gc
 import logging
 import signal
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,9 +158,7 @@ def build_crm_applier(settings: Settings, ready_file: Path | None = None) -> Bat
     return _batch_worker(settings, CRM_GROUP, applier, commands_topic, "crm", ready_file, process_idle=True)
 
 
-def build_webhook_intake(
-    settings: Settings, reader: ControlPlaneReader, ready_file: Path | None = None
-) -> BatchWorker:
+def build_webhook_intake(settings: Settings, reader: ControlPlaneReader, ready_file: Path | None = None) -> BatchWorker:
     registry = make_registry(settings.schema_registry_url)
     serde, topic_name = _serde(topics.WEBHOOK_DELIVERIES, settings, registry)
     intake = WebhookIntake(
@@ -227,11 +226,13 @@ def _stop_on_signals() -> threading.Event:
 
 @dataclass
 class WorkerThread:
-    """A batch worker running in a thread. If it raises, it sets the shared `stop`, so its siblings
-    stop too rather than run on beside a dead part (a sink no longer writing, an intake no longer
-    reading), and says so in `failed`."""
+    """A batch worker running in a thread, which says in `failed` if it died (the batch runtime
+    retries what a dependency fails, so only a fatal error kills it). With `stop_siblings`, its
+    death sets the shared `stop`, so its siblings stop rather than run on beside a dead part (the
+    webhook worker's intake and dispatcher); without, they run on (the API's independent sinks)."""
 
     worker: BatchWorker
+    stop_siblings: bool = True
     failed: bool = False
     thread: threading.Thread = field(init=False)
 
@@ -243,20 +244,45 @@ class WorkerThread:
         try:
             self.worker.run(stop)
         except Exception:
-            log.exception("%s failed; stopping its sibling workers", self.worker.name)
+            log.exception("%s failed%s", self.worker.name, "; stopping its siblings" if self.stop_siblings else "")
             self.failed = True
-            stop.set()
+            if self.stop_siblings:
+                stop.set()
+
+    @property
+    def name(self) -> str:
+        return self.worker.name
 
     @property
     def alive(self) -> bool:
         return self.thread.is_alive()
 
+    @property
+    def failing(self) -> bool:
+        """Dead, or retrying batches a dependency keeps failing."""
+        return not self.alive or self.worker.stats.failures_in_a_row > 0
 
-def run_in_threads(workers: list[BatchWorker], stop: threading.Event) -> list[WorkerThread]:
-    running = [WorkerThread(worker) for worker in workers]
+    def join(self, timeout_s: float) -> None:
+        self.thread.join(timeout=timeout_s)
+
+
+def run_in_threads(workers: list[BatchWorker], stop: threading.Event, stop_siblings: bool = True) -> list[WorkerThread]:
+    running = [WorkerThread(worker, stop_siblings) for worker in workers]
     for handle in running:
         handle.start(stop)
     return running
+
+
+def embedded_sinks(settings: Settings) -> Callable[[ClickHouse, threading.Event], Sequence[WorkerThread]]:
+    """What `drippulse api` runs beside the API with chdb (one process per data directory): the
+    ClickHouse sinks, each in its own thread, independent of one another."""
+
+    def start(clickhouse: ClickHouse, stop: threading.Event) -> Sequence[WorkerThread]:
+        if not settings.embedded_clickhouse:
+            return []
+        return run_in_threads(build_sinks(settings, clickhouse), stop, stop_siblings=False)
+
+    return start
 
 
 def tune_gc_for_batches() -> None:

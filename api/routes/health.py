@@ -49,7 +49,7 @@ async def health(request: Request, _: PublicRoute) -> JSONResponse:
         log.exception("health: clickhouse")
         checks["clickhouse"] = "error"
     if state.sinks:
-        down = [sink.worker.name for sink in state.sinks if not sink.alive or sink.worker.stats.failures_in_a_row]
+        down = [sink.name for sink in state.sinks if sink.failing]
         if down:
             log.error("health: sinks stopped or failing: %s", ", ".join(down))
         checks["sinks"] = "error" if down else "ok"
