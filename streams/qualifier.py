@@ -14,14 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from confluent_kafka import Message
 
 from processors import ids
 from processors.events import EVENT_TYPE_BY_SYMBOL, lead_id_of, validation_problems
 from processors.execution import Execution
 from streams.clock import now_ms
-from streams.runtime.batch_runtime import OutputRecord
 from streams.runtime.dlq import DeadLetters
+from streams.runtime.records import ConsumedRecord, OutputRecord
 from streams.runtime.serde import AvroSerde, DecodeError
 from streams.state.processor_state import ProcessorStateStore
 from streams.state.workflow_catalog import WorkflowCatalog
@@ -51,19 +50,19 @@ class LeadQualifier:
     def on_rebalance(self) -> None:
         self._state_store.forget()
 
-    def process(self, messages: Sequence[Message]) -> list[OutputRecord]:
+    def process(self, records: Sequence[ConsumedRecord]) -> list[OutputRecord]:
         outputs: list[OutputRecord] = []
-        events: list[tuple[Message, dict[str, Any]]] = []
-        for message in messages:
-            event = self._decode(message, outputs)
+        events: list[tuple[ConsumedRecord, dict[str, Any]]] = []
+        for record in records:
+            event = self._decode(record, outputs)
             if event is not None:
-                events.append((message, event))
+                events.append((record, event))
         if not events:
             return outputs
         workflows = self._catalog.active_for({event["org_id"] for _, event in events})
         routing, enrollments, memory = self._state_store.load((event for _, event in events), workflows)
         batch_at_ms = now_ms()
-        for message, event in events:
+        for record, event in events:
             produced = len(outputs)
             try:
                 org_id = event["org_id"]
@@ -85,21 +84,21 @@ class LeadQualifier:
                 # the event is dead-lettered whole, to be replayed whole.
                 log.exception("evaluating event %s failed", event.get("event_id"))
                 del outputs[produced:]
-                outputs.append(self._dead_letters.record(message, "processing", repr(exc)))
+                outputs.append(self._dead_letters.record(record, "processing", repr(exc)))
         self._state_store.save(routing, enrollments, memory)
         return outputs
 
-    def _decode(self, message: Message, outputs: list[OutputRecord]) -> dict[str, Any] | None:
+    def _decode(self, record: ConsumedRecord, outputs: list[OutputRecord]) -> dict[str, Any] | None:
         try:
-            event = self._inbound.decode(message.value())
+            event = self._inbound.decode(record.value)
         except DecodeError as exc:
-            outputs.append(self._dead_letters.record(message, "decode", str(exc)))
+            outputs.append(self._dead_letters.record(record, "decode", str(exc)))
             return None
         event["event_type"] = EVENT_TYPE_BY_SYMBOL.get(event["event_type"], event["event_type"])
-        key = message.key()
+        key = record.key
         problems = validation_problems(event, key.decode("utf-8", "replace") if key is not None else None)
         if problems:
-            outputs.append(self._dead_letters.record(message, "validation", "; ".join(problems)))
+            outputs.append(self._dead_letters.record(record, "validation", "; ".join(problems)))
             return None
         # A plain str from here on: Enum.__hash__ runs in Python, and every trigger check hashes it.
         # (`_value_` rather than the `value` property, which costs 190 ns a read.)

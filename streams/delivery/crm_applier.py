@@ -33,7 +33,6 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from confluent_kafka import Message
 
 from processors.delivery_policy import CrmOutcome, classify_crm_response, retry_after_s
 from streams.clock import now_ms
@@ -41,8 +40,8 @@ from streams.delivery.crm_connectors import CONNECTORS, HEADERS, CrmHttp, CrmRes
 from streams.delivery.crm_parking import Chain, ParkedCommands
 from streams.delivery.outbound_http import OutboundHttp
 from streams.delivery.rate_limiter import TokenBuckets
-from streams.runtime.batch_runtime import OutputRecord
 from streams.runtime.dlq import DeadLetters
+from streams.runtime.records import ConsumedRecord, OutputRecord
 from streams.runtime.serde import AvroSerde
 from streams.state import state_keys
 from streams.state.control_plane import RevisionCache
@@ -124,9 +123,9 @@ class CrmCommandApplier:
     def on_rebalance(self) -> None:
         """Nothing per partition: connections are cached per org, checked by revision."""
 
-    def process(self, messages: Sequence[Message]) -> list[OutputRecord]:
+    def process(self, batch: Sequence[ConsumedRecord]) -> list[OutputRecord]:
         """Also called with no messages when the topic is idle: parked leads still come due."""
-        commands, dead = self._dead_letters.decode_batch(self._commands, messages)
+        commands, dead = self._dead_letters.decode_batch(self._commands, batch)
         return dead + self._loop.run_until_complete(self._apply_all(commands))
 
     async def _connect(self) -> tuple[OutboundHttp, aioredis.Redis, TokenBuckets, ParkedCommands]:

@@ -13,13 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
-from confluent_kafka import Message
 
 from processors.delivery_policy import subscribed
 from streams.clock import now_ms
 from streams.delivery.webhook_schedule import DeliveryTask, queue_enqueue
-from streams.runtime.batch_runtime import OutputRecord
 from streams.runtime.dlq import DeadLetters
+from streams.runtime.records import ConsumedRecord, OutputRecord
 from streams.runtime.serde import AvroSerde
 from streams.state.control_plane import RevisionCache
 
@@ -46,8 +45,8 @@ class WebhookIntake:
     def on_rebalance(self) -> None:
         """Nothing per partition: subscriptions are cached per org, checked by revision."""
 
-    def process(self, messages: Sequence[Message]) -> list[OutputRecord]:
-        records, dead = self._dead_letters.decode_batch(self._serde, messages)
+    def process(self, batch: Sequence[ConsumedRecord]) -> list[OutputRecord]:
+        records, dead = self._dead_letters.decode_batch(self._serde, batch)
         if records:
             self._schedule(records)
         return dead

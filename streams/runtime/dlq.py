@@ -6,10 +6,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import Message
-
 from streams.clock import now_ms
-from streams.runtime.batch_runtime import OutputRecord
+from streams.runtime.records import ConsumedRecord, OutputRecord
 from streams.runtime.serde import AvroSerde, DecodeError
 
 log = logging.getLogger(__name__)
@@ -20,38 +18,33 @@ class DeadLetters:
         self._serde = serde
         self._topic = topic
 
-    def record(self, message: Message, error_kind: str, error: str) -> OutputRecord:
+    def record(self, record: ConsumedRecord, error_kind: str, error: str) -> OutputRecord:
         log.warning(
-            "dead-lettering %s[%s]@%s (%s): %s",
-            message.topic(),
-            message.partition(),
-            message.offset(),
-            error_kind,
-            error,
+            "dead-lettering %s[%s]@%s (%s): %s", record.topic, record.partition, record.offset, error_kind, error
         )
         value = self._serde.encode(
             {
-                "source_topic": message.topic() or "",
-                "source_partition": message.partition() or 0,
-                "source_offset": message.offset() or 0,
+                "source_topic": record.topic,
+                "source_partition": record.partition,
+                "source_offset": record.offset,
                 "error_kind": error_kind,
                 "error": error,
-                "original_key": message.key(),
-                "original_value": message.value(),
+                "original_key": record.key,
+                "original_value": record.value,
                 "failed_at_ms": now_ms(),
             }
         )
-        return (self._topic, message.key() or b"", value)
+        return (self._topic, record.key or b"", value)
 
     def decode_batch(
-        self, serde: AvroSerde, messages: Sequence[Message]
+        self, serde: AvroSerde, batch: Sequence[ConsumedRecord]
     ) -> tuple[list[dict[str, Any]], list[OutputRecord]]:
         """The batch's records that decode, and a dead letter for each that does not."""
-        records: list[dict[str, Any]] = []
+        decoded: list[dict[str, Any]] = []
         dead: list[OutputRecord] = []
-        for message in messages:
+        for record in batch:
             try:
-                records.append(serde.decode(message.value()))
+                decoded.append(serde.decode(record.value))
             except DecodeError as exc:
-                dead.append(self.record(message, "decode", str(exc)))
-        return records, dead
+                dead.append(self.record(record, "decode", str(exc)))
+        return decoded, dead

@@ -11,11 +11,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-from confluent_kafka import Message
 
 from processors.events import EVENT_TYPE_BY_SYMBOL, lead_id_of
-from streams.runtime.batch_runtime import OutputRecord
 from streams.runtime.dlq import DeadLetters
+from streams.runtime.records import ConsumedRecord, OutputRecord
 from streams.runtime.serde import AvroSerde
 from streams.sinks.clickhouse import ClickHouse
 
@@ -70,7 +69,7 @@ class ClickHouseSink:
     def on_rebalance(self) -> None:
         """Stateless between batches: nothing to drop."""
 
-    def process(self, messages: Sequence[Message]) -> list[OutputRecord]:
-        records, dead = self._dead_letters.decode_batch(self._serde, messages)
+    def process(self, batch: Sequence[ConsumedRecord]) -> list[OutputRecord]:
+        records, dead = self._dead_letters.decode_batch(self._serde, batch)
         self._clickhouse.insert_rows(self._table, [self._to_row(record) for record in records])
         return dead

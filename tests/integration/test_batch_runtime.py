@@ -6,16 +6,16 @@ import threading
 from collections.abc import Sequence
 
 import pytest
-from confluent_kafka import Message
 
 from drippulse.devstack import free_port
 from drippulse.settings import Settings
-from streams.runtime.batch_runtime import BatchWorker, DeliveryFailed, OutputRecord
+from streams.runtime.batch_runtime import BatchWorker, DeliveryFailed
 from streams.runtime.kafka import make_batch_producer, make_consumer
+from streams.runtime.records import OutputRecord
 
 
 class _NoOutputs:
-    def process(self, messages: Sequence[Message]) -> list[OutputRecord]:
+    def process(self, batch: Sequence[ConsumedRecord]) -> list[OutputRecord]:
         return []
 
     def on_rebalance(self) -> None:

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import redis
-from confluent_kafka import Message
 
 from drippulse.settings import Settings
 from drippulse.synthetic import lead_event
@@ -21,6 +20,7 @@ from processors.templates import LEAD_QUALIFICATION
 from streams import topics
 from streams.qualifier import LeadQualifier
 from streams.runtime.dlq import DeadLetters
+from streams.runtime.records import ConsumedRecord
 from streams.state.processor_state import ProcessorStateStore
 from streams.state.workflow_catalog import WorkflowCatalog
 from tests.stack import serde_for
@@ -70,9 +70,9 @@ def _qualifier(settings: Settings) -> LeadQualifier:
 def test_a_failing_workflow_dead_letters_the_whole_event(stack: Any, settings: Settings) -> None:
     event = lead_event(random.Random(1), ORG, 1)
     value = serde_for(topics.INBOUND_EVENTS, settings).encode(copy.deepcopy(event))
-    message = Message(topic="drip.events.inbound", partition=0, offset=0, key=ORG.encode(), value=value)
+    record = ConsumedRecord("drip.events.inbound", 0, 0, ORG.encode(), value)
 
-    outputs = _qualifier(settings).process([message])
+    outputs = _qualifier(settings).process([record])
 
     dlq = topics.topic_name(topics.EVENTS_DLQ, settings.topic_prefix)
     assert [topic for topic, _, _ in outputs] == [dlq], "the dead letter alone, not the sound workflow's outputs"

@@ -29,7 +29,7 @@ def test_a_build_newer_than_its_source_is_accepted(tmp_path: Path) -> None:
     refuse_stale_extensions(str(tmp_path))
 
 
-HOT_PATH = ("streams.qualifier", "processors.compiler", "processors.routing")
+HOT_PATH = ("streams.qualifier", "processors.compiler", "processors.routing", "streams.runtime.records")
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
