@@ -85,12 +85,18 @@ class Connector(Protocol):
 
 
 class RestConnector:
+    """`POST {base_url}/commands` with the command as JSON; the CRM's object id is the `id` of a JSON
+    answer, when it gives one."""
+
     async def apply(self, http: CrmHttp, command: dict[str, Any]) -> CrmResponse:
         body = {k: command[k] for k in ("command_id", "operation", "lead_id", "email", "properties", "execution_id")}
-        return await http.call("POST", "/commands", command["command_id"], body)
+        return _with_object_id(await http.call("POST", "/commands", command["command_id"], body))
 
 
 class HubSpotConnector:
+    """Shaped like HubSpot's CRM v3 objects API; the CRM's object id is the `id` of the contact it
+    patched or created, or of the task it created."""
+
     CONTACTS = "/crm/v3/objects/contacts"
 
     async def apply(self, http: CrmHttp, command: dict[str, Any]) -> CrmResponse:
@@ -132,7 +138,9 @@ class HubSpotConnector:
 
 
 def _with_object_id(response: CrmResponse) -> CrmResponse:
-    object_id = response.body.get("id") if isinstance(response.body, dict) else None
+    """The `id` of the JSON object the CRM answered (a number becomes its decimal text)."""
+    found = response.body.get("id") if isinstance(response.body, dict) else None
+    object_id = str(found) if isinstance(found, str | int) and not isinstance(found, bool) else None
     return replace(response, object_id=object_id)
 
 

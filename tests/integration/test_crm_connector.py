@@ -8,9 +8,11 @@ import time
 from collections import Counter
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 
+from drippulse.local_http import LocalHttpServer, Reply
 from drippulse.settings import Settings
 from streams import topics
 from tests import control_plane
@@ -38,8 +40,9 @@ def _command(org_id: str, n: int, email: str, tier: str = "A", lead_id: str | No
 
 
 def _connect(org: dict[str, Any], settings: Settings, url: str, **fields: Any) -> str:
-    """A HubSpot connection through the API, then pointed at the local server (loopback is refused)."""
-    body = {"type": "hubspot", "name": "HubSpot", "base_url": "https://93.184.216.34", **fields}
+    """A connection (HubSpot unless `type` says otherwise) through the API, then pointed at the local
+    server (loopback is refused)."""
+    body = {"type": "hubspot", "name": "CRM", "base_url": "https://93.184.216.34", **fields}
     created = org["client"].post("/api/v1/integration_connections", json=body)
     assert created.status_code == 201, created.text
     connection_id = str(created.json()["id"])
@@ -246,3 +249,30 @@ def test_a_batch_starts_only_what_the_connection_rate_allows_and_defers_the_rest
     }
     deferred = [r for r in read_topic(settings, topics.CRM_RESULTS, key=org_id) if r["error"].startswith("deferred")]
     assert deferred, "the first batch left what it could not start to later ones"
+
+
+class RestCrm(LocalHttpServer):
+    """A generic REST CRM: `POST /commands` answers 201 with the object it made, numbered."""
+
+    def __init__(self) -> None:
+        self.made = 0
+        super().__init__()
+
+    def respond(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+        self.made += 1
+        return Reply(201, orjson.dumps({"id": 4000 + self.made}), {"content-type": "application/json"})
+
+
+def test_results_record_the_object_id_each_crm_answered(
+    crm_worker: Any, org_factory: Any, settings: Settings
+) -> None:
+    org = org_factory("Object Id Co")
+    org_id = org["org_id"]
+    with RestCrm() as rest, HubSpotLikeServer() as hubspot:
+        rest_id = _connect(org, settings, rest.base_url, type="rest")
+        hubspot_id = _connect(org, settings, hubspot.url)
+        produce_records(settings, topics.CRM_COMMANDS, org_id, [_command(org_id, 1, "ada@objects.io")])
+        wait_until(lambda: len(_results(org, status="applied")) == 2, 60, "both connections applied it")
+        contact_id = next(iter(hubspot.contacts))
+    by_connection = {row["connection_id"]: row["crm_object_id"] for row in _results(org)}
+    assert by_connection == {rest_id: "4001", hubspot_id: contact_id}
