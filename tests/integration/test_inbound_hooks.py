@@ -4,6 +4,7 @@ wrong secret or a stale timestamp is refused with 401 and produces nothing."""
 from __future__ import annotations
 
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -115,3 +116,32 @@ def test_secret_rotation_accepts_both_secrets_during_the_overlap(org_factory: An
     assert again["signing_secrets"] == 1
     assert post(rotated["secret"], "old-2") == 401 and post(source["secret"], "old-3") == 401
     assert post(again["secret"], "new-2") == 202
+
+
+@pytest.mark.parametrize("signature", ["garbage", "v1,!!!notbase64", "v1,", "v2,c2ln", "v1,a v1,b"])
+def test_a_malformed_signature_is_a_401_and_produces_nothing(
+    org_factory: Any, settings: Settings, signature: str
+) -> None:
+    org = org_factory("Malformed Co")
+    source = _source(org)
+    body = json.dumps({"event_type": "lead.created", "lead": {"lead_id": "l-1"}})
+    headers = {**_signed(source["secret"], "msg_bad", body), "webhook-signature": signature}
+    refused = httpx.post(settings.api_url + source["hook_path"], content=body, headers=headers, timeout=10)
+    assert refused.status_code == 401 and refused.json()["type"].endswith("/bad-signature"), refused.text
+    not_json = httpx.post(
+        settings.api_url + source["hook_path"], content=b"{not json", headers=_signed(source["secret"], "m2", "x")
+    )
+    assert not_json.status_code == 401, "a body that does not match its signature is refused before parsing"
+    assert read_topic(settings, topics.INBOUND_EVENTS, key=org["org_id"]) == []
+
+
+def test_an_oversized_declared_body_is_refused_before_it_is_sent(org_factory: Any, settings: Settings) -> None:
+    """16 MiB declared, 512 KiB sent: the answer comes without waiting for the rest."""
+    org = org_factory("Large Co")
+    path = _source(org)["hook_path"]
+    host, port = settings.api_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        connection.sendall(f"{head}Content-Length: {16 * 1024 * 1024}\r\n\r\n".encode() + b"x" * 512 * 1024)
+        answer = connection.recv(4096).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
