@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 PROBLEM_BASE = "https://drippulse.dev/problems/"
@@ -156,6 +157,36 @@ def install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+class UnexpectedErrors:
+    """Turns an error no handler knew into a 500 problem, logged once, on a connection that stays
+    open. (A handler for `Exception` runs in Starlette's outermost middleware, which sends the answer
+    and then raises again: the server logged the error a second time and dropped the keep-alive
+    connection, so the client's next request on it failed.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._app(scope, receive, tracked)
+        except Exception:
+            if started:
+                raise
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            body = _body(500, "internal", "Internal error", "the error was logged; retrying may help", scope["path"])
+            await JSONResponse(body, status_code=500, media_type=MEDIA_TYPE)(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -197,14 +228,7 @@ def install(app: FastAPI) -> None:
             media_type=MEDIA_TYPE,
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            _body(500, "internal", "Internal error", "the error was logged; retrying may help", request.url.path),
-            status_code=500,
-            media_type=MEDIA_TYPE,
-        )
+    app.add_middleware(UnexpectedErrors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
