@@ -34,6 +34,7 @@ from streams.sinks.clickhouse_sink import (
     crm_result_row,
     execution_row,
     inbound_event_row,
+    inbound_refusals,
     webhook_attempt_row,
 )
 from streams.state.control_plane import ControlPlaneReader, RevisionCache, connect
@@ -59,9 +60,9 @@ def _serde(topic: topics.Topic, settings: Settings, registry: SchemaRegistry) ->
     return AvroSerde(topic, name, registry), name
 
 
-def _dead_letters(settings: Settings, registry: SchemaRegistry) -> DeadLetters:
+def _dead_letters(settings: Settings, registry: SchemaRegistry, group: str) -> DeadLetters:
     serde, name = _serde(topics.EVENTS_DLQ, settings, registry)
-    return DeadLetters(serde, name)
+    return DeadLetters(serde, name, group)
 
 
 def _batch_worker(
@@ -104,7 +105,7 @@ def build_qualifier(settings: Settings, ready_file: Path | None = None) -> Batch
         executions=_serde(topics.EXECUTIONS, settings, registry),
         crm_commands=_serde(topics.CRM_COMMANDS, settings, registry),
         webhook_deliveries=_serde(topics.WEBHOOK_DELIVERIES, settings, registry),
-        dead_letters=_dead_letters(settings, registry),
+        dead_letters=_dead_letters(settings, registry, QUALIFIER_GROUP),
         catalog=WorkflowCatalog(control_plane(settings), settings.workflow_refresh_s),
         state_store=ProcessorStateStore(client),
     )
@@ -117,11 +118,13 @@ def build_sinks(settings: Settings, clickhouse: ClickHouse) -> list[BatchWorker]
     workers = []
     for name, (topic, table, to_row) in SINKS.items():
         serde, topic_name = _serde(topic, settings, registry)
-        sink = ClickHouseSink(serde, clickhouse, table, to_row, _dead_letters(settings, registry))
+        group = f"drippulse-sink-{name}"
+        refuses = inbound_refusals if topic is topics.INBOUND_EVENTS else None
+        sink = ClickHouseSink(serde, clickhouse, table, to_row, _dead_letters(settings, registry, group), refuses)
         workers.append(
             _batch_worker(
                 settings,
-                f"drippulse-sink-{name}",
+                group,
                 sink,
                 topic_name,
                 f"sink-{name}",
@@ -139,7 +142,7 @@ def build_crm_applier(settings: Settings, ready_file: Path | None = None) -> Bat
     applier = CrmCommandApplier(
         commands=commands,
         results=_serde(topics.CRM_RESULTS, settings, registry),
-        dead_letters=_dead_letters(settings, registry),
+        dead_letters=_dead_letters(settings, registry, CRM_GROUP),
         redis_url=settings.redis_url,
         connections=RevisionCache(reader, reader.integration_connections, settings.workflow_refresh_s),
         box=secret_box(settings),
@@ -165,7 +168,7 @@ def build_webhook_intake(settings: Settings, reader: ControlPlaneReader, ready_f
         serde=serde,
         client=redis.Redis.from_url(settings.redis_url),
         subscriptions=RevisionCache(reader, reader.webhook_subscriptions, settings.workflow_refresh_s),
-        dead_letters=_dead_letters(settings, registry),
+        dead_letters=_dead_letters(settings, registry, WEBHOOK_INTAKE_GROUP),
         first_delay_ms=int(settings.webhook_retry_schedule[0] * 1000),
     )
     return _batch_worker(settings, WEBHOOK_INTAKE_GROUP, intake, topic_name, "webhook-intake", ready_file)

@@ -1,4 +1,8 @@
-"""Dead-lettering: input a worker cannot use goes to drip.events.dlq with its reason and bytes."""
+"""Dead-lettering: input a worker cannot use goes to drip.events.dlq with its reason and bytes.
+
+Each consumer group that cannot use a record writes its own dead letter, naming itself: an
+undecodable inbound event is dead-lettered by the qualifier and by the inbound-history sink, and an
+operator sees which consumer refused what (and replays it to the ones that need it)."""
 
 from __future__ import annotations
 
@@ -14,13 +18,20 @@ log = logging.getLogger(__name__)
 
 
 class DeadLetters:
-    def __init__(self, serde: AvroSerde, topic: str) -> None:
+    def __init__(self, serde: AvroSerde, topic: str, consumer_group: str) -> None:
         self._serde = serde
         self._topic = topic
+        self._consumer_group = consumer_group
 
     def record(self, record: ConsumedRecord, error_kind: str, error: str) -> OutputRecord:
         log.warning(
-            "dead-lettering %s[%s]@%s (%s): %s", record.topic, record.partition, record.offset, error_kind, error
+            "%s: dead-lettering %s[%s]@%s (%s): %s",
+            self._consumer_group,
+            record.topic,
+            record.partition,
+            record.offset,
+            error_kind,
+            error,
         )
         value = self._serde.encode(
             {
@@ -32,6 +43,7 @@ class DeadLetters:
                 "original_key": record.key,
                 "original_value": record.value,
                 "failed_at_ms": now_ms(),
+                "consumer_group": self._consumer_group,
             }
         )
         return (self._topic, record.key or b"", value)

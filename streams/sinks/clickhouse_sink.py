@@ -1,8 +1,10 @@
 """ClickHouseSink: one topic -> one ClickHouse table, one INSERT per batch.
 
 The insert happens before the batch's offsets are committed, so a crash re-inserts rows that
-ReplacingMergeTree collapses on the table's key. Two sinks exist: executions (drip.executions ->
-`executions`) and inbound history (drip.events.inbound -> `inbound_events`, for what-if replay).
+ReplacingMergeTree collapses on the table's key. The sinks: executions, webhook attempts, CRM results,
+and inbound history (drip.events.inbound -> `inbound_events`, for what-if replay), which keeps only
+what the pipeline accepted, judged by the qualifier's own validation: a replay must not evaluate an
+event the qualifier dead-lettered (and dead-letters already, so the sink only leaves it out).
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from typing import Any
 
 import orjson
 
-from processors.events import EVENT_TYPE_BY_SYMBOL, lead_id_of
+from processors.events import EVENT_TYPE_BY_SYMBOL, lead_id_of, validation_problems
 from streams.runtime.dlq import DeadLetters
 from streams.runtime.records import ConsumedRecord, OutputRecord
 from streams.runtime.serde import AvroSerde
 from streams.sinks.clickhouse import ClickHouse
 
 RowBuilder = Callable[[dict[str, Any]], dict[str, Any]]
+Refusals = Callable[[dict[str, Any], bytes | None], list[str]]
+"""Why a decoded record must not be stored (given its key), or nothing."""
 
 
 def execution_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -56,20 +60,40 @@ def inbound_event_row(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def inbound_refusals(record: dict[str, Any], key: bytes | None) -> list[str]:
+    """The qualifier's validation of an inbound event, so history holds what it accepted."""
+    event = {**record, "event_type": EVENT_TYPE_BY_SYMBOL.get(record["event_type"], record["event_type"])}
+    return validation_problems(event, key.decode("utf-8", "replace") if key is not None else None)
+
+
 class ClickHouseSink:
     def __init__(
-        self, serde: AvroSerde, clickhouse: ClickHouse, table: str, to_row: RowBuilder, dead_letters: DeadLetters
+        self,
+        serde: AvroSerde,
+        clickhouse: ClickHouse,
+        table: str,
+        to_row: RowBuilder,
+        dead_letters: DeadLetters,
+        refuses: Refusals | None = None,
     ) -> None:
         self._serde = serde
         self._clickhouse = clickhouse
         self._table = table
         self._to_row = to_row
         self._dead_letters = dead_letters
+        self._refuses = refuses
 
     def on_rebalance(self) -> None:
         """Stateless between batches: nothing to drop."""
 
     def process(self, batch: Sequence[ConsumedRecord]) -> list[OutputRecord]:
-        records, dead = self._dead_letters.decode_batch(self._serde, batch)
+        if self._refuses is None:
+            records, dead = self._dead_letters.decode_batch(self._serde, batch)
+        else:
+            records, dead = [], []
+            for consumed in batch:
+                decoded, letters = self._dead_letters.decode_batch(self._serde, [consumed])
+                dead += letters
+                records += [r for r in decoded if not self._refuses(r, consumed.key)]
         self._clickhouse.insert_rows(self._table, [self._to_row(record) for record in records])
         return dead

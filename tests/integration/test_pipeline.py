@@ -68,7 +68,7 @@ def pipeline_run(qualifier: Any, api_server: Any, settings: Settings, request: p
     post_events(org["client"], records[200:])
     expected = expected_executions(workflows, records)
     wait_for_executions(api_server, org["org_id"], len(expected))
-    return {"org": org, "workflows": workflows, "records": records, "expected": expected}
+    return {"org": org, "workflows": workflows, "records": records, "expected": expected, "refused": wrong_key}
 
 
 def test_exactly_one_execution_per_matching_workflow_per_lead(pipeline_run: dict[str, Any], api_server: Any) -> None:
@@ -129,11 +129,21 @@ def test_bad_records_are_dead_lettered_and_later_records_still_processed(
     dead = [
         r for r in read_topic(settings, topics.EVENTS_DLQ) if (r["original_key"] or b"").startswith(org_id.encode())
     ]
+    letters = sorted((r["error_kind"], r["consumer_group"]) for r in dead)
+    assert letters == [
+        ("decode", "drippulse-qualifier"),
+        ("decode", "drippulse-sink-inbound-history"),
+        ("validation", "drippulse-qualifier"),
+    ], "one dead letter per consumer that could not use the record, naming it"
     kinds = {r["error_kind"]: r for r in dead}
-    assert set(kinds) == {"decode", "validation"}
     assert kinds["decode"]["original_value"] == b"\x00not avro at all"
     assert "magic byte" in kinds["decode"]["error"] or "schema id" in kinds["decode"]["error"]
     assert "must equal org_id" in kinds["validation"]["error"]
+    history = api_server.clickhouse.query(
+        "SELECT count() AS n FROM drippulse.inbound_events WHERE event_id = {e:String}",
+        {"e": pipeline_run["refused"]["event_id"]},
+    )
+    assert int(history[0]["n"]) == 0, "replay history holds only what the qualifier accepted"
     last_lead = pipeline_run["records"][-1]["lead"]["lead_id"]
     assert any(row["lead_id"] == last_lead for row in stored_executions(api_server, org_id))
 

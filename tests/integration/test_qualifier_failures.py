@@ -61,7 +61,7 @@ def _qualifier(settings: Settings) -> LeadQualifier:
         executions=serde(topics.EXECUTIONS),
         crm_commands=serde(topics.CRM_COMMANDS),
         webhook_deliveries=serde(topics.WEBHOOK_DELIVERIES),
-        dead_letters=DeadLetters(*serde(topics.EVENTS_DLQ)),
+        dead_letters=DeadLetters(*serde(topics.EVENTS_DLQ), "drippulse-qualifier"),
         catalog=FixedCatalog(),
         state_store=ProcessorStateStore(redis.Redis.from_url(settings.redis_url)),
     )
