@@ -19,12 +19,14 @@ orgs = typer.Typer(no_args_is_help=True, help="Organizations.")
 users = typer.Typer(no_args_is_help=True, help="People.")
 db = typer.Typer(no_args_is_help=True, help="The control plane's PostgreSQL schema.")
 secrets = typer.Typer(no_args_is_help=True, help="Secrets sealed at rest.")
+dlq = typer.Typer(no_args_is_help=True, help="The dead-letter topic: count letters, replay them once fixed.")
 worker = typer.Typer(no_args_is_help=True, help="Hot-path batch workers.")
 app.add_typer(dev, name="dev")
 app.add_typer(orgs, name="orgs")
 app.add_typer(users, name="users")
 app.add_typer(db, name="db")
 app.add_typer(secrets, name="secrets")
+app.add_typer(dlq, name="dlq")
 app.add_typer(worker, name="worker")
 ROLES = ("admin", "editor", "viewer", "approver")
 
@@ -140,6 +142,39 @@ def secrets_reseal() -> None:
     from drippulse.operators import reseal_secrets
 
     typer.echo(f"resealed {reseal_secrets(_settings())} secrets with the newest key")
+
+
+ErrorKind = typer.Option(None, "--error-kind", help="decode, validation or processing.")
+ConsumerGroup = typer.Option(None, "--consumer-group", help="Only letters this consumer group wrote.")
+OrgOption = typer.Option(None, "--org", help="Only letters of this organization (its records' key).")
+
+
+@dlq.command("count")
+def dlq_count(
+    error_kind: str | None = ErrorKind, consumer_group: str | None = ConsumerGroup, org: str | None = OrgOption
+) -> None:
+    """Letters per source topic, consumer group and error kind."""
+    from drippulse.dead_letter_replay import LetterFilter, count
+
+    counted = count(_settings(), LetterFilter(error_kind, consumer_group, org))
+    for (topic, group, kind), letters in sorted(counted.items()):
+        typer.echo(f"{letters:>8}  {topic}  {group or '-'}  {kind}")
+    typer.echo(f"{sum(counted.values()):>8}  in all")
+
+
+@dlq.command("replay")
+def dlq_replay(
+    error_kind: str | None = ErrorKind,
+    consumer_group: str | None = ConsumerGroup,
+    org: str | None = OrgOption,
+    dry_run: bool = typer.Option(False, help="Count what would be replayed, produce nothing."),
+) -> None:
+    """Produce the original records of these letters to their source topics again. Fix the cause
+    first: a record that still cannot be used is dead-lettered again."""
+    from drippulse.dead_letter_replay import LetterFilter, replay
+
+    replayed = replay(_settings(), LetterFilter(error_kind, consumer_group, org), dry_run)
+    typer.echo(f"{'would replay' if dry_run else 'replayed'} {replayed} records")
 
 
 @db.command("upgrade")
