@@ -508,6 +508,18 @@ def test_every_route_answers_every_caller_as_the_matrix_says(world: World, api_s
     assert not mismatches, "\n".join(mismatches)
 
 
-def test_the_readme_prints_the_matrix() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert matrix_markdown() in readme, "README's permission table differs from api.permissions.MATRIX"
+def test_the_api_docs_print_the_matrix() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    assert matrix_markdown() in docs, "docs/api.md's permission table differs from api.permissions.MATRIX"
+
+
+def route_table(api: ApiServer) -> str:
+    """The docs' list of routes with the action each declares."""
+    lines = ["| method | path | action |", "|---|---|---|"]
+    lines += [f"| {method} | `{path}` | `{action.value}` |" for method, path, action in routes(api)]
+    return "\n".join(lines)
+
+
+def test_the_api_docs_list_every_route_with_its_action(api_server: ApiServer) -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    assert route_table(api_server) in docs, "docs/api.md's route list differs from the app's routes"
