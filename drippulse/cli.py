@@ -199,7 +199,9 @@ def worker_crm(
 
 
 @worker.command("sink")
-def worker_sink() -> None:
+def worker_sink(
+    ready_file: Path | None = typer.Option(None, help="Touched once every sink owns partitions."),
+) -> None:
     """Write executions, inbound history, webhook attempts and CRM results to a ClickHouse server.
 
     With chdb these sinks run inside `drippulse api` instead (chdb allows one process)."""
@@ -212,7 +214,7 @@ def worker_sink() -> None:
         raise typer.Exit(2)
     clickhouse = connect_clickhouse(settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database)
     apply_schema(clickhouse)
-    run_until_signalled(*build_sinks(settings, clickhouse))
+    run_until_signalled(*build_sinks(settings, clickhouse, ready_file))
 
 
 @app.command("demo")
