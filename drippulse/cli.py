@@ -44,10 +44,14 @@ def _settings() -> Settings:
 def dev_up() -> None:
     """Start the embedded services in the background (only those whose URL env var is unset).
     PostgreSQL and Redis keep their data under DRIPPULSE_HOME across `dev down`; topics do not."""
-    from drippulse.devstack import EmbeddedStack, status
+    from drippulse.devstack import EmbeddedStack, StackError, status
 
     settings = _settings()
-    EmbeddedStack(settings, attached=False).start()
+    try:
+        EmbeddedStack(settings, attached=False).start()
+    except StackError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     for name, state in status(settings).items():
         typer.echo(f"{name:<11} {state}")
 
@@ -230,7 +234,9 @@ def worker_crm(
 
 
 @worker.command("sink")
-def worker_sink() -> None:
+def worker_sink(
+    ready_file: Path | None = typer.Option(None, help="Touched once every sink owns partitions."),
+) -> None:
     """Write executions, inbound history, webhook attempts and CRM results to a ClickHouse server.
 
     With chdb these sinks run inside `drippulse api` instead (chdb allows one process)."""
@@ -243,7 +249,7 @@ def worker_sink() -> None:
         raise typer.Exit(2)
     clickhouse = connect_clickhouse(settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database)
     apply_schema(clickhouse)
-    run_until_signalled(*build_sinks(settings, clickhouse))
+    run_until_signalled(*build_sinks(settings, clickhouse, ready_file))
 
 
 @app.command("demo")
@@ -253,12 +259,13 @@ def demo(
 ) -> None:
     """Run the Lead Qualification demo end to end and print the summary from ClickHouse."""
     from drippulse.demo import DemoFailed, run_demo
+    from drippulse.devstack import StackError
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C: children first
     try:
         run_demo(_settings(), leads, serve)
     except KeyboardInterrupt:
         typer.echo("stopped")
-    except DemoFailed as exc:
+    except (DemoFailed, StackError) as exc:
         typer.echo(f"demo failed: {exc}", err=True)
         raise typer.Exit(1) from None

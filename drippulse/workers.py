@@ -25,6 +25,7 @@ from streams.qualifier import LeadQualifier
 from streams.runtime.batch_runtime import BatchProcessor, BatchWorker
 from streams.runtime.dlq import DeadLetters
 from streams.runtime.kafka import ensure_topics, make_batch_producer, make_consumer, make_producer
+from streams.runtime.readiness import ReadyFile
 from streams.runtime.schema_registry import SchemaRegistry, make_registry
 from streams.runtime.serde import AvroSerde
 from streams.sinks.clickhouse import ClickHouse
@@ -71,10 +72,11 @@ def _batch_worker(
     processor: BatchProcessor,
     topic_name: str,
     name: str,
-    ready_file: Path | None = None,
+    ready_file: Path | ReadyFile | None = None,
     batch_timeout_s: float | None = None,
     process_idle: bool = False,
 ) -> BatchWorker:
+    """`ready_file`: a path this worker alone makes ready, or a ReadyFile several share."""
     return BatchWorker(
         consumer=make_consumer(settings.kafka, group),
         producer=make_batch_producer(settings.kafka),
@@ -83,7 +85,7 @@ def _batch_worker(
         batch_size=settings.batch_size,
         batch_timeout_s=batch_timeout_s or settings.batch_timeout_s,
         name=name,
-        ready_file=ready_file,
+        ready=ReadyFile(ready_file, [name]) if isinstance(ready_file, Path) else ready_file,
         process_idle=process_idle,
     )
 
@@ -112,9 +114,11 @@ def build_qualifier(settings: Settings, ready_file: Path | None = None) -> Batch
     return _batch_worker(settings, QUALIFIER_GROUP, qualifier, inbound_topic, "qualifier", ready_file)
 
 
-def build_sinks(settings: Settings, clickhouse: ClickHouse) -> list[BatchWorker]:
+def build_sinks(settings: Settings, clickhouse: ClickHouse, ready_file: Path | None = None) -> list[BatchWorker]:
+    """One worker per sink; the ready file is written once every one of them owns partitions."""
     ensure_topics(settings.kafka)
     registry = make_registry(settings.schema_registry_url)
+    ready = ReadyFile(ready_file, [f"sink-{name}" for name in SINKS]) if ready_file is not None else None
     workers = []
     for name, (topic, table, to_row) in SINKS.items():
         serde, topic_name = _serde(topic, settings, registry)
@@ -128,6 +132,7 @@ def build_sinks(settings: Settings, clickhouse: ClickHouse) -> list[BatchWorker]
                 sink,
                 topic_name,
                 f"sink-{name}",
+                ready,
                 batch_timeout_s=max(settings.batch_timeout_s, 0.2),
             )
         )

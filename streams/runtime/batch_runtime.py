@@ -10,12 +10,12 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streams.runtime.kafka import produce_all
+from streams.runtime.readiness import ReadyFile
 from streams.runtime.records import ConsumedRecord, OutputRecord
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class BatchWorker:
         batch_size: int,
         batch_timeout_s: float,
         name: str,
-        ready_file: Path | None = None,
+        ready: ReadyFile | None = None,
         process_idle: bool = False,
     ) -> None:
         self._consumer = consumer
@@ -71,7 +71,7 @@ class BatchWorker:
         self._batch_size = batch_size
         self._batch_timeout_s = batch_timeout_s
         self.name = name
-        self._ready_file = ready_file
+        self._ready = ready
         self._process_idle = process_idle
         """Call the processor on empty polls too, for work of its own that comes due (parked retries)."""
         self.stats = BatchStats()
@@ -82,9 +82,8 @@ class BatchWorker:
         """The ready file tells a supervisor this worker owns partitions (a readiness probe)."""
         log.info("%s: assigned %d partitions", self.name, len(partitions))
         self._processor.on_rebalance()
-        if self._ready_file is not None and partitions:
-            self._ready_file.parent.mkdir(parents=True, exist_ok=True)
-            self._ready_file.touch()
+        if self._ready is not None and partitions:
+            self._ready.owns_partitions(self.name)
 
     def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("%s: %d partitions revoked", self.name, len(partitions))

@@ -16,13 +16,16 @@ from __future__ import annotations
 import hashlib
 import json
 from functools import cache
-from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any, Protocol
 
 from fastavro.schema import to_parsing_canonical_form
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "avro"
-HISTORY_DIR = SCHEMA_DIR / "history"
+SCHEMA_DIR: Traversable = resources.files("schemas") / "avro"
+"""The wire contract, `schemas/avro/` of the repository: package data of the `schemas` package, found
+through the installed package wherever it runs."""
+HISTORY_DIR: Traversable = SCHEMA_DIR / "history"
 
 
 class UnknownSchemaError(LookupError):
@@ -35,6 +38,11 @@ class SchemaRegistry(Protocol):
     def schema_by_id(self, schema_id: int) -> dict[str, Any]: ...
 
 
+def schema_stems() -> list[str]:
+    """The name of every current schema: its .avsc file's name without the suffix, sorted."""
+    return sorted(entry.name.removesuffix(".avsc") for entry in SCHEMA_DIR.iterdir() if entry.name.endswith(".avsc"))
+
+
 @cache
 def load_schema(stem: str) -> dict[str, Any]:
     schema: dict[str, Any] = json.loads((SCHEMA_DIR / f"{stem}.avsc").read_text())
@@ -43,8 +51,15 @@ def load_schema(stem: str) -> dict[str, Any]:
 
 def released_versions(stem: str) -> list[dict[str, Any]]:
     """Every released version of a schema, oldest first (v1, v2, …)."""
-    paths = sorted((HISTORY_DIR / stem).glob("v*.avsc"), key=lambda path: int(path.stem[1:]))
-    return [json.loads(path.read_text()) for path in paths]
+    folder = HISTORY_DIR / stem
+    if not folder.is_dir():
+        return []
+    released = {
+        int(entry.name[1:].removesuffix(".avsc")): entry
+        for entry in folder.iterdir()
+        if entry.name.startswith("v") and entry.name.endswith(".avsc")
+    }
+    return [json.loads(released[number].read_text()) for number in sorted(released)]
 
 
 def embedded_schema_id(schema: dict[str, Any]) -> int:
@@ -58,8 +73,8 @@ class EmbeddedRegistry:
     def __init__(self) -> None:
         self._by_id: dict[int, dict[str, Any]] = {}
         self._versions: dict[int, int] = {}
-        for path in sorted(SCHEMA_DIR.glob("*.avsc")):
-            for number, schema in enumerate([*released_versions(path.stem), load_schema(path.stem)], start=1):
+        for stem in schema_stems():
+            for number, schema in enumerate([*released_versions(stem), load_schema(stem)], start=1):
                 schema_id = embedded_schema_id(schema)
                 self._by_id.setdefault(schema_id, schema)
                 self._versions.setdefault(schema_id, number)

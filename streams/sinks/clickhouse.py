@@ -1,8 +1,8 @@
 """ClickHouse access with two interchangeable backends: chdb in-process (embedded) or a server.
 
-Both speak the same SQL and take rows as JSONEachRow, so the DDL under infra/clickhouse/ and every
-query run unchanged on either. chdb locks its data directory, so the embedded backend serializes all
-use inside the one process that owns it.
+Both speak the same SQL and take rows as JSONEachRow, so the DDL (`ddl/*.sql` beside this module,
+shipped as package data) and every query run unchanged on either. chdb locks its data directory, so
+the embedded backend serializes all use inside the one process that owns it.
 """
 
 from __future__ import annotations
@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Mapping, Sequence
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
-DDL_DIR = Path(__file__).resolve().parents[2] / "infra" / "clickhouse"
+DDL_DIR: Traversable = resources.files("streams.sinks") / "ddl"
+"""The tables, one numbered .sql file each, applied in order; found through the installed package."""
 _ESCAPED = str.maketrans(
     {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0", "\b": "\\b", "\f": "\\f", "'": "\\'"}
 )
@@ -118,10 +121,15 @@ def connect_clickhouse(url: str, chdb_path: Path, database: str) -> ClickHouse:
     return ServerClickHouse(url, database)
 
 
+def ddl_files() -> list[Traversable]:
+    """The DDL files in the order they apply (their names start with a number)."""
+    return sorted((entry for entry in DDL_DIR.iterdir() if entry.name.endswith(".sql")), key=lambda entry: entry.name)
+
+
 def apply_schema(clickhouse: ClickHouse) -> None:
     """Applies every DDL file in order; each statement is idempotent (IF NOT EXISTS)."""
     clickhouse.command(f"CREATE DATABASE IF NOT EXISTS {clickhouse.database}")
-    for path in sorted(DDL_DIR.glob("*.sql")):
+    for path in ddl_files():
         lines = path.read_text().replace("{database}", clickhouse.database).splitlines()
         sql = "\n".join(line for line in lines if not line.strip().startswith("--"))
         for statement in sql.split(";"):

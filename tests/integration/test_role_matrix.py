@@ -29,7 +29,7 @@ from api.permissions import MATRIX, Action, Role, matrix_markdown
 from drippulse.operators import create_org
 from drippulse.settings import Settings
 from processors.templates import LEAD_QUALIFICATION
-from streams.runtime.schema_registry import EmbeddedRegistry
+from streams.runtime.schema_registry import SCHEMA_DIR, EmbeddedRegistry
 from streams.state import state_keys
 from tests import control_plane
 from tests.integration.outbound import PUBLIC_URL
@@ -37,7 +37,7 @@ from tests.stack import ApiServer
 
 pytestmark = pytest.mark.stack
 PASSWORD = "correct horse battery staple"
-INBOUND_SCHEMA = (Path(__file__).resolve().parents[2] / "schemas" / "avro" / "inbound_event.avsc").read_text()
+INBOUND_SCHEMA = (SCHEMA_DIR / "inbound_event.avsc").read_text()
 EVENT = {"event_type": "lead.created", "lead": {"lead_id": "l-1", "email": "ada@acme.io", "title": "VP Sales"}}
 _unique = itertools.count()
 

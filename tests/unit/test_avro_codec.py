@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from processors.execution import Execution, ExecutionStatus
 from streams import topics
 from streams.runtime.avro_codec import UnsupportedSchemaError, compile_decoder, compile_encoder
-from streams.runtime.schema_registry import SCHEMA_DIR, UnknownSchemaError, embedded_schema_id, load_schema
+from streams.runtime.schema_registry import UnknownSchemaError, embedded_schema_id, load_schema, schema_stems
 from streams.runtime.serde import AvroSerde, DecodeError
 
-SCHEMAS = sorted(path.stem for path in SCHEMA_DIR.glob("*.avsc"))
+SCHEMAS = schema_stems()
 HEADER = b"\x00\x01\x02\x03\x04"
 
 

@@ -14,16 +14,16 @@ from hypothesis import strategies as st
 from streams import topics
 from streams.runtime import schema_registry
 from streams.runtime.schema_registry import (
-    SCHEMA_DIR,
     EmbeddedRegistry,
     embedded_schema_id,
     load_schema,
     released_versions,
+    schema_stems,
 )
 from streams.runtime.serde import AvroSerde
 from tests.unit.test_avro_codec import fastavro_bytes, values
 
-SCHEMAS = sorted(path.stem for path in SCHEMA_DIR.glob("*.avsc"))
+SCHEMAS = schema_stems()
 TOPIC_OF = {topic.schema: topic for topic in topics.ALL_TOPICS}
 
 
