@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 COMPILE ?= auto
 HOT_PATH := processors/compiler.py processors/conditions.py processors/enrollment.py processors/events.py \
 	processors/execution.py processors/free_mail.py processors/ids.py processors/lead_memory.py \
-	processors/routing.py streams/state/processor_state.py streams/qualifier.py streams/state/state_keys.py streams/runtime/records.py
+	processors/routing.py streams/state/processor_state.py streams/qualifier.py streams/execution_outputs.py streams/state/state_keys.py streams/runtime/records.py
 COMPILED := $(VENV)/.compiled-$(COMPILE)-stamp
 
 .PHONY: setup compile run demo test lint bench dev-up dev-down clean hot-path-modules

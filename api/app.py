@@ -26,6 +26,7 @@ from api.login_throttle import LoginThrottle
 from api.request_context import RequestIdMiddleware
 from api.routes import (
     api_keys,
+    approvals,
     audit_log,
     auth,
     change_requests,
@@ -40,6 +41,7 @@ from api.routes import (
     projects,
     schema_registry,
     webhooks,
+    workflow_runs,
     workflows,
 )
 from drippulse.settings import Settings, load_settings, secret_box
@@ -127,8 +129,25 @@ def create_app(settings: Settings | None = None, background: Background | None =
     problems.install(app)
     problems.install_openapi(app)
     app.add_middleware(RequestIdMiddleware)
-    routers = (health, auth, projects, workflows, change_requests, events, executions, members, api_keys)
-    for module in (*routers, webhooks, inbound_sources, hooks, integration_connections, crm_commands, audit_log):
+    for module in (
+        health,
+        auth,
+        projects,
+        workflows,
+        workflow_runs,
+        change_requests,
+        approvals,
+        events,
+        executions,
+        members,
+        api_keys,
+        webhooks,
+        inbound_sources,
+        hooks,
+        integration_connections,
+        crm_commands,
+        audit_log,
+    ):
         app.include_router(module.router)
     if not settings.schema_registry_url:
         app.include_router(schema_registry.router)

@@ -14,7 +14,9 @@ from api.cursors import decode_cursor, encode_cursor
 from streams.sinks.clickhouse import ClickHouse
 
 _COLUMNS = """execution_id, org_id, workflow_id, workflow_version, event_id, event_type, lead_id, status,
-    status_reason, score, score_breakdown, tier, owner, routing_reason, actions, logs, decisions,
+    status_reason, score, score_breakdown, tier, owner, routing_reason, actions, logs, decisions, trigger,
+    timeline, arrayMap(entry -> toUnixTimestamp64Milli(entry.1), timeline) AS timeline_at_ms, paused_step,
+    if(isNull(due_at), NULL, toUnixTimestamp64Milli(assumeNotNull(due_at))) AS due_at_ms,
     toUnixTimestamp64Milli(event_occurred_at) AS event_occurred_at_ms,
     toUnixTimestamp64Milli(evaluated_at) AS evaluated_at_ms,
     toUnixTimestamp64Milli(ingested_at) AS ingested_at_ms"""
@@ -34,6 +36,13 @@ class ExecutionFilter:
 def _normalize(row: dict[str, Any]) -> dict[str, Any]:
     for key in ("event_occurred_at_ms", "evaluated_at_ms", "ingested_at_ms", "workflow_version", "score"):
         row[key] = int(row[key])
+    if row["due_at_ms"] is not None:
+        row["due_at_ms"] = int(row["due_at_ms"])
+    at_ms = row.pop("timeline_at_ms")
+    row["timeline"] = [
+        {**{k: v for k, v in entry.items() if k != "at"}, "at_ms": int(moment)}
+        for entry, moment in zip(row["timeline"], at_ms, strict=True)
+    ]
     return row
 
 
@@ -47,6 +56,32 @@ class ExecutionsReader:
     def __init__(self, clickhouse: ClickHouse) -> None:
         self._ch = clickhouse
         self._table = f"{clickhouse.database}.executions"
+
+    def enrollments(
+        self, org_id: str, workflow_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The workflow's paused executions (leads still enrolled), soonest due first, keyset-paginated
+        on (due_at, execution_id)."""
+        params: dict[str, Any] = {"org_id": org_id, "workflow_id": workflow_id}
+        after = ""
+        if cursor is not None:
+            params["cursor_ms"], params["cursor_id"] = decode_cursor(cursor)
+            after = "AND (due_ms, execution_id) > ({cursor_ms:Int64}, {cursor_id:String})"
+        rows = self._ch.query(
+            "SELECT execution_id, lead_id, workflow_version, status, paused_step, trigger, due_ms AS due_at_ms, "
+            "toUnixTimestamp64Milli(evaluated_at) AS since_ms FROM ("
+            "SELECT *, toUnixTimestamp64Milli(assumeNotNull(due_at)) AS due_ms "
+            f"FROM {self._table} FINAL WHERE org_id = {{org_id:String}} AND workflow_id = {{workflow_id:String}} "
+            f"AND status IN ('awaiting_approval', 'waiting')) WHERE 1 {after} "
+            f"ORDER BY due_ms, execution_id LIMIT {int(limit) + 1}",
+            params,
+        )
+        page = [
+            {**row, **{key: int(row[key]) for key in ("workflow_version", "due_at_ms", "since_ms")}}
+            for row in rows[:limit]
+        ]
+        last = page[-1] if len(rows) > limit else None
+        return page, encode_cursor(last["due_at_ms"], last["execution_id"]) if last else None
 
     def list(
         self, org_id: str, where: ExecutionFilter, limit: int, cursor: str | None

@@ -30,3 +30,15 @@ class InboundHistoryReader:
             params,
         )
         return [orjson.loads(row["event_json"]) for row in reversed(rows)]
+
+    def latest_leads(self, org_id: str, lead_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Each lead as its latest lead event carried it; leads never seen are absent."""
+        if not lead_ids:
+            return {}
+        rows = self._ch.query(
+            "SELECT lead_id, argMax(event_json, occurred_at) AS event_json "
+            f"FROM {self._table} FINAL WHERE org_id = {{org_id:String}} AND lead_id IN {{lead_ids:Array(String)}} "
+            "AND startsWith(event_type, 'lead.') GROUP BY lead_id",
+            {"org_id": org_id, "lead_ids": lead_ids},
+        )
+        return {row["lead_id"]: orjson.loads(row["event_json"])["lead"] for row in rows}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -36,6 +36,13 @@ def required_ms(moment: datetime) -> int:
 
 class Items(BaseModel, Generic[T]):
     items: list[T]
+
+
+class ActorOut(BaseModel):
+    type: Literal["user", "api_key", "system"]
+    id: str
+    label: str
+    user_id: str | None
 
 
 class Page(BaseModel, Generic[T]):
@@ -170,6 +177,28 @@ class ReplayRequest(_Body):
     examples: int = Field(default=5, ge=0, le=50, description="Examples to return per kind of change.")
 
 
+class TimelineEntryOut(BaseModel):
+    at_ms: int
+    what: Literal[
+        "evaluated",
+        "awaiting_approval",
+        "waiting",
+        "approved",
+        "rejected",
+        "timed_out",
+        "wait_elapsed",
+        "exited",
+        "resumed",
+    ]
+    step: str = Field(description="The step's path; empty for the evaluation.")
+    actor: str = Field(description="Who decided, for a person's decision.")
+    note: str
+    actions: list[str] = Field(description="Actions emitted in the phase this entry opens.")
+
+
+ExecutionStatus = Literal["completed", "filtered_out", "awaiting_approval", "waiting", "rejected", "exited"]
+
+
 class ExecutionFields(BaseModel):
     """What an evaluation decided: the fields of the execution record (schemas/avro/execution.avsc)."""
 
@@ -180,7 +209,10 @@ class ExecutionFields(BaseModel):
     event_id: str
     event_type: str
     lead_id: str
-    status: str = Field(description="completed | filtered_out | pending (stopped at an approval or wait step)")
+    status: str = Field(
+        description="completed | filtered_out | awaiting_approval | waiting | rejected | exited "
+        "(pending: recorded before approvals and waits were executed)"
+    )
     status_reason: str
     score: int
     score_breakdown: dict[str, int] = Field(description="rule id -> points awarded")
@@ -191,6 +223,12 @@ class ExecutionFields(BaseModel):
     logs: list[str]
     decisions: list[str] = Field(description="One token per deciding step, path:kind:outcome.")
     event_occurred_at_ms: int
+    trigger: Literal["event", "manual", "schedule"] = "event"
+    timeline: list[TimelineEntryOut] = Field(default_factory=list, description="What happened to it, in order.")
+    paused_step: str = Field(default="", description="While awaiting_approval or waiting: the step's path.")
+    due_at_ms: int | None = Field(
+        default=None, description="While paused: when the wait ends or the approval times out."
+    )
 
 
 class ExecutionOut(ExecutionFields):

@@ -32,8 +32,11 @@ class Action(StrEnum):
     WORKFLOWS_AUTHOR = "workflows.author"
     WORKFLOWS_TEST = "workflows.test"
     WORKFLOWS_ACTIVATE = "workflows.activate"
+    WORKFLOWS_RUN = "workflows.run"
     CHANGE_REQUESTS_READ = "change_requests.read"
     CHANGE_REQUESTS_DECIDE = "change_requests.decide"
+    APPROVALS_READ = "approvals.read"
+    APPROVALS_DECIDE = "approvals.decide"
     EXECUTIONS_READ = "executions.read"
     EVENTS_SEND = "events.send"
     WEBHOOKS_READ = "webhooks.read"
@@ -81,12 +84,22 @@ MATRIX: dict[Action, Rule] = {
         "own project",
         description="activate (a change request where policy says so), deactivate, cancel requests",
     ),
+    Action.WORKFLOWS_RUN: Rule(
+        _AUTHORS, "own project", description="manual runs: real executions with side effects, on chosen leads"
+    ),
     Action.CHANGE_REQUESTS_READ: Rule(_ALL, "own project", description="list and read change requests"),
     Action.CHANGE_REQUESTS_DECIDE: Rule(
         frozenset({Role.APPROVER}),
         "own project",
         people_only=True,
         description="approve or reject another person's change",
+    ),
+    Action.APPROVALS_READ: Rule(_ALL, "own project", description="approvals opened by approval steps"),
+    Action.APPROVALS_DECIDE: Rule(
+        frozenset({Role.ADMIN, Role.EDITOR, Role.APPROVER}),
+        "own project",
+        people_only=True,
+        description="approve or reject an approval whose step names you or your role (role:approver by default)",
     ),
     Action.EXECUTIONS_READ: Rule(_ALL, "own project", description="execution history and summaries"),
     Action.EVENTS_SEND: Rule(_AUTHORS, "yes", description="send events (every active workflow of the org sees them)"),

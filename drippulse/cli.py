@@ -233,6 +233,16 @@ def worker_crm(
     run_until_signalled(build_crm_applier(_settings(), ready_file))
 
 
+@worker.command("orchestrator")
+def worker_orchestrator(
+    ready_file: Path | None = typer.Option(None, help="Touched once it holds its partitions' executions."),
+) -> None:
+    """Hold executions paused at approval and wait steps and resume them (a faust-streaming app)."""
+    from drippulse.orchestrator_worker import run_orchestrator
+
+    run_orchestrator(_settings(), ready_file)
+
+
 @worker.command("sink")
 def worker_sink(
     ready_file: Path | None = typer.Option(None, help="Touched once every sink owns partitions."),

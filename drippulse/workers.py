@@ -107,6 +107,7 @@ def build_qualifier(settings: Settings, ready_file: Path | None = None) -> Batch
         executions=_serde(topics.EXECUTIONS, settings, registry),
         crm_commands=_serde(topics.CRM_COMMANDS, settings, registry),
         webhook_deliveries=_serde(topics.WEBHOOK_DELIVERIES, settings, registry),
+        orchestrator_inbox=_serde(topics.ORCHESTRATOR_INBOX, settings, registry),
         dead_letters=_dead_letters(settings, registry, QUALIFIER_GROUP),
         catalog=WorkflowCatalog(control_plane(settings), settings.workflow_refresh_s),
         state_store=ProcessorStateStore(client),

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 from processors import ids
-from processors.conditions import Predicate, compile_condition, compile_conditions, describe
-from processors.events import lead_id_of
-from processors.execution import CrmCommandPlan, Execution, ExecutionStatus, WebhookNotification
+from processors.conditions import Predicate, compile_condition, compile_conditions, compile_getter, describe
+from processors.events import lead_email, lead_id_of
+from processors.execution import CrmCommandPlan, Execution, ExecutionStatus, Pause, WebhookNotification
 from processors.explain import explain
 from processors.free_mail import business_domain
 from processors.lead_memory import watched_fields
@@ -38,11 +39,21 @@ from processors.model import (
     WaitStep,
     WebhookNotifyAction,
     WorkflowDefinition,
+    pauses,
 )
 from processors.routing import Member, RoutingState, rotation, utc_day
 
 StepFn = Callable[[dict[str, Any], Execution, RoutingState], bool]
 """Runs one step on (context, execution so far, routing state); False stops the workflow."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalFallbacks:
+    """What an approval step does without a yes: its `on_reject` steps, and on timeout."""
+
+    on_reject: tuple[StepFn, ...]
+    on_timeout: str
+    timeout_branch: tuple[StepFn, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +72,16 @@ class CompiledWorkflow:
     reenrollment_condition: Predicate | None = None
     watched_fields: frozenset[str] = frozenset()
     """Fields its `changed*` conditions compare, which the worker remembers per lead."""
+    continuations: Mapping[str, tuple[StepFn, ...]] = field(default_factory=dict)
+    """Per approval or wait step (by path): the rest of the workflow after it, in order, out of
+    any branch it sits in. What a resumed execution runs."""
+    approval_fallbacks: Mapping[str, ApprovalFallbacks] = field(default_factory=dict)
+    exit_condition: Predicate | None = None
+
+    @property
+    def pauses(self) -> bool:
+        """Whether an execution of it can stop at an approval or wait step."""
+        return bool(self.continuations)
 
     def triggers(self, event: Mapping[str, Any]) -> bool:
         """Whether the event meets the enrollment trigger: its type and the trigger condition."""
@@ -91,7 +112,7 @@ class CompiledWorkflow:
         if trace:
             execution.trace = []
         context = dict(event)
-        _run_steps(self.steps, context, execution, routing)
+        run_steps(self.steps, context, execution, routing)
         return execution
 
 
@@ -118,7 +139,7 @@ def compile_triggers(workflows: Sequence[CompiledWorkflow]) -> Triggers:
     }
 
 
-def _run_steps(steps: Sequence[StepFn], context: dict[str, Any], execution: Execution, routing: RoutingState) -> bool:
+def run_steps(steps: Sequence[StepFn], context: dict[str, Any], execution: Execution, routing: RoutingState) -> bool:
     for step in steps:  # noqa: SIM110 - a loop, not all(genexpr): steps run in order on the hot path
         if not step(context, execution, routing):
             return False
@@ -140,7 +161,36 @@ def compile_workflow(workflow_id: str, version: int, definition: WorkflowDefinit
         reenrollment_types=frozenset(t.value for t in again.event_types) if again.enabled else frozenset(),
         reenrollment_condition=compile_condition(again.condition) if again.enabled and again.condition else None,
         watched_fields=watched_fields(definition),
+        continuations=_continuations(definition.steps, "", ()),
+        approval_fallbacks={
+            path: ApprovalFallbacks(
+                _compile_steps(f"{path}.reject.", step.on_reject),
+                step.on_timeout,
+                _compile_steps(f"{path}.timeout.", step.timeout_branch),
+            )
+            for path, step in pauses(definition.steps)
+            if isinstance(step, ApprovalStep)
+        },
+        exit_condition=compile_condition(definition.exit_condition) if definition.exit_condition else None,
     )
+
+
+def _continuations(steps: Sequence[Step], prefix: str, after: tuple[StepFn, ...]) -> dict[str, tuple[StepFn, ...]]:
+    """A branch returns to the steps after it, so the rest after a step nested in a branch is the
+    rest of its arm followed by the rest after the branch."""
+    found: dict[str, tuple[StepFn, ...]] = {}
+    for index, step in enumerate(steps):
+        if not isinstance(step, ApprovalStep | WaitStep | BranchStep):
+            continue
+        path = f"{prefix}{index}"
+        rest = tuple(_compile_step(f"{prefix}{later}", steps[later]) for later in range(index + 1, len(steps))) + after
+        if isinstance(step, BranchStep):
+            for arm_index, arm in enumerate(step.arms):
+                found.update(_continuations(arm.steps, f"{path}.{arm_index}.", rest))
+            found.update(_continuations(step.otherwise, f"{path}.else.", rest))
+        else:
+            found[path] = rest
+    return found
 
 
 def _route_steps(steps: Sequence[Step]) -> Iterator[RouteStep]:
@@ -172,8 +222,10 @@ def _compile_step(path: str, step: Step) -> StepFn:
         return _route(path, step)
     if isinstance(step, BranchStep):
         return _branch(path, step)
-    if isinstance(step, ApprovalStep | WaitStep):
-        return _pending(path, step)
+    if isinstance(step, ApprovalStep):
+        return _approval(path, step)
+    if isinstance(step, WaitStep):
+        return _wait(path, step)
     return _action(path, step)
 
 
@@ -271,7 +323,7 @@ def _team(members: Sequence[TeamMember]) -> Team:
 _MILLISECONDS = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
-def _iso_timestamp(epoch_ms: int) -> str:
+def iso_timestamp(epoch_ms: int) -> str:
     """ISO 8601 in UTC with milliseconds; events of a batch share seconds, so formatting is cached."""
     return _utc_second(epoch_ms // 1000) + _MILLISECONDS[epoch_ms % 1000]
 
@@ -322,7 +374,7 @@ def _route(path: str, step: RouteStep) -> StepFn:
         return None, "no territory rule matched and no default team", "default"
 
     def run(context: dict[str, Any], execution: Execution, routing: RoutingState) -> bool:
-        domain = business_domain(_email(context)) if account_match else ""
+        domain = business_domain(lead_email(context)) if account_match else ""
         owner, reason, decided_by = choose(context, execution, routing, domain)
         if owner is None:
             owner, reason, decided_by = fallback, f"fallback owner: {reason}", "fallback"
@@ -357,30 +409,79 @@ def _branch(path: str, step: BranchStep) -> StepFn:
                 if execution.trace is not None:
                     _note(execution, path, "branch", taken=index, condition=explain(step.arms[index].when, context))
                 execution.decisions.append(f"{path}:branch:{index}")
-                return _run_steps(steps, context, execution, routing)
+                return run_steps(steps, context, execution, routing)
         if execution.trace is not None:
             _note(execution, path, "branch", taken="otherwise")
         execution.decisions.append(f"{path}:branch:else")
-        return _run_steps(otherwise, context, execution, routing)
+        return run_steps(otherwise, context, execution, routing)
 
     return run
 
 
-def _pending(path: str, step: ApprovalStep | WaitStep) -> StepFn:
-    reason = (
-        f"reached {step.type} step {path}; {step.type} steps are executed by the orchestrator, "
-        "which is not available yet"
-    )
+def _approval(path: str, step: ApprovalStep) -> StepFn:
+    reason = f"waiting at approval step {path} for " + ", ".join(step.approvers)
+    timeout_ms = round(step.timeout_hours * _HOUR_MS)
+    approvers = tuple(step.approvers)
+    token = f"{path}:approval:requested"
 
     def run(context: dict[str, Any], execution: Execution, _: RoutingState) -> bool:
         if execution.trace is not None:
-            _note(execution, path, step.type, pending=True)
-        execution.status = ExecutionStatus.PENDING
+            _note(execution, path, "approval", approvers=list(approvers), timeout_hours=step.timeout_hours)
+        execution.status = ExecutionStatus.AWAITING_APPROVAL
         execution.status_reason = reason
-        execution.decisions.append(f"{path}:{step.type}:pending")
+        execution.decisions.append(token)
+        execution.pause = Pause(path, "approval", context, delay_ms=timeout_ms, approvers=approvers)
         return False
 
     return run
+
+
+_HOUR_MS = 3_600_000
+
+
+def _wait(path: str, step: WaitStep) -> StepFn:
+    delay_ms = round(step.hours * _HOUR_MS) if step.hours is not None else 0
+    until_ms = round(step.until.timestamp() * 1000) if step.until is not None else None
+    read_field = compile_getter(step.until_field) if step.until_field is not None else None
+    offset_ms = round(step.offset_hours * _HOUR_MS)
+
+    def run(context: dict[str, Any], execution: Execution, _: RoutingState) -> bool:
+        until = until_ms
+        if read_field is not None:
+            moment = epoch_ms(read_field(context))
+            if moment is None:
+                if execution.trace is not None:
+                    _note(execution, path, "wait", waited=False, reason=f"{step.until_field} holds no date")
+                execution.decisions.append(f"{path}:wait:skipped")
+                return True
+            until = moment + offset_ms
+        if execution.trace is not None:
+            _note(execution, path, "wait", waited=True, delay_ms=delay_ms, until_ms=until)
+        execution.status = ExecutionStatus.WAITING
+        execution.status_reason = f"waiting at wait step {path}"
+        execution.decisions.append(f"{path}:wait:started")
+        execution.pause = Pause(path, "wait", context, delay_ms=delay_ms, until_ms=until)
+        return False
+
+    return run
+
+
+def epoch_ms(value: Any) -> int | None:
+    """A lead field read as a moment: epoch milliseconds, or an ISO 8601 date or date-time (UTC
+    unless it names an offset); None for anything else."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
+    if not isinstance(value, str) or not value:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)
 
 
 def _action(
@@ -411,14 +512,14 @@ def _plan_crm_update(path: str, step: Any) -> Planner:
             properties["drippulse_tier"] = execution.tier
         if execution.owner:
             properties["owner"] = execution.owner
-        execution.crm_commands.append(CrmCommandPlan(path, "update_lead", properties, _email(context)))
+        execution.crm_commands.append(CrmCommandPlan(path, "update_lead", properties, lead_email(context)))
 
     return plan
 
 
 def _plan_add_tag(path: str, step: Any) -> Planner:
     def plan(context: dict[str, Any], execution: Execution) -> None:
-        execution.crm_commands.append(CrmCommandPlan(path, "add_tag", {"tag": step.tag}, _email(context)))
+        execution.crm_commands.append(CrmCommandPlan(path, "add_tag", {"tag": step.tag}, lead_email(context)))
 
     return plan
 
@@ -430,7 +531,7 @@ def _plan_create_task(path: str, step: Any) -> Planner:
             "due_in_days": str(step.due_in_days),
             "assignee": step.assignee or execution.owner,
         }
-        execution.crm_commands.append(CrmCommandPlan(path, "create_task", properties, _email(context)))
+        execution.crm_commands.append(CrmCommandPlan(path, "create_task", properties, lead_email(context)))
 
     return plan
 
@@ -448,14 +549,14 @@ def _plan_webhook_notify(path: str, step: Any) -> Planner:
     def plan(context: dict[str, Any], execution: Execution) -> None:
         payload = {
             "type": event_type,
-            "timestamp": _iso_timestamp(execution.event_occurred_at_ms),
+            "timestamp": iso_timestamp(execution.event_occurred_at_ms),
             "data": {
                 "execution_id": execution.execution_id,
                 "workflow_id": execution.workflow_id,
                 "workflow_version": execution.workflow_version,
                 "event_id": execution.event_id,
                 "lead_id": execution.lead_id,
-                "email": _email(context),
+                "email": lead_email(context),
                 "score": execution.score,
                 "tier": execution.tier,
                 "owner": execution.owner,
@@ -474,9 +575,3 @@ _ACTION_PLANNERS: dict[type, Callable[[str, Any], Planner]] = {
     LogAction: _plan_log,
     WebhookNotifyAction: _plan_webhook_notify,
 }
-
-
-def _email(context: Mapping[str, Any]) -> str | None:
-    lead = context.get("lead")
-    email = lead.get("email") if isinstance(lead, dict) else None
-    return email if isinstance(email, str) else None

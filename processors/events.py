@@ -66,3 +66,10 @@ def validation_problems(event: Mapping[str, Any], record_key: str | None) -> lis
     if event.get("occurred_at_ms", 0) <= 0:
         problems.append("occurred_at_ms: must be a positive epoch-milliseconds timestamp")
     return problems
+
+
+def lead_email(context: Mapping[str, Any]) -> str | None:
+    """The lead's email in an event (or an evaluation context built from one)."""
+    lead = context.get("lead")
+    email = lead.get("email") if isinstance(lead, dict) else None
+    return email if isinstance(email, str) else None

@@ -36,3 +36,9 @@ def webhook_message_id(execution_id_: str, step: str) -> str:
 def webhook_delivery_id(message_id: str, webhook_id: str) -> str:
     """One message goes to each subscribed endpoint; each (message, endpoint) pair is one delivery."""
     return f"dlv_{_digest(message_id, webhook_id)}"
+
+
+def approval_id(execution_id_: str, step: str) -> str:
+    """One approval per (execution, approval step): the qualifier names it in `approval.requested`
+    and the orchestrator opens it, each without asking the other."""
+    return f"apr_{_digest(execution_id_, step)}"

@@ -23,6 +23,7 @@ from processors.events import EventType
 from processors.model import (
     AllOf,
     AnyOf,
+    ApprovalStep,
     BranchStep,
     Condition,
     FieldCondition,
@@ -46,7 +47,12 @@ LeadRef = tuple[str, str]
 def watched_fields(definition: WorkflowDefinition) -> frozenset[str]:
     """The field paths a workflow's `changed*` conditions compare, wherever they sit."""
     trigger = definition.trigger
-    roots = [trigger.condition, trigger.reenrollment.condition, *_step_conditions(definition.steps)]
+    roots = [
+        trigger.condition,
+        trigger.reenrollment.condition,
+        definition.exit_condition,
+        *_step_conditions(definition.steps),
+    ]
     return frozenset(
         leaf.field for root in roots if root is not None for leaf in _leaves(root) if leaf.op in CHANGE_OPERATORS
     )
@@ -63,6 +69,9 @@ def _step_conditions(steps: Sequence[Step]) -> Iterator[Condition]:
                 yield arm.when
                 yield from _step_conditions(arm.steps)
             yield from _step_conditions(step.otherwise)
+        elif isinstance(step, ApprovalStep):
+            yield from _step_conditions(step.on_reject)
+            yield from _step_conditions(step.timeout_branch)
 
 
 def _leaves(cond: Condition) -> Iterator[FieldCondition]:

@@ -6,11 +6,22 @@ error carries the JSON path of the offending field (pydantic's `loc`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import re2
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
 
 from processors.events import EventType
 from processors.free_mail import FREE_MAIL
@@ -319,22 +330,68 @@ ActionStep = Annotated[
 ]
 
 
+APPROVER_ROLES = ("admin", "approver", "editor")
+"""Roles an approval step may name (`role:approver`); Viewers read and never decide."""
+
+
+def _check_approver(approver: str) -> str:
+    if approver.startswith("role:"):
+        if approver.removeprefix("role:") not in APPROVER_ROLES:
+            raise ValueError(
+                f"approver {approver!r}: a role approver is one of "
+                + ", ".join(f"role:{role}" for role in APPROVER_ROLES)
+            )
+    elif "@" not in approver:
+        raise ValueError(f"approver {approver!r}: name a person by email or a role as role:<role>")
+    return approver
+
+
 class ApprovalStep(_Strict):
-    """Wait for a person to approve before the following steps run. Modelled and validated; the
-    orchestrator that executes it is not built yet, so an execution reaching it ends `pending`."""
+    """Stop until a person decides. On approve the rest of the workflow runs; on reject the
+    `on_reject` steps run and the execution ends `rejected`. Deciders are the listed people (by
+    email) and members holding a listed role (`role:approver`). When nobody decides within
+    `timeout_hours`, `on_timeout` decides: approve, reject, or `branch`, which runs `timeout_branch`
+    instead of the rest of the workflow."""
 
     type: Literal["approval"]
-    approvers: list[str] = Field(min_length=1)
-    timeout_hours: int = Field(default=72, ge=1, le=24 * 90)
-    on_timeout: Literal["approve", "reject"] = "reject"
+    approvers: list[Annotated[str, AfterValidator(_check_approver)]] = Field(
+        default_factory=lambda: ["role:approver"], min_length=1
+    )
+    timeout_hours: float = Field(default=72, gt=0, le=24 * 90)
+    on_timeout: Literal["approve", "reject", "branch"] = "reject"
+    timeout_branch: list[Step] = Field(default_factory=list)
+    on_reject: list[Step] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _branch_when_named(self) -> ApprovalStep:
+        if (self.on_timeout == "branch") != bool(self.timeout_branch):
+            raise ValueError("'timeout_branch' holds the steps of on_timeout 'branch', and only then")
+        for name, steps in (("on_reject", self.on_reject), ("timeout_branch", self.timeout_branch)):
+            if any(True for _ in pauses(steps)):
+                raise ValueError(f"'{name}' steps cannot pause: they end the execution")
+        return self
 
 
 class WaitStep(_Strict):
-    """Pause for a duration before the following steps run. Modelled and validated; executions
-    reaching it end `pending` until the orchestrator exists."""
+    """Pause before the following steps run: for `hours`, `until` a moment, or until the date in a
+    lead field (`until_field`, ISO 8601 or epoch milliseconds; shifted by `offset_hours`, so -24 is
+    the day before). A lead whose field is empty or not a date does not wait. The lead leaves the
+    wait early when the workflow's `exit_condition` matches a later event."""
 
     type: Literal["wait"]
-    hours: float = Field(gt=0, le=24 * 365)
+    hours: float | None = Field(default=None, gt=0, le=24 * 365)
+    until: AwareDatetime | None = None
+    until_field: str | None = Field(default=None, min_length=1)
+    offset_hours: float = Field(default=0, ge=-24 * 365, le=24 * 365)
+
+    @model_validator(mode="after")
+    def _one_deadline(self) -> WaitStep:
+        given = [name for name in ("hours", "until", "until_field") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("a wait step needs exactly one of 'hours', 'until' or 'until_field'")
+        if self.offset_hours and self.until_field is None:
+            raise ValueError("'offset_hours' shifts 'until_field' and goes only with it")
+        return self
 
 
 class BranchArm(_Strict):
@@ -368,8 +425,52 @@ Step = Annotated[
 ]
 BranchArm.model_rebuild()
 BranchStep.model_rebuild()
+ApprovalStep.model_rebuild()
+
+
+def pauses(steps: Sequence[Step], prefix: str = "") -> Iterator[tuple[str, ApprovalStep | WaitStep]]:
+    """Every approval and wait step with its path, inside branches too, in step order."""
+    for index, step in enumerate(steps):
+        path = f"{prefix}{index}"
+        if isinstance(step, ApprovalStep | WaitStep):
+            yield path, step
+        elif isinstance(step, BranchStep):
+            for arm_index, arm in enumerate(step.arms):
+                yield from pauses(arm.steps, f"{path}.{arm_index}.")
+            yield from pauses(step.otherwise, f"{path}.else.")
+
+
+def _routes_after_a_pause(steps: Sequence[Step], paused: bool = False) -> tuple[bool, bool]:
+    """(a route step runs after a pause, the steps can pause), walking in order."""
+    found = False
+    for step in steps:
+        if isinstance(step, RouteStep) and paused:
+            found = True
+        elif isinstance(step, ApprovalStep | WaitStep):
+            paused = True
+        elif isinstance(step, BranchStep):
+            arms = [arm.steps for arm in step.arms] + [step.otherwise]
+            results = [_routes_after_a_pause(arm, paused) for arm in arms]
+            found = found or any(route for route, _ in results)
+            paused = any(pause for _, pause in results)
+    return found, paused
 
 
 class WorkflowDefinition(_Strict):
+    """`exit_condition`: a later event of an enrolled lead that matches it takes the lead out of the
+    workflow wherever it waits (an approval or a wait step), for example once it converted."""
+
     trigger: Trigger
     steps: list[Step] = Field(min_length=1)
+    exit_condition: Condition | None = None
+
+    @model_validator(mode="after")
+    def _routing_before_pauses(self) -> WorkflowDefinition:
+        if _routes_after_a_pause(self.steps)[0]:
+            raise ValueError(
+                "route steps must come before any approval or wait step: routing state belongs to the "
+                "worker that owns the lead's events, and a resumed execution runs elsewhere"
+            )
+        if self.exit_condition is not None and not any(True for _ in pauses(self.steps)):
+            raise ValueError("'exit_condition' applies to leads waiting at an approval or wait step; there is none")
+        return self

@@ -83,3 +83,35 @@ LEAD_QUALIFICATION: dict[str, Any] = {
         {"type": "action", "action": "webhook_notify", "event_type": "lead.qualified"},
     ],
 }
+
+
+def lead_qualification_with_approval(
+    timeout_hours: float = 48, approvers: list[str] | None = None, properties: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Lead Qualification where a tier A lead waits for a person with the Approver role before the
+    CRM update and the notification. Rejected: tagged, and nothing else. Nobody decides within
+    `timeout_hours`: tagged and a task to chase it is created instead."""
+    filter_, score, tier, route, crm_update, notify = LEAD_QUALIFICATION["steps"]
+    approval = {
+        "type": "approval",
+        "approvers": approvers or ["role:approver"],
+        "timeout_hours": timeout_hours,
+        "on_timeout": "branch",
+        "timeout_branch": [
+            {"type": "action", "action": "add_tag", "tag": "approval-timed-out"},
+            {"type": "action", "action": "create_task", "title": "Tier A lead: approval timed out", "due_in_days": 0},
+        ],
+        "on_reject": [{"type": "action", "action": "add_tag", "tag": "rejected-by-sales"}],
+    }
+    return {
+        "trigger": LEAD_QUALIFICATION["trigger"],
+        "steps": [
+            filter_,
+            score,
+            tier,
+            route,
+            {"type": "branch", "arms": [{"when": {"field": "tier", "op": "eq", "value": "A"}, "steps": [approval]}]},
+            {**crm_update, "properties": properties or crm_update["properties"]},
+            notify,
+        ],
+    }

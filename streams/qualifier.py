@@ -5,6 +5,11 @@ Per batch: decode and validate every record (failures are dead-lettered), refres
 compiled workflows, load the routing, enrollment and lead-memory state the batch needs, admit and
 evaluate, save that state, and hand the encoded outputs to the batch runtime. Redis is touched with
 one pipeline per stage, never once per event.
+
+An execution that stops at an approval or a wait step goes to the orchestrator's inbox
+(drip.orchestrator.inbox) as a suspension; a later event of a lead that waits there and matches the
+workflow's exit condition goes there as an exit. A manual or scheduled run names its workflow
+(`workflow_id`): only that workflow evaluates it, whatever its trigger.
 """
 
 from __future__ import annotations
@@ -13,12 +18,14 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
-from processors import ids
+from processors.compiler import CompiledWorkflow
+from processors.enrollment import EnrollmentState
 from processors.events import EVENT_TYPE_BY_SYMBOL, lead_id_of, validation_problems
-from processors.execution import Execution
+from processors.execution import Execution, timeline_entry
+from processors.orchestration import Outcome, Suspension, suspend
+from processors.routing import RoutingState
 from streams.clock import now_ms
+from streams.execution_outputs import ExecutionOutputs
 from streams.runtime.dlq import DeadLetters
 from streams.runtime.records import ConsumedRecord, OutputRecord
 from streams.runtime.serde import AvroSerde, DecodeError
@@ -35,14 +42,14 @@ class LeadQualifier:
         executions: tuple[AvroSerde, str],
         crm_commands: tuple[AvroSerde, str],
         webhook_deliveries: tuple[AvroSerde, str],
+        orchestrator_inbox: tuple[AvroSerde, str],
         dead_letters: DeadLetters,
         catalog: WorkflowCatalog,
         state_store: ProcessorStateStore,
     ) -> None:
         self._inbound = inbound
-        self._executions, self._executions_topic = executions
-        self._crm, self._crm_topic = crm_commands
-        self._webhooks, self._webhooks_topic = webhook_deliveries
+        self._outputs = ExecutionOutputs(executions, crm_commands, webhook_deliveries)
+        self._inbox, self._inbox_topic = orchestrator_inbox
         self._dead_letters = dead_letters
         self._catalog = catalog
         self._state_store = state_store
@@ -70,13 +77,20 @@ class LeadQualifier:
                 fields = self._catalog.watched_fields(org_id)
                 if fields:
                     memory.recall(event, lead_id, fields)
-                triggers_of_type = self._catalog.triggers_of(org_id).get(event["event_type"])
-                triggered = triggers_of_type(event) if triggers_of_type is not None else ()
-                for workflow, triggers in zip(workflows[org_id], triggered):  # noqa: B905 - one per workflow, or none
-                    if triggers and enrollments.admit(workflow, event, lead_id)[0]:
-                        execution = workflow.evaluate(event, routing)
-                        enrollments.finish(execution)
-                        self._emit(execution, batch_at_ms, outputs)
+                target = event["workflow_id"]
+                if target is not None:
+                    self._run(target, workflows[org_id], event, lead_id, routing, enrollments, batch_at_ms, outputs)
+                else:
+                    exiting = self._catalog.exiting(org_id)
+                    if exiting:
+                        self._exits(exiting, event, lead_id, enrollments, batch_at_ms, outputs)
+                    triggers_of_type = self._catalog.triggers_of(org_id).get(event["event_type"])
+                    triggered = triggers_of_type(event) if triggers_of_type is not None else ()
+                    for workflow, triggers in zip(workflows[org_id], triggered):  # noqa: B905 - one per workflow, or none
+                        if triggers and enrollments.admit(workflow, event, lead_id)[0]:
+                            execution = workflow.evaluate(event, routing)
+                            enrollments.finish(execution)
+                            self._emit(execution, batch_at_ms, outputs)
                 if fields:
                     memory.remember(event, lead_id, fields)
             except Exception as exc:
@@ -87,6 +101,61 @@ class LeadQualifier:
                 outputs.append(self._dead_letters.record(record, "processing", repr(exc)))
         self._state_store.save(routing, enrollments, memory)
         return outputs
+
+    def _run(
+        self,
+        workflow_id: str,
+        workflows: tuple[CompiledWorkflow, ...],
+        event: dict[str, Any],
+        lead_id: str,
+        routing: RoutingState,
+        enrollments: EnrollmentState,
+        at_ms: int,
+        outputs: list[OutputRecord],
+    ) -> None:
+        """A manual or scheduled run of one workflow. A workflow deactivated since the run was asked
+        for runs nothing; the run's event stays in the inbound history."""
+        workflow = next((w for w in workflows if w.workflow_id == workflow_id), None)
+        if workflow is None:
+            log.warning("event %s targets workflow %s, which is not active", event["event_id"], workflow_id)
+            return
+        if enrollments.admit(workflow, event, lead_id, targeted=True)[0]:
+            execution = workflow.evaluate(event, routing)
+            execution.trigger = event["trigger"]
+            enrollments.finish(execution)
+            self._emit(execution, at_ms, outputs)
+
+    def _exits(
+        self,
+        workflows: tuple[CompiledWorkflow, ...],
+        event: dict[str, Any],
+        lead_id: str,
+        enrollments: EnrollmentState,
+        at_ms: int,
+        outputs: list[OutputRecord],
+    ) -> None:
+        """A lead paused in a workflow leaves it when a later event matches the exit condition."""
+        org_id = event["org_id"]
+        for workflow in workflows:
+            key = (org_id, workflow.workflow_id, lead_id)
+            paused = enrollments.paused_run(key)
+            if paused is None or enrollments.enrollments[key].event_id == event["event_id"]:
+                continue
+            assert workflow.exit_condition is not None
+            if workflow.exit_condition(event):
+                enrollments.release(key, paused)
+                message = {
+                    "kind": "EXIT",
+                    "org_id": org_id,
+                    "execution_id": paused,
+                    "sent_at_ms": at_ms,
+                    "suspension_json": None,
+                    "outcome": Outcome.EXITED.value,
+                    "actor": "",
+                    "note": f"event {event['event_id']}",
+                    "outcome_at_ms": int(event["occurred_at_ms"]),
+                }
+                outputs.append((self._inbox_topic, org_id.encode(), self._inbox.encode(message)))
 
     def _decode(self, record: ConsumedRecord, outputs: list[OutputRecord]) -> dict[str, Any] | None:
         try:
@@ -103,46 +172,31 @@ class LeadQualifier:
         # A plain str from here on: Enum.__hash__ runs in Python, and every trigger check hashes it.
         # (`_value_` rather than the `value` property, which costs 190 ns a read.)
         event["event_type"] = event["event_type"]._value_
+        if event["workflow_id"] is not None:
+            event["trigger"] = _TRIGGERS.get(event["trigger"], "manual")
         return event
 
     def _emit(self, execution: Execution, at_ms: int, outputs: list[OutputRecord]) -> None:
-        key = execution.org_id.encode()
-        for command in execution.crm_commands:
-            outputs.append(
-                (
-                    self._crm_topic,
-                    key,
-                    self._crm.encode(
-                        {
-                            "command_id": ids.crm_command_id(execution.execution_id, command.step),
-                            "org_id": execution.org_id,
-                            "execution_id": execution.execution_id,
-                            "workflow_id": execution.workflow_id,
-                            "operation": command.operation,
-                            "lead_id": execution.lead_id,
-                            "email": command.email,
-                            "properties": command.properties,
-                            "created_at_ms": at_ms,
-                        }
-                    ),
-                )
-            )
-        for notification in execution.notifications:
-            outputs.append(
-                (
-                    self._webhooks_topic,
-                    key,
-                    self._webhooks.encode(
-                        {
-                            "message_id": ids.webhook_message_id(execution.execution_id, notification.step),
-                            "org_id": execution.org_id,
-                            "execution_id": execution.execution_id,
-                            "event_type": notification.event_type,
-                            "payload_json": orjson.dumps(notification.payload).decode(),
-                            "created_at_ms": at_ms,
-                        }
-                    ),
-                )
-            )
-        execution.evaluated_at_ms = at_ms
-        outputs.append((self._executions_topic, key, self._executions.encode_attributes(execution)))
+        execution.timeline.append(timeline_entry(at_ms, "evaluated", actions=list(execution.actions)))
+        if execution.pause is not None:
+            message = suspended(suspend(execution, at_ms), at_ms)
+            outputs.append((self._inbox_topic, execution.org_id.encode(), self._inbox.encode(message)))
+        self._outputs.emit(execution, at_ms, outputs)
+
+
+_TRIGGERS = {"MANUAL": "manual", "SCHEDULE": "schedule"}
+
+
+def suspended(suspension: Suspension, at_ms: int) -> dict[str, Any]:
+    """The inbox message that hands a paused execution to the orchestrator."""
+    return {
+        "kind": "SUSPENDED",
+        "org_id": suspension.execution["org_id"],
+        "execution_id": suspension.execution_id,
+        "sent_at_ms": at_ms,
+        "suspension_json": suspension.to_json().decode(),
+        "outcome": "",
+        "actor": "",
+        "note": "",
+        "outcome_at_ms": 0,
+    }

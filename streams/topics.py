@@ -21,13 +21,13 @@ class Topic:
 INBOUND_EVENTS = Topic(
     "drip.events.inbound",
     "inbound_event",
-    written_by="producers, POST /api/v1/events",
+    written_by="producers, POST /api/v1/events, manual runs (POST /api/v1/workflows/{id}/runs), schedules",
     read_by="LeadQualifier (streams/qualifier.py); ClickHouseSink -> ClickHouse inbound_events (replay history)",
 )
 CRM_COMMANDS = Topic(
     "drip.crm.commands",
     "crm_command",
-    written_by="LeadQualifier",
+    written_by="LeadQualifier; the orchestrator, for resumed executions",
     read_by="CrmCommandApplier (streams/delivery/crm_applier.py) -> the org's integration connections",
 )
 CRM_RESULTS = Topic(
@@ -39,7 +39,7 @@ CRM_RESULTS = Topic(
 WEBHOOK_DELIVERIES = Topic(
     "drip.webhooks.deliveries",
     "webhook_delivery",
-    written_by="LeadQualifier",
+    written_by="LeadQualifier; the orchestrator, for resumed executions and approval decisions",
     read_by="WebhookIntake (streams/delivery/webhook_intake.py) -> the Redis delivery schedule",
 )
 WEBHOOK_ATTEMPTS = Topic(
@@ -51,8 +51,14 @@ WEBHOOK_ATTEMPTS = Topic(
 EXECUTIONS = Topic(
     "drip.executions",
     "execution",
-    written_by="LeadQualifier",
+    written_by="LeadQualifier; the orchestrator, each time a paused execution moves on",
     read_by="ClickHouseSink (streams/sinks/clickhouse_sink.py) -> ClickHouse executions",
+)
+ORCHESTRATOR_INBOX = Topic(
+    "drip.orchestrator.inbox",
+    "orchestrator_message",
+    written_by="LeadQualifier (paused executions, exits); the orchestrator itself (decisions, due times)",
+    read_by="the orchestrator (streams/orchestrator/app.py), a faust agent whose table holds paused executions",
 )
 EVENTS_DLQ = Topic(
     "drip.events.dlq",
@@ -61,7 +67,16 @@ EVENTS_DLQ = Topic(
     read_by="operators",
 )
 
-ALL_TOPICS = (INBOUND_EVENTS, CRM_COMMANDS, CRM_RESULTS, WEBHOOK_DELIVERIES, WEBHOOK_ATTEMPTS, EXECUTIONS, EVENTS_DLQ)
+ALL_TOPICS = (
+    INBOUND_EVENTS,
+    CRM_COMMANDS,
+    CRM_RESULTS,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_ATTEMPTS,
+    EXECUTIONS,
+    ORCHESTRATOR_INBOX,
+    EVENTS_DLQ,
+)
 
 
 def topic_name(topic: Topic, prefix: str) -> str:

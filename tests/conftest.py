@@ -59,13 +59,16 @@ def qualifier(api_server: ApiServer, settings: Settings) -> Iterator[WorkerProce
     yield from _running(settings, "qualifier")
 
 
+@pytest.fixture(scope="session")
+def orchestrator(api_server: ApiServer, settings: Settings) -> Iterator[WorkerProcess]:
+    yield from _running(settings, "orchestrator")
+
+
 def _new_org(settings: Settings, name: str) -> dict[str, Any]:
     from drippulse.operators import create_org
 
     created = create_org(settings, name)
-    client = httpx.Client(
-        base_url=settings.api_url, headers={"Authorization": f"Bearer {created.api_key}"}, timeout=30
-    )
+    client = httpx.Client(base_url=settings.api_url, headers={"Authorization": f"Bearer {created.api_key}"}, timeout=30)
     return {"org_id": created.org_id, "key": created.api_key, "client": client, "project_id": created.project_id}
 
 

@@ -230,6 +230,61 @@ class ChangeRequest(Base):
     decided_at: Mapped[datetime | None]
 
 
+class Approval(Base):
+    """An approval step reached by one execution. The orchestrator opens it (the qualifier only
+    names it) and the decision is taken here, exactly once: a conditional update from `pending`,
+    so of two deciders, or a decider and the timeout, one wins and the other gets a conflict. The
+    orchestrator that holds the paused execution (by `partition`) resumes it and sets `resumed_at`."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        Index("ix_approvals_org_id_status_requested_at", "org_id", "status", "requested_at"),
+        Index(
+            "ix_approvals_undelivered",
+            "partition",
+            "decided_at",
+            postgresql_where=text("status <> 'pending' AND resumed_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
+    workflow_id: Mapped[str] = mapped_column(ForeignKey("workflows.id"))
+    workflow_version: Mapped[int] = mapped_column(Integer)
+    execution_id: Mapped[str] = mapped_column(unique=True)
+    step: Mapped[str] = mapped_column(comment="the approval step's path in the definition")
+    lead_id: Mapped[str]
+    lead: Mapped[dict[str, Any]] = mapped_column(comment="the lead as the execution saw it")
+    explanation: Mapped[dict[str, Any]] = mapped_column(
+        comment="score, score_breakdown, tier, owner, routing_reason, decisions so far"
+    )
+    approvers: Mapped[list[str]] = mapped_column(comment="emails, or role:<role>")
+    status: Mapped[str] = mapped_column(comment="pending | approved | rejected | timed_out | cancelled")
+    requested_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[dict[str, Any] | None] = mapped_column(comment="actor; null for a timeout or an exit")
+    comment: Mapped[str | None]
+    partition: Mapped[int] = mapped_column(Integer, comment="the orchestrator inbox partition holding the execution")
+    resumed_at: Mapped[datetime | None]
+
+
+class ScheduleFire(Base):
+    """One fire time of a scheduled workflow, claimed by the one orchestrator that runs it."""
+
+    __tablename__ = "schedule_fires"
+
+    workflow_id: Mapped[str] = mapped_column(ForeignKey("workflows.id"), primary_key=True)
+    fire_at: Mapped[datetime] = mapped_column(primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    workflow_version: Mapped[int] = mapped_column(Integer)
+    claimed_by: Mapped[str] = mapped_column(comment="the orchestrator process that claimed it")
+    claimed_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+    leads: Mapped[int | None] = mapped_column(Integer, comment="leads of the segment it ran for")
+
+
 class WebhookSubscription(Base):
     __tablename__ = "webhook_subscriptions"
 

@@ -11,18 +11,11 @@ from api.control_plane import change_requests
 from api.control_plane.tables import ChangeRequest
 from api.cursors import decode_row_cursor, encode_row_cursor
 from api.deps import ChangeRequestsDecide, ChangeRequestsRead, Db, WorkflowsActivate
-from api.models import Page, ms, required_ms
+from api.models import ActorOut, Page, ms, required_ms
 from api.problems import responses
 
 router = APIRouter(prefix="/api/v1/change_requests", tags=["change requests"], responses=responses(401, 403, 422))
 Status = Literal["open", "approved", "rejected", "cancelled"]
-
-
-class ActorOut(BaseModel):
-    type: Literal["user", "api_key", "system"]
-    id: str
-    label: str
-    user_id: str | None
 
 
 class DiffEntry(BaseModel):

@@ -6,7 +6,7 @@ project-scoped key) is the list of its workflows' ids, read from the control pla
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from api.control_plane import workflows
 from api.deps import Db, ExecutionsRead, get_executions
 from api.executions_reader import ExecutionFilter, ExecutionsReader
-from api.models import ExecutionOut, Page, ms
+from api.models import ExecutionOut, ExecutionStatus, Page, ms
 from api.permissions import Principal
 from api.problems import not_found, responses
 
@@ -52,7 +52,7 @@ async def list_executions(
     executions: Executions,
     workflow_id: str | None = None,
     project_id: str | None = None,
-    status: Literal["completed", "filtered_out", "pending"] | None = None,
+    status: ExecutionStatus | None = None,
     lead_id: str | None = None,
     since: Annotated[datetime | None, Query(description="Evaluated at or after (ISO 8601).")] = None,
     until: Annotated[datetime | None, Query(description="Evaluated before (ISO 8601).")] = None,

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from streams.runtime.kafka import produce_all
+from streams.runtime.kafka import DeliveryFailed, deliver_all
 from streams.runtime.readiness import ReadyFile
 from streams.runtime.records import ConsumedRecord, OutputRecord
 
@@ -31,10 +31,6 @@ class BatchProcessor(Protocol):
 
     def on_rebalance(self) -> None:
         """Partitions moved: drop any state cached on the assumption of owning them."""
-
-
-class DeliveryFailed(RuntimeError):
-    """The broker refused some outputs of a batch; the batch is rewound and processed again."""
 
 
 MAX_BACKOFF_S = 10.0
@@ -176,18 +172,7 @@ class BatchWorker:
 
     def _produce_and_wait(self, outputs: list[OutputRecord]) -> None:
         assert self._producer is not None, "a processor without a producer must not return outputs"
-        failures: list[str] = []
-
-        def on_delivery(err: KafkaError | None, _: Message) -> None:
-            if err is not None:
-                failures.append(str(err))
-
-        produce_all(self._producer, outputs, on_delivery=on_delivery)
-        remaining = self._producer.flush(60)
-        if remaining:
-            failures.append(f"{remaining} records still unacknowledged after 60 s")
-        if failures:
-            raise DeliveryFailed(f"{len(failures)} deliveries failed, first: {failures[0]}")
+        deliver_all(self._producer, outputs)
 
     def _rewind(self, records: Sequence[ConsumedRecord]) -> None:
         first: dict[tuple[str, int], int] = {}

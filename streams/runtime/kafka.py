@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -67,6 +67,27 @@ def produce_all(producer: Producer, records: Iterable[tuple[str, bytes, bytes]],
                 producer.poll(0.05)
 
 
+class DeliveryFailed(RuntimeError):
+    """The broker refused some outputs of a batch; the batch is rewound and processed again."""
+
+
+def deliver_all(producer: Producer, records: Sequence[tuple[str, bytes, bytes]], timeout_s: float = 60) -> None:
+    """Produces the records and returns once the broker acknowledged every one; raises
+    DeliveryFailed otherwise (the caller must not commit what they came from)."""
+    failures: list[str] = []
+
+    def on_delivery(err: KafkaError | None, _: Message) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    produce_all(producer, records, on_delivery=on_delivery)
+    remaining = producer.flush(timeout_s)
+    if remaining:
+        failures.append(f"{remaining} records still unacknowledged after {timeout_s:g} s")
+    if failures:
+        raise DeliveryFailed(f"{len(failures)} deliveries failed, first: {failures[0]}")
+
+
 def consumer_config(kafka: KafkaConfig, group_id: str, **overrides: Any) -> dict[str, Any]:
     """Manual commits only: the batch runtime commits after every output is acknowledged.
 
@@ -106,9 +127,7 @@ def ensure_topics(kafka: KafkaConfig, timeout_s: float = 30.0) -> None:
         missing = [name for name in names if name not in existing]
         if not missing:
             return
-        futures = admin.create_topics(
-            [NewTopic(name, kafka.partitions, kafka.replication) for name in missing]
-        )
+        futures = admin.create_topics([NewTopic(name, kafka.partitions, kafka.replication) for name in missing])
         for name, future in futures.items():
             try:
                 future.result()

@@ -29,6 +29,14 @@ def execution_row(record: dict[str, Any]) -> dict[str, Any]:
     row = dict(record)
     row["event_occurred_at"] = row.pop("event_occurred_at_ms") / 1000
     row["evaluated_at"] = row.pop("evaluated_at_ms") / 1000
+    due_at_ms = row.pop("due_at_ms")
+    row["due_at"] = None if due_at_ms is None else due_at_ms / 1000
+    timeline = row["timeline"]
+    if timeline:
+        row["timeline"] = [{**entry, "at": entry["at_ms"] / 1000} for entry in timeline]
+        for entry in row["timeline"]:
+            del entry["at_ms"]
+    row["revision"] = len(timeline)
     return row
 
 

@@ -83,6 +83,15 @@ class ProcessorStateStore:
         commands += [("HGETALL", state_keys.owner_loads(org_id, day)) for org_id, day in new_days]
         commands += [("HMGET", state_keys.lead_state(org_id), *ids) for org_id, ids in lead_lists.items()]
         commands += [("HMGET", state_keys.accounts(org_id), *ids) for org_id, ids in domain_lists.items()]
+        releasable = {
+            org_id: [(w.workflow_id, lead_id) for w in workflows[org_id] if w.pauses for lead_id in lead_lists[org_id]]
+            for org_id in lead_lists
+        }
+        releasable = {org_id: keys for org_id, keys in releasable.items() if keys}
+        commands += [
+            ("HMGET", state_keys.released_runs(org_id), *(state_keys.released_field(w, lead) for w, lead in keys))
+            for org_id, keys in releasable.items()
+        ]
         replies = iter(redis_batch.execute(self._redis, commands))
         for org_id in unloaded:
             for field, value in _hash_items(next(replies)):
@@ -99,14 +108,18 @@ class ProcessorStateStore:
                     lead = orjson.loads(recorded)
                     for workflow_id, owner in lead.get("owners", {}).items():
                         state.assignments[(org_id, workflow_id, lead_id)] = owner
-                    for workflow_id, (count, event_id, active) in lead.get("enrollments", {}).items():
-                        enrollments.enrollments[(org_id, workflow_id, lead_id)] = Enrollment(count, event_id, active)
+                    for workflow_id, stored in lead.get("enrollments", {}).items():
+                        enrollments.enrollments[(org_id, workflow_id, lead_id)] = Enrollment.from_json(stored)
                     if "memory" in lead:
                         memory.leads[(org_id, lead_id)] = RememberedLead.from_json(lead["memory"])
         for org_id, domain_ids in domain_lists.items():
             for domain, owner in zip(domain_ids, next(replies), strict=True):
                 if owner is not None:
                     state.accounts[(org_id, domain)] = owner.decode()
+        for org_id, keys in releasable.items():
+            for (workflow_id, lead_id), released in zip(keys, next(replies), strict=True):
+                if released is not None:
+                    enrollments.release((org_id, workflow_id, lead_id), released.decode())
         return state, enrollments, memory
 
     def save(self, state: RoutingState, enrollments: EnrollmentState, memory: LeadMemory) -> None:

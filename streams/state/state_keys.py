@@ -35,10 +35,21 @@ def accounts(org_id: str) -> str:
 
 def lead_state(org_id: str) -> str:
     """Hash lead_id -> JSON {"owners": {workflow_id: owner}, "enrollments": {workflow_id: [count,
-    enrolling event_id, active]}, "memory": {"values": {path: text}, "found": [[event_id, {path:
+    enrolling event_id, active, execution_id]}, "memory": {"values": {path: text}, "found": [[event_id, {path:
     text}], ...]}}: what replays and later events of a lead must find. One hash per org, so a batch
     reads it with one HMGET per org."""
     return f"dp:{{{org_id}}}:leads"
+
+
+def released_runs(org_id: str) -> str:
+    """Hash "workflow_id/lead_id" -> the execution id of the lead's last paused run that ended (the
+    orchestrator writes it when a resumed run finishes; the qualifier, sole writer of `lead_state`,
+    reads it to know the lead is no longer enrolled)."""
+    return f"dp:{{{org_id}}}:released"
+
+
+def released_field(workflow_id: str, lead_id: str) -> str:
+    return f"{workflow_id}/{lead_id}"
 
 
 def webhook_failing_since(org_id: str) -> str:

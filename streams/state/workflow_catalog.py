@@ -35,6 +35,7 @@ class WorkflowCatalog:
         self._refresh_s = refresh_s
         self._workflows: dict[str, tuple[CompiledWorkflow, ...]] = {}
         self._watched: dict[str, frozenset[str]] = {}
+        self._exiting: dict[str, tuple[CompiledWorkflow, ...]] = {}
         self._revisions: dict[str, int | None] = {}
         self._checked_at: dict[str, float] = {}
         self._compiled: dict[str, dict[tuple[str, int], tuple[tuple[bytes, str], CompiledWorkflow]]] = {}
@@ -62,6 +63,10 @@ class WorkflowCatalog:
         the last `active_for`): what the qualifier must remember per lead."""
         return self._watched.get(org_id, frozenset())
 
+    def exiting(self, org_id: str) -> tuple[CompiledWorkflow, ...]:
+        """The org's active workflows with an exit condition (as of the last `active_for`)."""
+        return self._exiting.get(org_id, ())
+
     def _refresh(self, org_ids: list[str], now: float) -> None:
         revisions = self._reader.revisions(org_ids)
         changed = []
@@ -87,6 +92,7 @@ class WorkflowCatalog:
             ordered = sorted(now_running.values(), key=itemgetter(0))
             self._workflows[org_id] = tuple(workflow for _, workflow in ordered)
             self._watched[org_id] = frozenset().union(*(w.watched_fields for w in self._workflows[org_id]))
+            self._exiting[org_id] = tuple(w for w in self._workflows[org_id] if w.exit_condition is not None)
             self._triggers[org_id] = self._trigger_set(self._workflows[org_id])
             self._revisions[org_id] = revision
             log.info("org %s: %d active workflows (revision %s)", org_id, len(self._workflows[org_id]), revision)

@@ -52,9 +52,7 @@ def _exchange(connection: socket.socket, path: str) -> str:
     return answer.decode()
 
 
-def test_a_500_keeps_the_connection_and_is_logged_once(
-    failing_server: int, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_500_keeps_the_connection_and_is_logged_once(failing_server: int, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR), socket.create_connection(("127.0.0.1", failing_server), timeout=10) as conn:
         failed = _exchange(conn, "/boom")
         assert failed.startswith("HTTP/1.1 500") and "application/problem+json" in failed

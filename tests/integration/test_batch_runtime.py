@@ -9,8 +9,8 @@ import pytest
 
 from drippulse.devstack import free_port
 from drippulse.settings import Settings
-from streams.runtime.batch_runtime import BatchWorker, DeliveryFailed
-from streams.runtime.kafka import make_batch_producer, make_consumer
+from streams.runtime.batch_runtime import BatchWorker
+from streams.runtime.kafka import DeliveryFailed, make_batch_producer, make_consumer
 from streams.runtime.records import ConsumedRecord, OutputRecord
 
 

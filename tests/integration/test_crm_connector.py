@@ -236,9 +236,7 @@ def test_a_batch_starts_only_what_the_connection_rate_allows_and_defers_the_rest
             for step, tier in enumerate(("B", "A"))
         ]
         produce_records(settings, topics.CRM_COMMANDS, org_id, commands)
-        wait_until(
-            lambda: len(_results(org, connection_id=connection_id, status="applied")) == 20, 90, "every command"
-        )
+        wait_until(lambda: len(_results(org, connection_id=connection_id, status="applied")) == 20, 90, "every command")
         writes = [r.idempotency_key for r in crm.requests if r.status in (200, 201) and "search" not in r.path]
 
     assert sorted(writes) == sorted(c["command_id"] for c in commands), "each applied exactly once"
@@ -263,9 +261,7 @@ class RestCrm(LocalHttpServer):
         return Reply(201, orjson.dumps({"id": 4000 + self.made}), {"content-type": "application/json"})
 
 
-def test_results_record_the_object_id_each_crm_answered(
-    crm_worker: Any, org_factory: Any, settings: Settings
-) -> None:
+def test_results_record_the_object_id_each_crm_answered(crm_worker: Any, org_factory: Any, settings: Settings) -> None:
     org = org_factory("Object Id Co")
     org_id = org["org_id"]
     with RestCrm() as rest, HubSpotLikeServer() as hubspot:

@@ -51,6 +51,9 @@ class FixedCatalog(WorkflowCatalog):
     def watched_fields(self, org_id: str) -> frozenset[str]:
         return frozenset()
 
+    def exiting(self, org_id: str) -> tuple[CompiledWorkflow, ...]:
+        return ()
+
 
 def _qualifier(settings: Settings) -> LeadQualifier:
     def serde(topic: topics.Topic) -> tuple[Any, str]:
@@ -61,6 +64,7 @@ def _qualifier(settings: Settings) -> LeadQualifier:
         executions=serde(topics.EXECUTIONS),
         crm_commands=serde(topics.CRM_COMMANDS),
         webhook_deliveries=serde(topics.WEBHOOK_DELIVERIES),
+        orchestrator_inbox=serde(topics.ORCHESTRATOR_INBOX),
         dead_letters=DeadLetters(*serde(topics.EVENTS_DLQ), "drippulse-qualifier"),
         catalog=FixedCatalog(),
         state_store=ProcessorStateStore(redis.Redis.from_url(settings.redis_url)),

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from processors.compiler import compile_workflow
-from processors.enrollment import EnrollmentState
+from processors.enrollment import Enrollment, EnrollmentState
 from processors.model import WorkflowDefinition
 from processors.routing import RoutingState
 
@@ -60,7 +60,33 @@ def test_never_reenrolled_while_still_enrolled() -> None:
     state = EnrollmentState()
     assert run(wf, state, event("e1"))[0]
     assert state.enrollments[("o", "wf", "lead-1")].active
-    assert run(wf, state, event("e2", "lead.updated")) == (False, "still enrolled: the previous run is pending")
+    assert run(wf, state, event("e2", "lead.updated"))[1].startswith("still enrolled")
+
+
+def test_a_release_of_the_paused_run_frees_the_lead_and_an_older_one_does_not() -> None:
+    wf = workflow({"enabled": True, "event_types": ["lead.updated"]}, [{"type": "wait", "hours": 1}])
+    state = EnrollmentState()
+    run(wf, state, event("e1"))
+    key = ("o", "wf", "lead-1")
+    paused = state.paused_run(key)
+    assert paused is not None
+    state.release(key, "an-older-run")
+    assert state.paused_run(key) == paused
+    state.release(key, paused)
+    assert state.paused_run(key) is None and key in state.changed
+    assert run(wf, state, event("e2", "lead.updated")) == (True, "re-enrollment #1")
+
+
+def test_a_targeted_run_enrolls_again_unless_still_enrolled() -> None:
+    wf, state = workflow(steps=[{"type": "wait", "hours": 1}]), EnrollmentState()
+    assert state.admit(wf, event("e1"), "lead-1")[0]
+    assert state.admit(wf, event("manual-1"), "lead-1", targeted=True) == (True, "targeted run #2")
+    state.finish(wf.evaluate(event("manual-1"), RoutingState()))
+    assert state.admit(wf, event("manual-2"), "lead-1", targeted=True)[0] is False
+
+
+def test_the_stored_form_of_before_pauses_still_reads() -> None:
+    assert Enrollment.from_json([2, "e9", False]).as_json() == [2, "e9", False, ""]
 
 
 def test_a_replay_of_the_enrolling_event_is_admitted_again() -> None:

@@ -10,6 +10,7 @@ READS = {
     Action.PROJECTS_READ,
     Action.WORKFLOWS_READ,
     Action.CHANGE_REQUESTS_READ,
+    Action.APPROVALS_READ,
     Action.EXECUTIONS_READ,
     Action.WEBHOOKS_READ,
     Action.INBOUND_SOURCES_READ,
@@ -20,13 +21,15 @@ READS = {
 
 SPEC: dict[Role, set[Action]] = {
     Role.VIEWER: {Action.ACCOUNT, *READS},
-    Role.APPROVER: {Action.ACCOUNT, *READS, Action.CHANGE_REQUESTS_DECIDE},
+    Role.APPROVER: {Action.ACCOUNT, *READS, Action.CHANGE_REQUESTS_DECIDE, Action.APPROVALS_DECIDE},
     Role.EDITOR: {
         Action.ACCOUNT,
         *READS,
         Action.WORKFLOWS_AUTHOR,
         Action.WORKFLOWS_TEST,
         Action.WORKFLOWS_ACTIVATE,
+        Action.WORKFLOWS_RUN,
+        Action.APPROVALS_DECIDE,
         Action.EVENTS_SEND,
         Action.WEBHOOKS_MANAGE,
         Action.INBOUND_SOURCES_MANAGE,
@@ -68,6 +71,7 @@ def test_roles_combine_and_no_admin_decides_a_change_without_the_approver_role()
 def test_keys_never_decide_and_scoped_keys_stay_in_their_project() -> None:
     approver_key = Principal("org_1", frozenset({Role.APPROVER}), Actor("api_key", "key_1", "k"))
     assert not _allowed(approver_key, Action.CHANGE_REQUESTS_DECIDE)
+    assert not _allowed(approver_key, Action.APPROVALS_DECIDE), "a person decides an approval step"
     scoped = Principal("org_1", frozenset({Role.ADMIN}), Actor("api_key", "key_2", "k"), project_id="prj_1")
     assert _allowed(scoped, Action.WORKFLOWS_AUTHOR) and _allowed(scoped, Action.EVENTS_SEND)
     for org_level in (Action.API_KEYS_MANAGE, Action.MEMBERS_MANAGE, Action.WEBHOOKS_READ, Action.AUDIT_READ):

@@ -5,7 +5,6 @@ from typing import Any
 from processors import ids
 from processors.compiler import compile_workflow
 from processors.events import EventType
-from processors.execution import ExecutionStatus
 from processors.model import WorkflowDefinition
 from processors.routing import RoutingState
 
@@ -75,16 +74,6 @@ def test_branch_takes_the_first_matching_arm_else_otherwise() -> None:
     paths = [c.step for c in us.crm_commands]
     assert paths == ["1.1.0", "1.1.1", "2"]
     assert len({ids.crm_command_id(us.execution_id, p) for p in paths}) == 3
-
-
-def test_approval_and_wait_end_pending_and_say_why() -> None:
-    for pause in ({"type": "approval", "approvers": ["boss"]}, {"type": "wait", "hours": 2}):
-        execution = run(
-            [{"type": "action", "action": "add_tag", "tag": "seen"}, pause, {"type": "action", "action": "crm_update"}]
-        )
-        assert execution.status is ExecutionStatus.PENDING
-        assert pause["type"] in execution.status_reason and "orchestrator" in execution.status_reason
-        assert execution.actions == ["add_tag"], "steps after the pause must not run yet"
 
 
 def test_trace_explains_every_step_and_costs_nothing_when_off() -> None:

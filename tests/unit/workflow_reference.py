@@ -85,7 +85,7 @@ def run_reference(definition: WorkflowDefinition, event: dict[str, Any], state: 
                 if not walk(arm_steps, arm_prefix):
                     return False
             if isinstance(step, ApprovalStep | WaitStep):
-                out["status"] = "pending"
+                out["status"] = "awaiting_approval" if isinstance(step, ApprovalStep) else "waiting"
                 return False
             if isinstance(step, CrmUpdateAction | AddTagAction | CreateTaskAction | LogAction | WebhookNotifyAction):
                 out["actions"].append(step.action)

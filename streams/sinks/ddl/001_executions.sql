@@ -2,6 +2,9 @@
 -- ReplacingMergeTree on the execution id: a replayed batch inserts the same execution_id again and
 -- merges (or FINAL) keep one row. Sort and partition keys hold only values that are identical across
 -- replays, otherwise duplicates would land in different parts and never meet.
+-- An execution that pauses is written again each time it moves on; `revision` (how many timeline
+-- entries it has) is the version column, so a late replay of an earlier phase never replaces a later
+-- one. (Tables created before `revision` existed keep `ingested_at` as their version.)
 CREATE TABLE IF NOT EXISTS {database}.executions
 (
     execution_id String,
@@ -21,8 +24,9 @@ CREATE TABLE IF NOT EXISTS {database}.executions
     actions Array(LowCardinality(String)),
     event_occurred_at DateTime64(3, 'UTC'),
     evaluated_at DateTime64(3, 'UTC'),
+    revision UInt32 DEFAULT 0,
     ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
 )
-ENGINE = ReplacingMergeTree(ingested_at)
+ENGINE = ReplacingMergeTree(revision)
 PARTITION BY toYYYYMM(event_occurred_at)
 ORDER BY (org_id, execution_id);

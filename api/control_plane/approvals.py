@@ -1,0 +1,110 @@
+"""Approvals: listing them and taking a person's decision, exactly once.
+
+The orchestrator opens an approval when an execution reaches an approval step, and resumes the
+execution once it finds the decision here. A decision is a conditional update of a `pending` row,
+locked first, so two deciders (or a decider and the step's timeout, which the orchestrator takes
+the same way) can never both win: the second gets 409. Who may decide is the step's to say: the
+people it names by email and the members holding a role it names (`role:approver` by default).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.control_plane import audit
+from api.control_plane.actors import Actor, Scope
+from api.control_plane.rows import one
+from api.control_plane.tables import Approval
+from api.permissions import Role
+from api.problems import Problem
+
+
+def deciders_of(email: str, roles: frozenset[Role]) -> list[str]:
+    """The approver entries that name this person: their email and each of their roles."""
+    return [email.lower(), *(f"role:{role.value}" for role in roles)]
+
+
+async def list_approvals(
+    session: AsyncSession,
+    scope: Scope,
+    status: str | None,
+    project_id: str | None,
+    workflow_id: str | None,
+    assignee: list[str] | None,
+    limit: int,
+    after: tuple[datetime, str] | None = None,
+) -> list[Approval]:
+    """Newest first; `assignee` keeps the approvals naming any of these entries; `after` is the
+    (requested_at, id) of the previous page's last row."""
+    query = select(Approval).where(Approval.org_id == scope.org_id)
+    for column, value in (
+        (Approval.project_id, scope.project_id),
+        (Approval.project_id, project_id),
+        (Approval.workflow_id, workflow_id),
+        (Approval.status, status),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if assignee is not None:
+        query = query.where(Approval.approvers.overlap(assignee))
+    if after is not None:
+        query = query.where(tuple_(Approval.requested_at, Approval.id) < tuple_(*after))
+    order = (Approval.requested_at.desc(), Approval.id.desc())
+    return list((await session.scalars(query.order_by(*order).limit(limit))).all())
+
+
+async def get_approval(session: AsyncSession, scope: Scope, approval_id: str, lock: bool = False) -> Approval:
+    return await one(session, Approval, "approval", scope.org_id, approval_id, scope.project_id, lock)
+
+
+async def decide(
+    session: AsyncSession,
+    scope: Scope,
+    actor: Actor,
+    roles: frozenset[Role],
+    approval_id: str,
+    status: str,
+    comment: str,
+) -> Approval:
+    approval = await get_approval(session, scope, approval_id, lock=True)
+    names = set(deciders_of(actor.label, roles))
+    if not names.intersection(approval.approvers):
+        raise Problem(
+            403,
+            "not-an-approver",
+            "Not an approver of this step",
+            "this approval is decided by " + ", ".join(approval.approvers),
+            approvers=approval.approvers,
+        )
+    if approval.status != "pending":
+        raise Problem(
+            409,
+            "already-decided",
+            "Already decided",
+            f"this approval is {approval.status}; a decision is taken once",
+            approval_status=approval.status,
+        )
+    if approval.due_at <= datetime.now(UTC):
+        raise Problem(
+            409,
+            "timed-out",
+            "The approval timed out",
+            "its timeout passed; the step's fallback decides it",
+            approval_status=approval.status,
+        )
+    approval.status, approval.decided_by, approval.comment = status, actor.as_json(), comment
+    approval.decided_at = await session.scalar(select(func.now()))
+    audit.record(
+        session,
+        scope.org_id,
+        actor,
+        f"approval.{'approve' if status == 'approved' else 'reject'}",
+        ("approval", approval.id),
+        {"status": "pending"},
+        {"status": status, "comment": comment},
+        project_id=approval.project_id,
+    )
+    return approval

@@ -1,0 +1,66 @@
+"""Builds and runs `drippulse worker orchestrator`: the faust app with its dependencies."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import faust
+import redis
+
+from drippulse.settings import Settings
+from drippulse.workers import control_plane
+from streams import topics
+from streams.clock import now_ms
+from streams.execution_outputs import ExecutionOutputs
+from streams.orchestrator.app import build_app
+from streams.orchestrator.approval_ledger import ApprovalLedger
+from streams.orchestrator.due_times import DueTimes
+from streams.orchestrator.orchestrator import Orchestrator
+from streams.orchestrator.workflow_versions import WorkflowVersions
+from streams.runtime.kafka import ensure_topics, make_producer
+from streams.runtime.readiness import ReadyFile
+from streams.runtime.schema_registry import make_registry
+from streams.runtime.serde import AvroSerde
+from streams.state.control_plane import connect
+
+APP_ID = "drippulse-orchestrator"
+
+
+def build_orchestrator_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
+    ensure_topics(settings.kafka)
+    control_plane(settings)
+    engine = connect(settings.database_url)
+    registry = make_registry(settings.schema_registry_url)
+
+    def serde(topic: topics.Topic) -> tuple[AvroSerde, str]:
+        name = topics.topic_name(topic, settings.topic_prefix)
+        return AvroSerde(topic, name, registry), name
+
+    ledger = ApprovalLedger(engine)
+    orchestrator = Orchestrator(
+        WorkflowVersions(engine),
+        ledger,
+        ExecutionOutputs(serde(topics.EXECUTIONS), serde(topics.CRM_COMMANDS), serde(topics.WEBHOOK_DELIVERIES)),
+        redis.Redis.from_url(settings.redis_url),
+        DueTimes(),
+    )
+    inbox, inbox_topic = serde(topics.ORCHESTRATOR_INBOX)
+    return build_app(
+        settings.topic_prefix + APP_ID,
+        settings.kafka,
+        inbox_topic,
+        inbox,
+        orchestrator,
+        ledger,
+        make_producer(settings.kafka),
+        now_ms,
+        ReadyFile(ready_file, ["orchestrator"]) if ready_file is not None else None,
+    )
+
+
+def run_orchestrator(settings: Settings, ready_file: Path | None = None) -> None:
+    """Runs until SIGINT/SIGTERM, faust's worker handling the signals."""
+    app = build_orchestrator_app(settings, ready_file)
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    faust.Worker(app, loglevel=level if isinstance(level, str) else "info", quiet=True).execute_from_commandline()

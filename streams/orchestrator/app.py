@@ -1,0 +1,195 @@
+"""The orchestrator as a faust-streaming app: one agent on drip.orchestrator.inbox, one
+changelog-backed table of held executions, two timers.
+
+Why faust here and not the batch loop: this is low-volume, long-lived state that must survive the
+process; faust's table is rebuilt from its changelog topic when a process restarts or takes over a
+partition, and the table is partitioned like the inbox, so the process that owns an inbox
+partition holds exactly that partition's executions. Several orchestrators split the partitions.
+
+- The agent takes inbox messages in batches, lets the `Orchestrator` act on them, produces the
+  outputs and waits for the broker's acknowledgement before faust acknowledges the messages.
+- The due timer sends a DUE message for every held execution whose wait ended or whose approval
+  timed out, to the partition that holds it (table writes belong to the agent: faust ties each
+  to the partition of the message being handled).
+- The decision poll reads PostgreSQL for decided approvals of the owned partitions and sends each
+  a DECIDED message. A message that is lost or handled twice is harmless: the poll finds the
+  decision again until the execution resumed, and a second resume finds nothing held.
+
+The table is written as faust does it for an agent's current event, but per message of a batch
+(`send_changelog` with the message's partition), because `take_events` hands over many events at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, cast
+
+import faust
+from confluent_kafka import Producer
+from faust.tables.table import Table
+
+from streams.orchestrator.approval_ledger import ApprovalLedger
+from streams.orchestrator.orchestrator import Held, HeldExecutions, InboxMessage, Orchestrator
+from streams.runtime.kafka import KafkaConfig, deliver_all
+from streams.runtime.readiness import ReadyFile
+from streams.runtime.serde import AvroSerde, DecodeError
+
+log = logging.getLogger(__name__)
+
+BATCH = 1000
+BATCH_WINDOW_S = 0.02
+DUE_TICK_S = 0.1
+DECISION_POLL_S = 0.2
+RESEND_AFTER_MS = 30_000
+"""A DECIDED message sent that long ago without its execution resuming is sent again."""
+_OUTCOME_OF_STATUS = {"approved": "approved", "rejected": "rejected", "timed_out": "timed_out", "cancelled": "exited"}
+
+
+class TableHeld(HeldExecutions):
+    """The faust table as `HeldExecutions`: bytes keys and values, written with their partition."""
+
+    def __init__(self, table: Table[bytes, bytes]) -> None:
+        self._table = table
+
+    def get(self, execution_id: str) -> bytes | None:
+        value: bytes | None = self._table.data.get(execution_id.encode())
+        return value
+
+    def hold(self, partition: int, execution_id: str, held: bytes) -> None:
+        key = execution_id.encode()
+        self._table.send_changelog(partition, key, held)
+        self._table.data[key] = held
+
+    def release(self, partition: int, execution_id: str) -> None:
+        key = execution_id.encode()
+        self._table.send_changelog(partition, key, None, value_serializer="raw")
+        self._table.data.pop(key, None)
+
+    def all(self) -> list[bytes]:
+        return list(self._table.data.values())
+
+
+def build_app(
+    app_id: str,
+    kafka: KafkaConfig,
+    inbox_topic: str,
+    inbox: AvroSerde,
+    orchestrator: Orchestrator,
+    ledger: ApprovalLedger,
+    producer: Producer,
+    now_ms: Callable[[], int],
+    ready: ReadyFile | None = None,
+) -> faust.App:
+    app = faust.App(
+        app_id,
+        broker=f"kafka://{kafka.bootstrap_servers}",
+        store="memory://",
+        topic_partitions=kafka.partitions,
+        topic_replication_factor=kafka.replication,
+        table_standby_replicas=0,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=0.5,
+        producer_acks=-1,
+    )
+    topic = app.topic(inbox_topic, key_serializer="raw", value_serializer="raw", partitions=kafka.partitions)
+    table = cast(
+        "Table[bytes, bytes]",
+        app.Table("held", default=None, partitions=kafka.partitions, key_type=bytes, value_type=bytes),
+    )
+    held = TableHeld(table)
+    in_flight: dict[str, int] = {}
+    """Approval decisions sent as DECIDED messages: execution id -> when."""
+
+    def owned() -> set[int]:
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == inbox_topic}
+
+    def send(partition: int, message: InboxMessage) -> None:
+        producer.produce(
+            inbox_topic, inbox.encode(message.as_record(now_ms())), message.org_id.encode(), partition=partition
+        )
+
+    @table.on_recover
+    async def reindex() -> None:
+        """After every rebalance: the due times of what this process now holds."""
+        mine = owned()
+        entries = []
+        for value in held.all():
+            current = Held.from_json(value)
+            if current.partition in mine:
+                entries.append((current.suspension.due_at_ms, current.suspension.execution_id, current.partition))
+        orchestrator.due.rebuild(entries)
+        in_flight.clear()
+        log.info("orchestrator holds %d paused executions on partitions %s", len(entries), sorted(mine))
+        if ready is not None:
+            ready.owns_partitions("orchestrator")
+
+    @app.agent(topic)
+    async def on_inbox(stream: Any) -> None:
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(BATCH, within=BATCH_WINDOW_S):
+            messages = []
+            for event in events:
+                try:
+                    messages.append(InboxMessage.decoded(event.message.partition, inbox.decode(event.value)))
+                except DecodeError as exc:
+                    log.error("inbox record %s[%d] cannot be decoded: %s", inbox_topic, event.message.offset, exc)
+            effects = orchestrator.handle(messages, held, now_ms())
+            await loop.run_in_executor(None, deliver_all, producer, effects.outputs)
+            await loop.run_in_executor(None, orchestrator.settle, effects)
+            for message in messages:
+                if message.kind == "DECIDED":
+                    in_flight.pop(message.execution_id, None)
+
+    @app.timer(DUE_TICK_S)  # type: ignore[untyped-decorator]
+    async def fire_due() -> None:
+        mine = owned()
+        now = now_ms()
+        sent = 0
+        for due_at_ms, execution_id, partition in orchestrator.due.pop_due(now, BATCH * 5):
+            stored = held.get(execution_id) if partition in mine else None
+            if stored is None:
+                continue
+            suspension = Held.from_json(stored).suspension
+            if suspension.due_at_ms != due_at_ms:
+                continue
+            outcome = "wait_elapsed" if suspension.kind == "wait" else "timed_out"
+            org_id = str(suspension.execution["org_id"])
+            send(
+                partition,
+                InboxMessage(partition, "DUE", org_id, execution_id, outcome=outcome, outcome_at_ms=due_at_ms),
+            )
+            sent += 1
+        if sent:
+            await asyncio.get_running_loop().run_in_executor(None, producer.flush, 10)
+
+    @app.timer(DECISION_POLL_S)  # type: ignore[untyped-decorator]
+    async def poll_decisions() -> None:
+        mine = owned()
+        loop = asyncio.get_running_loop()
+        decisions = await loop.run_in_executor(None, ledger.undelivered, sorted(mine), BATCH * 5)
+        now = now_ms()
+        sent = 0
+        for decision in decisions:
+            if now - in_flight.get(decision.execution_id, -RESEND_AFTER_MS) < RESEND_AFTER_MS:
+                continue
+            in_flight[decision.execution_id] = now
+            message = InboxMessage(
+                decision.partition,
+                "DECIDED",
+                decision.org_id,
+                decision.execution_id,
+                outcome=_OUTCOME_OF_STATUS[decision.status],
+                actor=decision.decided_by,
+                note=decision.comment,
+                outcome_at_ms=decision.decided_at_ms,
+            )
+            send(decision.partition, message)
+            sent += 1
+        if sent:
+            await loop.run_in_executor(None, producer.flush, 10)
+
+    return app

@@ -1,0 +1,46 @@
+"""Compiled workflow versions by number: a paused execution resumes on the version it started with,
+even after a newer one was activated. A version is frozen once it ran, so what is compiled once
+stays right; the cache only bounds memory."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from sqlalchemy import Engine, text
+
+from processors.compiler import CompiledWorkflow, compile_workflow
+from processors.model import WorkflowDefinition
+
+_CACHED = 1024
+
+
+class UnknownVersion(LookupError):
+    pass
+
+
+class WorkflowVersions:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._compiled: OrderedDict[tuple[str, str, int], CompiledWorkflow] = OrderedDict()
+
+    def get(self, org_id: str, workflow_id: str, version: int) -> CompiledWorkflow:
+        key = (org_id, workflow_id, version)
+        compiled = self._compiled.get(key)
+        if compiled is not None:
+            self._compiled.move_to_end(key)
+            return compiled
+        with self._engine.connect() as connection:
+            definition = connection.execute(
+                text(
+                    "SELECT definition FROM workflow_versions "
+                    "WHERE org_id = :org AND workflow_id = :id AND version = :version"
+                ),
+                {"org": org_id, "id": workflow_id, "version": version},
+            ).scalar()
+        if definition is None:
+            raise UnknownVersion(f"workflow {workflow_id} of org {org_id} has no version {version}")
+        compiled = compile_workflow(workflow_id, version, WorkflowDefinition.model_validate(definition))
+        self._compiled[key] = compiled
+        if len(self._compiled) > _CACHED:
+            self._compiled.popitem(last=False)
+        return compiled

@@ -1,0 +1,219 @@
+"""Approvals and waits through the real stack: qualifier, orchestrator (faust), API, PostgreSQL, Kafka.
+
+The expected outcome of every lead comes from the pure engine (`processors`): evaluate, then resume
+with the decision the test takes. The orchestrator must produce exactly those CRM commands and
+webhook messages, with those ids, and none of a paused execution's before its decision.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from drippulse.settings import Settings
+from drippulse.synthetic import lead_event
+from processors import ids
+from processors.compiler import compile_workflow
+from processors.events import EVENT_TYPE_BY_SYMBOL
+from processors.execution import Execution, ExecutionStatus
+from processors.model import WorkflowDefinition
+from processors.orchestration import Outcome, Resumption, Suspension, resume, suspend
+from processors.routing import RoutingState
+from processors.templates import lead_qualification_with_approval
+from streams import topics
+from tests import control_plane
+from tests.integration.helpers import activate_workflow, post_events
+from tests.stack import ApiServer, WorkerProcess, read_topic, wait_until
+
+pytestmark = pytest.mark.stack
+PASSWORD = "correct horse battery staple"
+TIMEOUT_S = 20
+
+
+def _session(settings: Settings, org: dict[str, Any], email: str, roles: list[str]) -> httpx.Client:
+    control_plane.add_member(settings, org["org_id"], email, roles, PASSWORD)
+    login = httpx.post(f"{settings.api_url}/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    return httpx.Client(
+        base_url=settings.api_url, headers={"Authorization": f"Bearer {login.json()['token']}"}, timeout=30
+    )
+
+
+def _leads(org_id: str, count: int, seed: int = 7) -> list[dict[str, Any]]:
+    """Synthetic leads, every other one a senior buyer at a mid-market software company (tier A
+    unless their email is free mail)."""
+    records = []
+    for n in range(count):
+        record = lead_event(random.Random(seed * 1000 + n), org_id, n)
+        if n % 2 == 0:
+            record["lead"].update(title="VP Sales", employees=800, industry="software", lead_source="web_form")
+        records.append(record)
+    return records
+
+
+def _evaluated(
+    definition: dict[str, Any], workflow_id: str, version: int, records: list[dict[str, Any]]
+) -> list[Execution]:
+    workflow = compile_workflow(workflow_id, version, WorkflowDefinition.model_validate(definition))
+    state = RoutingState()
+    executions = []
+    for record in records:
+        event = {**record, "event_type": EVENT_TYPE_BY_SYMBOL[record["event_type"]].value, "trigger": "EVENT"}
+        if workflow.triggers(event):
+            executions.append(workflow.evaluate(event, state))
+    return executions
+
+
+def _pending(client: httpx.Client, workflow_id: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {
+            "workflow_id": workflow_id,
+            "status": "pending",
+            "limit": 500,
+            **({"cursor": cursor} if cursor else {}),
+        }
+        page = client.get("/api/v1/approvals", params=params).json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+
+
+def _approvals(client: httpx.Client, workflow_id: str) -> list[dict[str, Any]]:
+    page = client.get("/api/v1/approvals", params={"workflow_id": workflow_id, "limit": 500}).json()
+    items: list[dict[str, Any]] = page["items"]
+    return items
+
+
+@pytest.fixture
+def running(qualifier: WorkerProcess, orchestrator: WorkerProcess) -> Iterator[None]:
+    yield
+
+
+def test_tier_a_leads_wait_for_a_decision_and_resume_with_exactly_the_expected_outputs(
+    org_factory: Any, settings: Settings, api_server: ApiServer, running: None
+) -> None:
+    org = org_factory()
+    admin, org_id = org["client"], org["org_id"]
+    definition = lead_qualification_with_approval(timeout_hours=TIMEOUT_S / 3600)
+    workflow = activate_workflow(admin, "LQ with approval", definition)
+    approver_email = f"ann-{org_id}@example.com"
+    approver = _session(settings, org, approver_email, ["approver"])
+    viewer = _session(settings, org, f"vic-{org_id}@example.com", ["viewer"])
+
+    records = _leads(org_id, 100)
+    post_events(admin, records)
+    evaluated = _evaluated(definition, workflow["id"], workflow["active_version"], records)
+    paused = [e for e in evaluated if e.status is ExecutionStatus.AWAITING_APPROVAL]
+    assert len(paused) >= 30, "enough tier A leads to split three ways"
+
+    pending = wait_until(
+        lambda: (found := _pending(approver, workflow["id"])) and len(found) == len(paused) and found,
+        60,
+        f"{len(paused)} approvals to open",
+    )
+    by_execution = {a["execution_id"]: a for a in pending}
+    assert set(by_execution) == {e.execution_id for e in paused}
+    one = approver.get(f"/api/v1/approvals/{pending[0]['id']}").json()
+    assert one["lead"]["lead_id"] == one["lead_id"] and one["explanation"]["tier"] == "A"
+    assert one["outcomes"]["on_approve"][0].startswith("update the lead in the CRM")
+    assert "rejected-by-sales" in one["outcomes"]["on_reject"][0]
+    assert "timeout branch" in one["outcomes"]["on_timeout"][0]
+
+    refused = viewer.post(f"/api/v1/approvals/{pending[0]['id']}/approve", json={})
+    assert refused.status_code == 403, refused.text
+    not_named = _session(settings, org, f"ed-{org_id}@example.com", ["editor"])
+    assert (
+        not_named.post(f"/api/v1/approvals/{pending[0]['id']}/approve", json={})
+        .json()["type"]
+        .endswith("not-an-approver")
+    )
+
+    approve, reject = paused[0::3], paused[1::3]
+    decisions: dict[str, tuple[Outcome, str]] = {}
+    for execution in approve:
+        answer = approver.post(f"/api/v1/approvals/{by_execution[execution.execution_id]['id']}/approve", json={})
+        assert answer.status_code == 200, answer.text
+        decisions[execution.execution_id] = (Outcome.APPROVED, "")
+    for execution in reject:
+        answer = approver.post(
+            f"/api/v1/approvals/{by_execution[execution.execution_id]['id']}/reject", json={"comment": "not a fit"}
+        )
+        assert answer.status_code == 200, answer.text
+        decisions[execution.execution_id] = (Outcome.REJECTED, "not a fit")
+    twice = approver.post(
+        f"/api/v1/approvals/{by_execution[approve[0].execution_id]['id']}/reject", json={"comment": "x"}
+    )
+    assert twice.status_code == 409 and twice.json()["approval_status"] == "approved"
+
+    wait_until(
+        lambda: all(a["resumed_at_ms"] is not None for a in _approvals(approver, workflow["id"])),
+        TIMEOUT_S + 60,
+        "every approval decided or timed out, and resumed",
+    )
+    final = {a["execution_id"]: a for a in _approvals(approver, workflow["id"])}
+    timed_out = [e for e in paused if e.execution_id not in decisions]
+    assert {final[e.execution_id]["status"] for e in timed_out} == {"timed_out"}
+
+    expected_commands: dict[str, int] = {}
+    """command id -> earliest moment it may exist (ms)"""
+    expected_messages: dict[str, int] = {}
+    compiled = compile_workflow(
+        workflow["id"], workflow["active_version"], WorkflowDefinition.model_validate(definition)
+    )
+    for execution in evaluated:
+        for command in execution.crm_commands:
+            expected_commands[ids.crm_command_id(execution.execution_id, command.step)] = 0
+        for notification in execution.notifications:
+            expected_messages[ids.webhook_message_id(execution.execution_id, notification.step)] = 0
+        if execution.status is not ExecutionStatus.AWAITING_APPROVAL:
+            continue
+        approval = final[execution.execution_id]
+        suspension = Suspension.from_json(suspend(execution, approval["requested_at_ms"]).to_json())
+        expected_messages[ids.webhook_message_id(execution.execution_id, f"{suspension.step}.requested")] = 0
+        outcome, comment = decisions.get(execution.execution_id, (Outcome.TIMED_OUT, ""))
+        resumed = resume(compiled, suspension, Resumption(outcome, approval["decided_at_ms"], "", comment), 0)
+        for command in resumed.crm_commands:
+            expected_commands[ids.crm_command_id(execution.execution_id, command.step)] = approval["decided_at_ms"]
+        for notification in resumed.notifications:
+            expected_messages[ids.webhook_message_id(execution.execution_id, notification.step)] = approval[
+                "decided_at_ms"
+            ]
+
+    commands = read_topic(settings, topics.CRM_COMMANDS, key=org_id)
+    assert sorted(c["command_id"] for c in commands) == sorted(expected_commands), "each expected command, once"
+    early = [c["command_id"] for c in commands if c["created_at_ms"] < expected_commands[c["command_id"]]]
+    assert not early, "no command of a paused execution before its decision"
+    messages = read_topic(settings, topics.WEBHOOK_DELIVERIES, key=org_id)
+    assert sorted(m["message_id"] for m in messages) == sorted(expected_messages)
+    assert all(m["created_at_ms"] >= expected_messages[m["message_id"]] for m in messages)
+
+    approved_one, rejected_one, timed_out_one = approve[0], reject[0], timed_out[0]
+    wait_until(
+        lambda: (
+            admin.get(f"/api/v1/executions/{timed_out_one.execution_id}").status_code == 200
+            and admin.get(f"/api/v1/executions/{timed_out_one.execution_id}").json()["status"] == "completed"
+        ),
+        30,
+        "the resumed executions in ClickHouse",
+    )
+    shown = admin.get(f"/api/v1/executions/{approved_one.execution_id}").json()
+    assert [(e["what"], e["step"], e["actor"]) for e in shown["timeline"]] == [
+        ("evaluated", "", ""),
+        ("awaiting_approval", "4.0.0", ""),
+        ("approved", "4.0.0", approver_email),
+        ("resumed", "4.0.0", ""),
+    ]
+    assert shown["status"] == "completed" and shown["timeline"][-1]["actions"] == ["crm_update", "webhook_notify"]
+    rejected = admin.get(f"/api/v1/executions/{rejected_one.execution_id}").json()
+    assert rejected["status"] == "rejected" and rejected["timeline"][2]["note"] == "not a fit"
+    late = admin.get(f"/api/v1/executions/{timed_out_one.execution_id}").json()
+    assert [e["what"] for e in late["timeline"]][2:] == ["timed_out", "resumed"]
+    assert late["timeline"][-1]["actions"] == ["add_tag", "create_task"]
+    assert admin.get(f"/api/v1/workflows/{workflow['id']}/enrollments").json()["items"] == []
