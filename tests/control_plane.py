@@ -4,6 +4,7 @@ subscription or connection aimed at a loopback test server) or reads that no rou
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -13,7 +14,7 @@ from sqlalchemy import update
 from api.control_plane import integrations, people, webhooks
 from api.control_plane.actors import Scope, system
 from api.control_plane.database import Database
-from api.control_plane.tables import ApiKey
+from api.control_plane.tables import ApiKey, Approval, Workflow
 from drippulse.settings import Settings, secret_box
 
 T = TypeVar("T")
@@ -91,3 +92,44 @@ def expire_key(settings: Settings, key_id: str) -> None:
             )
 
     run(settings, expire)
+
+
+def open_approval(settings: Settings, org_id: str, workflow_id: str, approvers: list[str], step: str = "4.0.0") -> str:
+    """An approval as the orchestrator opens it, for an execution that never ran (its id)."""
+
+    async def open_(database: Database) -> str:
+        approval_id = f"apr_{uuid.uuid4().hex}"
+        async with database.transaction() as session:
+            workflow = await session.get(Workflow, workflow_id)
+            assert workflow is not None
+            now = datetime.now(UTC)
+            session.add(
+                Approval(
+                    id=approval_id,
+                    org_id=org_id,
+                    project_id=workflow.project_id,
+                    workflow_id=workflow_id,
+                    workflow_version=1,
+                    execution_id=str(uuid.uuid4()),
+                    step=step,
+                    lead_id="l-1",
+                    lead={"lead_id": "l-1", "email": "ada@acme.io"},
+                    explanation={
+                        "score": 70,
+                        "score_breakdown": {"senior_title": 70},
+                        "tier": "A",
+                        "owner": "alice@acme.test",
+                        "routing_reason": "",
+                        "decisions": [],
+                        "actions": [],
+                    },
+                    approvers=approvers,
+                    status="pending",
+                    requested_at=now,
+                    due_at=now + timedelta(hours=1),
+                    partition=0,
+                )
+            )
+        return approval_id
+
+    return run(settings, open_)

@@ -217,3 +217,47 @@ def test_tier_a_leads_wait_for_a_decision_and_resume_with_exactly_the_expected_o
     assert [e["what"] for e in late["timeline"]][2:] == ["timed_out", "resumed"]
     assert late["timeline"][-1]["actions"] == ["add_tag", "create_task"]
     assert admin.get(f"/api/v1/workflows/{workflow['id']}/enrollments").json()["items"] == []
+
+
+def _vp_leads(org_id: str, count: int, prefix: str = "") -> list[dict[str, Any]]:
+    """Tier A leads (senior, mid-market, software, business email)."""
+    records = []
+    for n in range(count):
+        record = lead_event(random.Random(n), org_id, n)
+        record["event_id"] = f"{org_id}-{prefix}{n}"
+        record["lead"].update(
+            lead_id=f"{prefix}lead-{n}",
+            email=f"buyer{n}@{prefix or 'acme'}.io",
+            title="VP Sales",
+            employees=800,
+            industry="software",
+        )
+        records.append(record)
+    return records
+
+
+def test_a_version_activated_meanwhile_does_not_change_what_pending_approvals_resume(
+    org_factory: Any, settings: Settings, running: None
+) -> None:
+    org = org_factory()
+    admin, org_id = org["client"], org["org_id"]
+    first = lead_qualification_with_approval(properties={"lifecycle_stage": "lead"})
+    workflow = activate_workflow(admin, "LQ pinned", first)
+    approver = _session(settings, org, f"ann-{org_id}@example.com", ["approver"])
+    post_events(admin, _vp_leads(org_id, 5))
+    pending = wait_until(
+        lambda: (found := _pending(approver, workflow["id"])) and len(found) == 5 and found, 60, "5 approvals"
+    )
+    second = lead_qualification_with_approval(properties={"lifecycle_stage": "sql"})
+    assert admin.patch(f"/api/v1/workflows/{workflow['id']}", json={"definition": second}).status_code == 200
+    assert admin.post(f"/api/v1/workflows/{workflow['id']}/activate").json()["active_version"] == 2
+    for approval in pending:
+        assert approver.post(f"/api/v1/approvals/{approval['id']}/approve", json={}).status_code == 200
+    wait_until(
+        lambda: all(a["resumed_at_ms"] for a in _approvals(approver, workflow["id"])), 60, "the approvals resumed"
+    )
+    updates = [c for c in read_topic(settings, topics.CRM_COMMANDS, key=org_id) if c["operation"] == "update_lead"]
+    assert len(updates) == 5
+    assert {c["properties"]["lifecycle_stage"] for c in updates} == {"lead"}, "resumed on version 1"
+    executions = [e for e in read_topic(settings, topics.EXECUTIONS, key=org_id) if e["status"] == "completed"]
+    assert {e["workflow_version"] for e in executions} == {1}

@@ -28,7 +28,7 @@ from api.deps import Permission
 from api.permissions import MATRIX, Action, Role, matrix_markdown
 from drippulse.operators import create_org
 from drippulse.settings import Settings
-from processors.templates import LEAD_QUALIFICATION
+from processors.templates import LEAD_QUALIFICATION, lead_qualification_with_approval
 from streams.runtime.schema_registry import SCHEMA_DIR, EmbeddedRegistry
 from streams.state import state_keys
 from tests import control_plane
@@ -117,6 +117,9 @@ class World:
             )
         )["id"]
         self.execution = self.new_execution()
+        self.approval_workflow = self.new_workflow(definition=lead_qualification_with_approval())
+        self.ok(self.admin.post(f"/api/v1/workflows/{self.approval_workflow}/activate"))
+        self.approval = self.new_approval()
         self.schema_id = EmbeddedRegistry().register("drip.events.inbound-value", orjson.loads(INBOUND_SCHEMA))
 
     def client(self, token: str) -> httpx.Client:
@@ -143,8 +146,8 @@ class World:
         body = {"name": unique(role), "role": role, "project_id": project_id}
         return str(self.ok(self.admin.post("/api/v1/api_keys", json=body))["key"])
 
-    def new_workflow(self, project_id: str | None = None) -> str:
-        body = {"name": unique("wf"), "definition": LEAD_QUALIFICATION, "project_id": project_id}
+    def new_workflow(self, project_id: str | None = None, definition: dict[str, Any] | None = None) -> str:
+        body = {"name": unique("wf"), "definition": definition or LEAD_QUALIFICATION, "project_id": project_id}
         return str(self.ok(self.admin.post("/api/v1/workflows", json=body))["id"])
 
     def new_change_request(self) -> str:
@@ -154,6 +157,12 @@ class World:
         response = editor.post(f"/api/v1/workflows/{workflow_id}/activate", json={"reason": "ship it"})
         assert response.status_code == 202, response.text
         return str(response.json()["id"])
+
+    def new_approval(self) -> str:
+        """Pending, decidable by every role the matrix lets decide (the step's own list narrows it
+        further; the orchestrator tests cover that)."""
+        approvers = ["role:admin", "role:editor", "role:approver"]
+        return control_plane.open_approval(self.settings, self.org_id, self.approval_workflow, approvers)
 
     def new_project(self) -> str:
         return str(self.ok(self.admin.post("/api/v1/projects", json={"name": unique("p")}))["id"])
@@ -309,6 +318,25 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ),
     ("POST", "/api/v1/change_requests/{request_id}/cancel"): Example(
         Action.WORKFLOWS_ACTIVATE, lambda w: Call({"request_id": w.new_change_request()}), 200, True
+    ),
+    ("POST", "/api/v1/workflows/{workflow_id}/runs"): Example(
+        Action.WORKFLOWS_RUN,
+        lambda w: Call({"workflow_id": w.approval_workflow}, json={"leads": [EVENT["lead"]]}),
+        202,
+        True,
+    ),
+    ("GET", "/api/v1/workflows/{workflow_id}/enrollments"): Example(
+        Action.EXECUTIONS_READ, lambda w: Call({"workflow_id": w.approval_workflow}), 200, True
+    ),
+    ("GET", "/api/v1/approvals"): Example(Action.APPROVALS_READ, _call(), 200),
+    ("GET", "/api/v1/approvals/{approval_id}"): Example(
+        Action.APPROVALS_READ, lambda w: Call({"approval_id": w.approval}), 200, True
+    ),
+    ("POST", "/api/v1/approvals/{approval_id}/approve"): Example(
+        Action.APPROVALS_DECIDE, lambda w: Call({"approval_id": w.new_approval()}, json={"comment": "ok"}), 200, True
+    ),
+    ("POST", "/api/v1/approvals/{approval_id}/reject"): Example(
+        Action.APPROVALS_DECIDE, lambda w: Call({"approval_id": w.new_approval()}, json={"comment": "no"}), 200, True
     ),
     ("POST", "/api/v1/events"): Example(Action.EVENTS_SEND, _call(json=EVENT), 202),
     ("GET", "/api/v1/executions"): Example(Action.EXECUTIONS_READ, _call(), 200),
