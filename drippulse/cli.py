@@ -196,10 +196,10 @@ def api_server() -> None:
     import uvicorn
 
     from api.app import create_app
-    from drippulse.workers import embedded_sinks
+    from drippulse.workers import embedded_background
 
     settings = _settings()
-    app = create_app(settings, embedded_sinks(settings))
+    app = create_app(settings, embedded_background(settings))
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="warning")
 
 

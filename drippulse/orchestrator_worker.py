@@ -9,7 +9,7 @@ import faust
 import redis
 
 from drippulse.settings import Settings
-from drippulse.workers import control_plane
+from drippulse.workers import control_plane, schedule_runner
 from streams import topics
 from streams.clock import now_ms
 from streams.execution_outputs import ExecutionOutputs
@@ -22,6 +22,7 @@ from streams.runtime.kafka import ensure_topics, make_producer
 from streams.runtime.readiness import ReadyFile
 from streams.runtime.schema_registry import make_registry
 from streams.runtime.serde import AvroSerde
+from streams.sinks.clickhouse import connect_clickhouse
 from streams.state.control_plane import connect
 
 APP_ID = "drippulse-orchestrator"
@@ -46,6 +47,10 @@ def build_orchestrator_app(settings: Settings, ready_file: Path | None = None) -
         DueTimes(),
     )
     inbox, inbox_topic = serde(topics.ORCHESTRATOR_INBOX)
+    schedules = None
+    if not settings.embedded_clickhouse:
+        clickhouse = connect_clickhouse(settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database)
+        schedules = schedule_runner(settings, engine, clickhouse, serde(topics.INBOUND_EVENTS))
     return build_app(
         settings.topic_prefix + APP_ID,
         settings.kafka,
@@ -56,6 +61,7 @@ def build_orchestrator_app(settings: Settings, ready_file: Path | None = None) -
         make_producer(settings.kafka),
         now_ms,
         ReadyFile(ready_file, ["orchestrator"]) if ready_file is not None else None,
+        schedules,
     )
 
 

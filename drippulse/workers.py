@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -13,14 +15,17 @@ from pathlib import Path
 import redis
 import redis.asyncio as aioredis
 import uvloop
+from sqlalchemy import Engine
 
 from api.control_plane.database import migrate
 from drippulse.settings import Settings, secret_box
 from streams import topics
+from streams.clock import now_ms
 from streams.delivery.crm_applier import CrmCommandApplier, CrmConfig
 from streams.delivery.webhook_dispatcher import DispatchConfig, WebhookDispatcher
 from streams.delivery.webhook_intake import WebhookIntake
 from streams.delivery.webhook_schedule import DeliverySchedule
+from streams.orchestrator.schedules import SCHEDULE_TICK_S, ScheduleRunner
 from streams.qualifier import LeadQualifier
 from streams.runtime.batch_runtime import BatchProcessor, BatchWorker
 from streams.runtime.dlq import DeadLetters
@@ -282,16 +287,67 @@ def run_in_threads(workers: list[BatchWorker], stop: threading.Event, stop_sibli
     return running
 
 
-def embedded_sinks(settings: Settings) -> Callable[[ClickHouse, threading.Event], Sequence[WorkerThread]]:
-    """What `drippulse api` runs beside the API with chdb (one process per data directory): the
-    ClickHouse sinks, each in its own thread, independent of one another."""
+@dataclass
+class PeriodicTask:
+    """A function run every `interval_s` in a thread until stopped; `failing` when its last run raised
+    or the thread died, as a worker thread reports it."""
 
-    def start(clickhouse: ClickHouse, stop: threading.Event) -> Sequence[WorkerThread]:
+    name: str
+    run_once: Callable[[], object]
+    interval_s: float
+    failed_last: bool = False
+    thread: threading.Thread = field(init=False)
+
+    def start(self, stop: threading.Event) -> None:
+        self.thread = threading.Thread(target=self._run, args=(stop,), name=self.name, daemon=True)
+        self.thread.start()
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval_s):
+            try:
+                self.run_once()
+                self.failed_last = False
+            except Exception:
+                log.exception("%s failed; retrying in %.0f s", self.name, self.interval_s)
+                self.failed_last = True
+
+    @property
+    def failing(self) -> bool:
+        return self.failed_last or not self.thread.is_alive()
+
+    def join(self, timeout_s: float) -> None:
+        self.thread.join(timeout=timeout_s)
+
+
+def schedule_runner(
+    settings: Settings, engine: Engine, clickhouse: ClickHouse, inbound: tuple[AvroSerde, str]
+) -> ScheduleRunner:
+    """Named after its process, which its claims of fire times record."""
+    name = f"{socket.gethostname()}:{os.getpid()}"
+    return ScheduleRunner(engine, clickhouse, make_producer(settings.kafka), inbound, name)
+
+
+def embedded_background(settings: Settings) -> Callable[[ClickHouse, threading.Event], Sequence[BackgroundTask]]:
+    """What `drippulse api` runs beside the API with chdb (one process per data directory): the
+    ClickHouse sinks, each in its own thread, independent of one another, and the scheduled
+    workflows, which read ClickHouse."""
+
+    def start(clickhouse: ClickHouse, stop: threading.Event) -> Sequence[BackgroundTask]:
         if not settings.embedded_clickhouse:
             return []
-        return run_in_threads(build_sinks(settings, clickhouse), stop, stop_siblings=False)
+        tasks: list[BackgroundTask] = list(run_in_threads(build_sinks(settings, clickhouse), stop, stop_siblings=False))
+        registry = make_registry(settings.schema_registry_url)
+        runner = schedule_runner(
+            settings, connect(settings.database_url), clickhouse, _serde(topics.INBOUND_EVENTS, settings, registry)
+        )
+        schedules = PeriodicTask("schedules", lambda: runner.tick(now_ms()), SCHEDULE_TICK_S)
+        schedules.start(stop)
+        return [*tasks, schedules]
 
     return start
+
+
+BackgroundTask = WorkerThread | PeriodicTask
 
 
 def tune_gc_for_batches() -> None:

@@ -13,12 +13,12 @@ from hashlib import blake2b
 _SEPARATOR = "\x1f"
 
 
-def _digest(*parts: object) -> str:
+def digest(*parts: object) -> str:
     return blake2b(_SEPARATOR.join(map(str, parts)).encode(), digest_size=16).hexdigest()
 
 
 def execution_id(event_id: str, workflow_id: str, workflow_version: int) -> str:
-    """UUID-shaped (ClickHouse stores it as a UUID). Spelled out rather than `_digest`: it runs
+    """UUID-shaped (ClickHouse stores it as a UUID). Spelled out rather than `digest`: it runs
     for every evaluation."""
     h = blake2b(f"{event_id}\x1f{workflow_id}\x1f{workflow_version}".encode(), digest_size=16).hexdigest()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
@@ -35,10 +35,10 @@ def webhook_message_id(execution_id_: str, step: str) -> str:
 
 def webhook_delivery_id(message_id: str, webhook_id: str) -> str:
     """One message goes to each subscribed endpoint; each (message, endpoint) pair is one delivery."""
-    return f"dlv_{_digest(message_id, webhook_id)}"
+    return f"dlv_{digest(message_id, webhook_id)}"
 
 
 def approval_id(execution_id_: str, step: str) -> str:
     """One approval per (execution, approval step): the qualifier names it in `approval.requested`
     and the orchestrator opens it, each without asking the other."""
-    return f"apr_{_digest(execution_id_, step)}"
+    return f"apr_{digest(execution_id_, step)}"

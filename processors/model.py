@@ -25,6 +25,7 @@ from pydantic import (
 
 from processors.events import EventType
 from processors.free_mail import FREE_MAIL
+from processors.schedules import check_cron, check_timezone
 
 
 class Operator(StrEnum):
@@ -164,15 +165,31 @@ class Reenrollment(_Strict):
         return self
 
 
-class Trigger(_Strict):
-    """Enrollment criteria: which events start this workflow, optionally narrowed by a condition."""
+class Schedule(_Strict):
+    """Run the workflow at each time `cron` names, in `timezone`, for every lead of the `segment`:
+    leads DripPulse has seen (an event within the history window), narrowed by a condition on
+    `lead.*` (its latest values), `tier` (the tier last recorded for it) and `days_inactive` (days
+    since its last event), e.g. tier B leads not updated for 30 days. Cron: five fields (minute hour
+    day month weekday), or six with seconds last."""
 
-    event_types: list[EventType] = Field(min_length=1)
+    cron: Annotated[str, AfterValidator(check_cron)]
+    timezone: Annotated[str, AfterValidator(check_timezone)] = "UTC"
+    segment: Condition | None = None
+
+
+class Trigger(_Strict):
+    """Enrollment criteria: which events start this workflow, optionally narrowed by a condition;
+    and/or a schedule. A lead enrolls once, unless re-enrollment says otherwise."""
+
+    event_types: list[EventType] = Field(default_factory=list)
     condition: Condition | None = None
     reenrollment: Reenrollment = Field(default_factory=Reenrollment)
+    schedule: Schedule | None = None
 
     @model_validator(mode="after")
     def _reenrollment_within_trigger(self) -> Trigger:
+        if not self.event_types and self.schedule is None:
+            raise ValueError("a trigger needs event types, a schedule, or both")
         extra = set(self.reenrollment.event_types) - set(self.event_types)
         if extra:
             raise ValueError(f"re-enrollment event types must also be trigger event types: {sorted(extra)}")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from drippulse.devstack import EmbeddedStack
+from drippulse.processes import spawn, terminate
 from drippulse.settings import Settings
-from tests.stack import SERVICE_URLS, ApiServer, WorkerProcess, stack_env
+from tests.stack import SERVICE_URLS, ApiServer, WorkerProcess, stack_env, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -103,3 +106,21 @@ def crm_worker(api_server: ApiServer, settings: Settings) -> Iterator[WorkerProc
         "DRIPPULSE_CRM_BATCH_BUDGET_S": "1",
     }
     yield from _running(settings, "crm", env)
+
+
+@pytest.fixture(scope="session")
+def clickhouse_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """(URL, request log) of a ClickHouse HTTP interface in front of its own chdb (tests/clickhouse_http.py),
+    for processes that need a ClickHouse server."""
+    home = tmp_path_factory.mktemp("clickhouse-http")
+    port_file, log = home / "port", home / "requests.jsonl"
+    process = spawn(
+        [sys.executable, "-m", "tests.clickhouse_http", str(port_file), str(home / "data"), str(log)],
+        home / "server.log",
+        attached=True,
+    )
+    try:
+        wait_until(lambda: port_file.exists() and port_file.read_text(), 60, "the ClickHouse HTTP interface")
+        yield f"http://default:@127.0.0.1:{port_file.read_text()}", log
+    finally:
+        terminate(process.pid)

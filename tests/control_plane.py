@@ -9,12 +9,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from api.control_plane import integrations, people, webhooks
 from api.control_plane.actors import Scope, system
 from api.control_plane.database import Database
-from api.control_plane.tables import ApiKey, Approval, Workflow
+from api.control_plane.tables import ApiKey, Approval, ScheduleFire, Workflow
 from drippulse.settings import Settings, secret_box
 
 T = TypeVar("T")
@@ -133,3 +133,24 @@ def open_approval(settings: Settings, org_id: str, workflow_id: str, approvers: 
         return approval_id
 
     return run(settings, open_)
+
+
+def schedule_fires(settings: Settings, workflow_id: str) -> list[dict[str, Any]]:
+    """The fire times claimed for a workflow, oldest first: fire_at_ms, completed, leads, claimed_by."""
+
+    async def read(database: Database) -> list[dict[str, Any]]:
+        async with database.transaction() as session:
+            rows = await session.scalars(
+                select(ScheduleFire).where(ScheduleFire.workflow_id == workflow_id).order_by(ScheduleFire.fire_at)
+            )
+            return [
+                {
+                    "fire_at_ms": round(row.fire_at.timestamp() * 1000),
+                    "completed": row.completed_at is not None,
+                    "leads": row.leads,
+                    "claimed_by": row.claimed_by,
+                }
+                for row in rows
+            ]
+
+    return run(settings, read)

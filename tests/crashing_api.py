@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from api.app import create_app
 from api.control_plane.tables import AuditEntry
 from drippulse.settings import load_settings
-from drippulse.workers import embedded_sinks
+from drippulse.workers import embedded_background
 
 
 def _records(session: Session, action: str) -> bool:
@@ -46,5 +46,5 @@ def arm(moment: str, action: str) -> None:
 if __name__ == "__main__":
     arm(sys.argv[1], sys.argv[2])
     settings = load_settings()
-    app = create_app(settings, embedded_sinks(settings))
+    app = create_app(settings, embedded_background(settings))
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="warning")

@@ -55,10 +55,10 @@ class ApiServer:
 
     def __init__(self, settings: Settings) -> None:
         from api.app import create_app
-        from drippulse.workers import embedded_sinks
+        from drippulse.workers import embedded_background
 
         self.settings = settings
-        self.app = create_app(settings, embedded_sinks(settings))
+        self.app = create_app(settings, embedded_background(settings))
         self.server = uvicorn.Server(
             uvicorn.Config(self.app, host="127.0.0.1", port=settings.api_port, log_level="warning")
         )

@@ -11,6 +11,7 @@ partition holds exactly that partition's executions. Several orchestrators split
 - The due timer sends a DUE message for every held execution whose wait ended or whose approval
   timed out, to the partition that holds it (table writes belong to the agent: faust ties each
   to the partition of the message being handled).
+- With a ClickHouse server, the schedule timer runs scheduled workflows (streams/orchestrator/schedules.py).
 - The decision poll reads PostgreSQL for decided approvals of the owned partitions and sends each
   a DECIDED message. A message that is lost or handled twice is harmless: the poll finds the
   decision again until the execution resumed, and a second resume finds nothing held.
@@ -32,6 +33,7 @@ from faust.tables.table import Table
 
 from streams.orchestrator.approval_ledger import ApprovalLedger
 from streams.orchestrator.orchestrator import Held, HeldExecutions, InboxMessage, Orchestrator
+from streams.orchestrator.schedules import SCHEDULE_TICK_S, ScheduleRunner
 from streams.runtime.kafka import KafkaConfig, deliver_all
 from streams.runtime.readiness import ReadyFile
 from streams.runtime.serde import AvroSerde, DecodeError
@@ -81,6 +83,7 @@ def build_app(
     producer: Producer,
     now_ms: Callable[[], int],
     ready: ReadyFile | None = None,
+    schedules: ScheduleRunner | None = None,
 ) -> faust.App:
     app = faust.App(
         app_id,
@@ -191,5 +194,11 @@ def build_app(
             sent += 1
         if sent:
             await loop.run_in_executor(None, producer.flush, 10)
+
+    if schedules is not None:
+
+        @app.timer(SCHEDULE_TICK_S)  # type: ignore[untyped-decorator]
+        async def fire_schedules() -> None:
+            await asyncio.get_running_loop().run_in_executor(None, schedules.tick, now_ms())
 
     return app

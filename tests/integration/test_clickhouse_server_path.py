@@ -5,8 +5,6 @@ replication, and its background merges (FINAL reads are the same engine's)."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,27 +13,14 @@ import orjson
 import pytest
 
 from api.executions_reader import ExecutionFilter, ExecutionsReader
-from drippulse.processes import spawn, terminate
 from streams.sinks.clickhouse import ServerClickHouse, apply_schema
-from tests.stack import wait_until
 
 TRICKY = "dir\\new\tline\nend'quote"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    home = tmp_path_factory.mktemp("clickhouse-http")
-    port_file, log = home / "port", home / "requests.jsonl"
-    process = spawn(
-        [sys.executable, "-m", "tests.clickhouse_http", str(port_file), str(home / "data"), str(log)],
-        home / "server.log",
-        attached=True,
-    )
-    try:
-        wait_until(lambda: port_file.exists() and port_file.read_text(), 60, "the ClickHouse HTTP interface")
-        yield f"http://default:@127.0.0.1:{port_file.read_text()}", log
-    finally:
-        terminate(process.pid)
+@pytest.fixture
+def server(clickhouse_http: tuple[str, Path]) -> tuple[str, Path]:
+    return clickhouse_http
 
 
 def _requests(log: Path) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from processors.execution import Execution, ExecutionStatus
 from processors.model import WorkflowDefinition
 from processors.orchestration import Outcome, Resumption, Suspension, resume, suspend
 from processors.routing import RoutingState
-from processors.templates import lead_qualification_with_approval
+from processors.templates import LEAD_QUALIFICATION, lead_qualification_with_approval
 from streams import topics
 from tests import control_plane
 from tests.integration.helpers import activate_workflow, post_events
@@ -32,6 +32,7 @@ from tests.stack import ApiServer, WorkerProcess, read_topic, wait_until
 pytestmark = pytest.mark.stack
 PASSWORD = "correct horse battery staple"
 TIMEOUT_S = 20
+LOG = {"type": "action", "action": "log", "message": "ran"}
 
 
 def _session(settings: Settings, org: dict[str, Any], email: str, roles: list[str]) -> httpx.Client:
@@ -261,3 +262,41 @@ def test_a_version_activated_meanwhile_does_not_change_what_pending_approvals_re
     assert {c["properties"]["lifecycle_stage"] for c in updates} == {"lead"}, "resumed on version 1"
     executions = [e for e in read_topic(settings, topics.EXECUTIONS, key=org_id) if e["status"] == "completed"]
     assert {e["workflow_version"] for e in executions} == {1}
+
+
+def test_a_manual_run_is_a_real_run_of_one_workflow_marked_manual(
+    org_factory: Any, settings: Settings, running: None
+) -> None:
+    org = org_factory()
+    admin, org_id = org["client"], org["org_id"]
+    workflow = activate_workflow(admin, "LQ", LEAD_QUALIFICATION)
+    other = activate_workflow(admin, "never runs manually", {**LEAD_QUALIFICATION, "steps": [LOG]})
+    seen = _vp_leads(org_id, 1, prefix="m")
+    post_events(admin, seen)
+    wait_until(lambda: len(read_topic(settings, topics.EXECUTIONS, key=org_id, quiet_s=0.5)) == 2, 30, "2 executions")
+
+    unknown = admin.post(f"/api/v1/workflows/{workflow['id']}/runs", json={"lead_ids": ["nobody"]})
+    assert unknown.status_code == 404 and unknown.json()["lead_ids"] == ["nobody"]
+    fresh = {"lead_id": "walk-in", "email": "walk.in@initech.net", "title": "Head of Growth", "employees": 300}
+    ran = admin.post(
+        f"/api/v1/workflows/{workflow['id']}/runs",
+        json={"leads": [fresh], "lead_ids": [seen[0]["lead"]["lead_id"]]},
+    )
+    assert ran.status_code == 202, ran.text
+    event_ids = set(ran.json()["event_ids"])
+    manual = wait_until(
+        lambda: (
+            [e for e in read_topic(settings, topics.EXECUTIONS, key=org_id, quiet_s=0.5) if e["event_id"] in event_ids]
+            or None
+        ),
+        30,
+        "the manual run's executions",
+    )
+    assert len(manual) == 2 and {e["trigger"] for e in manual} == {"manual"}
+    assert {e["workflow_id"] for e in manual} == {workflow["id"]}, f"{other['id']} is not run"
+    assert {e["lead_id"] for e in manual} == {"walk-in", seen[0]["lead"]["lead_id"]}, "re-run although enrolled"
+    commands = {c["execution_id"] for c in read_topic(settings, topics.CRM_COMMANDS, key=org_id)}
+    assert {e["execution_id"] for e in manual} <= commands, "with side effects"
+    admin.post(f"/api/v1/workflows/{workflow['id']}/deactivate")
+    refused = admin.post(f"/api/v1/workflows/{workflow['id']}/runs", json={"leads": [fresh]})
+    assert refused.status_code == 409 and refused.json()["type"].endswith("not-active")

@@ -1,0 +1,161 @@
+"""Scheduled workflows: a cron schedule over a segment of the leads DripPulse has seen, each fire
+time run once, with two orchestrators and across a restart."""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from drippulse.settings import Settings
+from processors.templates import LEAD_QUALIFICATION
+from streams import topics
+from streams.sinks.clickhouse import ClickHouse, ServerClickHouse, apply_schema
+from tests import control_plane
+from tests.integration.helpers import activate_workflow
+from tests.stack import ApiServer, WorkerProcess, read_topic, wait_until
+
+pytestmark = pytest.mark.stack
+EVERY_2_S = "* * * * * */2"
+TAG = {"type": "action", "action": "add_tag", "tag": "re-engage"}
+
+
+def _scheduled(cron: str, segment: dict[str, Any]) -> dict[str, Any]:
+    return {"trigger": {"schedule": {"cron": cron, "timezone": "Europe/Berlin", "segment": segment}}, "steps": [TAG]}
+
+
+def _completed(settings: Settings, workflow_id: str, at_least: int) -> list[dict[str, Any]]:
+    fires = [f for f in control_plane.schedule_fires(settings, workflow_id) if f["completed"]]
+    return fires if len(fires) >= at_least else []
+
+
+def _lead(n: int, org_id: str) -> dict[str, Any]:
+    return {"lead_id": f"{org_id}-lead-{n}", "email": f"lead{n}@initech.net", "title": "VP Sales"}
+
+
+def _seed(clickhouse: ClickHouse, org_id: str) -> None:
+    """Five leads seen an hour ago, three of them last recorded in tier B."""
+    now = datetime.now(UTC).timestamp()
+    leads = [_lead(n, org_id) for n in range(5)]
+    clickhouse.insert_rows(
+        "inbound_events",
+        [
+            {
+                "org_id": org_id,
+                "event_id": f"{org_id}-e{n}",
+                "event_type": "lead.created",
+                "lead_id": lead["lead_id"],
+                "occurred_at": now - 3600,
+                "event_json": orjson.dumps({"event_type": "lead.created", "trigger": "EVENT", "lead": lead}).decode(),
+            }
+            for n, lead in enumerate(leads)
+        ],
+    )
+    clickhouse.insert_rows(
+        "executions",
+        [
+            {
+                "execution_id": f"{org_id}-x{n}",
+                "org_id": org_id,
+                "workflow_id": "wf_lq",
+                "workflow_version": 1,
+                "event_id": f"{org_id}-e{n}",
+                "event_type": "lead.created",
+                "lead_id": lead["lead_id"],
+                "status": "completed",
+                "tier": "B" if n % 2 == 0 else "A",
+                "event_occurred_at": now - 3600,
+                "evaluated_at": now - 3600,
+            }
+            for n, lead in enumerate(leads)
+        ],
+    )
+
+
+def test_a_schedule_runs_the_leads_of_its_segment_through_the_pipeline(
+    org_factory: Any, settings: Settings, api_server: ApiServer, qualifier: WorkerProcess
+) -> None:
+    """Embedded: the API process (which holds chdb) runs the schedules."""
+    org = org_factory()
+    admin, org_id = org["client"], org["org_id"]
+    activate_workflow(admin, "LQ", LEAD_QUALIFICATION)
+    long_ago = (datetime.now(UTC) - timedelta(days=40)).isoformat()
+    events = [
+        {"event_type": "lead.created", "lead": _lead(n, org_id), **({"occurred_at": long_ago} if n < 3 else {})}
+        for n in range(6)
+    ]
+    assert admin.post("/api/v1/events", json=events).status_code == 202
+    wait_until(
+        lambda: admin.get("/api/v1/executions/summary").json()["executions"] == 6, 60, "the leads in the history"
+    )
+    workflow = activate_workflow(
+        admin, "re-engage", _scheduled(EVERY_2_S, {"field": "days_inactive", "op": "gte", "value": 30})
+    )
+    fires = wait_until(lambda: _completed(settings, workflow["id"], 2), 60, "two fire times")
+    admin.post(f"/api/v1/workflows/{workflow['id']}/deactivate")
+    assert all(f["leads"] == 3 for f in fires), "the three leads inactive for 40 days"
+    runs = [
+        e
+        for e in read_topic(settings, topics.EXECUTIONS, key=org_id)
+        if e["workflow_id"] == workflow["id"] and e["event_occurred_at_ms"] in {f["fire_at_ms"] for f in fires}
+    ]
+    per_fire: dict[int, set[str]] = defaultdict(set)
+    for execution in runs:
+        assert execution["trigger"] == "schedule" and execution["actions"] == ["add_tag"]
+        per_fire[execution["event_occurred_at_ms"]].add(execution["lead_id"])
+    assert list(per_fire.values()) == [{_lead(n, org_id)["lead_id"] for n in range(3)}] * len(fires)
+
+
+def test_two_orchestrators_run_each_fire_time_once_also_across_a_restart(
+    org_factory: Any, settings: Settings, api_server: ApiServer, clickhouse_http: tuple[str, Path]
+) -> None:
+    """With a ClickHouse server the orchestrators run the schedules; here two of them, on topics of
+    their own (a prefix), against the HTTP interface of a chdb seeded with a small history. The test
+    session's API runs schedules too (it holds the embedded chdb, seeded alike): three processes
+    compete for every fire time."""
+    url, _ = clickhouse_http
+    org = org_factory()
+    admin, org_id = org["client"], org["org_id"]
+    server = ServerClickHouse(url, settings.clickhouse_database)
+    apply_schema(server)
+    for clickhouse in (server, api_server.clickhouse):
+        _seed(clickhouse, org_id)
+    leads = [_lead(n, org_id) for n in range(5)]
+    tier_b = {leads[n]["lead_id"] for n in (0, 2, 4)}
+    prefix = f"sched-{org_id}."
+    env = {"CLICKHOUSE_URL": url, "DRIPPULSE_TOPIC_PREFIX": prefix}
+    first, second = WorkerProcess(settings, "orchestrator", env), WorkerProcess(settings, "orchestrator", env)
+    first.starts, second.starts = 100, 200
+    first.start()
+    second.start()
+    try:
+        workflow = activate_workflow(
+            admin, "tier B", _scheduled("* * * * * */3", {"field": "tier", "op": "eq", "value": "B"})
+        )
+        done = len(wait_until(lambda: _completed(settings, workflow["id"], 2), 60, "two fire times"))
+        first.kill()
+        done = len(wait_until(lambda: _completed(settings, workflow["id"], done + 1), 30, "a fire time alone"))
+        first.start()
+        wait_until(lambda: _completed(settings, workflow["id"], done + 2), 60, "fire times after the restart")
+        admin.post(f"/api/v1/workflows/{workflow['id']}/deactivate")
+    finally:
+        first.stop()
+        second.stop()
+    fires = control_plane.schedule_fires(settings, workflow["id"])
+    assert all(f["completed"] and f["leads"] == 3 for f in fires), fires
+    steps = {later["fire_at_ms"] - earlier["fire_at_ms"] for earlier, later in itertools.pairwise(fires)}
+    assert steps == {3000}, "no fire time skipped, the restart's included"
+    assert len({f["claimed_by"] for f in fires}) >= 2, "more than one process ran some"
+    prefixed = settings.model_copy(update={"topic_prefix": prefix})
+    embedded = [e for e in read_topic(settings, topics.INBOUND_EVENTS, key=org_id) if e["trigger"] == "SCHEDULE"]
+    scheduled = read_topic(prefixed, topics.INBOUND_EVENTS, key=org_id) + embedded
+    ids = [e["event_id"] for e in scheduled]
+    assert len(ids) == len(set(ids)) == 3 * len(fires), "each fire time's events, once"
+    for fire in fires:
+        leads_of_fire = {e["lead"]["lead_id"] for e in scheduled if e["occurred_at_ms"] == fire["fire_at_ms"]}
+        assert leads_of_fire == tier_b
