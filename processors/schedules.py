@@ -35,12 +35,10 @@ def check_timezone(name: str) -> str:
 
 
 def latest_fire(expression: str, timezone: str, now_ms: int) -> int:
-    """The latest fire time at or before `now_ms`."""
-    now = datetime.fromtimestamp(now_ms / 1000, UTC).astimezone(ZoneInfo(timezone))
-    schedule = croniter(expression, now)
-    if schedule.match(expression, now.replace(microsecond=0)) and now.microsecond == 0:
-        return now_ms
-    fired: datetime = schedule.get_prev(datetime)
+    """The latest fire time at or before `now_ms` (croniter's previous time is strictly before its
+    start, and fire times fall on whole seconds: start from the next whole second)."""
+    start = datetime.fromtimestamp(now_ms // 1000 + 1, UTC).astimezone(ZoneInfo(timezone))
+    fired: datetime = croniter(expression, start).get_prev(datetime)
     return round(fired.timestamp() * 1000)
 
 
