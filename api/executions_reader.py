@@ -129,7 +129,9 @@ class ExecutionsReader:
     def summary(
         self, org_id: str, workflow_id: str | None, workflow_ids: Sequence[str] | None = None
     ) -> dict[str, Any]:
-        """Totals, leads per tier and owner, and end-to-end latency (event time -> row in ClickHouse)."""
+        """Totals, leads per tier and owner, and end-to-end latency (event time -> row in ClickHouse) of
+        the evaluation: the row of an execution that resumed later (revision above 2) says how long a
+        person or a wait took, not the pipeline, and is left out."""
         where = "org_id = {org_id:String}" + (" AND workflow_id = {workflow_id:String}" if workflow_id else "")
         if workflow_ids is not None:
             where += " AND workflow_id IN {workflow_ids:Array(String)}"
@@ -138,18 +140,21 @@ class ExecutionsReader:
         totals = self._ch.query(
             "SELECT count() AS executions, uniqExact(lead_id) AS leads, countIf(status = 'completed') AS completed, "
             "countIf(status = 'filtered_out') AS filtered_out, "
-            "quantileExact(0.5)(toUnixTimestamp64Milli(ingested_at) - toUnixTimestamp64Milli(event_occurred_at)) "
+            "countIf(status = 'awaiting_approval') AS awaiting_approval, countIf(status = 'waiting') AS waiting, "
+            "quantileExactIf(0.5)(toUnixTimestamp64Milli(ingested_at) - toUnixTimestamp64Milli(event_occurred_at), "
+            "revision <= 2) "
             "AS latency_p50_ms, "
-            "quantileExact(0.99)(toUnixTimestamp64Milli(ingested_at) - toUnixTimestamp64Milli(event_occurred_at)) "
+            "quantileExactIf(0.99)(toUnixTimestamp64Milli(ingested_at) - toUnixTimestamp64Milli(event_occurred_at), "
+            "revision <= 2) "
             f"AS latency_p99_ms FROM {source}",
             params,
         )[0]
         tiers = self._ch.query(
-            f"SELECT tier, count() AS leads FROM {source} WHERE status = 'completed' GROUP BY tier ORDER BY tier",
+            f"SELECT tier, count() AS leads FROM {source} WHERE status != 'filtered_out' GROUP BY tier ORDER BY tier",
             params,
         )
         owners = self._ch.query(
-            f"SELECT owner, count() AS leads FROM {source} WHERE status = 'completed' "
+            f"SELECT owner, count() AS leads FROM {source} WHERE status != 'filtered_out' "
             "GROUP BY owner ORDER BY leads DESC, owner",
             params,
         )

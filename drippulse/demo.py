@@ -1,6 +1,7 @@
-"""The Lead Qualification demo: stack up, one org, one active workflow, a webhook subscription to a
-local endpoint, N leads through Kafka, then a summary read back from ClickHouse through the API and
-the count of notifications the endpoint received and verified."""
+"""The Lead Qualification demo: stack up, one org, one active workflow (tier A leads wait for a person
+with the Approver role), a webhook subscription to a local endpoint, N leads through Kafka, then a
+summary read back from ClickHouse through the API, the count of notifications the endpoint received
+and verified, and one approval taken end to end, with the curl commands to take the next."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ from rich.table import Table
 
 from drippulse.demo_receiver import DemoReceiver
 from drippulse.lead_producer import produce_leads
-from drippulse.operators import create_org
+from drippulse.operators import create_org, create_user
 from drippulse.services import LocalServices
 from drippulse.settings import Settings
-from processors.templates import LEAD_QUALIFICATION
+from processors.templates import lead_qualification_with_approval
 
 console = Console()
+APPROVER_EMAIL = "approver@demo.test"
+APPROVER_PASSWORD = "demo approver password"
+"""A local demo's person with the Approver role; the demo prints these so the reader can log in."""
 
 
 class DemoFailed(RuntimeError):
@@ -48,8 +52,8 @@ def run_demo(settings: Settings, leads: int, serve: bool, timeout_s: float = 600
                 "/api/v1/workflows",
                 json={
                     "name": "Lead Qualification",
-                    "description": "score, tier, route, update CRM, notify",
-                    "definition": LEAD_QUALIFICATION,
+                    "description": "score, tier, route, approval for tier A, update CRM, notify",
+                    "definition": lead_qualification_with_approval(),
                 },
             )
             .raise_for_status()
@@ -57,6 +61,7 @@ def run_demo(settings: Settings, leads: int, serve: bool, timeout_s: float = 600
         )
         api.post(f"/api/v1/workflows/{workflow['id']}/activate").raise_for_status()
         console.print(f"Organization [cyan]{org_id}[/cyan], workflow [cyan]{workflow['id']}[/cyan] (active, v1)")
+        create_user(settings, org_id, APPROVER_EMAIL, "Demo Approver", ["approver"], APPROVER_PASSWORD)
         subscription = (
             api.post("/api/v1/webhooks", json={"url": receiver.url, "event_types": ["lead.qualified"]})
             .raise_for_status()
@@ -79,6 +84,7 @@ def run_demo(settings: Settings, leads: int, serve: bool, timeout_s: float = 600
             f"Webhooks: {len(receiver.verified):,} lead.qualified notifications delivered to the demo endpoint, "
             f"each verified with the standardwebhooks library ({receiver.rejected} rejected)"
         )
+        _show_an_approval(settings, api, workflow["id"], summary, receiver, services, timeout_s)
         if serve:
             console.print(f"\nServing. API key for this org: [bold]{api_key}[/bold]\nPress Ctrl-C to stop.")
             while True:
@@ -88,6 +94,65 @@ def run_demo(settings: Settings, leads: int, serve: bool, timeout_s: float = 600
     finally:
         services.stop()
         receiver.stop()
+
+
+def _show_an_approval(
+    settings: Settings,
+    api: httpx.Client,
+    workflow_id: str,
+    summary: dict[str, Any],
+    receiver: DemoReceiver,
+    services: LocalServices,
+    timeout_s: float,
+) -> None:
+    """Approves one waiting lead as the demo's Approver, as a person would, and waits for its CRM
+    update and notification; then prints how to approve the next with curl."""
+    waiting = summary["awaiting_approval"]
+    if not waiting:
+        return
+    deadline = time.monotonic() + timeout_s
+    pending: list[dict[str, Any]] = []
+    while len(pending) < waiting:
+        services.check_alive()
+        params: dict[str, str | int] = {"workflow_id": workflow_id, "status": "pending", "limit": 500}
+        pending = api.get("/api/v1/approvals", params=params).raise_for_status().json()["items"]
+        if len(pending) == 500 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    if not pending:
+        raise DemoFailed(f"{waiting} executions wait for approval, but no approval opened in {timeout_s:.0f} s")
+    login = httpx.post(
+        f"{settings.api_url}/api/v1/auth/login", json={"email": APPROVER_EMAIL, "password": APPROVER_PASSWORD}
+    ).raise_for_status()
+    approver = httpx.Client(
+        base_url=settings.api_url, headers={"Authorization": f"Bearer {login.json()['token']}"}, timeout=30
+    )
+    first, after = pending[0], len(receiver.verified)
+    approver.post(f"/api/v1/approvals/{first['id']}/approve", json={"comment": "demo"}).raise_for_status()
+    while len(receiver.verified) <= after:
+        services.check_alive()
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"approval {first['id']} was not followed by its notification")
+        time.sleep(0.1)
+    execution = api.get(f"/api/v1/executions/{first['execution_id']}").json()
+    console.print(
+        f"\n[bold]Approvals:[/bold] {waiting:,} tier A leads waited for a person with the Approver role. "
+        f"{APPROVER_EMAIL} approved {first['lead_id']} ({first['id']}); its CRM update and lead.qualified "
+        f"notification went out (execution {execution.get('status', 'resumed')}, timeline: "
+        + " → ".join(entry["what"] for entry in execution.get("timeline", []))
+        + f"). {waiting - 1:,} still wait. Approve the next one with curl:"
+    )
+    base = settings.api_url
+    credentials = f'{{"email": "{APPROVER_EMAIL}", "password": "{APPROVER_PASSWORD}"}}'
+    console.print(
+        f"  TOKEN=$(curl -s {base}/api/v1/auth/login -H 'content-type: application/json' -d '{credentials}' "
+        "| python3 -c 'import json,sys; print(json.load(sys.stdin)[\"token\"])')\n"
+        f"  curl -s '{base}/api/v1/approvals?status=pending&limit=1' -H \"Authorization: Bearer $TOKEN\"\n"
+        f"  curl -s -X POST {base}/api/v1/approvals/{pending[1]['id'] if len(pending) > 1 else first['id']}/approve "
+        '-H "Authorization: Bearer $TOKEN" -H \'content-type: application/json\' -d \'{"comment": "looks good"}\'',
+        soft_wrap=True,
+        highlight=False,
+    )
 
 
 def _wait_for_executions(
@@ -133,7 +198,8 @@ def _wait_for_notifications(
 def _print_summary(summary: dict[str, Any], settings: Settings) -> None:
     console.print(
         f"\n[bold green]All {summary['leads']:,} leads accounted for in ClickHouse[/bold green] "
-        f"({summary['completed']:,} qualified, {summary['filtered_out']:,} filtered out)"
+        f"({summary['completed']:,} qualified, {summary['filtered_out']:,} filtered out, "
+        f"{summary['awaiting_approval']:,} waiting for approval)"
     )
     tiers = Table(title="Leads per tier")
     tiers.add_column("tier")

@@ -1,5 +1,6 @@
 """Runs the whole product on one machine: the embedded stack, the API (with the embedded ClickHouse
-sinks), the qualifier and the webhook worker, as attached child processes that stop with their owner."""
+sinks), the qualifier, the orchestrator and the webhook worker, as attached child processes that stop
+with their owner."""
 
 from __future__ import annotations
 
@@ -35,22 +36,24 @@ class LocalServices:
         self._spawn("api", ["api"])
         for n in range(self.qualifiers):
             self._spawn(f"qualifier-{n}", ["worker", "qualifier", "--ready-file", str(ready_dir / f"q{n}")])
+        self._spawn("orchestrator", ["worker", "orchestrator", "--ready-file", str(ready_dir / "orchestrator")])
         self._spawn("webhooks", ["worker", "webhooks"])
         self.wait_for_api(timeout_s)
-        self._wait_for_qualifiers(ready_dir, timeout_s)
+        self._wait_for_ready(ready_dir, [f"q{n}" for n in range(self.qualifiers)] + ["orchestrator"], timeout_s)
 
     def _spawn(self, name: str, args: list[str]) -> None:
         argv = [sys.executable, "-m", "drippulse", *args]
         log = self.settings.log_dir / f"{name}.log"
         self.children[name] = spawn(argv, log, attached=True, env={**os.environ, **self.env})
 
-    def _wait_for_qualifiers(self, ready_dir: Path, timeout_s: float) -> None:
-        """Producing before the qualifiers own partitions would count their group join as latency."""
+    def _wait_for_ready(self, ready_dir: Path, names: list[str], timeout_s: float) -> None:
+        """Producing before the workers own partitions would count their group join as latency."""
         deadline = time.monotonic() + timeout_s
-        while len(list(ready_dir.glob("q*"))) < self.qualifiers:
+        while not all((ready_dir / name).exists() for name in names):
             self.check_alive()
             if time.monotonic() > deadline:
-                raise StackError(f"the qualifier never received partitions; see {self.settings.log_dir}")
+                waiting = [name for name in names if not (ready_dir / name).exists()]
+                raise StackError(f"{', '.join(waiting)} never received partitions; see {self.settings.log_dir}")
             time.sleep(0.1)
 
     def wait_for_api(self, timeout_s: float) -> None:

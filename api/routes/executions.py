@@ -28,10 +28,12 @@ class ExecutionSummary(BaseModel):
     leads: int
     completed: int
     filtered_out: int
-    latency_p50_ms: int = Field(description="Event time to row in ClickHouse.")
+    awaiting_approval: int = Field(description="Paused at an approval step now.")
+    waiting: int = Field(description="Paused at a wait step now.")
+    latency_p50_ms: int = Field(description="Event time to row in ClickHouse, for the evaluation (not a resume).")
     latency_p99_ms: int
-    per_tier: dict[str, int] = Field(description="Completed executions per tier.")
-    per_owner: dict[str, int] = Field(description="Completed executions per owner.")
+    per_tier: dict[str, int] = Field(description="Executions per tier, except those filtered out.")
+    per_owner: dict[str, int] = Field(description="Executions per owner, except those filtered out.")
 
 
 async def _workflow_ids(database: Db, principal: Principal, project_id: str | None) -> list[str] | None:

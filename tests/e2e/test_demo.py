@@ -26,6 +26,9 @@ def test_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path: Path) -> None:
     assert "(0 rejected)" in flowing
     for heading in ("Leads per tier", "Leads per owner", "p50", "p99", "/docs"):
         assert heading in result.stdout
+    assert "waiting for approval" in flowing and "tier A leads waited for a person with the Approver role" in flowing
+    assert "awaiting_approval → approved → resumed" in flowing, "one approval taken end to end"
+    assert "curl -s -X POST" in flowing and "/approve" in flowing
 
     for port_var in ("KAFKA", "REDIS", "POSTGRES"):
         port = int(env[f"DRIPPULSE_EMBEDDED_{port_var}_PORT"])
