@@ -83,7 +83,10 @@ class Suspension:
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Suspension:
-        raw = orjson.loads(data)
+        return cls.from_dict(orjson.loads(data))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Suspension:
         return cls(
             raw["execution"], raw["context"], raw["step"], raw["kind"], raw["due_at_ms"], tuple(raw["approvers"])
         )

@@ -151,7 +151,6 @@ class LeadQualifier:
                     "sent_at_ms": at_ms,
                     "suspension_json": None,
                     "outcome": Outcome.EXITED.value,
-                    "actor": "",
                     "note": f"event {event['event_id']}",
                     "outcome_at_ms": int(event["occurred_at_ms"]),
                 }
@@ -196,7 +195,6 @@ def suspended(suspension: Suspension, at_ms: int) -> dict[str, Any]:
         "sent_at_ms": at_ms,
         "suspension_json": suspension.to_json().decode(),
         "outcome": "",
-        "actor": "",
         "note": "",
         "outcome_at_ms": 0,
     }

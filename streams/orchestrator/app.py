@@ -1,30 +1,28 @@
 """The orchestrator as a faust-streaming app: one agent on drip.orchestrator.inbox, one
-changelog-backed table of held executions, two timers.
+changelog-backed table of held executions, and timers.
 
 Why faust here and not the batch loop: this is low-volume, long-lived state that must survive the
 process; faust's table is rebuilt from its changelog topic when a process restarts or takes over a
 partition, and the table is partitioned like the inbox, so the process that owns an inbox
 partition holds exactly that partition's executions. Several orchestrators split the partitions.
 
-- The agent takes inbox messages in batches, lets the `Orchestrator` act on them, produces the
-  outputs and waits for the broker's acknowledgement before faust acknowledges the messages.
-- The due timer sends a DUE message for every held execution whose wait ended or whose approval
-  timed out, to the partition that holds it (table writes belong to the agent: faust ties each
-  to the partition of the message being handled).
-- With a ClickHouse server, the schedule timer runs scheduled workflows (streams/orchestrator/schedules.py).
-- The decision poll reads PostgreSQL for decided approvals of the owned partitions and sends each
-  a DECIDED message. A message that is lost or handled twice is harmless: the poll finds the
-  decision again until the execution resumed, and a second resume finds nothing held.
+- The agent takes inbox messages (suspensions and exits from the qualifier) in batches.
+- The due timer finds held executions whose wait ended or whose approval timed out.
+- The decision poll finds approvals of the owned partitions decided in PostgreSQL.
+- With a ClickHouse server, the schedule timer runs scheduled workflows (schedules.py).
+Each turns what it found into signals for the `Orchestrator`, produces the outputs, waits for the
+broker's acknowledgement, then settles (orchestrator.py says why in that order). One lock makes the
+three take turns, so no signal is planned against a table another one is about to change.
 
-The table is written as faust does it for an agent's current event, but per message of a batch
-(`send_changelog` with the message's partition), because `take_events` hands over many events at once.
+The table is written as faust writes it for an agent's current event (`send_changelog` with the
+partition), but by whoever settles: a timer has no current event, and `take_events` hands over many.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import faust
@@ -32,7 +30,7 @@ from confluent_kafka import Producer
 from faust.tables.table import Table
 
 from streams.orchestrator.approval_ledger import ApprovalLedger
-from streams.orchestrator.orchestrator import Held, HeldExecutions, InboxMessage, Orchestrator
+from streams.orchestrator.orchestrator import Held, HeldExecutions, Orchestrator, Signal
 from streams.orchestrator.schedules import SCHEDULE_TICK_S, ScheduleRunner
 from streams.runtime.kafka import KafkaConfig, deliver_all
 from streams.runtime.readiness import ReadyFile
@@ -42,10 +40,8 @@ log = logging.getLogger(__name__)
 
 BATCH = 1000
 BATCH_WINDOW_S = 0.02
-DUE_TICK_S = 0.1
+DUE_TICK_S = 0.05
 DECISION_POLL_S = 0.2
-RESEND_AFTER_MS = 30_000
-"""A DECIDED message sent that long ago without its execution resuming is sent again."""
 _OUTCOME_OF_STATUS = {"approved": "approved", "rejected": "rejected", "timed_out": "timed_out", "cancelled": "exited"}
 
 
@@ -104,16 +100,20 @@ def build_app(
         app.Table("held", default=None, partitions=kafka.partitions, key_type=bytes, value_type=bytes),
     )
     held = TableHeld(table)
-    in_flight: dict[str, int] = {}
-    """Approval decisions sent as DECIDED messages: execution id -> when."""
+    turn = asyncio.Lock()
 
     def owned() -> set[int]:
         return {tp.partition for tp in app.consumer.assignment() if tp.topic == inbox_topic}
 
-    def send(partition: int, message: InboxMessage) -> None:
-        producer.produce(
-            inbox_topic, inbox.encode(message.as_record(now_ms())), message.org_id.encode(), partition=partition
-        )
+    async def act(signals: Sequence[Signal]) -> None:
+        """Plans, produces and waits for the broker, then settles. Call holding `turn`."""
+        if not signals:
+            return
+        loop = asyncio.get_running_loop()
+        effects = orchestrator.handle(signals, held, now_ms())
+        await loop.run_in_executor(None, deliver_all, producer, effects.outputs)
+        orchestrator.settle_table(effects)
+        await loop.run_in_executor(None, orchestrator.settle_stores, effects)
 
     @table.on_recover
     async def reindex() -> None:
@@ -125,75 +125,58 @@ def build_app(
             if current.partition in mine:
                 entries.append((current.suspension.due_at_ms, current.suspension.execution_id, current.partition))
         orchestrator.due.rebuild(entries)
-        in_flight.clear()
         log.info("orchestrator holds %d paused executions on partitions %s", len(entries), sorted(mine))
         if ready is not None:
             ready.owns_partitions("orchestrator")
 
     @app.agent(topic)
     async def on_inbox(stream: Any) -> None:
-        loop = asyncio.get_running_loop()
         async for events in stream.take_events(BATCH, within=BATCH_WINDOW_S):
-            messages = []
+            signals = []
             for event in events:
                 try:
-                    messages.append(InboxMessage.decoded(event.message.partition, inbox.decode(event.value)))
+                    signals.append(Signal.from_inbox(event.message.partition, inbox.decode(event.value)))
                 except DecodeError as exc:
                     log.error("inbox record %s[%d] cannot be decoded: %s", inbox_topic, event.message.offset, exc)
-            effects = orchestrator.handle(messages, held, now_ms())
-            await loop.run_in_executor(None, deliver_all, producer, effects.outputs)
-            await loop.run_in_executor(None, orchestrator.settle, effects)
-            for message in messages:
-                if message.kind == "DECIDED":
-                    in_flight.pop(message.execution_id, None)
+            async with turn:
+                await act(signals)
 
     @app.timer(DUE_TICK_S)  # type: ignore[untyped-decorator]
     async def fire_due() -> None:
-        mine = owned()
-        now = now_ms()
-        sent = 0
-        for due_at_ms, execution_id, partition in orchestrator.due.pop_due(now, BATCH * 5):
-            stored = held.get(execution_id) if partition in mine else None
-            if stored is None:
-                continue
-            suspension = Held.from_json(stored).suspension
-            if suspension.due_at_ms != due_at_ms:
-                continue
-            outcome = "wait_elapsed" if suspension.kind == "wait" else "timed_out"
-            org_id = str(suspension.execution["org_id"])
-            send(
-                partition,
-                InboxMessage(partition, "DUE", org_id, execution_id, outcome=outcome, outcome_at_ms=due_at_ms),
-            )
-            sent += 1
-        if sent:
-            await asyncio.get_running_loop().run_in_executor(None, producer.flush, 10)
+        """Waits that ended and approvals that timed out, as DUE signals for the held executions."""
+        async with turn:
+            mine = owned()
+            signals = []
+            for due_at_ms, execution_id, partition in orchestrator.due.pop_due(now_ms(), BATCH):
+                stored = held.get(execution_id) if partition in mine else None
+                if stored is None:
+                    continue
+                suspension = Held.from_json(stored).suspension
+                outcome = "wait_elapsed" if suspension.kind == "wait" else "timed_out"
+                org_id = str(suspension.execution["org_id"])
+                signals.append(Signal(partition, "DUE", org_id, execution_id, outcome=outcome, outcome_at_ms=due_at_ms))
+            await act(signals)
 
     @app.timer(DECISION_POLL_S)  # type: ignore[untyped-decorator]
     async def poll_decisions() -> None:
-        mine = owned()
-        loop = asyncio.get_running_loop()
-        decisions = await loop.run_in_executor(None, ledger.undelivered, sorted(mine), BATCH * 5)
-        now = now_ms()
-        sent = 0
-        for decision in decisions:
-            if now - in_flight.get(decision.execution_id, -RESEND_AFTER_MS) < RESEND_AFTER_MS:
-                continue
-            in_flight[decision.execution_id] = now
-            message = InboxMessage(
-                decision.partition,
-                "DECIDED",
-                decision.org_id,
-                decision.execution_id,
-                outcome=_OUTCOME_OF_STATUS[decision.status],
-                actor=decision.decided_by,
-                note=decision.comment,
-                outcome_at_ms=decision.decided_at_ms,
-            )
-            send(decision.partition, message)
-            sent += 1
-        if sent:
-            await loop.run_in_executor(None, producer.flush, 10)
+        """Approvals of the owned partitions decided in PostgreSQL and not acted on yet."""
+        async with turn:
+            loop = asyncio.get_running_loop()
+            decisions = await loop.run_in_executor(None, ledger.undelivered, sorted(owned()), BATCH)
+            signals = [
+                Signal(
+                    decision.partition,
+                    "DECIDED",
+                    decision.org_id,
+                    decision.execution_id,
+                    outcome=_OUTCOME_OF_STATUS[decision.status],
+                    actor=decision.decided_by,
+                    note=decision.comment,
+                    outcome_at_ms=decision.decided_at_ms,
+                )
+                for decision in decisions
+            ]
+            await act(signals)
 
     if schedules is not None:
 

@@ -1,16 +1,23 @@
-"""What the orchestrator does with each message of its inbox, free of faust.
+"""What the orchestrator does with each signal, free of faust.
 
-It holds every paused execution (in `HeldExecutions`, the faust table) until its outcome:
-- SUSPENDED: hold it, index when it falls due, and for an approval open it in PostgreSQL;
-- DECIDED: a person's decision (or a timeout taken earlier): resume;
-- DUE: the wait ended (resume) or the approval's timeout came: take the timeout's decision in
-  PostgreSQL, where it races a person's, and resume only if it won;
-- EXIT: the lead matched the exit condition: cancel a pending approval, end the execution `exited`.
-A resumed execution either finishes (it is released: the lead is no longer enrolled) or pauses at a
-later step and is held again. Outputs come back to the caller to produce; PostgreSQL and Redis are
-written in `settle`, once the caller has them acknowledged, so an outcome is marked delivered only
-after its effects are out. Handling a message twice after a crash repeats the same outputs with the
-same ids, which every consumer deduplicates.
+It holds every paused execution (in `HeldExecutions`, the faust table) until its outcome. Signals:
+- SUSPENDED (inbox, from the qualifier): hold it, and for an approval open it in PostgreSQL;
+- EXIT (inbox, from the qualifier): the lead matched the exit condition: cancel a pending approval,
+  end the execution `exited`;
+- DECIDED (found in PostgreSQL by the decision poll): a person's decision, or a timeout or exit
+  taken earlier: resume;
+- DUE (found by the due timer): the wait ended (resume), or the approval's timeout came: take the
+  timeout's decision in PostgreSQL, where it races a person's, and resume only if it won.
+A resumed execution either finishes (released: the lead is no longer enrolled) or pauses at a later
+step and is held again.
+
+Order is the guarantee: `handle` only plans (outputs, and the table changes staged beside the
+table); the caller produces the outputs and waits for the broker's acknowledgement; only then does
+`settle_table` apply the staged table changes, and `settle_stores` write PostgreSQL (approvals
+opened, marked resumed) and Redis (runs released). A crash before they settle leaves the execution held and its signal found
+again (the inbox message is not acknowledged, the decision not marked resumed, the wait still due),
+so it resumes again with the same ids, which every consumer deduplicates. Nothing is marked done
+before its effects are out.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 import redis
@@ -35,9 +42,11 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class InboxMessage:
+class Signal:
     partition: int
+    """The inbox partition that holds the execution."""
     kind: str
+    """SUSPENDED | EXIT | DECIDED | DUE"""
     org_id: str
     execution_id: str
     suspension_json: str | None = None
@@ -47,31 +56,19 @@ class InboxMessage:
     outcome_at_ms: int = 0
 
     @classmethod
-    def decoded(cls, partition: int, record: dict[str, object]) -> InboxMessage:
+    def from_inbox(cls, partition: int, record: dict[str, Any]) -> Signal:
+        """A decoded drip.orchestrator.inbox record."""
         return cls(
             partition,
             str(record["kind"]),
             str(record["org_id"]),
             str(record["execution_id"]),
-            record["suspension_json"],  # type: ignore[arg-type]
+            record["suspension_json"],
             str(record["outcome"]),
-            str(record["actor"]),
+            "",
             str(record["note"]),
-            int(record["outcome_at_ms"]),  # type: ignore[call-overload]
+            int(record["outcome_at_ms"]),
         )
-
-    def as_record(self, sent_at_ms: int) -> dict[str, object]:
-        return {
-            "kind": self.kind,
-            "org_id": self.org_id,
-            "execution_id": self.execution_id,
-            "sent_at_ms": sent_at_ms,
-            "suspension_json": self.suspension_json,
-            "outcome": self.outcome,
-            "actor": self.actor,
-            "note": self.note,
-            "outcome_at_ms": self.outcome_at_ms,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +82,7 @@ class Held:
     @classmethod
     def from_json(cls, data: bytes) -> Held:
         raw = orjson.loads(data)
-        return cls(raw["partition"], Suspension.from_json(orjson.dumps(raw["suspension"])))
+        return cls(raw["partition"], Suspension.from_dict(raw["suspension"]))
 
 
 class HeldExecutions(Protocol):
@@ -98,19 +95,47 @@ class HeldExecutions(Protocol):
     def release(self, partition: int, execution_id: str) -> None: ...
 
 
+class Staged:
+    """The held executions as one batch sees them: the table, overlaid with what the batch holds and
+    releases, which reach the table only when the batch settles."""
+
+    def __init__(self, held: HeldExecutions) -> None:
+        self._held = held
+        self.writes: dict[str, tuple[int, bytes | None]] = {}
+
+    def get(self, execution_id: str) -> bytes | None:
+        staged = self.writes.get(execution_id)
+        return staged[1] if staged is not None else self._held.get(execution_id)
+
+    def hold(self, partition: int, execution_id: str, held: bytes) -> None:
+        self.writes[execution_id] = (partition, held)
+
+    def release(self, partition: int, execution_id: str) -> None:
+        self.writes[execution_id] = (partition, None)
+
+    def apply(self) -> None:
+        for execution_id, (partition, held) in self.writes.items():
+            if held is None:
+                self._held.release(partition, execution_id)
+            else:
+                self._held.hold(partition, execution_id, held)
+
+
 @dataclass
 class Effects:
-    """What a handled batch still has to write once its outputs are acknowledged."""
+    """What a handled batch produces, and what it writes once that is acknowledged."""
 
+    staged: Staged
     outputs: list[OutputRecord] = field(default_factory=list)
+    due: list[tuple[int, str, int]] = field(default_factory=list)
+    """(due at ms, execution id, partition) of what the batch holds."""
     opened: list[tuple[Suspension, int, int]] = field(default_factory=list)
     resumed_approvals: list[str] = field(default_factory=list)
-    """By execution id, as the approvals table's unique key."""
+    """By execution id, the approvals table's unique key."""
     cancelled_approvals: list[str] = field(default_factory=list)
     released: list[tuple[str, str, str, str]] = field(default_factory=list)
     """(org, workflow, lead, execution) of finished runs."""
-    finished: int = 0
-    """Executions that resumed to an end in this batch."""
+    resumed: int = 0
 
 
 class Orchestrator:
@@ -128,25 +153,34 @@ class Orchestrator:
         self._redis = client
         self.due = due
 
-    def handle(self, messages: Sequence[InboxMessage], held: HeldExecutions, now_ms: int) -> Effects:
-        effects = Effects()
-        done = self._ledger.resumed_already(
-            [
-                Suspension.from_json(m.suspension_json).approval_id
-                for m in messages
-                if m.kind == "SUSPENDED" and m.suspension_json is not None and '"kind":"approval"' in m.suspension_json
-            ]
-        )
-        for message in messages:
+    def handle(self, signals: Sequence[Signal], held: HeldExecutions, now_ms: int) -> Effects:
+        effects = Effects(Staged(held))
+        suspensions = {
+            signal.execution_id: Suspension.from_json(signal.suspension_json)
+            for signal in signals
+            if signal.kind == "SUSPENDED" and signal.suspension_json is not None
+        }
+        done = self._ledger.resumed_already([s.approval_id for s in suspensions.values() if s.kind == "approval"])
+        for signal in signals:
             try:
-                self._handle(message, held, now_ms, done, effects)
+                if signal.kind == "SUSPENDED":
+                    suspension = suspensions[signal.execution_id]
+                    if effects.staged.get(signal.execution_id) is None and suspension.approval_id not in done:
+                        self._hold(signal.partition, suspension, now_ms, effects)
+                else:
+                    self._act(signal, now_ms, effects)
             except UnknownVersion as exc:
-                log.error("cannot resume %s: %s", message.execution_id, exc)
+                log.error("cannot resume %s: %s", signal.execution_id, exc)
         return effects
 
-    def settle(self, effects: Effects) -> None:
-        """After the batch's outputs are acknowledged: approvals opened and marked resumed in
-        PostgreSQL, finished runs released in Redis."""
+    def settle_table(self, effects: Effects) -> None:
+        """After the batch's outputs are acknowledged, first: the table (on the faust app's loop)."""
+        effects.staged.apply()
+        for entry in effects.due:
+            self.due.add(*entry)
+
+    def settle_stores(self, effects: Effects) -> None:
+        """Then PostgreSQL and Redis (blocking calls, for a thread)."""
         self._ledger.open(effects.opened)
         self._ledger.cancel(effects.cancelled_approvals)
         self._ledger.mark_resumed(effects.resumed_approvals)
@@ -159,48 +193,41 @@ class Orchestrator:
                 ],
             )
 
-    def _handle(
-        self, message: InboxMessage, held: HeldExecutions, now_ms: int, done: set[str], effects: Effects
-    ) -> None:
-        if message.kind == "SUSPENDED":
-            assert message.suspension_json is not None
-            suspension = Suspension.from_json(message.suspension_json)
-            if held.get(message.execution_id) is None and suspension.approval_id not in done:
-                self._hold(held, message.partition, suspension, now_ms, effects)
-            return
-        stored = held.get(message.execution_id)
+    def _act(self, signal: Signal, now_ms: int, effects: Effects) -> None:
+        stored = effects.staged.get(signal.execution_id)
         if stored is None:
-            if message.kind == "DECIDED":
-                effects.resumed_approvals.append(message.execution_id)
+            if signal.kind == "DECIDED":
+                effects.resumed_approvals.append(signal.execution_id)
             return
         current = Held.from_json(stored)
         suspension = current.suspension
         if suspension.kind == "approval":
-            if message.kind == "EXIT":
-                effects.cancelled_approvals.append(message.execution_id)
-            elif message.kind == "DUE" and not self._ledger.time_out(suspension.approval_id, message.outcome_at_ms):
-                return
-            effects.resumed_approvals.append(message.execution_id)
-        elif message.kind == "DECIDED":
+            if signal.kind == "EXIT":
+                effects.cancelled_approvals.append(signal.execution_id)
+            elif signal.kind == "DUE":
+                if suspension.due_at_ms != signal.outcome_at_ms:
+                    return
+                if not self._ledger.time_out(suspension.approval_id, signal.outcome_at_ms):
+                    return
+            effects.resumed_approvals.append(signal.execution_id)
+        elif signal.kind == "DECIDED" or (signal.kind == "DUE" and suspension.due_at_ms != signal.outcome_at_ms):
             return
-        resumption = Resumption(Outcome(message.outcome), message.outcome_at_ms, message.actor, message.note)
+        resumption = Resumption(Outcome(signal.outcome), signal.outcome_at_ms, signal.actor, signal.note)
         started = suspension.execution
-        workflow = self._versions.get(message.org_id, started["workflow_id"], started["workflow_version"])
+        workflow = self._versions.get(signal.org_id, started["workflow_id"], started["workflow_version"])
         execution = resume(workflow, suspension, resumption, now_ms)
         if execution.pause is not None:
-            self._hold(held, current.partition, suspend(execution, now_ms), now_ms, effects)
+            self._hold(current.partition, suspend(execution, now_ms), now_ms, effects)
         else:
-            held.release(current.partition, message.execution_id)
+            effects.staged.release(current.partition, signal.execution_id)
             effects.released.append(
                 (execution.org_id, execution.workflow_id, execution.lead_id, execution.execution_id)
             )
-            effects.finished += 1
+        effects.resumed += 1
         self._outputs.emit(execution, now_ms, effects.outputs)
 
-    def _hold(
-        self, held: HeldExecutions, partition: int, suspension: Suspension, now_ms: int, effects: Effects
-    ) -> None:
-        held.hold(partition, suspension.execution_id, Held(partition, suspension).to_json())
-        self.due.add(suspension.due_at_ms, suspension.execution_id, partition)
+    def _hold(self, partition: int, suspension: Suspension, now_ms: int, effects: Effects) -> None:
+        effects.staged.hold(partition, suspension.execution_id, Held(partition, suspension).to_json())
+        effects.due.append((suspension.due_at_ms, suspension.execution_id, partition))
         if suspension.kind == "approval":
             effects.opened.append((suspension, partition, now_ms))
