@@ -118,9 +118,16 @@ _CATALOG: list[tuple[str, type[BaseModel], dict[str, Any]]] = [
     (
         "approval",
         ApprovalStep,
-        {"type": "approval", "approvers": ["sales-lead@acme.test"], "timeout_hours": 48, "on_timeout": "reject"},
+        {
+            "type": "approval",
+            "approvers": ["role:approver", "head-of-sales@acme.test"],
+            "timeout_hours": 48,
+            "on_timeout": "branch",
+            "timeout_branch": [{"type": "action", "action": "create_task", "title": "Chase it", "due_in_days": 0}],
+            "on_reject": [{"type": "action", "action": "add_tag", "tag": "rejected-by-sales"}],
+        },
     ),
-    ("wait", WaitStep, {"type": "wait", "hours": 24}),
+    ("wait", WaitStep, {"type": "wait", "until_field": "lead.attributes.demo_date", "offset_hours": -24}),
 ]
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import Engine, text
 
 from processors.orchestration import Suspension
+from streams.clock import moment
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +30,6 @@ class Decision:
     decided_by: str
     comment: str
     decided_at_ms: int
-
-
-def _moment(epoch_ms: int) -> datetime:
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC)
 
 
 class ApprovalLedger:
@@ -79,7 +75,7 @@ class ApprovalLedger:
                     "UPDATE approvals SET status = 'timed_out', decided_at = :at "
                     "WHERE id = :id AND status = 'pending' RETURNING org_id, project_id"
                 ),
-                {"id": approval_id, "at": _moment(at_ms)},
+                {"id": approval_id, "at": moment(at_ms)},
             ).first()
             if row is None:
                 return False
@@ -176,7 +172,7 @@ def _approval_row(suspension: Suspension, partition: int, at_ms: int) -> dict[st
             }
         ).decode(),
         "approvers": list(suspension.approvers),
-        "requested_at": _moment(at_ms),
-        "due_at": _moment(suspension.due_at_ms),
+        "requested_at": moment(at_ms),
+        "due_at": moment(suspension.due_at_ms),
         "partition": partition,
     }

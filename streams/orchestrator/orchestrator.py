@@ -14,10 +14,10 @@ step and is held again.
 Order is the guarantee: `handle` only plans (outputs, and the table changes staged beside the
 table); the caller produces the outputs and waits for the broker's acknowledgement; only then does
 `settle_table` apply the staged table changes, and `settle_stores` write PostgreSQL (approvals
-opened, marked resumed) and Redis (runs released). A crash before they settle leaves the execution held and its signal found
-again (the inbox message is not acknowledged, the decision not marked resumed, the wait still due),
-so it resumes again with the same ids, which every consumer deduplicates. Nothing is marked done
-before its effects are out.
+opened, marked resumed) and Redis (runs released). A crash before they settle leaves the execution
+held and its signal found again (the inbox message is not acknowledged, the decision not marked
+resumed, the wait still due), so it resumes again with the same ids, which every consumer
+deduplicates. Nothing is marked done before its effects are out.
 """
 
 from __future__ import annotations

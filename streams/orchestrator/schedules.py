@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -27,6 +26,7 @@ from sqlalchemy import Engine, text
 from processors.conditions import compile_condition
 from processors.model import Schedule
 from processors.schedules import latest_fire, scheduled_event, segment_context
+from streams.clock import moment
 from streams.runtime.kafka import deliver_all
 from streams.runtime.serde import AvroSerde
 from streams.sinks.clickhouse import ClickHouse
@@ -46,10 +46,6 @@ class ScheduledWorkflow:
     version: int
     schedule: Schedule
     activated_at_ms: int
-
-
-def _moment(epoch_ms: int) -> datetime:
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC)
 
 
 class ScheduleRunner:
@@ -92,7 +88,7 @@ class ScheduleRunner:
             self._complete(workflow, fire_ms, len(records))
             self._done.add(key)
             ran += 1
-            log.info("schedule of %s fired for %s: %d leads", workflow.workflow_id, _moment(fire_ms), len(records))
+            log.info("schedule of %s fired for %s: %d leads", workflow.workflow_id, moment(fire_ms), len(records))
         if len(self._done) > 10_000:
             self._done.clear()
         return ran
@@ -134,19 +130,19 @@ class ScheduleRunner:
                 ),
                 {
                     "workflow_id": workflow.workflow_id,
-                    "fire_at": _moment(fire_ms),
+                    "fire_at": moment(fire_ms),
                     "org_id": workflow.org_id,
                     "version": workflow.version,
                     "me": self._name,
-                    "now": _moment(now_ms),
-                    "stale": _moment(now_ms - LEASE_MS),
+                    "now": moment(now_ms),
+                    "stale": moment(now_ms - LEASE_MS),
                 },
             ).first()
             if claimed is not None:
                 return True
             completed = connection.execute(
                 text("SELECT completed_at IS NOT NULL FROM schedule_fires WHERE workflow_id = :id AND fire_at = :at"),
-                {"id": workflow.workflow_id, "at": _moment(fire_ms)},
+                {"id": workflow.workflow_id, "at": moment(fire_ms)},
             ).scalar()
         if completed:
             self._done.add((workflow.workflow_id, fire_ms))
@@ -159,7 +155,7 @@ class ScheduleRunner:
                     "UPDATE schedule_fires SET completed_at = now(), leads = :leads "
                     "WHERE workflow_id = :id AND fire_at = :at AND claimed_by = :me"
                 ),
-                {"leads": leads, "id": workflow.workflow_id, "at": _moment(fire_ms), "me": self._name},
+                {"leads": leads, "id": workflow.workflow_id, "at": moment(fire_ms), "me": self._name},
             )
 
     def _segment(self, workflow: ScheduledWorkflow, fire_ms: int) -> list[dict[str, Any]]:

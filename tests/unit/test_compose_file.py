@@ -30,6 +30,7 @@ PROCESSES = {
     "api": ["api"],
     "sink": ["worker", "sink"],
     "qualifier": ["worker", "qualifier"],
+    "orchestrator": ["worker", "orchestrator"],
     "webhooks": ["worker", "webhooks"],
     "crm": ["worker", "crm"],
 }
