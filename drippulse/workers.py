@@ -10,8 +10,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-import redis.asyncio as aioredis
 import uvloop
 
 from api.control_plane.database import migrate
@@ -36,6 +34,7 @@ from streams.sinks.clickhouse_sink import (
     inbound_event_row,
     webhook_attempt_row,
 )
+from streams.state import redis_clients
 from streams.state.control_plane import ControlPlaneReader, RevisionCache, connect
 from streams.state.processor_state import ProcessorStateStore
 from streams.state.workflow_catalog import WorkflowCatalog
@@ -97,7 +96,7 @@ def control_plane(settings: Settings) -> ControlPlaneReader:
 def build_qualifier(settings: Settings, ready_file: Path | None = None) -> BatchWorker:
     ensure_topics(settings.kafka)
     registry = make_registry(settings.schema_registry_url)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_clients.connect(settings.redis_url)
     inbound, inbound_topic = _serde(topics.INBOUND_EVENTS, settings, registry)
     qualifier = LeadQualifier(
         inbound=inbound,
@@ -163,7 +162,7 @@ def build_webhook_intake(settings: Settings, reader: ControlPlaneReader, ready_f
     serde, topic_name = _serde(topics.WEBHOOK_DELIVERIES, settings, registry)
     intake = WebhookIntake(
         serde=serde,
-        client=redis.Redis.from_url(settings.redis_url),
+        client=redis_clients.connect(settings.redis_url),
         subscriptions=RevisionCache(reader, reader.webhook_subscriptions, settings.workflow_refresh_s),
         dead_letters=_dead_letters(settings, registry),
         first_delay_ms=int(settings.webhook_retry_schedule[0] * 1000),
@@ -174,7 +173,7 @@ def build_webhook_intake(settings: Settings, reader: ControlPlaneReader, ready_f
 def build_webhook_dispatcher(settings: Settings, reader: ControlPlaneReader) -> WebhookDispatcher:
     """Builds inside the running event loop: the async Redis client binds to it."""
     registry = make_registry(settings.schema_registry_url)
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = redis_clients.connect_async(settings.redis_url)
     return WebhookDispatcher(
         schedule=DeliverySchedule(client),
         control_plane=reader,

@@ -43,7 +43,7 @@ from streams.delivery.rate_limiter import TokenBuckets
 from streams.runtime.dlq import DeadLetters
 from streams.runtime.records import ConsumedRecord, OutputRecord
 from streams.runtime.serde import AvroSerde
-from streams.state import state_keys
+from streams.state import redis_clients, state_keys
 from streams.state.control_plane import RevisionCache
 from streams.state.secret_box import SecretBox
 
@@ -132,7 +132,7 @@ class CrmCommandApplier:
         """Created inside the applier's own event loop, the first time a batch needs them."""
         if self._http is None or self._redis is None or self._buckets is None or self._parking is None:
             self._http = OutboundHttp(self._config.timeout_s, self._config.allow_loopback, HEADERS)
-            self._redis = aioredis.Redis.from_url(self._redis_url)
+            self._redis = redis_clients.connect_async(self._redis_url)
             self._buckets = TokenBuckets(self._redis)
             self._parking = ParkedCommands(self._redis, self._config.park_schedule_s)
         return self._http, self._redis, self._buckets, self._parking
