@@ -17,8 +17,11 @@ connection is marked failing) in later ones: the CRM is most likely down for the
 got no answer within the timeout is not repeated at once: a CRM that hangs costs one timeout.
 Permanent 4xx answers fail the command with the CRM's reason.
 Applied commands are marked in Redis, so a replayed batch skips them; the CRM also receives the
-command id as its idempotency key. Every batch first retries the parked leads that are due, and the
-batch loop calls this processor on idle polls too, so retries happen while the topic is quiet.
+command id as its idempotency key. A batch that fails part-way (Redis going away under it) lets its
+other chains finish, then marks everything it applied before it is rewound, waiting for Redis to come
+back if need be: one failing chain must not make the batch forget what the CRM already took. Every
+batch first retries the parked leads that are due, and the batch loop calls this processor on idle
+polls too, so retries happen while the topic is quiet.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from processors.delivery_policy import CrmOutcome, classify_crm_response, retry_after_s
 from streams.clock import now_ms
@@ -54,6 +59,9 @@ Outcome = tuple[dict[str, Any], dict[str, Any]]
 
 RETRYING = "retrying"
 """A result status: the command is parked and will be retried (a later row replaces this one)."""
+
+REMEMBER_PATIENCE_S = 60.0
+"""How long a batch waits for Redis to mark what it applied; far below max.poll.interval.ms (300 s)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,8 @@ class CrmCommandApplier:
         self._buckets: TokenBuckets | None = None
         self._parking: ParkedCommands | None = None
         self._tokens: dict[str, str] = {}
+        self._ledger: list[Outcome] = []
+        """Every outcome of the running batch as soon as it is known, kept if the batch raises."""
 
     def on_rebalance(self) -> None:
         """Nothing per partition: connections are cached per org, checked by revision."""
@@ -140,9 +150,15 @@ class CrmCommandApplier:
     async def _apply_all(self, commands: list[dict[str, Any]]) -> list[OutputRecord]:
         http, client, buckets, parking = await self._connect()
         budget = RequestBudget(self._config.batch_budget_s)
-        outcomes = await self._retry_parked(http, buckets, parking, budget)
-        if commands:
-            outcomes += await self._apply_batch(http, client, buckets, parking, budget, commands)
+        self._ledger = []
+        try:
+            outcomes = await self._retry_parked(http, client, buckets, parking, budget)
+            if commands:
+                outcomes += await self._apply_batch(http, client, buckets, parking, budget, commands)
+        except Exception:
+            # The batch is rewound and replayed; what the CRM already took must be skipped then.
+            await self._remember(client, self._ledger)
+            raise
         await self._remember(client, outcomes)
         return [(self._results_topic, r["org_id"].encode(), self._results.encode(r)) for r, _ in outcomes]
 
@@ -186,7 +202,11 @@ class CrmCommandApplier:
                     done.append((result, job.command))
                 return done
 
-        applied = await asyncio.gather(*(run_chain(chain, chain_jobs) for chain, chain_jobs in chains.items()))
+        applied = _all_or_raise(
+            await asyncio.gather(
+                *(run_chain(chain, chain_jobs) for chain, chain_jobs in chains.items()), return_exceptions=True
+            )
+        )
         outcomes = [outcome for chain_outcomes in applied for outcome in chain_outcomes]
         await parking.park({chain: [job.command for job in parked] for chain, parked in to_park.items()})
         await parking.park({chain: [job.command for job in later] for chain, later in deferred.items()}, due_now=True)
@@ -207,10 +227,16 @@ class CrmCommandApplier:
         )
 
     async def _retry_parked(
-        self, http: OutboundHttp, buckets: TokenBuckets, parking: ParkedCommands, budget: RequestBudget
+        self,
+        http: OutboundHttp,
+        client: aioredis.Redis,
+        buckets: TokenBuckets,
+        parking: ParkedCommands,
+        budget: RequestBudget,
     ) -> list[Outcome]:
         """Due parked leads, each drained in order until its CRM fails again or the batch's budget
-        for the connection runs out (the rest is due again at once)."""
+        for the connection runs out (the rest is due again at once). A parked command already marked
+        applied (a drain that failed before it could trim the list) is skipped, not sent again."""
         lease_ms = int((self._config.timeout_s * self._config.max_attempts + 60) * 1000)
         chains = await parking.claim(self._config.parked_claims_per_batch, lease_ms)
         if not chains:
@@ -227,28 +253,31 @@ class CrmCommandApplier:
                 unknown = {"id": connection_id, "type": ""}
                 return [(self._result(Job(c, unknown), CrmOutcome.FAILED, 0, gone), c) for c in commands]
             outcomes: list[Outcome] = []
-            for command in commands:
+            jobs = [Job(command, connection) for command in commands]
+            for index, (job, done) in enumerate(zip(jobs, await self._applied(client, jobs), strict=True)):
+                if done:
+                    continue
                 if not budget.take(connection):
-                    await parking.release(chain, len(outcomes))
+                    await parking.release(chain, index)
                     return outcomes
-                result = await self._apply(http, buckets, Job(command, connection))
+                result = await self._apply(http, buckets, job)
                 if result["status"] == RETRYING:
                     await parking.mark_failing({(org_id, connection_id)})
-                    if await parking.settle(chain, len(outcomes), failed_round=True):
-                        await parking.drop(chain, len(commands) - len(outcomes))
+                    if await parking.settle(chain, index, failed_round=True):
+                        await parking.drop(chain, len(commands) - index)
                         rounds = len(self._config.park_schedule_s)
                         given_up = CrmResponse(None, f"gave up after {rounds} retry rounds: {result['error']}")
                         outcomes += [
                             (self._result(Job(c, connection), CrmOutcome.FAILED, 0, given_up), c)
-                            for c in commands[len(outcomes) :]
+                            for c in commands[index:]
                         ]
                     return outcomes
-                outcomes.append((result, command))
-            await parking.settle(chain, len(outcomes), failed_round=False)
+                outcomes.append((result, job.command))
+            await parking.settle(chain, len(commands), failed_round=False)
             await parking.mark_recovered((org_id, connection_id))
             return outcomes
 
-        drained = await asyncio.gather(*map(drain, chains))
+        drained = _all_or_raise(await asyncio.gather(*map(drain, chains), return_exceptions=True))
         return [outcome for chain_outcomes in drained for outcome in chain_outcomes]
 
     def _connections(self, org_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
@@ -260,12 +289,17 @@ class CrmCommandApplier:
         """One job per (command, enabled connection of its org), minus those applied already."""
         connections = self._connections({c["org_id"] for c in commands})
         jobs = [Job(c, conn) for c in commands for conn in connections[c["org_id"]]]
+        return [job for job, done in zip(jobs, await self._applied(client, jobs), strict=True) if not done]
+
+    @staticmethod
+    async def _applied(client: aioredis.Redis, jobs: list[Job]) -> list[bool]:
+        """Whether each job's command is marked applied through its connection."""
         if not jobs:
             return []
         pipe = client.pipeline(transaction=False)
         for job in jobs:
             pipe.exists(state_keys.crm_applied(job.command["org_id"], job.connection["id"], job.command["command_id"]))
-        return [job for job, done in zip(jobs, await pipe.execute(), strict=True) if not done]
+        return [bool(done) for done in await pipe.execute()]
 
     async def _apply(self, http: OutboundHttp, buckets: TokenBuckets, job: Job) -> dict[str, Any]:
         command, connection = job.command, job.connection
@@ -290,7 +324,9 @@ class CrmCommandApplier:
             await asyncio.sleep(self._delay(response, attempts))
         if outcome == CrmOutcome.FAILED:
             log.warning("crm: %s via %s failed: %s", command["command_id"], connection["id"], response.error)
-        return self._result(job, RETRYING if outcome == CrmOutcome.RETRY else outcome.value, attempts, response)
+        result = self._result(job, RETRYING if outcome == CrmOutcome.RETRY else outcome.value, attempts, response)
+        self._ledger.append((result, command))
+        return result
 
     def _token(self, sealed: str) -> str:
         """Opening a sealed credential costs a Fernet decryption; each is opened once per process
@@ -327,17 +363,41 @@ class CrmCommandApplier:
 
     async def _remember(self, client: aioredis.Redis, outcomes: list[Outcome]) -> None:
         """Marks applied commands (a replayed batch skips them) and keeps failed ones, for
-        `POST /api/v1/crm_commands/{result_id}/retry`, as long as the retention."""
-        pipe = client.pipeline(transaction=False)
-        for result, command in outcomes:
-            if result["status"] == CrmOutcome.APPLIED:
-                key = state_keys.crm_applied(result["org_id"], result["connection_id"], result["command_id"])
-                pipe.set(key, b"1", ex=self._config.applied_retention_s)
-            elif result["status"] == CrmOutcome.FAILED:
-                key = state_keys.crm_failed(result["org_id"], result["result_id"])
-                pipe.set(key, orjson.dumps(command), ex=self._config.applied_retention_s)
-        if len(pipe):
-            await pipe.execute()
+        `POST /api/v1/crm_commands/{result_id}/retry`, as long as the retention. While Redis cannot
+        be reached it waits for it, up to REMEMBER_PATIENCE_S: an applied command left unmarked is
+        sent to the CRM again by the replay."""
+        deadline = time.monotonic() + REMEMBER_PATIENCE_S
+        delay = 0.25
+        while True:
+            pipe = client.pipeline(transaction=False)
+            for result, command in outcomes:
+                if result["status"] == CrmOutcome.APPLIED:
+                    key = state_keys.crm_applied(result["org_id"], result["connection_id"], result["command_id"])
+                    pipe.set(key, b"1", ex=self._config.applied_retention_s)
+                elif result["status"] == CrmOutcome.FAILED:
+                    key = state_keys.crm_failed(result["org_id"], result["result_id"])
+                    pipe.set(key, orjson.dumps(command), ex=self._config.applied_retention_s)
+            if not len(pipe):
+                return
+            try:
+                await pipe.execute()
+                return
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("crm: cannot mark %d outcomes yet, retrying in %.2f s: %s", len(outcomes), delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 5.0)
+
+
+def _all_or_raise(results: list[list[Outcome] | BaseException]) -> list[list[Outcome]]:
+    """The chains' outcomes once every chain has finished, or the first chain's error: gathering with
+    `return_exceptions` lets the other chains finish (and their outcomes reach the ledger) instead of
+    running on unawaited into the next batch."""
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [result for result in results if not isinstance(result, BaseException)]
 
 
 def _result_id(job: Job) -> str:
