@@ -30,7 +30,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -236,7 +236,8 @@ class CrmCommandApplier:
     ) -> list[Outcome]:
         """Due parked leads, each drained in order until its CRM fails again or the batch's budget
         for the connection runs out (the rest is due again at once). A parked command already marked
-        applied (a drain that failed before it could trim the list) is skipped, not sent again."""
+        applied (a drain that failed before it could trim the list), or parked twice, is skipped,
+        not sent again."""
         lease_ms = int((self._config.timeout_s * self._config.max_attempts + 60) * 1000)
         chains = await parking.claim(self._config.parked_claims_per_batch, lease_ms)
         if not chains:
@@ -254,8 +255,9 @@ class CrmCommandApplier:
                 return [(self._result(Job(c, unknown), CrmOutcome.FAILED, 0, gone), c) for c in commands]
             outcomes: list[Outcome] = []
             jobs = [Job(command, connection) for command in commands]
+            first = {id(command) for command in _first_of_each(commands)}
             for index, (job, done) in enumerate(zip(jobs, await self._applied(client, jobs), strict=True)):
-                if done:
+                if done or id(job.command) not in first:
                     continue
                 if not budget.take(connection):
                     await parking.release(chain, index)
@@ -286,7 +288,10 @@ class CrmCommandApplier:
         return self._connection_cache.get(org_ids)
 
     async def _pending_jobs(self, client: aioredis.Redis, commands: list[dict[str, Any]]) -> list[Job]:
-        """One job per (command, enabled connection of its org), minus those applied already."""
+        """One job per (command, enabled connection of its org), minus those applied already. A
+        command id met again in the batch is the same command (a replay upstream put it on the topic
+        twice): it is applied once."""
+        commands = list(_first_of_each(commands))
         connections = self._connections({c["org_id"] for c in commands})
         jobs = [Job(c, conn) for c in commands for conn in connections[c["org_id"]]]
         return [job for job, done in zip(jobs, await self._applied(client, jobs), strict=True) if not done]
@@ -388,6 +393,15 @@ class CrmCommandApplier:
                 log.warning("crm: cannot mark %d outcomes yet, retrying in %.2f s: %s", len(outcomes), delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, 5.0)
+
+
+def _first_of_each(commands: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The commands in order, each command id once."""
+    seen: set[str] = set()
+    for command in commands:
+        if command["command_id"] not in seen:
+            seen.add(command["command_id"])
+            yield command
 
 
 def _all_or_raise(results: list[list[Outcome] | BaseException]) -> list[list[Outcome]]:
