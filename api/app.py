@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None, background: Background | None =
             make_producer(settings.kafka, **{"linger.ms": 2}),
             inbound_topic,
             AvroSerde(topics.INBOUND_EVENTS, inbound_topic, registry),
+            settings.event_ack_timeout_s,
         )
         database = Database(settings.database_url)
         app.state.settings = settings
