@@ -16,7 +16,8 @@ connection parks a lead, its other leads are parked without trying, in this batc
 connection is marked failing) in later ones: the CRM is most likely down for them too. A request that
 got no answer within the timeout is not repeated at once: a CRM that hangs costs one timeout.
 Permanent 4xx answers fail the command with the CRM's reason.
-Applied commands are marked in Redis, so a replayed batch skips them; the CRM also receives the
+Applied commands are marked in Redis, so a replayed batch skips them (and emits their result once
+more, from the mark: the first may have been lost with the batch); the CRM also receives the
 command id as its idempotency key. A batch that fails part-way (Redis going away under it) lets its
 other chains finish, then marks everything it applied before it is rewound, waiting for Redis to come
 back if need be: one failing chain must not make the batch forget what the CRM already took. Every
@@ -59,6 +60,9 @@ Outcome = tuple[dict[str, Any], dict[str, Any]]
 
 RETRYING = "retrying"
 """A result status: the command is parked and will be retried (a later row replaces this one)."""
+
+LEGACY_MARK = b"1"
+"""The 'applied' mark of earlier versions, which kept no details of the result."""
 
 REMEMBER_PATIENCE_S = 60.0
 """How long a batch waits for Redis to mark what it applied; far below max.poll.interval.ms (300 s)."""
@@ -171,7 +175,7 @@ class CrmCommandApplier:
         budget: RequestBudget,
         commands: list[dict[str, Any]],
     ) -> list[Outcome]:
-        jobs = await self._pending_jobs(client, commands)
+        jobs, again = await self._pending_jobs(client, commands)
         chains: defaultdict[Chain, list[Job]] = defaultdict(list)
         for job in jobs:
             chains[(job.command["org_id"], job.connection["id"], job.command["lead_id"])].append(job)
@@ -216,7 +220,8 @@ class CrmCommandApplier:
         waiting = CrmResponse(None, "parked: the connection is failing; retried later")
         busy = CrmResponse(None, "deferred: more commands than the connection's rate allows in one batch")
         return (
-            outcomes
+            again
+            + outcomes
             + [
                 (self._result(job, RETRYING, 0, waiting), job.command)
                 for parked in to_park.values()
@@ -256,8 +261,11 @@ class CrmCommandApplier:
             outcomes: list[Outcome] = []
             jobs = [Job(command, connection) for command in commands]
             first = {id(command) for command in _first_of_each(commands)}
-            for index, (job, done) in enumerate(zip(jobs, await self._applied(client, jobs), strict=True)):
-                if done or id(job.command) not in first:
+            for index, (job, mark) in enumerate(zip(jobs, await self._marks(client, jobs), strict=True)):
+                if id(job.command) not in first:
+                    continue
+                if mark is not None:
+                    outcomes += self._applied_before(job, mark)
                     continue
                 if not budget.take(connection):
                     await parking.release(chain, index)
@@ -287,24 +295,47 @@ class CrmCommandApplier:
         every refresh period, on this applier's own loop before any request of the batch starts."""
         return self._connection_cache.get(org_ids)
 
-    async def _pending_jobs(self, client: aioredis.Redis, commands: list[dict[str, Any]]) -> list[Job]:
-        """One job per (command, enabled connection of its org), minus those applied already. A
-        command id met again in the batch is the same command (a replay upstream put it on the topic
-        twice): it is applied once."""
+    async def _pending_jobs(
+        self, client: aioredis.Redis, commands: list[dict[str, Any]]
+    ) -> tuple[list[Job], list[Outcome]]:
+        """One job per (command, enabled connection of its org), minus those applied already, and
+        the result of each of those once more. A command id met again in the batch is the same
+        command (a replay upstream put it on the topic twice): it is applied once."""
         commands = list(_first_of_each(commands))
         connections = self._connections({c["org_id"] for c in commands})
         jobs = [Job(c, conn) for c in commands for conn in connections[c["org_id"]]]
-        return [job for job, done in zip(jobs, await self._applied(client, jobs), strict=True) if not done]
+        pending: list[Job] = []
+        again: list[Outcome] = []
+        for job, mark in zip(jobs, await self._marks(client, jobs), strict=True):
+            if mark is None:
+                pending.append(job)
+            else:
+                again += self._applied_before(job, mark)
+        return pending, again
 
     @staticmethod
-    async def _applied(client: aioredis.Redis, jobs: list[Job]) -> list[bool]:
-        """Whether each job's command is marked applied through its connection."""
+    async def _marks(client: aioredis.Redis, jobs: list[Job]) -> list[bytes | None]:
+        """Each job's 'applied' mark: None while its command has not been applied through its
+        connection."""
         if not jobs:
             return []
         pipe = client.pipeline(transaction=False)
         for job in jobs:
-            pipe.exists(state_keys.crm_applied(job.command["org_id"], job.connection["id"], job.command["command_id"]))
-        return [bool(done) for done in await pipe.execute()]
+            pipe.get(state_keys.crm_applied(job.command["org_id"], job.connection["id"], job.command["command_id"]))
+        marks: list[bytes | None] = await pipe.execute()
+        return marks
+
+    def _applied_before(self, job: Job, mark: bytes) -> list[Outcome]:
+        """The result of a command applied earlier, rebuilt from its mark: the same row again (same
+        result id and time), because a batch that was replayed may have lost it before the broker
+        had it. A mark from before marks kept the details (b"1") yields nothing."""
+        if mark == LEGACY_MARK:
+            return []
+        details = orjson.loads(mark)
+        response = CrmResponse(details["status_code"], "", object_id=details["crm_object_id"])
+        result = self._result(job, CrmOutcome.APPLIED.value, details["attempts"], response)
+        result["applied_at_ms"] = details["applied_at_ms"]
+        return [(result, job.command)]
 
     async def _apply(self, http: OutboundHttp, buckets: TokenBuckets, job: Job) -> dict[str, Any]:
         command, connection = job.command, job.connection
@@ -378,7 +409,7 @@ class CrmCommandApplier:
             for result, command in outcomes:
                 if result["status"] == CrmOutcome.APPLIED:
                     key = state_keys.crm_applied(result["org_id"], result["connection_id"], result["command_id"])
-                    pipe.set(key, b"1", ex=self._config.applied_retention_s)
+                    pipe.set(key, _mark(result), ex=self._config.applied_retention_s)
                 elif result["status"] == CrmOutcome.FAILED:
                     key = state_keys.crm_failed(result["org_id"], result["result_id"])
                     pipe.set(key, orjson.dumps(command), ex=self._config.applied_retention_s)
@@ -393,6 +424,11 @@ class CrmCommandApplier:
                 log.warning("crm: cannot mark %d outcomes yet, retrying in %.2f s: %s", len(outcomes), delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, 5.0)
+
+
+def _mark(result: dict[str, Any]) -> bytes:
+    """What the 'applied' mark keeps of a result: enough to emit the same row again on a replay."""
+    return orjson.dumps({k: result[k] for k in ("attempts", "status_code", "crm_object_id", "applied_at_ms")})
 
 
 def _first_of_each(commands: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
