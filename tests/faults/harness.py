@@ -331,7 +331,6 @@ class Figures:
     executions: int
     fault_s: float
     recovery_s: float
-    crm_results: dict[str, int]
     duplicates: dict[str, int] = field(default_factory=dict)
 
     def report(self) -> None:
@@ -401,13 +400,15 @@ class Scenario:
         return {message_id: n for message_id, n in self.receiver.delivered().items() if n}
 
     def exact(self) -> bool:
-        """Every acknowledged event: one execution per workflow, its command applied, its webhook
-        delivered and the delivery recorded so. Counts only here; `verify` then checks identities."""
+        """Every acknowledged event: one execution per workflow, its command applied and its result
+        shown as applied (none left retrying), its webhook delivered and the delivery recorded so.
+        Counts only here; `verify` then checks identities."""
         acked = len(self.stream.acked)
         return (
             len(self.crm.applied) == acked
             and len(self.delivered()) == acked
             and self.recorded_deliveries() == acked
+            and self.crm_results() == Counter({"applied": acked})
             and sum(self.executions().values()) == acked * len(self.workflow_ids)
         )
 
@@ -463,7 +464,6 @@ class Scenario:
             executions=len(executions),
             fault_s=round(self.fault_s, 1),
             recovery_s=round(recovery_s, 1),
-            crm_results=dict(self.crm_results()),
             duplicates={
                 "api_dedup_window": len(self.stream.duplicates),
                 "inbound_copies": sum(inbound.values()) - len(inbound),
@@ -481,7 +481,8 @@ class Scenario:
 @contextmanager
 def scenario(stack: FaultStack, tag: str, client_ids: bool = True) -> Iterator[Scenario]:
     """A fresh organization wired to fresh fakes, with the lead stream under way (`Scenario.under_way`)."""
-    assert not stack.dead() and stack.api_healthy(), "the previous fault left the stack unhealthy"
+    assert not stack.dead(), f"parts of the stack died: {stack.dead()}"
+    wait_until(stack.api_healthy, 60, "the stack to report healthy (every check of GET /health ok)")
     created = create_org(stack.settings, f"Faults {tag}")
     client = httpx.Client(
         base_url=stack.settings.api_url, headers={"Authorization": f"Bearer {created.api_key}"}, timeout=60
