@@ -85,6 +85,7 @@ READ_TOPICS = (
     topics.INBOUND_EVENTS,
     topics.EXECUTIONS,
     topics.CRM_COMMANDS,
+    topics.CRM_RESULTS,
     topics.WEBHOOK_DELIVERIES,
     topics.WEBHOOK_ATTEMPTS,
 )
@@ -331,6 +332,8 @@ class Figures:
     executions: int
     fault_s: float
     recovery_s: float
+    answers: dict[int, int]
+    """POST /events answers by status, retries included."""
     duplicates: dict[str, int] = field(default_factory=dict)
 
     def report(self) -> None:
@@ -458,17 +461,22 @@ class Scenario:
         assert self.receiver.unverified == []
 
         webhook_resent = sum(n - 1 for n in self.delivered().values())
+        applied_rows = Counter(
+            r.value["result_id"] for r in by_topic[topics.CRM_RESULTS] if r.value["status"] == "applied"
+        )
         figures = Figures(
             fault=fault,
             events_acked=len(acked),
             executions=len(executions),
             fault_s=round(self.fault_s, 1),
             recovery_s=round(recovery_s, 1),
+            answers=dict(sorted(self.stream.statuses.items())),
             duplicates={
                 "api_dedup_window": len(self.stream.duplicates),
                 "inbound_copies": sum(inbound.values()) - len(inbound),
                 "executions_collapsed_by_final": sum(on_topic.values()) - len(on_topic),
                 "crm_commands_on_topic_twice": sum(commands.values()) - len(commands),
+                "crm_replays_skipped_as_applied": sum(applied_rows.values()) - len(applied_rows),
                 "crm_writes_absorbed_by_idempotency_key": resent,
                 "webhook_messages_on_topic_twice": sum(messages.values()) - len(messages),
                 "webhook_ids_sent_again_after_a_2xx": webhook_resent,

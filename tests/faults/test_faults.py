@@ -3,9 +3,10 @@
 Every test streams leads through the API (tests/faults/harness.py, `LeadStream`) while it injects one
 fault, ends it, and waits until the account is exact: every acknowledged event has exactly one
 execution per matching workflow (two workflows match each lead), its CRM command applied once and
-its webhook delivered, nothing left pending. None of the stack's processes may die on the way. The
-figures (events acknowledged, executions, duplicates absorbed, recovery time) are printed on a
-`FAULT-FIGURES` line.
+its webhook delivered, nothing left pending (GET /crm_commands shows every command applied, none
+retrying; the dispatcher recorded every delivery). None of the stack's processes may die on the
+way. The figures (events acknowledged, executions, duplicates absorbed, fault and recovery time)
+are printed on a `FAULT-FIGURES` line.
 
 The delivery guarantees held to, as documented:
 - CRM (streams/delivery/crm_applier.py): an applied command is marked in Redis, so a replay skips it;
