@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Protocol
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
@@ -52,6 +51,7 @@ from streams.runtime.kafka import ensure_topics, make_producer
 from streams.runtime.schema_registry import make_registry
 from streams.runtime.serde import AvroSerde
 from streams.sinks.clickhouse import ClickHouse, apply_schema, connect_clickhouse
+from streams.state import redis_clients
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +81,14 @@ def create_app(settings: Settings | None = None, background: Background | None =
         await run_in_threadpool(ensure_topics, settings.kafka)
         clickhouse = connect_clickhouse(settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database)
         await run_in_threadpool(apply_schema, clickhouse)
-        redis_client = aioredis.Redis.from_url(settings.redis_url)
+        redis_client = redis_clients.connect_async(settings.redis_url)
         inbound_topic = topics.topic_name(topics.INBOUND_EVENTS, settings.topic_prefix)
         registry = make_registry(settings.schema_registry_url)
         publisher = EventPublisher(
             make_producer(settings.kafka, **{"linger.ms": 2}),
             inbound_topic,
             AvroSerde(topics.INBOUND_EVENTS, inbound_topic, registry),
+            settings.event_ack_timeout_s,
         )
         database = Database(settings.database_url)
         app.state.settings = settings

@@ -2,6 +2,15 @@
 
 confluent-kafka is thread-based; a background thread serves delivery callbacks and resolves the
 asyncio futures the request handlers await, so a request never blocks the event loop.
+
+The wait is bounded: a broker that is unreachable (down, partitioned, frozen) acknowledges nothing,
+and the producer would hold the records for `message.timeout.ms` (5 minutes) while the client hangs.
+After `ack_timeout_s` the request fails instead (503 with Retry-After). The records stay queued in
+the producer and are delivered once the broker is back, so a failed request's events may still
+arrive: a client sends them again with the same event ids, and every id downstream is derived from
+the event id, so the copies collapse (one execution, one CRM command id, one webhook-id). The
+producer's own message timeout is left alone: on Tansu an idempotent producer whose messages time
+out is fenced (PRODUCER_FENCED) for every later record, which a restart of the API alone cures.
 """
 
 from __future__ import annotations
@@ -16,14 +25,15 @@ from streams.runtime.serde import AvroSerde
 
 
 class PublishFailed(RuntimeError):
-    pass
+    """The broker refused the records or did not acknowledge them in time; some may still arrive."""
 
 
 class EventPublisher:
-    def __init__(self, producer: Producer, topic: str, serde: AvroSerde) -> None:
+    def __init__(self, producer: Producer, topic: str, serde: AvroSerde, ack_timeout_s: float) -> None:
         self._producer = producer
         self._topic = topic
         self._serde = serde
+        self._ack_timeout_s = ack_timeout_s
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="event-publisher-poll", daemon=True)
         self._poller.start()
@@ -33,7 +43,10 @@ class EventPublisher:
             self._producer.poll(0.05)
 
     async def publish(self, records: list[dict[str, Any]]) -> None:
+        """Returns once the broker acknowledged every record; raises PublishFailed if it refused one
+        or did not acknowledge them all within `ack_timeout_s`."""
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._ack_timeout_s
         futures = []
         for record in records:
             future: asyncio.Future[None] = loop.create_future()
@@ -50,9 +63,14 @@ class EventPublisher:
                     self._producer.produce(self._topic, value, record["org_id"].encode(), on_delivery=on_delivery)
                     break
                 except BufferError:
+                    if loop.time() > deadline:
+                        raise PublishFailed("the producer's queue stayed full: the broker takes nothing") from None
                     await asyncio.sleep(0.01)
             futures.append(future)
-        await asyncio.gather(*futures)
+        try:
+            await asyncio.wait_for(asyncio.gather(*futures), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            raise PublishFailed(f"the broker did not acknowledge within {self._ack_timeout_s:g} s") from None
 
     def healthy(self) -> bool:
         try:

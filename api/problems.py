@@ -11,6 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,6 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = logging.getLogger(__name__)
 PROBLEM_BASE = "https://drippulse.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
+RETRY_AFTER = "2"
+"""Seconds a client waits before retrying a 503 (a dependency down): the `Retry-After` header."""
 
 
 class ProblemDetail(BaseModel):
@@ -227,6 +231,21 @@ def install(app: FastAPI) -> None:
             status_code=422,
             media_type=MEDIA_TYPE,
         )
+
+    async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        """Redis down or unreachable (the event-id dedup window, login throttling, the delivery
+        schedule): a dependency is unavailable, which is a 503 to retry, not an internal error."""
+        log.warning("redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+        detail = "a dependency is unavailable; retry after Retry-After seconds"
+        return JSONResponse(
+            _body(503, "unavailable", "Service unavailable", detail, request.url.path),
+            status_code=503,
+            media_type=MEDIA_TYPE,
+            headers={"Retry-After": RETRY_AFTER},
+        )
+
+    app.add_exception_handler(RedisConnectionError, _redis_unavailable)
+    app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
 
     app.add_middleware(UnexpectedErrors)
 

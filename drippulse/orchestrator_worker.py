@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 import faust
-import redis
 
 from drippulse.settings import Settings
 from drippulse.workers import control_plane, schedule_runner
@@ -23,6 +22,7 @@ from streams.runtime.readiness import ReadyFile
 from streams.runtime.schema_registry import make_registry
 from streams.runtime.serde import AvroSerde
 from streams.sinks.clickhouse import connect_clickhouse
+from streams.state import redis_clients
 from streams.state.control_plane import connect
 
 APP_ID = "drippulse-orchestrator"
@@ -43,7 +43,7 @@ def build_orchestrator_app(settings: Settings, ready_file: Path | None = None) -
         WorkflowVersions(engine),
         ledger,
         ExecutionOutputs(serde(topics.EXECUTIONS), serde(topics.CRM_COMMANDS), serde(topics.WEBHOOK_DELIVERIES)),
-        redis.Redis.from_url(settings.redis_url),
+        redis_clients.connect(settings.redis_url),
         DueTimes(),
     )
     inbox, inbox_topic = serde(topics.ORCHESTRATOR_INBOX)

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     batch_timeout_s: float = Field(default=0.1, gt=0, alias="DRIPPULSE_BATCH_TIMEOUT_S")
     workflow_refresh_s: float = Field(default=0.5, gt=0, alias="DRIPPULSE_WORKFLOW_REFRESH_S")
     event_dedup_window_s: int = Field(default=86_400, ge=1, alias="DRIPPULSE_EVENT_DEDUP_WINDOW_S")
+    event_ack_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        alias="DRIPPULSE_EVENT_ACK_TIMEOUT_S",
+        description="How long POST /events waits for the broker's acknowledgement before answering 503.",
+    )
     clickhouse_database: str = Field(default="drippulse", alias="DRIPPULSE_CLICKHOUSE_DATABASE")
     log_level: str = Field(default="INFO", alias="DRIPPULSE_LOG_LEVEL")
     secret_key: str = Field(default="", alias="DRIPPULSE_SECRET_KEY", repr=False)

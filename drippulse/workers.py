@@ -12,8 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-import redis.asyncio as aioredis
 import uvloop
 from sqlalchemy import Engine
 
@@ -43,6 +41,7 @@ from streams.sinks.clickhouse_sink import (
     inbound_refusals,
     webhook_attempt_row,
 )
+from streams.state import redis_clients
 from streams.state.control_plane import ControlPlaneReader, RevisionCache, connect
 from streams.state.processor_state import ProcessorStateStore
 from streams.state.workflow_catalog import WorkflowCatalog
@@ -105,7 +104,7 @@ def control_plane(settings: Settings) -> ControlPlaneReader:
 def build_qualifier(settings: Settings, ready_file: Path | None = None) -> BatchWorker:
     ensure_topics(settings.kafka)
     registry = make_registry(settings.schema_registry_url)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_clients.connect(settings.redis_url)
     inbound, inbound_topic = _serde(topics.INBOUND_EVENTS, settings, registry)
     qualifier = LeadQualifier(
         inbound=inbound,
@@ -177,7 +176,7 @@ def build_webhook_intake(settings: Settings, reader: ControlPlaneReader, ready_f
     serde, topic_name = _serde(topics.WEBHOOK_DELIVERIES, settings, registry)
     intake = WebhookIntake(
         serde=serde,
-        client=redis.Redis.from_url(settings.redis_url),
+        client=redis_clients.connect(settings.redis_url),
         subscriptions=RevisionCache(reader, reader.webhook_subscriptions, settings.workflow_refresh_s),
         dead_letters=_dead_letters(settings, registry, WEBHOOK_INTAKE_GROUP),
         first_delay_ms=int(settings.webhook_retry_schedule[0] * 1000),
@@ -188,7 +187,7 @@ def build_webhook_intake(settings: Settings, reader: ControlPlaneReader, ready_f
 def build_webhook_dispatcher(settings: Settings, reader: ControlPlaneReader) -> WebhookDispatcher:
     """Builds inside the running event loop: the async Redis client binds to it."""
     registry = make_registry(settings.schema_registry_url)
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = redis_clients.connect_async(settings.redis_url)
     return WebhookDispatcher(
         schedule=DeliverySchedule(client),
         control_plane=reader,

@@ -11,7 +11,7 @@ from api.deps import EventsSend, get_event_dedup, get_publisher
 from api.event_dedup import EventIdDedup
 from api.event_publisher import EventPublisher, PublishFailed
 from api.models import MAX_EVENTS_PER_REQUEST, EventIn, EventsAccepted
-from api.problems import Problem, invalid, responses, validation_errors
+from api.problems import RETRY_AFTER, Problem, invalid, responses, validation_errors
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 _batch = TypeAdapter(list[EventIn])
@@ -46,7 +46,10 @@ async def accept_events(
     org_id: str, events: list[EventIn], dedup: EventIdDedup, publisher: EventPublisher
 ) -> EventsAccepted:
     """Drops client event ids seen in the dedup window, produces the rest and waits for the broker's
-    acknowledgement, so acceptance means durably queued. Shared by /events and signed inbound hooks."""
+    acknowledgement, so acceptance means durably queued. Shared by /events and signed inbound hooks.
+    Without the acknowledgement the answer is 503 with Retry-After, the ids are released from the
+    dedup window so the client's retry is accepted, and the retry's copies collapse downstream on
+    the ids derived from the event id (api/event_publisher.py)."""
     records = [event.to_record(org_id) for event in events]
     client_ids = list(dict.fromkeys(r["event_id"] for r, e in zip(records, events, strict=True) if e.event_id))
     claimed = await dedup.claim(org_id, client_ids)
@@ -62,7 +65,13 @@ async def accept_events(
         await publisher.publish(fresh_records)
     except PublishFailed as exc:
         await dedup.release(org_id, [r["event_id"] for r in fresh_records])
-        raise Problem(503, "broker-unavailable", "Events not accepted", str(exc)) from None
+        raise Problem(
+            503,
+            "broker-unavailable",
+            "Events not accepted",
+            f"{exc}; send them again with the same event ids after Retry-After seconds",
+            headers={"Retry-After": RETRY_AFTER},
+        ) from None
     return EventsAccepted(
         accepted=len(fresh_records),
         event_ids=[r["event_id"] for r in fresh_records],

@@ -16,9 +16,13 @@ connection parks a lead, its other leads are parked without trying, in this batc
 connection is marked failing) in later ones: the CRM is most likely down for them too. A request that
 got no answer within the timeout is not repeated at once: a CRM that hangs costs one timeout.
 Permanent 4xx answers fail the command with the CRM's reason.
-Applied commands are marked in Redis, so a replayed batch skips them; the CRM also receives the
-command id as its idempotency key. Every batch first retries the parked leads that are due, and the
-batch loop calls this processor on idle polls too, so retries happen while the topic is quiet.
+Applied commands are marked in Redis, so a replayed batch skips them (and emits their result once
+more, from the mark: the first may have been lost with the batch); the CRM also receives the
+command id as its idempotency key. A batch that fails part-way (Redis going away under it) lets its
+other chains finish, then marks everything it applied before it is rewound, waiting for Redis to come
+back if need be: one failing chain must not make the batch forget what the CRM already took. Every
+batch first retries the parked leads that are due, and the batch loop calls this processor on idle
+polls too, so retries happen while the topic is quiet.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from processors.delivery_policy import CrmOutcome, classify_crm_response, retry_after_s
 from streams.clock import now_ms
@@ -43,7 +49,7 @@ from streams.delivery.rate_limiter import TokenBuckets
 from streams.runtime.dlq import DeadLetters
 from streams.runtime.records import ConsumedRecord, OutputRecord
 from streams.runtime.serde import AvroSerde
-from streams.state import state_keys
+from streams.state import redis_clients, state_keys
 from streams.state.control_plane import RevisionCache
 from streams.state.secret_box import SecretBox
 
@@ -54,6 +60,12 @@ Outcome = tuple[dict[str, Any], dict[str, Any]]
 
 RETRYING = "retrying"
 """A result status: the command is parked and will be retried (a later row replaces this one)."""
+
+LEGACY_MARK = b"1"
+"""The 'applied' mark of earlier versions, which kept no details of the result."""
+
+REMEMBER_PATIENCE_S = 60.0
+"""How long a batch waits for Redis to mark what it applied; far below max.poll.interval.ms (300 s)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,8 @@ class CrmCommandApplier:
         self._buckets: TokenBuckets | None = None
         self._parking: ParkedCommands | None = None
         self._tokens: dict[str, str] = {}
+        self._ledger: list[Outcome] = []
+        """Every outcome of the running batch as soon as it is known, kept if the batch raises."""
 
     def on_rebalance(self) -> None:
         """Nothing per partition: connections are cached per org, checked by revision."""
@@ -132,7 +146,7 @@ class CrmCommandApplier:
         """Created inside the applier's own event loop, the first time a batch needs them."""
         if self._http is None or self._redis is None or self._buckets is None or self._parking is None:
             self._http = OutboundHttp(self._config.timeout_s, self._config.allow_loopback, HEADERS)
-            self._redis = aioredis.Redis.from_url(self._redis_url)
+            self._redis = redis_clients.connect_async(self._redis_url)
             self._buckets = TokenBuckets(self._redis)
             self._parking = ParkedCommands(self._redis, self._config.park_schedule_s)
         return self._http, self._redis, self._buckets, self._parking
@@ -140,9 +154,15 @@ class CrmCommandApplier:
     async def _apply_all(self, commands: list[dict[str, Any]]) -> list[OutputRecord]:
         http, client, buckets, parking = await self._connect()
         budget = RequestBudget(self._config.batch_budget_s)
-        outcomes = await self._retry_parked(http, buckets, parking, budget)
-        if commands:
-            outcomes += await self._apply_batch(http, client, buckets, parking, budget, commands)
+        self._ledger = []
+        try:
+            outcomes = await self._retry_parked(http, client, buckets, parking, budget)
+            if commands:
+                outcomes += await self._apply_batch(http, client, buckets, parking, budget, commands)
+        except Exception:
+            # The batch is rewound and replayed; what the CRM already took must be skipped then.
+            await self._remember(client, self._ledger)
+            raise
         await self._remember(client, outcomes)
         return [(self._results_topic, r["org_id"].encode(), self._results.encode(r)) for r, _ in outcomes]
 
@@ -155,7 +175,7 @@ class CrmCommandApplier:
         budget: RequestBudget,
         commands: list[dict[str, Any]],
     ) -> list[Outcome]:
-        jobs = await self._pending_jobs(client, commands)
+        jobs, again = await self._pending_jobs(client, commands)
         chains: defaultdict[Chain, list[Job]] = defaultdict(list)
         for job in jobs:
             chains[(job.command["org_id"], job.connection["id"], job.command["lead_id"])].append(job)
@@ -186,7 +206,11 @@ class CrmCommandApplier:
                     done.append((result, job.command))
                 return done
 
-        applied = await asyncio.gather(*(run_chain(chain, chain_jobs) for chain, chain_jobs in chains.items()))
+        applied = _all_or_raise(
+            await asyncio.gather(
+                *(run_chain(chain, chain_jobs) for chain, chain_jobs in chains.items()), return_exceptions=True
+            )
+        )
         outcomes = [outcome for chain_outcomes in applied for outcome in chain_outcomes]
         await parking.park({chain: [job.command for job in parked] for chain, parked in to_park.items()})
         await parking.park({chain: [job.command for job in later] for chain, later in deferred.items()}, due_now=True)
@@ -196,7 +220,8 @@ class CrmCommandApplier:
         waiting = CrmResponse(None, "parked: the connection is failing; retried later")
         busy = CrmResponse(None, "deferred: more commands than the connection's rate allows in one batch")
         return (
-            outcomes
+            again
+            + outcomes
             + [
                 (self._result(job, RETRYING, 0, waiting), job.command)
                 for parked in to_park.values()
@@ -207,10 +232,17 @@ class CrmCommandApplier:
         )
 
     async def _retry_parked(
-        self, http: OutboundHttp, buckets: TokenBuckets, parking: ParkedCommands, budget: RequestBudget
+        self,
+        http: OutboundHttp,
+        client: aioredis.Redis,
+        buckets: TokenBuckets,
+        parking: ParkedCommands,
+        budget: RequestBudget,
     ) -> list[Outcome]:
         """Due parked leads, each drained in order until its CRM fails again or the batch's budget
-        for the connection runs out (the rest is due again at once)."""
+        for the connection runs out (the rest is due again at once). A parked command already marked
+        applied (a drain that failed before it could trim the list), or parked twice, is skipped,
+        not sent again."""
         lease_ms = int((self._config.timeout_s * self._config.max_attempts + 60) * 1000)
         chains = await parking.claim(self._config.parked_claims_per_batch, lease_ms)
         if not chains:
@@ -227,28 +259,35 @@ class CrmCommandApplier:
                 unknown = {"id": connection_id, "type": ""}
                 return [(self._result(Job(c, unknown), CrmOutcome.FAILED, 0, gone), c) for c in commands]
             outcomes: list[Outcome] = []
-            for command in commands:
+            jobs = [Job(command, connection) for command in commands]
+            first = {id(command) for command in _first_of_each(commands)}
+            for index, (job, mark) in enumerate(zip(jobs, await self._marks(client, jobs), strict=True)):
+                if id(job.command) not in first:
+                    continue
+                if mark is not None:
+                    outcomes += self._applied_before(job, mark)
+                    continue
                 if not budget.take(connection):
-                    await parking.release(chain, len(outcomes))
+                    await parking.release(chain, index)
                     return outcomes
-                result = await self._apply(http, buckets, Job(command, connection))
+                result = await self._apply(http, buckets, job)
                 if result["status"] == RETRYING:
                     await parking.mark_failing({(org_id, connection_id)})
-                    if await parking.settle(chain, len(outcomes), failed_round=True):
-                        await parking.drop(chain, len(commands) - len(outcomes))
+                    if await parking.settle(chain, index, failed_round=True):
+                        await parking.drop(chain, len(commands) - index)
                         rounds = len(self._config.park_schedule_s)
                         given_up = CrmResponse(None, f"gave up after {rounds} retry rounds: {result['error']}")
                         outcomes += [
                             (self._result(Job(c, connection), CrmOutcome.FAILED, 0, given_up), c)
-                            for c in commands[len(outcomes) :]
+                            for c in commands[index:]
                         ]
                     return outcomes
-                outcomes.append((result, command))
-            await parking.settle(chain, len(outcomes), failed_round=False)
+                outcomes.append((result, job.command))
+            await parking.settle(chain, len(commands), failed_round=False)
             await parking.mark_recovered((org_id, connection_id))
             return outcomes
 
-        drained = await asyncio.gather(*map(drain, chains))
+        drained = _all_or_raise(await asyncio.gather(*map(drain, chains), return_exceptions=True))
         return [outcome for chain_outcomes in drained for outcome in chain_outcomes]
 
     def _connections(self, org_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
@@ -256,16 +295,47 @@ class CrmCommandApplier:
         every refresh period, on this applier's own loop before any request of the batch starts."""
         return self._connection_cache.get(org_ids)
 
-    async def _pending_jobs(self, client: aioredis.Redis, commands: list[dict[str, Any]]) -> list[Job]:
-        """One job per (command, enabled connection of its org), minus those applied already."""
+    async def _pending_jobs(
+        self, client: aioredis.Redis, commands: list[dict[str, Any]]
+    ) -> tuple[list[Job], list[Outcome]]:
+        """One job per (command, enabled connection of its org), minus those applied already, and
+        the result of each of those once more. A command id met again in the batch is the same
+        command (a replay upstream put it on the topic twice): it is applied once."""
+        commands = list(_first_of_each(commands))
         connections = self._connections({c["org_id"] for c in commands})
         jobs = [Job(c, conn) for c in commands for conn in connections[c["org_id"]]]
+        pending: list[Job] = []
+        again: list[Outcome] = []
+        for job, mark in zip(jobs, await self._marks(client, jobs), strict=True):
+            if mark is None:
+                pending.append(job)
+            else:
+                again += self._applied_before(job, mark)
+        return pending, again
+
+    @staticmethod
+    async def _marks(client: aioredis.Redis, jobs: list[Job]) -> list[bytes | None]:
+        """Each job's 'applied' mark: None while its command has not been applied through its
+        connection."""
         if not jobs:
             return []
         pipe = client.pipeline(transaction=False)
         for job in jobs:
-            pipe.exists(state_keys.crm_applied(job.command["org_id"], job.connection["id"], job.command["command_id"]))
-        return [job for job, done in zip(jobs, await pipe.execute(), strict=True) if not done]
+            pipe.get(state_keys.crm_applied(job.command["org_id"], job.connection["id"], job.command["command_id"]))
+        marks: list[bytes | None] = await pipe.execute()
+        return marks
+
+    def _applied_before(self, job: Job, mark: bytes) -> list[Outcome]:
+        """The result of a command applied earlier, rebuilt from its mark: the same row again (same
+        result id and time), because a batch that was replayed may have lost it before the broker
+        had it. A mark from before marks kept the details (b"1") yields nothing."""
+        if mark == LEGACY_MARK:
+            return []
+        details = orjson.loads(mark)
+        response = CrmResponse(details["status_code"], "", object_id=details["crm_object_id"])
+        result = self._result(job, CrmOutcome.APPLIED.value, details["attempts"], response)
+        result["applied_at_ms"] = details["applied_at_ms"]
+        return [(result, job.command)]
 
     async def _apply(self, http: OutboundHttp, buckets: TokenBuckets, job: Job) -> dict[str, Any]:
         command, connection = job.command, job.connection
@@ -290,7 +360,9 @@ class CrmCommandApplier:
             await asyncio.sleep(self._delay(response, attempts))
         if outcome == CrmOutcome.FAILED:
             log.warning("crm: %s via %s failed: %s", command["command_id"], connection["id"], response.error)
-        return self._result(job, RETRYING if outcome == CrmOutcome.RETRY else outcome.value, attempts, response)
+        result = self._result(job, RETRYING if outcome == CrmOutcome.RETRY else outcome.value, attempts, response)
+        self._ledger.append((result, command))
+        return result
 
     def _token(self, sealed: str) -> str:
         """Opening a sealed credential costs a Fernet decryption; each is opened once per process
@@ -327,17 +399,55 @@ class CrmCommandApplier:
 
     async def _remember(self, client: aioredis.Redis, outcomes: list[Outcome]) -> None:
         """Marks applied commands (a replayed batch skips them) and keeps failed ones, for
-        `POST /api/v1/crm_commands/{result_id}/retry`, as long as the retention."""
-        pipe = client.pipeline(transaction=False)
-        for result, command in outcomes:
-            if result["status"] == CrmOutcome.APPLIED:
-                key = state_keys.crm_applied(result["org_id"], result["connection_id"], result["command_id"])
-                pipe.set(key, b"1", ex=self._config.applied_retention_s)
-            elif result["status"] == CrmOutcome.FAILED:
-                key = state_keys.crm_failed(result["org_id"], result["result_id"])
-                pipe.set(key, orjson.dumps(command), ex=self._config.applied_retention_s)
-        if len(pipe):
-            await pipe.execute()
+        `POST /api/v1/crm_commands/{result_id}/retry`, as long as the retention. While Redis cannot
+        be reached it waits for it, up to REMEMBER_PATIENCE_S: an applied command left unmarked is
+        sent to the CRM again by the replay."""
+        deadline = time.monotonic() + REMEMBER_PATIENCE_S
+        delay = 0.25
+        while True:
+            pipe = client.pipeline(transaction=False)
+            for result, command in outcomes:
+                if result["status"] == CrmOutcome.APPLIED:
+                    key = state_keys.crm_applied(result["org_id"], result["connection_id"], result["command_id"])
+                    pipe.set(key, _mark(result), ex=self._config.applied_retention_s)
+                elif result["status"] == CrmOutcome.FAILED:
+                    key = state_keys.crm_failed(result["org_id"], result["result_id"])
+                    pipe.set(key, orjson.dumps(command), ex=self._config.applied_retention_s)
+            if not len(pipe):
+                return
+            try:
+                await pipe.execute()
+                return
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("crm: cannot mark %d outcomes yet, retrying in %.2f s: %s", len(outcomes), delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 5.0)
+
+
+def _mark(result: dict[str, Any]) -> bytes:
+    """What the 'applied' mark keeps of a result: enough to emit the same row again on a replay."""
+    return orjson.dumps({k: result[k] for k in ("attempts", "status_code", "crm_object_id", "applied_at_ms")})
+
+
+def _first_of_each(commands: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The commands in order, each command id once."""
+    seen: set[str] = set()
+    for command in commands:
+        if command["command_id"] not in seen:
+            seen.add(command["command_id"])
+            yield command
+
+
+def _all_or_raise(results: list[list[Outcome] | BaseException]) -> list[list[Outcome]]:
+    """The chains' outcomes once every chain has finished, or the first chain's error: gathering with
+    `return_exceptions` lets the other chains finish (and their outcomes reach the ledger) instead of
+    running on unawaited into the next batch."""
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [result for result in results if not isinstance(result, BaseException)]
 
 
 def _result_id(job: Job) -> str:

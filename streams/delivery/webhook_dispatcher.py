@@ -10,7 +10,9 @@ a local queue; anything that would overflow it goes back to the schedule for a m
 Outcomes are recorded in batches: the attempt records go to drip.webhooks.attempts (and on to
 ClickHouse) and are acknowledged by the broker first, then the schedule is updated in one Redis
 pipeline. A crash between the two re-sends a delivery after its lease: at-least-once, which is what
-the stable `webhook-id` is for.
+the stable `webhook-id` is for. Without a crash a delivery is not sent again once attempted: while
+Redis or the broker is down, outcomes wait to be recorded for longer than a lease, and a claim that
+hands back a delivery whose outcome this dispatcher still holds does not send it again.
 """
 
 from __future__ import annotations
@@ -146,7 +148,12 @@ class WebhookDispatcher:
         self._room_freed = asyncio.Event()
         self._endpoint_freed = asyncio.Event()
         """Set when an endpoint the last claim skipped as saturated can take more."""
+        self._claim_failures = 0
+        """Claims failed in a row (Redis down): logged once per streak, not at every poll."""
         self._finished: list[Finished] = []
+        self._unrecorded: set[str] = set()
+        """Deliveries attempted here whose outcome is not in the schedule yet (being recorded, or
+        waiting for Redis or the broker): a claim that returns one of them does not send it again."""
         self.stats: Counter[str] = Counter()
 
     async def run(self, stop: threading.Event) -> None:
@@ -182,10 +189,19 @@ class WebhookDispatcher:
         try:
             claimed = await self._schedule.claim(room, self._config.lease_ms, limit, saturated)
         except aioredis.RedisError as exc:
-            log.warning("webhooks: cannot claim deliveries: %s", exc)
+            self._claim_failures += 1
+            if self._claim_failures == 1:
+                log.warning("webhooks: cannot claim deliveries, retrying until Redis answers: %s", exc)
             claimed = []
+        else:
+            if self._claim_failures:
+                log.info("webhooks: claiming again after %d failed claims", self._claim_failures)
+            self._claim_failures = 0
         deferred = []
         for task in claimed:
+            if task.delivery_id in self._unrecorded:
+                self.stats["unrecorded_not_resent"] += 1
+                continue
             if self._busy[task.webhook_id] < limit:
                 self._start(http, task)
             elif len(self._waiting[task.webhook_id]) < limit:
@@ -229,9 +245,14 @@ class WebhookDispatcher:
             self._endpoint_freed.set()
 
     async def _defer(self, tasks: list[DeliveryTask]) -> None:
+        """If Redis fails here the tasks keep the lease of their claim and come due when it ends."""
         pipe = self._schedule.pipeline()
         self._schedule.queue_defer(pipe, tasks, now_ms() + self._config.defer_ms)
-        await pipe.execute()
+        try:
+            await pipe.execute()
+        except aioredis.RedisError as exc:
+            log.warning("webhooks: cannot give back %d deliveries; due again after their lease: %s", len(tasks), exc)
+            return
         self.stats["deferred"] += len(tasks)
 
     async def _attempt(self, http: OutboundHttp, task: DeliveryTask) -> None:
@@ -306,11 +327,15 @@ class WebhookDispatcher:
             "next_attempt_at_ms": verdict.next_attempt_at_ms,
         }
         self._finished.append(Finished(task, attempt, verdict))
+        self._unrecorded.add(task.delivery_id)
         self.stats[verdict.result.value] += 1
 
     async def _record_continuously(self, stop: threading.Event) -> None:
-        """Records outcomes every 50 ms, and every 10 s forgets deliveries past their retention."""
+        """Records outcomes every 50 ms, and every 10 s forgets deliveries past their retention.
+        While recording fails (Redis or the broker down) it retries every 50 ms, logging the error
+        once per streak rather than at every try."""
         trimmed_at = 0.0
+        failures = 0
         while not stop.is_set():
             await asyncio.sleep(0.05)
             try:
@@ -319,7 +344,13 @@ class WebhookDispatcher:
                     trimmed_at = time.monotonic()
                     await self._schedule.trim(self._config.retention_s)
             except Exception:
-                log.exception("webhooks: recording outcomes failed; retrying")
+                failures += 1
+                if failures == 1:
+                    log.exception("webhooks: recording outcomes failed; retrying")
+                continue
+            if failures:
+                log.info("webhooks: outcomes recorded again after %d failed tries", failures)
+            failures = 0
 
     async def _record(self) -> None:
         """Endpoint health first (it can make this attempt the last), then the attempt records, then
@@ -352,6 +383,7 @@ class WebhookDispatcher:
                 pipe = self._schedule.pipeline()
                 self._schedule.queue_updates(pipe, [item.task for item in recorded])
                 await pipe.execute()
+                self._unrecorded.difference_update(item.task.delivery_id for item in recorded)
         except Exception:
             self._finished = finished + self._finished
             raise

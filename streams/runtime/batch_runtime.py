@@ -104,7 +104,8 @@ class BatchWorker:
         2. Process them (the processor writes its own idempotent side effects).
         3. Produce every output record.
         4. Flush the producer and wait until the broker acknowledged every output.
-        5. Commit the offsets after the batch, synchronously.
+        5. Commit the offsets after the batch, synchronously (a refused commit leaves the batch to be
+           replayed, see `_commit`).
 
         A crash anywhere before step 5 replays the batch from the last commit; because outputs are
         deterministic, the replay produces the same keys and ids and downstream dedup absorbs it. A
@@ -127,11 +128,25 @@ class BatchWorker:
         self.stats.failures_in_a_row = 0
         if not records:
             return 0
-        self._consumer.commit(offsets=next_offsets(records), asynchronous=False)
+        self._commit(records)
         self.stats.batches += 1
         self.stats.records_in += len(records)
         self.stats.records_out += len(outputs)
         return len(records)
+
+    def _commit(self, records: Sequence[ConsumedRecord]) -> None:
+        """Commits the offsets after a finished batch. A commit the group refuses (this member was
+        evicted while the broker was unreachable: UNKNOWN_MEMBER_ID, a rebalance under way) or that
+        times out leaves the batch uncommitted, not undone: its outputs are acknowledged, and whoever
+        owns the partitions next replays it from the last commit, which downstream dedup absorbs. So
+        only a fatal error stops the worker."""
+        try:
+            self._consumer.commit(offsets=next_offsets(records), asynchronous=False)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if error is None or error.fatal():
+                raise
+            log.warning("%s: commit after a batch of %d failed; it may be replayed: %s", self.name, len(records), error)
 
     def _back_off(self, records: Sequence[ConsumedRecord], error: Exception) -> None:
         self.stats.failures_in_a_row += 1
