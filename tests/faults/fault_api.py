@@ -17,7 +17,7 @@ import uvicorn
 
 from api.app import create_app
 from drippulse.settings import load_settings
-from drippulse.workers import WorkerThread, embedded_sinks
+from drippulse.workers import BackgroundTask, embedded_background
 from streams.sinks.clickhouse import ClickHouse
 
 
@@ -47,10 +47,10 @@ def main(switch: Path) -> None:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    sinks = embedded_sinks(settings)
+    background_tasks = embedded_background(settings)
 
-    def background(clickhouse: ClickHouse, stop: threading.Event) -> Sequence[WorkerThread]:
-        return sinks(SwitchableInserts(clickhouse, switch), stop)
+    def background(clickhouse: ClickHouse, stop: threading.Event) -> Sequence[BackgroundTask]:
+        return background_tasks(SwitchableInserts(clickhouse, switch), stop)
 
     uvicorn.run(create_app(settings, background), host=settings.api_host, port=settings.api_port, log_level="warning")
 
