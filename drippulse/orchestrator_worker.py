@@ -8,7 +8,7 @@ from pathlib import Path
 import faust
 
 from drippulse.settings import Settings
-from drippulse.workers import control_plane, schedule_runner
+from drippulse.workers import control_plane, dead_letter_writer, schedule_runner
 from streams import topics
 from streams.clock import now_ms
 from streams.execution_outputs import ExecutionOutputs
@@ -45,6 +45,7 @@ def build_orchestrator_app(settings: Settings, ready_file: Path | None = None) -
         ExecutionOutputs(serde(topics.EXECUTIONS), serde(topics.CRM_COMMANDS), serde(topics.WEBHOOK_DELIVERIES)),
         redis_clients.connect(settings.redis_url),
         DueTimes(),
+        dead_letter_writer(settings, registry, APP_ID),
     )
     inbox, inbox_topic = serde(topics.ORCHESTRATOR_INBOX)
     schedules = None

@@ -65,7 +65,7 @@ def _serde(topic: topics.Topic, settings: Settings, registry: SchemaRegistry) ->
     return AvroSerde(topic, name, registry), name
 
 
-def _dead_letters(settings: Settings, registry: SchemaRegistry, group: str) -> DeadLetters:
+def dead_letter_writer(settings: Settings, registry: SchemaRegistry, group: str) -> DeadLetters:
     serde, name = _serde(topics.EVENTS_DLQ, settings, registry)
     return DeadLetters(serde, name, group)
 
@@ -112,7 +112,7 @@ def build_qualifier(settings: Settings, ready_file: Path | None = None) -> Batch
         crm_commands=_serde(topics.CRM_COMMANDS, settings, registry),
         webhook_deliveries=_serde(topics.WEBHOOK_DELIVERIES, settings, registry),
         orchestrator_inbox=_serde(topics.ORCHESTRATOR_INBOX, settings, registry),
-        dead_letters=_dead_letters(settings, registry, QUALIFIER_GROUP),
+        dead_letters=dead_letter_writer(settings, registry, QUALIFIER_GROUP),
         catalog=WorkflowCatalog(control_plane(settings), settings.workflow_refresh_s),
         state_store=ProcessorStateStore(client),
     )
@@ -129,7 +129,7 @@ def build_sinks(settings: Settings, clickhouse: ClickHouse, ready_file: Path | N
         serde, topic_name = _serde(topic, settings, registry)
         group = f"drippulse-sink-{name}"
         refuses = inbound_refusals if topic is topics.INBOUND_EVENTS else None
-        sink = ClickHouseSink(serde, clickhouse, table, to_row, _dead_letters(settings, registry, group), refuses)
+        sink = ClickHouseSink(serde, clickhouse, table, to_row, dead_letter_writer(settings, registry, group), refuses)
         workers.append(
             _batch_worker(
                 settings,
@@ -152,7 +152,7 @@ def build_crm_applier(settings: Settings, ready_file: Path | None = None) -> Bat
     applier = CrmCommandApplier(
         commands=commands,
         results=_serde(topics.CRM_RESULTS, settings, registry),
-        dead_letters=_dead_letters(settings, registry, CRM_GROUP),
+        dead_letters=dead_letter_writer(settings, registry, CRM_GROUP),
         redis_url=settings.redis_url,
         connections=RevisionCache(reader, reader.integration_connections, settings.workflow_refresh_s),
         box=secret_box(settings),
@@ -178,7 +178,7 @@ def build_webhook_intake(settings: Settings, reader: ControlPlaneReader, ready_f
         serde=serde,
         client=redis_clients.connect(settings.redis_url),
         subscriptions=RevisionCache(reader, reader.webhook_subscriptions, settings.workflow_refresh_s),
-        dead_letters=_dead_letters(settings, registry, WEBHOOK_INTAKE_GROUP),
+        dead_letters=dead_letter_writer(settings, registry, WEBHOOK_INTAKE_GROUP),
         first_delay_ms=int(settings.webhook_retry_schedule[0] * 1000),
     )
     return _batch_worker(settings, WEBHOOK_INTAKE_GROUP, intake, topic_name, "webhook-intake", ready_file)

@@ -63,7 +63,7 @@ ORCHESTRATOR_INBOX = Topic(
 EVENTS_DLQ = Topic(
     "drip.events.dlq",
     "dlq_record",
-    written_by="every batch worker, for input it cannot decode or validate",
+    written_by="every batch worker and the orchestrator, for input it cannot decode, validate or handle",
     read_by="operators",
 )
 

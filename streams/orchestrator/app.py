@@ -6,7 +6,8 @@ process; faust's table is rebuilt from its changelog topic when a process restar
 partition, and the table is partitioned like the inbox, so the process that owns an inbox
 partition holds exactly that partition's executions. Several orchestrators split the partitions.
 
-- The agent takes inbox messages (suspensions and exits from the qualifier) in batches.
+- The agent takes inbox messages (suspensions and exits from the qualifier) in batches; one that
+  cannot be decoded goes to the dead-letter topic with the reason.
 - The due timer finds held executions whose wait ended or whose approval timed out.
 - The decision poll finds approvals of the owned partitions decided in PostgreSQL.
 - With a ClickHouse server, the schedule timer runs scheduled workflows (schedules.py).
@@ -34,6 +35,7 @@ from streams.orchestrator.orchestrator import Held, HeldExecutions, Orchestrator
 from streams.orchestrator.schedules import SCHEDULE_TICK_S, ScheduleRunner
 from streams.runtime.kafka import KafkaConfig, deliver_all
 from streams.runtime.readiness import ReadyFile
+from streams.runtime.records import ConsumedRecord, OutputRecord
 from streams.runtime.serde import AvroSerde, DecodeError
 
 log = logging.getLogger(__name__)
@@ -105,12 +107,13 @@ def build_app(
     def owned() -> set[int]:
         return {tp.partition for tp in app.consumer.assignment() if tp.topic == inbox_topic}
 
-    async def act(signals: Sequence[Signal]) -> None:
+    async def act(signals: Sequence[Signal], dead_letters: Sequence[OutputRecord] = ()) -> None:
         """Plans, produces and waits for the broker, then settles. Call holding `turn`."""
-        if not signals:
+        if not signals and not dead_letters:
             return
         loop = asyncio.get_running_loop()
         effects = orchestrator.handle(signals, held, now_ms())
+        effects.outputs.extend(dead_letters)
         await loop.run_in_executor(None, deliver_all, producer, effects.outputs)
         orchestrator.settle_table(effects)
         await loop.run_in_executor(None, orchestrator.settle_stores, effects)
@@ -133,13 +136,16 @@ def build_app(
     async def on_inbox(stream: Any) -> None:
         async for events in stream.take_events(BATCH, within=BATCH_WINDOW_S):
             signals = []
+            dead_letters = []
             for event in events:
+                message = event.message
+                source = ConsumedRecord(inbox_topic, message.partition, message.offset, message.key, message.value)
                 try:
-                    signals.append(Signal.from_inbox(event.message.partition, inbox.decode(event.value)))
+                    signals.append(Signal.from_inbox(source, inbox.decode(event.value)))
                 except DecodeError as exc:
-                    log.error("inbox record %s[%d] cannot be decoded: %s", inbox_topic, event.message.offset, exc)
+                    dead_letters.append(orchestrator.dead_letter(source, "decode", str(exc)))
             async with turn:
-                await act(signals)
+                await act(signals, dead_letters)
 
     @app.timer(DUE_TICK_S)  # type: ignore[untyped-decorator]
     async def fire_due() -> None:
@@ -152,9 +158,13 @@ def build_app(
                 if stored is None:
                     continue
                 suspension = Held.from_json(stored).suspension
+                if due_at_ms < suspension.due_at_ms:
+                    continue
                 outcome = "wait_elapsed" if suspension.kind == "wait" else "timed_out"
                 org_id = str(suspension.execution["org_id"])
-                signals.append(Signal(partition, "DUE", org_id, execution_id, outcome=outcome, outcome_at_ms=due_at_ms))
+                signals.append(
+                    Signal(partition, "DUE", org_id, execution_id, outcome=outcome, outcome_at_ms=suspension.due_at_ms)
+                )
             await act(signals)
 
     @app.timer(DECISION_POLL_S)  # type: ignore[untyped-decorator]

@@ -18,6 +18,10 @@ opened, marked resumed) and Redis (runs released). A crash before they settle le
 held and its signal found again (the inbox message is not acknowledged, the decision not marked
 resumed, the wait still due), so it resumes again with the same ids, which every consumer
 deduplicates. Nothing is marked done before its effects are out.
+
+One signal that cannot be handled (a corrupt suspension, a version missing from PostgreSQL, a
+defect) must not stop the others: it is logged, and an inbox message goes to the dead-letter topic
+with the reason, a due time is tried again later, and a decision is left for a later poll.
 """
 
 from __future__ import annotations
@@ -35,10 +39,14 @@ from streams.execution_outputs import ExecutionOutputs
 from streams.orchestrator.approval_ledger import ApprovalLedger
 from streams.orchestrator.due_times import DueTimes
 from streams.orchestrator.workflow_versions import UnknownVersion, WorkflowVersions
-from streams.runtime.records import OutputRecord
+from streams.runtime.dlq import DeadLetters
+from streams.runtime.records import ConsumedRecord, OutputRecord
 from streams.state import redis_batch, state_keys
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_MS = 60_000
+"""How long a due time or a decision whose handling failed waits before it is tried again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +62,14 @@ class Signal:
     actor: str = ""
     note: str = ""
     outcome_at_ms: int = 0
+    source: ConsumedRecord | None = None
+    """The inbox record a SUSPENDED or EXIT signal came from, dead-lettered if it cannot be handled."""
 
     @classmethod
-    def from_inbox(cls, partition: int, record: dict[str, Any]) -> Signal:
+    def from_inbox(cls, source: ConsumedRecord, record: dict[str, Any]) -> Signal:
         """A decoded drip.orchestrator.inbox record."""
         return cls(
-            partition,
+            source.partition,
             str(record["kind"]),
             str(record["org_id"]),
             str(record["execution_id"]),
@@ -68,6 +78,7 @@ class Signal:
             "",
             str(record["note"]),
             int(record["outcome_at_ms"]),
+            source,
         )
 
 
@@ -121,6 +132,14 @@ class Staged:
                 self._held.hold(partition, execution_id, held)
 
 
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    execution_id: str
+    staged: tuple[int, bytes | None] | None
+    lengths: tuple[int, ...]
+    resumed: int
+
+
 @dataclass
 class Effects:
     """What a handled batch produces, and what it writes once that is acknowledged."""
@@ -137,6 +156,24 @@ class Effects:
     """(org, workflow, lead, execution) of finished runs."""
     resumed: int = 0
 
+    def checkpoint(self, execution_id: str) -> Checkpoint:
+        """Where the effects stand before one signal of `execution_id`, for `rollback`."""
+        lists = self._lists()
+        return Checkpoint(execution_id, self.staged.writes.get(execution_id), tuple(map(len, lists)), self.resumed)
+
+    def rollback(self, checkpoint: Checkpoint) -> None:
+        """Undoes what one signal that failed half-way added: either all of its effects or none."""
+        for effects, length in zip(self._lists(), checkpoint.lengths, strict=True):
+            del effects[length:]
+        self.resumed = checkpoint.resumed
+        if checkpoint.staged is None:
+            self.staged.writes.pop(checkpoint.execution_id, None)
+        else:
+            self.staged.writes[checkpoint.execution_id] = checkpoint.staged
+
+    def _lists(self) -> tuple[list[Any], ...]:
+        return (self.outputs, self.due, self.opened, self.resumed_approvals, self.cancelled_approvals, self.released)
+
 
 class Orchestrator:
     def __init__(
@@ -146,32 +183,64 @@ class Orchestrator:
         outputs: ExecutionOutputs,
         client: redis.Redis,
         due: DueTimes,
+        dead_letters: DeadLetters,
     ) -> None:
         self._versions = versions
         self._ledger = ledger
         self._outputs = outputs
         self._redis = client
         self.due = due
+        self._dead_letters = dead_letters
+        self._deferred: dict[str, int] = {}
+        """Decisions whose handling failed, by execution id: not tried again before this time."""
 
     def handle(self, signals: Sequence[Signal], held: HeldExecutions, now_ms: int) -> Effects:
         effects = Effects(Staged(held))
-        suspensions = {
-            signal.execution_id: Suspension.from_json(signal.suspension_json)
-            for signal in signals
-            if signal.kind == "SUSPENDED" and signal.suspension_json is not None
-        }
+        suspensions: dict[str, Suspension] = {}
+        for signal in signals:
+            if signal.kind == "SUSPENDED":
+                try:
+                    suspensions[signal.execution_id] = Suspension.from_json(signal.suspension_json or "")
+                except (ValueError, KeyError, TypeError) as exc:
+                    self._failed(signal, exc, now_ms, effects)
         done = self._ledger.resumed_already([s.approval_id for s in suspensions.values() if s.kind == "approval"])
         for signal in signals:
+            if self._deferred.get(signal.execution_id, 0) > now_ms and signal.kind == "DECIDED":
+                continue
+            mark = effects.checkpoint(signal.execution_id)
             try:
-                if signal.kind == "SUSPENDED":
-                    suspension = suspensions[signal.execution_id]
-                    if effects.staged.get(signal.execution_id) is None and suspension.approval_id not in done:
-                        self._hold(signal.partition, suspension, now_ms, effects)
-                else:
+                if signal.kind != "SUSPENDED":
                     self._act(signal, now_ms, effects)
-            except UnknownVersion as exc:
-                log.error("cannot resume %s: %s", signal.execution_id, exc)
+                    continue
+                suspension = suspensions.get(signal.execution_id)
+                fresh = effects.staged.get(signal.execution_id) is None
+                if suspension is not None and fresh and suspension.approval_id not in done:
+                    self._hold(signal.partition, suspension, now_ms, effects)
+            except Exception as exc:
+                effects.rollback(mark)
+                self._failed(signal, exc, now_ms, effects)
         return effects
+
+    def dead_letter(self, record: ConsumedRecord, error_kind: str, error: str) -> OutputRecord:
+        return self._dead_letters.record(record, error_kind, error)
+
+    def _failed(self, signal: Signal, exc: Exception, now_ms: int, effects: Effects) -> None:
+        """Logged with the ids only (a suspension holds lead data); then out of the way, not lost."""
+        log.error(
+            "cannot handle %s of execution %s (org %s): %s: %s",
+            signal.kind,
+            signal.execution_id,
+            signal.org_id,
+            type(exc).__name__,
+            exc,
+            exc_info=not isinstance(exc, UnknownVersion),
+        )
+        if signal.source is not None:
+            effects.outputs.append(self.dead_letter(signal.source, "orchestrate", f"{type(exc).__name__}: {exc}"))
+        elif signal.kind == "DUE":
+            effects.due.append((now_ms + RETRY_AFTER_MS, signal.execution_id, signal.partition))
+        else:
+            self._deferred[signal.execution_id] = now_ms + RETRY_AFTER_MS
 
     def settle_table(self, effects: Effects) -> None:
         """After the batch's outputs are acknowledged, first: the table (on the faust app's loop)."""

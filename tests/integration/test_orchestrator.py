@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from confluent_kafka import Producer
 
 from drippulse.settings import Settings
 from drippulse.synthetic import lead_event
@@ -27,6 +28,7 @@ from processors.templates import LEAD_QUALIFICATION, lead_qualification_with_app
 from streams import topics
 from tests import control_plane
 from tests.integration.helpers import activate_workflow, post_events
+from tests.integration.outbound import produce_records
 from tests.stack import ApiServer, WorkerProcess, read_topic, wait_until
 
 pytestmark = pytest.mark.stack
@@ -301,3 +303,37 @@ def test_a_manual_run_is_a_real_run_of_one_workflow_marked_manual(
     admin.post(f"/api/v1/workflows/{workflow['id']}/deactivate")
     refused = admin.post(f"/api/v1/workflows/{workflow['id']}/runs", json={"leads": [fresh]})
     assert refused.status_code == 409 and refused.json()["type"].endswith("not-active")
+
+
+def test_an_inbox_message_that_cannot_be_handled_is_dead_lettered_and_the_rest_go_on(
+    org_factory: Any, settings: Settings, running: None
+) -> None:
+    org = org_factory()
+    admin, org_id = org["client"], org["org_id"]
+    workflow = activate_workflow(admin, "LQ after poison", lead_qualification_with_approval())
+    approver = _session(settings, org, f"ann-{org_id}@example.com", ["approver"])
+    inbox = topics.topic_name(topics.ORCHESTRATOR_INBOX, settings.topic_prefix)
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    producer.produce(inbox, b"not avro at all", org_id.encode())
+    assert producer.flush(30) == 0
+    corrupt = {"kind": "SUSPENDED", "org_id": org_id, "execution_id": "ex-corrupt", "sent_at_ms": 1}
+    produce_records(settings, topics.ORCHESTRATOR_INBOX, org_id, [{**corrupt, "suspension_json": "{not json"}])
+
+    post_events(admin, _vp_leads(org_id, 1, prefix="p"))
+    opened = wait_until(lambda: _pending(approver, workflow["id"]), 60, "the approval after the poison to open")
+    assert approver.post(f"/api/v1/approvals/{opened[0]['id']}/approve", json={}).status_code == 200
+    wait_until(
+        lambda: any(
+            c["operation"] == "update_lead" for c in read_topic(settings, topics.CRM_COMMANDS, key=org_id, quiet_s=0.5)
+        ),
+        60,
+        "the approved execution to resume",
+    )
+    letters = [
+        letter
+        for letter in read_topic(settings, topics.EVENTS_DLQ, key=org_id)
+        if letter["consumer_group"] == "drippulse-orchestrator"
+    ]
+    assert sorted(letter["error_kind"] for letter in letters) == ["decode", "orchestrate"]
+    assert all(letter["source_topic"] == inbox for letter in letters)
+    assert {letter["original_value"] for letter in letters if letter["error_kind"] == "decode"} == {b"not avro at all"}
