@@ -17,6 +17,12 @@ three take turns, so no signal is planned against a table another one is about t
 
 The table is written as faust writes it for an agent's current event (`send_changelog` with the
 partition), but by whoever settles: a timer has no current event, and `take_events` hands over many.
+The changelog is flushed before PostgreSQL and Redis are written, so a decision marked resumed is
+never undone in the table by a crash.
+
+After a takeover, due times and decisions of a partition wait until the agent has handled the inbox
+backlog the previous owner left (inbox_backlog.py): it may hold exits that came first, and the
+suspensions whose table writes a crash lost.
 """
 
 from __future__ import annotations
@@ -27,10 +33,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import faust
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 from faust.tables.table import Table
 
 from streams.orchestrator.approval_ledger import ApprovalLedger
+from streams.orchestrator.inbox_backlog import UNKNOWN_END, InboxBacklog, backlog_ends
 from streams.orchestrator.orchestrator import Held, HeldExecutions, Orchestrator, Signal
 from streams.orchestrator.schedules import SCHEDULE_TICK_S, ScheduleRunner
 from streams.runtime.kafka import KafkaConfig, deliver_all
@@ -102,6 +109,7 @@ def build_app(
         app.Table("held", default=None, partitions=kafka.partitions, key_type=bytes, value_type=bytes),
     )
     held = TableHeld(table)
+    backlog = InboxBacklog()
     turn = asyncio.Lock()
 
     def owned() -> set[int]:
@@ -116,19 +124,36 @@ def build_app(
         effects.outputs.extend(dead_letters)
         await loop.run_in_executor(None, deliver_all, producer, effects.outputs)
         orchestrator.settle_table(effects)
+        await app.producer.flush()
         await loop.run_in_executor(None, orchestrator.settle_stores, effects)
 
     @table.on_recover
     async def reindex() -> None:
-        """After every rebalance: the due times of what this process now holds."""
-        mine = owned()
-        entries = []
-        for value in held.all():
-            current = Held.from_json(value)
-            if current.partition in mine:
-                entries.append((current.suspension.due_at_ms, current.suspension.execution_id, current.partition))
-        orchestrator.due.rebuild(entries)
-        log.info("orchestrator holds %d paused executions on partitions %s", len(entries), sorted(mine))
+        """After every rebalance: the due times of what this process now holds, and its inbox backlog.
+        Under the turn lock, so the due timer never sees the index half rebuilt."""
+        async with turn:
+            mine = owned()
+            entries = []
+            for value in held.all():
+                current = Held.from_json(value)
+                if current.partition in mine:
+                    suspension = current.suspension
+                    entries.append((suspension.due_at_ms, suspension.execution_id, current.partition))
+            orchestrator.due.rebuild(entries)
+            try:
+                ends = await asyncio.get_running_loop().run_in_executor(
+                    None, backlog_ends, kafka.bootstrap_servers, app.conf.id, inbox_topic, sorted(mine)
+                )
+            except KafkaException as exc:
+                log.warning("cannot read the inbox backlog (%s); holding due times back for a while", exc)
+                ends = dict.fromkeys(mine, UNKNOWN_END)
+            backlog.taken_over(ends, now_ms())
+        log.info(
+            "orchestrator holds %d paused executions on partitions %s; inbox backlog to handle first: %s",
+            len(entries),
+            sorted(mine),
+            ends,
+        )
         if ready is not None:
             ready.owns_partitions("orchestrator")
 
@@ -146,14 +171,18 @@ def build_app(
                     dead_letters.append(orchestrator.dead_letter(source, "decode", str(exc)))
             async with turn:
                 await act(signals, dead_letters)
+                for event in events:
+                    backlog.handled(event.message.partition, event.message.offset)
 
     @app.timer(DUE_TICK_S)  # type: ignore[untyped-decorator]
     async def fire_due() -> None:
-        """Waits that ended and approvals that timed out, as DUE signals for the held executions."""
+        """Waits that ended and approvals that timed out, as DUE signals for the held executions;
+        not before the inbox backlog of their partition is handled (inbox_backlog.py)."""
         async with turn:
             mine = owned()
             signals = []
-            for due_at_ms, execution_id, partition in orchestrator.due.pop_due(now_ms(), BATCH):
+            now = now_ms()
+            for due_at_ms, execution_id, partition in orchestrator.due.pop_due(now, BATCH, backlog.behind(now)):
                 stored = held.get(execution_id) if partition in mine else None
                 if stored is None:
                     continue
@@ -169,10 +198,12 @@ def build_app(
 
     @app.timer(DECISION_POLL_S)  # type: ignore[untyped-decorator]
     async def poll_decisions() -> None:
-        """Approvals of the owned partitions decided in PostgreSQL and not acted on yet."""
+        """Approvals of the owned partitions decided in PostgreSQL and not acted on yet; not before
+        the partition's inbox backlog is handled, which may hold the suspension itself."""
         async with turn:
             loop = asyncio.get_running_loop()
-            decisions = await loop.run_in_executor(None, ledger.undelivered, sorted(owned()), BATCH)
+            caught_up = owned() - backlog.behind(now_ms())
+            decisions = await loop.run_in_executor(None, ledger.undelivered, sorted(caught_up), BATCH)
             signals = [
                 Signal(
                     decision.partition,

@@ -23,11 +23,16 @@ class DueTimes:
         self._heap = list(entries)
         heapq.heapify(self._heap)
 
-    def pop_due(self, now_ms: int, limit: int) -> list[tuple[int, str, int]]:
-        """Up to `limit` entries due at or before `now_ms`, earliest first."""
+    def pop_due(self, now_ms: int, limit: int, held_back: frozenset[int] = frozenset()) -> list[tuple[int, str, int]]:
+        """Up to `limit` entries due at or before `now_ms`, earliest first; those of the `held_back`
+        partitions stay in the heap."""
         due: list[tuple[int, str, int]] = []
+        kept: list[tuple[int, str, int]] = []
         while self._heap and self._heap[0][0] <= now_ms and len(due) < limit:
-            due.append(heapq.heappop(self._heap))
+            entry = heapq.heappop(self._heap)
+            (kept if entry[2] in held_back else due).append(entry)
+        for entry in kept:
+            heapq.heappush(self._heap, entry)
         return due
 
     def __len__(self) -> int:

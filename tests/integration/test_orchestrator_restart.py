@@ -1,8 +1,10 @@
 """The orchestrator killed with approvals pending and waits running: after a restart nothing is lost
-and nothing fires twice. Waits end on time or early on the workflow's exit condition."""
+and nothing fires twice. Waits end on time or early on the workflow's exit condition, also when the
+exit reached the inbox while the orchestrator was down and the wait fell due meanwhile."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -81,6 +83,16 @@ def test_a_killed_orchestrator_loses_nothing_and_fires_nothing_twice(
     orchestrator.kill()
     post_events(admin, converted)
     assert sorted(a["id"] for a in _pending(approver, approvals_workflow["id"])) == sorted(a["id"] for a in pending)
+    wait_until(
+        lambda: (
+            len([m for m in read_topic(settings, topics.ORCHESTRATOR_INBOX, key=org_id) if m["kind"] == "EXIT"])
+            == EXITING
+        ),
+        60,
+        "the exits on the inbox",
+    )
+    last_due_ms = max(e["due_at_ms"] for e in enrolled)
+    wait_until(lambda: time.time() * 1000 > last_due_ms, WAIT_S + 5, "the waits to fall due while it is down")
     orchestrator.start()
 
     for approval in pending:

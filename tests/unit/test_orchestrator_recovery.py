@@ -1,5 +1,6 @@
 """The orchestrator's handling of a signal it cannot act on: that signal is set aside (dead-lettered,
-retried later), the others in the batch go on. No I/O: the ledger and versions are fakes."""
+retried later), the others in the batch go on; and due times held back behind an inbox backlog.
+No I/O: the ledger and versions are fakes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from processors.compiler import CompiledWorkflow
 from streams import topics
 from streams.execution_outputs import ExecutionOutputs
 from streams.orchestrator.due_times import DueTimes
+from streams.orchestrator.inbox_backlog import MAX_HOLD_MS, UNKNOWN_END, InboxBacklog
 from streams.orchestrator.orchestrator import RETRY_AFTER_MS, Held, Orchestrator, Signal
 from streams.orchestrator.workflow_versions import UnknownVersion
 from streams.runtime.dlq import DeadLetters
@@ -107,3 +109,23 @@ def test_a_due_time_that_fails_is_tried_again_later_and_a_failed_decision_waits_
     assert engine.handle([decided], table, NOW + 1).resumed_approvals == [], "deferred, not retried at once"
     retried = engine.handle([decided], table, NOW + RETRY_AFTER_MS + 1)
     assert retried.resumed_approvals == [execution_id] and retried.resumed == 1
+
+
+def test_due_times_of_a_partition_with_an_inbox_backlog_wait_until_it_is_handled() -> None:
+    due = DueTimes()
+    for partition in (0, 1):
+        due.add(NOW - 10, f"ex-{partition}", partition)
+    backlog = InboxBacklog()
+    backlog.taken_over({1: 42}, NOW)
+    assert due.pop_due(NOW, 10, backlog.behind(NOW)) == [(NOW - 10, "ex-0", 0)]
+    backlog.handled(1, 40)
+    assert due.pop_due(NOW, 10, backlog.behind(NOW)) == [], "offset 41 not handled yet"
+    backlog.handled(1, 41)
+    assert due.pop_due(NOW, 10, backlog.behind(NOW)) == [(NOW - 10, "ex-1", 1)]
+
+
+def test_a_backlog_never_holds_due_times_back_for_ever() -> None:
+    backlog = InboxBacklog()
+    backlog.taken_over({0: UNKNOWN_END}, NOW)
+    assert backlog.behind(NOW + MAX_HOLD_MS - 1) == {0}
+    assert backlog.behind(NOW + MAX_HOLD_MS) == set()
