@@ -134,11 +134,11 @@ def _show_an_approval(
         if time.monotonic() > deadline:
             raise DemoFailed(f"approval {first['id']} was not followed by its notification")
         time.sleep(0.1)
-    execution = api.get(f"/api/v1/executions/{first['execution_id']}").json()
+    execution = _resumed_execution(api, first["execution_id"], services, deadline)
     console.print(
         f"\n[bold]Approvals:[/bold] {waiting:,} tier A leads waited for a person with the Approver role. "
         f"{APPROVER_EMAIL} approved {first['lead_id']} ({first['id']}); its CRM update and lead.qualified "
-        f"notification went out (execution {execution.get('status', 'resumed')}, timeline: "
+        f"notification went out (execution {execution['status']}, timeline: "
         + " → ".join(entry["what"] for entry in execution.get("timeline", []))
         + f"). {waiting - 1:,} still wait. Approve the next one with curl:"
     )
@@ -153,6 +153,19 @@ def _show_an_approval(
         soft_wrap=True,
         highlight=False,
     )
+
+
+def _resumed_execution(api: httpx.Client, execution_id: str, services: LocalServices, deadline: float) -> Any:
+    """The execution as ClickHouse holds it once the resumed revision is written (the sink writes it
+    after the notification may already have been delivered)."""
+    while True:
+        services.check_alive()
+        execution = api.get(f"/api/v1/executions/{execution_id}").json()
+        if execution.get("status") not in (None, "awaiting_approval"):
+            return execution
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"execution {execution_id} was approved but its resumed run never reached ClickHouse")
+        time.sleep(0.1)
 
 
 def _wait_for_executions(

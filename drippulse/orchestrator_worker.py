@@ -61,6 +61,8 @@ def build_orchestrator_app(settings: Settings, ready_file: Path | None = None) -
         ledger,
         make_producer(settings.kafka),
         now_ms,
+        settings.home.resolve() / "orchestrator",
+        settings.embedded_kafka,
         ReadyFile(ready_file, ["orchestrator"]) if ready_file is not None else None,
         schedules,
     )

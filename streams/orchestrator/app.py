@@ -6,8 +6,9 @@ process; faust's table is rebuilt from its changelog topic when a process restar
 partition, and the table is partitioned like the inbox, so the process that owns an inbox
 partition holds exactly that partition's executions. Several orchestrators split the partitions.
 
-- The agent takes inbox messages (suspensions and exits from the qualifier) in batches; one that
-  cannot be decoded goes to the dead-letter topic with the reason.
+- The agent takes inbox messages (suspensions and exits from the qualifier, and the markers this
+  process puts at the end of each partition it takes over) in batches; one that cannot be decoded
+  goes to the dead-letter topic with the reason.
 - The due timer finds held executions whose wait ended or whose approval timed out.
 - The decision poll finds approvals of the owned partitions decided in PostgreSQL.
 - With a ClickHouse server, the schedule timer runs scheduled workflows (schedules.py).
@@ -17,6 +18,9 @@ three take turns, so no signal is planned against a table another one is about t
 
 The table is written as faust writes it for an agent's current event (`send_changelog` with the
 partition), but by whoever settles: a timer has no current event, and `take_events` hands over many.
+With `single_record_batches` every changelog record is a batch of its own: the embedded broker
+reports a partition's end as its last batch's first offset plus one, and faust's table recovery
+reads up to that end, so the rest of a larger last batch would be missed after a restart.
 The changelog is flushed before PostgreSQL and Redis are written, so a decision marked resumed is
 never undone in the table by a crash.
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import faust
@@ -37,7 +42,7 @@ from confluent_kafka import KafkaException, Producer
 from faust.tables.table import Table
 
 from streams.orchestrator.approval_ledger import ApprovalLedger
-from streams.orchestrator.inbox_backlog import UNKNOWN_END, InboxBacklog, backlog_ends
+from streams.orchestrator.inbox_backlog import MARK, InboxBacklog, put_markers
 from streams.orchestrator.orchestrator import Held, HeldExecutions, Orchestrator, Signal
 from streams.orchestrator.schedules import SCHEDULE_TICK_S, ScheduleRunner
 from streams.runtime.kafka import KafkaConfig, deliver_all
@@ -87,6 +92,8 @@ def build_app(
     ledger: ApprovalLedger,
     producer: Producer,
     now_ms: Callable[[], int],
+    data_dir: Path,
+    single_record_batches: bool,
     ready: ReadyFile | None = None,
     schedules: ScheduleRunner | None = None,
 ) -> faust.App:
@@ -94,6 +101,7 @@ def build_app(
         app_id,
         broker=f"kafka://{kafka.bootstrap_servers}",
         store="memory://",
+        datadir=str(data_dir),
         topic_partitions=kafka.partitions,
         topic_replication_factor=kafka.replication,
         table_standby_replicas=0,
@@ -102,6 +110,7 @@ def build_app(
         broker_session_timeout=6.0,
         broker_heartbeat_interval=0.5,
         producer_acks=-1,
+        producer_max_batch_size=1 if single_record_batches else 16384,
     )
     topic = app.topic(inbox_topic, key_serializer="raw", value_serializer="raw", partitions=kafka.partitions)
     table = cast(
@@ -141,19 +150,14 @@ def build_app(
                     entries.append((suspension.due_at_ms, suspension.execution_id, current.partition))
             orchestrator.due.rebuild(entries)
             try:
-                ends = await asyncio.get_running_loop().run_in_executor(
-                    None, backlog_ends, kafka.bootstrap_servers, app.conf.id, inbox_topic, sorted(mine)
+                markers = await asyncio.get_running_loop().run_in_executor(
+                    None, put_markers, producer, inbox_topic, inbox, sorted(mine), now_ms()
                 )
             except KafkaException as exc:
-                log.warning("cannot read the inbox backlog (%s); holding due times back for a while", exc)
-                ends = dict.fromkeys(mine, UNKNOWN_END)
-            backlog.taken_over(ends, now_ms())
-        log.info(
-            "orchestrator holds %d paused executions on partitions %s; inbox backlog to handle first: %s",
-            len(entries),
-            sorted(mine),
-            ends,
-        )
+                log.warning("cannot mark the end of the inbox backlog (%s); holding the partitions back", exc)
+                markers = dict.fromkeys(mine, "")
+            backlog.taken_over(markers, now_ms())
+        log.info("orchestrator holds %d paused executions on partitions %s", len(entries), sorted(mine))
         if ready is not None:
             ready.owns_partitions("orchestrator")
 
@@ -162,17 +166,23 @@ def build_app(
         async for events in stream.take_events(BATCH, within=BATCH_WINDOW_S):
             signals = []
             dead_letters = []
+            markers = []
             for event in events:
                 message = event.message
                 source = ConsumedRecord(inbox_topic, message.partition, message.offset, message.key, message.value)
                 try:
-                    signals.append(Signal.from_inbox(source, inbox.decode(event.value)))
+                    record = inbox.decode(event.value)
                 except DecodeError as exc:
                     dead_letters.append(orchestrator.dead_letter(source, "decode", str(exc)))
+                    continue
+                if record["kind"] == MARK:
+                    markers.append((message.partition, str(record["execution_id"])))
+                else:
+                    signals.append(Signal.from_inbox(source, record))
             async with turn:
                 await act(signals, dead_letters)
-                for event in events:
-                    backlog.handled(event.message.partition, event.message.offset)
+                for partition, token in markers:
+                    backlog.reached(partition, token)
 
     @app.timer(DUE_TICK_S)  # type: ignore[untyped-decorator]
     async def fire_due() -> None:

@@ -10,7 +10,7 @@ from processors.compiler import CompiledWorkflow
 from streams import topics
 from streams.execution_outputs import ExecutionOutputs
 from streams.orchestrator.due_times import DueTimes
-from streams.orchestrator.inbox_backlog import MAX_HOLD_MS, UNKNOWN_END, InboxBacklog
+from streams.orchestrator.inbox_backlog import MAX_HOLD_MS, InboxBacklog
 from streams.orchestrator.orchestrator import RETRY_AFTER_MS, Held, Orchestrator, Signal
 from streams.orchestrator.workflow_versions import UnknownVersion
 from streams.runtime.dlq import DeadLetters
@@ -111,21 +111,22 @@ def test_a_due_time_that_fails_is_tried_again_later_and_a_failed_decision_waits_
     assert retried.resumed_approvals == [execution_id] and retried.resumed == 1
 
 
-def test_due_times_of_a_partition_with_an_inbox_backlog_wait_until_it_is_handled() -> None:
+def test_due_times_of_a_partition_with_an_inbox_backlog_wait_until_its_marker_is_reached() -> None:
     due = DueTimes()
     for partition in (0, 1):
         due.add(NOW - 10, f"ex-{partition}", partition)
     backlog = InboxBacklog()
-    backlog.taken_over({1: 42}, NOW)
+    backlog.taken_over({0: "mine-0", 1: "mine-1"}, NOW)
+    backlog.reached(0, "mine-0")
     assert due.pop_due(NOW, 10, backlog.behind(NOW)) == [(NOW - 10, "ex-0", 0)]
-    backlog.handled(1, 40)
-    assert due.pop_due(NOW, 10, backlog.behind(NOW)) == [], "offset 41 not handled yet"
-    backlog.handled(1, 41)
+    backlog.reached(1, "an-earlier-owner's")
+    assert due.pop_due(NOW, 10, backlog.behind(NOW)) == [], "only this takeover's marker counts"
+    backlog.reached(1, "mine-1")
     assert due.pop_due(NOW, 10, backlog.behind(NOW)) == [(NOW - 10, "ex-1", 1)]
 
 
 def test_a_backlog_never_holds_due_times_back_for_ever() -> None:
     backlog = InboxBacklog()
-    backlog.taken_over({0: UNKNOWN_END}, NOW)
+    backlog.taken_over({0: ""}, NOW)
     assert backlog.behind(NOW + MAX_HOLD_MS - 1) == {0}
     assert backlog.behind(NOW + MAX_HOLD_MS) == set()
