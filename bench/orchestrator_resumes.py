@@ -125,7 +125,8 @@ class _Completions:
                 if record["status"] != "completed" or record["event_id"] in self.done:
                     continue
                 timeline = {entry["what"]: entry["at_ms"] for entry in record["timeline"]}
-                self.done[record["event_id"]] = (timeline["resumed"], timeline.get("wait_elapsed"))
+                if "resumed" in timeline:  # not the qualifier rounds' executions, on the same topic
+                    self.done[record["event_id"]] = (timeline["resumed"], timeline.get("wait_elapsed"))
             mine = [value for key, value in self.done.items() if key.startswith(f"{prefix}-")]
         return mine
 

@@ -118,6 +118,7 @@ def raw_worker(prefix: str, group: str, touch_bytes: bool) -> dict[str, Any]:
     from streams import topics
     from streams.runtime.batch_runtime import next_offsets
     from streams.runtime.kafka import make_consumer, make_producer
+    from streams.runtime.records import ConsumedRecord
 
     settings = _settings(prefix)
     source = topics.topic_name(topics.INBOUND_EVENTS, settings.topic_prefix)
@@ -129,18 +130,22 @@ def raw_worker(prefix: str, group: str, touch_bytes: bool) -> dict[str, Any]:
     consumer.subscribe([source])
 
     def run_batch() -> int:
-        messages = [m for m in consumer.consume(BATCH, 0.2) if m.error() is None]
-        for m in messages:
-            value = m.value()
+        """As the batch runtime does: plain records copied out of the client's messages."""
+        records = [
+            ConsumedRecord(m.topic() or "", m.partition() or 0, m.offset() or 0, m.key(), m.value())
+            for m in consumer.consume(BATCH, 0.2) if m.error() is None
+        ]
+        for r in records:
+            value = r.value
             if touch_bytes:
                 record = serde.decode(value)
                 record["source"] = "raw-passthrough"
                 value = serde.encode(record)
-            producer.produce(sink, value, m.key())
-        if messages:
+            producer.produce(sink, value, r.key)
+        if records:
             producer.flush(60)
-            consumer.commit(offsets=next_offsets(messages), asynchronous=False)
-        return len(messages)
+            consumer.commit(offsets=next_offsets(records), asynchronous=False)
+        return len(records)
 
     marks = _drain(run_batch)
     consumer.close()

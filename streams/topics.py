@@ -57,7 +57,7 @@ EXECUTIONS = Topic(
 ORCHESTRATOR_INBOX = Topic(
     "drip.orchestrator.inbox",
     "orchestrator_message",
-    written_by="LeadQualifier (paused executions, exits); the orchestrator itself (decisions, due times)",
+    written_by="LeadQualifier (paused executions, exits); the orchestrator (a MARK per partition it takes over)",
     read_by="the orchestrator (streams/orchestrator/app.py), a faust agent whose table holds paused executions",
 )
 EVENTS_DLQ = Topic(
