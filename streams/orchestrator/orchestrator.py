@@ -205,8 +205,9 @@ class Orchestrator:
                     self._failed(signal, exc, now_ms, effects)
         done = self._ledger.resumed_already([s.approval_id for s in suspensions.values() if s.kind == "approval"])
         for signal in signals:
-            if self._deferred.get(signal.execution_id, 0) > now_ms and signal.kind == "DECIDED":
+            if signal.kind == "DECIDED" and self._deferred.get(signal.execution_id, 0) > now_ms:
                 continue
+            self._deferred.pop(signal.execution_id, None)
             mark = effects.checkpoint(signal.execution_id)
             try:
                 if signal.kind != "SUSPENDED":

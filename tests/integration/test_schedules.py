@@ -97,13 +97,21 @@ def test_a_schedule_runs_the_leads_of_its_segment_through_the_pipeline(
         admin, "re-engage", _scheduled(EVERY_2_S, {"field": "days_inactive", "op": "gte", "value": 30})
     )
     fires = wait_until(lambda: _completed(settings, workflow["id"], 2), 60, "two fire times")
-    admin.post(f"/api/v1/workflows/{workflow['id']}/deactivate")
     assert all(f["leads"] == 3 for f in fires), "the three leads inactive for 40 days"
-    runs = [
-        e
-        for e in read_topic(settings, topics.EXECUTIONS, key=org_id)
-        if e["workflow_id"] == workflow["id"] and e["event_occurred_at_ms"] in {f["fire_at_ms"] for f in fires}
-    ]
+    fire_times = {f["fire_at_ms"] for f in fires}
+
+    def scheduled_runs() -> list[dict[str, Any]] | None:
+        """A fire time completes once its events are on the inbound topic; the qualifier follows, as
+        long as the workflow is active (a run asked for before a deactivation is not run after it)."""
+        found = [
+            e
+            for e in read_topic(settings, topics.EXECUTIONS, key=org_id, quiet_s=0.5)
+            if e["workflow_id"] == workflow["id"] and e["event_occurred_at_ms"] in fire_times
+        ]
+        return found if len(found) >= 3 * len(fires) else None
+
+    runs = wait_until(scheduled_runs, 60, "the executions of every fire time")
+    admin.post(f"/api/v1/workflows/{workflow['id']}/deactivate")
     per_fire: dict[int, set[str]] = defaultdict(set)
     for execution in runs:
         assert execution["trigger"] == "schedule" and execution["actions"] == ["add_tag"]
@@ -117,7 +125,8 @@ def test_two_orchestrators_run_each_fire_time_once_also_across_a_restart(
     """With a ClickHouse server the orchestrators run the schedules; here two of them, on topics of
     their own (a prefix), against the HTTP interface of a chdb seeded with a small history. The test
     session's API runs schedules too (it holds the embedded chdb, seeded alike): three processes
-    compete for every fire time."""
+    compete for every fire time. Which one claims it depends on whose tick comes first after the
+    fire moment, so the test checks the outcome (each fire time once, none skipped), not the winner."""
     url, _ = clickhouse_http
     org = org_factory()
     admin, org_id = org["client"], org["org_id"]
@@ -150,7 +159,6 @@ def test_two_orchestrators_run_each_fire_time_once_also_across_a_restart(
     assert all(f["completed"] and f["leads"] == 3 for f in fires), fires
     steps = {later["fire_at_ms"] - earlier["fire_at_ms"] for earlier, later in itertools.pairwise(fires)}
     assert steps == {3000}, "no fire time skipped, the restart's included"
-    assert len({f["claimed_by"] for f in fires}) >= 2, "more than one process ran some"
     prefixed = settings.model_copy(update={"topic_prefix": prefix})
     embedded = [e for e in read_topic(settings, topics.INBOUND_EVENTS, key=org_id) if e["trigger"] == "SCHEDULE"]
     scheduled = read_topic(prefixed, topics.INBOUND_EVENTS, key=org_id) + embedded
