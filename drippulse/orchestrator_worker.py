@@ -7,8 +7,9 @@ from pathlib import Path
 
 import faust
 
+from api.control_plane.database import migrate
 from drippulse.settings import Settings
-from drippulse.workers import control_plane, dead_letter_writer, schedule_runner
+from drippulse.workers import dead_letter_writer, schedule_runner, topic_serde
 from streams import topics
 from streams.clock import now_ms
 from streams.execution_outputs import ExecutionOutputs
@@ -23,24 +24,23 @@ from streams.runtime.schema_registry import make_registry
 from streams.runtime.serde import AvroSerde
 from streams.sinks.clickhouse import connect_clickhouse
 from streams.state import redis_clients
-from streams.state.control_plane import connect
+from streams.state.control_plane import ControlPlaneReader, connect
 
 APP_ID = "drippulse-orchestrator"
 
 
 def build_orchestrator_app(settings: Settings, ready_file: Path | None = None) -> faust.App:
     ensure_topics(settings.kafka)
-    control_plane(settings)
+    migrate(settings.database_url)
     engine = connect(settings.database_url)
     registry = make_registry(settings.schema_registry_url)
 
     def serde(topic: topics.Topic) -> tuple[AvroSerde, str]:
-        name = topics.topic_name(topic, settings.topic_prefix)
-        return AvroSerde(topic, name, registry), name
+        return topic_serde(topic, settings, registry)
 
     ledger = ApprovalLedger(engine)
     orchestrator = Orchestrator(
-        WorkflowVersions(engine),
+        WorkflowVersions(ControlPlaneReader(engine)),
         ledger,
         ExecutionOutputs(serde(topics.EXECUTIONS), serde(topics.CRM_COMMANDS), serde(topics.WEBHOOK_DELIVERIES)),
         redis_clients.connect(settings.redis_url),

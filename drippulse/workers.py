@@ -60,13 +60,13 @@ SINKS: dict[str, tuple[topics.Topic, str, RowBuilder]] = {
 """Sink name -> (topic, ClickHouse table, row builder); each sink is its own consumer group."""
 
 
-def _serde(topic: topics.Topic, settings: Settings, registry: SchemaRegistry) -> tuple[AvroSerde, str]:
+def topic_serde(topic: topics.Topic, settings: Settings, registry: SchemaRegistry) -> tuple[AvroSerde, str]:
     name = topics.topic_name(topic, settings.topic_prefix)
     return AvroSerde(topic, name, registry), name
 
 
 def dead_letter_writer(settings: Settings, registry: SchemaRegistry, group: str) -> DeadLetters:
-    serde, name = _serde(topics.EVENTS_DLQ, settings, registry)
+    serde, name = topic_serde(topics.EVENTS_DLQ, settings, registry)
     return DeadLetters(serde, name, group)
 
 
@@ -105,13 +105,13 @@ def build_qualifier(settings: Settings, ready_file: Path | None = None) -> Batch
     ensure_topics(settings.kafka)
     registry = make_registry(settings.schema_registry_url)
     client = redis_clients.connect(settings.redis_url)
-    inbound, inbound_topic = _serde(topics.INBOUND_EVENTS, settings, registry)
+    inbound, inbound_topic = topic_serde(topics.INBOUND_EVENTS, settings, registry)
     qualifier = LeadQualifier(
         inbound=inbound,
-        executions=_serde(topics.EXECUTIONS, settings, registry),
-        crm_commands=_serde(topics.CRM_COMMANDS, settings, registry),
-        webhook_deliveries=_serde(topics.WEBHOOK_DELIVERIES, settings, registry),
-        orchestrator_inbox=_serde(topics.ORCHESTRATOR_INBOX, settings, registry),
+        executions=topic_serde(topics.EXECUTIONS, settings, registry),
+        crm_commands=topic_serde(topics.CRM_COMMANDS, settings, registry),
+        webhook_deliveries=topic_serde(topics.WEBHOOK_DELIVERIES, settings, registry),
+        orchestrator_inbox=topic_serde(topics.ORCHESTRATOR_INBOX, settings, registry),
         dead_letters=dead_letter_writer(settings, registry, QUALIFIER_GROUP),
         catalog=WorkflowCatalog(control_plane(settings), settings.workflow_refresh_s),
         state_store=ProcessorStateStore(client),
@@ -126,7 +126,7 @@ def build_sinks(settings: Settings, clickhouse: ClickHouse, ready_file: Path | N
     ready = ReadyFile(ready_file, [f"sink-{name}" for name in SINKS]) if ready_file is not None else None
     workers = []
     for name, (topic, table, to_row) in SINKS.items():
-        serde, topic_name = _serde(topic, settings, registry)
+        serde, topic_name = topic_serde(topic, settings, registry)
         group = f"drippulse-sink-{name}"
         refuses = inbound_refusals if topic is topics.INBOUND_EVENTS else None
         sink = ClickHouseSink(serde, clickhouse, table, to_row, dead_letter_writer(settings, registry, group), refuses)
@@ -147,11 +147,11 @@ def build_sinks(settings: Settings, clickhouse: ClickHouse, ready_file: Path | N
 def build_crm_applier(settings: Settings, ready_file: Path | None = None) -> BatchWorker:
     ensure_topics(settings.kafka)
     registry = make_registry(settings.schema_registry_url)
-    commands, commands_topic = _serde(topics.CRM_COMMANDS, settings, registry)
+    commands, commands_topic = topic_serde(topics.CRM_COMMANDS, settings, registry)
     reader = control_plane(settings)
     applier = CrmCommandApplier(
         commands=commands,
-        results=_serde(topics.CRM_RESULTS, settings, registry),
+        results=topic_serde(topics.CRM_RESULTS, settings, registry),
         dead_letters=dead_letter_writer(settings, registry, CRM_GROUP),
         redis_url=settings.redis_url,
         connections=RevisionCache(reader, reader.integration_connections, settings.workflow_refresh_s),
@@ -173,7 +173,7 @@ def build_crm_applier(settings: Settings, ready_file: Path | None = None) -> Bat
 
 def build_webhook_intake(settings: Settings, reader: ControlPlaneReader, ready_file: Path | None = None) -> BatchWorker:
     registry = make_registry(settings.schema_registry_url)
-    serde, topic_name = _serde(topics.WEBHOOK_DELIVERIES, settings, registry)
+    serde, topic_name = topic_serde(topics.WEBHOOK_DELIVERIES, settings, registry)
     intake = WebhookIntake(
         serde=serde,
         client=redis_clients.connect(settings.redis_url),
@@ -193,7 +193,7 @@ def build_webhook_dispatcher(settings: Settings, reader: ControlPlaneReader) -> 
         control_plane=reader,
         box=secret_box(settings),
         producer=make_producer(settings.kafka),
-        attempts=_serde(topics.WEBHOOK_ATTEMPTS, settings, registry),
+        attempts=topic_serde(topics.WEBHOOK_ATTEMPTS, settings, registry),
         config=DispatchConfig(
             retry_schedule_s=settings.webhook_retry_schedule,
             timeout_s=settings.webhook_timeout_s,
@@ -323,7 +323,7 @@ def schedule_runner(
 ) -> ScheduleRunner:
     """Named after its process, which its claims of fire times record."""
     name = f"{socket.gethostname()}:{os.getpid()}"
-    return ScheduleRunner(engine, clickhouse, make_producer(settings.kafka), inbound, name)
+    return ScheduleRunner(engine, ControlPlaneReader(engine), clickhouse, make_producer(settings.kafka), inbound, name)
 
 
 def embedded_background(settings: Settings) -> Callable[[ClickHouse, threading.Event], Sequence[BackgroundTask]]:
@@ -337,7 +337,7 @@ def embedded_background(settings: Settings) -> Callable[[ClickHouse, threading.E
         tasks: list[BackgroundTask] = list(run_in_threads(build_sinks(settings, clickhouse), stop, stop_siblings=False))
         registry = make_registry(settings.schema_registry_url)
         runner = schedule_runner(
-            settings, connect(settings.database_url), clickhouse, _serde(topics.INBOUND_EVENTS, settings, registry)
+            settings, connect(settings.database_url), clickhouse, topic_serde(topics.INBOUND_EVENTS, settings, registry)
         )
         schedules = PeriodicTask("schedules", lambda: runner.tick(now_ms()), SCHEDULE_TICK_S)
         schedules.start(stop)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.control_plane import audit
 from api.control_plane.actors import Actor, Scope
-from api.control_plane.rows import one
+from api.control_plane.rows import newest_first, one, scoped
 from api.control_plane.tables import Approval
 from api.permissions import Role
 from api.problems import Problem
@@ -39,21 +39,16 @@ async def list_approvals(
 ) -> list[Approval]:
     """Newest first; `assignee` keeps the approvals naming any of these entries; `after` is the
     (requested_at, id) of the previous page's last row."""
-    query = select(Approval).where(Approval.org_id == scope.org_id)
-    for column, value in (
-        (Approval.project_id, scope.project_id),
+    query = scoped(
+        Approval,
+        scope,
         (Approval.project_id, project_id),
         (Approval.workflow_id, workflow_id),
         (Approval.status, status),
-    ):
-        if value is not None:
-            query = query.where(column == value)
+    )
     if assignee is not None:
         query = query.where(Approval.approvers.overlap(assignee))
-    if after is not None:
-        query = query.where(tuple_(Approval.requested_at, Approval.id) < tuple_(*after))
-    order = (Approval.requested_at.desc(), Approval.id.desc())
-    return list((await session.scalars(query.order_by(*order).limit(limit))).all())
+    return await newest_first(session, query, Approval.requested_at, Approval.id, limit, after)
 
 
 async def get_approval(session: AsyncSession, scope: Scope, approval_id: str, lock: bool = False) -> Approval:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.control_plane import audit, workflows
 from api.control_plane.actors import Actor, Scope
 from api.control_plane.ids import new_id
-from api.control_plane.rows import one
+from api.control_plane.rows import newest_first, one, scoped
 from api.control_plane.tables import ChangeRequest, Workflow, WorkflowVersion
 from api.problems import Problem, not_found
 from processors.change_control import decision_refusal, definition_diff
@@ -85,19 +85,14 @@ async def list_requests(
     after: tuple[datetime, str] | None = None,
 ) -> list[ChangeRequest]:
     """Newest first; `after` is the (created_at, id) of the previous page's last row."""
-    query = select(ChangeRequest).where(ChangeRequest.org_id == scope.org_id)
-    for column, value in (
-        (ChangeRequest.project_id, scope.project_id),
+    query = scoped(
+        ChangeRequest,
+        scope,
         (ChangeRequest.project_id, project_id),
         (ChangeRequest.workflow_id, workflow_id),
         (ChangeRequest.status, status),
-    ):
-        if value is not None:
-            query = query.where(column == value)
-    if after is not None:
-        query = query.where(tuple_(ChangeRequest.created_at, ChangeRequest.id) < tuple_(*after))
-    order = (ChangeRequest.created_at.desc(), ChangeRequest.id.desc())
-    return list((await session.scalars(query.order_by(*order).limit(limit))).all())
+    )
+    return await newest_first(session, query, ChangeRequest.created_at, ChangeRequest.id, limit, after)
 
 
 async def get_request(session: AsyncSession, scope: Scope, request_id: str, lock: bool = False) -> ChangeRequest:

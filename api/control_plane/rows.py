@@ -1,12 +1,14 @@
-"""Reading one row of an organization: the lookup every store repeats, with its tenant check."""
+"""Reading an organization's rows: the lookups every store repeats, with their tenant check."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.control_plane.actors import Scope
 from api.problems import not_found
 
 Row = TypeVar("Row")
@@ -38,3 +40,28 @@ async def all_of(session: AsyncSession, table: type[Row], org_id: str) -> list[R
     columns: Any = table
     query = select(table).where(columns.org_id == org_id).order_by(columns.created_at, columns.id)
     return list((await session.scalars(query)).all())
+
+
+def scoped(table: type[Row], scope: Scope, *equal: tuple[Any, object | None]) -> Select[Any]:
+    """The rows of the scope's org (and project, for a project-scoped key), narrowed by each
+    (column, value) whose value is given."""
+    columns: Any = table
+    query = select(table).where(columns.org_id == scope.org_id)
+    for column, value in ((columns.project_id, scope.project_id), *equal):
+        if value is not None:
+            query = query.where(column == value)
+    return query
+
+
+async def newest_first(
+    session: AsyncSession,
+    query: Select[Any],
+    created: Any,
+    row_id: Any,
+    limit: int,
+    after: tuple[datetime, str] | None,
+) -> list[Row]:
+    """A page of `query`, newest first by (created, id); `after` is the previous page's last row's."""
+    if after is not None:
+        query = query.where(tuple_(created, row_id) < tuple_(*after))
+    return list((await session.scalars(query.order_by(created.desc(), row_id.desc()).limit(limit))).all())

@@ -19,7 +19,7 @@ from api.control_plane import audit
 from api.control_plane.actors import Actor, Scope
 from api.control_plane.ids import new_id
 from api.control_plane.organizations import bump_revision, default_project, get_project
-from api.control_plane.rows import one
+from api.control_plane.rows import one, scoped
 from api.control_plane.tables import Workflow, WorkflowVersion
 from api.problems import Problem, not_found
 
@@ -88,14 +88,7 @@ async def changeable(session: AsyncSession, scope: Scope, workflow_id: str) -> W
 async def list_workflows(
     session: AsyncSession, scope: Scope, status: str | None = None, project_id: str | None = None
 ) -> list[Workflow]:
-    query = select(Workflow).where(Workflow.org_id == scope.org_id)
-    for column, value in (
-        (Workflow.project_id, scope.project_id),
-        (Workflow.project_id, project_id),
-        (Workflow.status, status),
-    ):
-        if value is not None:
-            query = query.where(column == value)
+    query = scoped(Workflow, scope, (Workflow.project_id, project_id), (Workflow.status, status))
     return list((await session.scalars(query.order_by(Workflow.created_at.desc(), Workflow.id))).all())
 
 

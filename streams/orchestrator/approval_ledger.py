@@ -36,25 +36,6 @@ class ApprovalLedger:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def open(self, opened: Sequence[tuple[Suspension, int, int]]) -> None:
-        """Opens an approval per (suspension, inbox partition, requested at ms). The project is the
-        workflow's. An approval that exists already (a message handled again) is left as it is."""
-        if not opened:
-            return
-        rows = [_approval_row(suspension, partition, at_ms) for suspension, partition, at_ms in opened]
-        with self._engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO approvals (id, org_id, project_id, workflow_id, workflow_version, execution_id, "
-                    "step, lead_id, lead, explanation, approvers, status, requested_at, due_at, partition) "
-                    "SELECT :id, :org_id, w.project_id, w.id, :workflow_version, :execution_id, :step, :lead_id, "
-                    "CAST(:lead AS jsonb), CAST(:explanation AS jsonb), :approvers, 'pending', :requested_at, "
-                    ":due_at, :partition FROM workflows w WHERE w.id = :workflow_id AND w.org_id = :org_id "
-                    "ON CONFLICT (id) DO NOTHING"
-                ),
-                rows,
-            )
-
     def resumed_already(self, approval_ids: Sequence[str]) -> set[str]:
         """Which of these approvals were decided and resumed: a suspension of theirs arriving again
         (the qualifier replayed a batch) must not be held a second time."""
@@ -96,27 +77,46 @@ class ApprovalLedger:
             )
         return True
 
-    def cancel(self, execution_ids: Sequence[str]) -> None:
-        """The leads left their workflows (exit condition): pending approvals close unanswered."""
-        if execution_ids:
-            with self._engine.begin() as connection:
+    def settle(
+        self,
+        opened: Sequence[tuple[Suspension, int, int]],
+        cancelled: Sequence[str],
+        resumed: Sequence[str],
+    ) -> None:
+        """What one orchestrator turn did, in one transaction:
+        - `opened`: an approval per (suspension, inbox partition, requested at ms), in the workflow's
+          project; one that exists already (a message handled again) is left as it is;
+        - `cancelled`: by execution id, pending approvals whose leads left (exit condition);
+        - `resumed`: by execution id, approvals acted on, which the decision poll stops returning."""
+        if not (opened or cancelled or resumed):
+            return
+        with self._engine.begin() as connection:
+            if opened:
+                connection.execute(
+                    text(
+                        "INSERT INTO approvals (id, org_id, project_id, workflow_id, workflow_version, "
+                        "execution_id, step, lead_id, lead, explanation, approvers, status, requested_at, due_at, "
+                        "partition) SELECT :id, :org_id, w.project_id, w.id, :workflow_version, :execution_id, "
+                        ":step, :lead_id, CAST(:lead AS jsonb), CAST(:explanation AS jsonb), :approvers, 'pending', "
+                        ":requested_at, :due_at, :partition FROM workflows w "
+                        "WHERE w.id = :workflow_id AND w.org_id = :org_id ON CONFLICT (id) DO NOTHING"
+                    ),
+                    [_approval_row(suspension, partition, at_ms) for suspension, partition, at_ms in opened],
+                )
+            if cancelled:
                 connection.execute(
                     text(
                         "UPDATE approvals SET status = 'cancelled', decided_at = now() "
                         "WHERE execution_id = ANY(:ids) AND status = 'pending'"
                     ),
-                    {"ids": list(execution_ids)},
+                    {"ids": list(cancelled)},
                 )
-
-    def mark_resumed(self, execution_ids: Sequence[str]) -> None:
-        """The approvals of these executions were acted on; the decision poll stops returning them."""
-        if execution_ids:
-            with self._engine.begin() as connection:
+            if resumed:
                 connection.execute(
                     text(
                         "UPDATE approvals SET resumed_at = now() WHERE execution_id = ANY(:ids) AND resumed_at IS NULL"
                     ),
-                    {"ids": list(execution_ids)},
+                    {"ids": list(resumed)},
                 )
 
     def undelivered(self, partitions: Sequence[int], limit: int) -> list[Decision]:

@@ -251,9 +251,7 @@ class Orchestrator:
 
     def settle_stores(self, effects: Effects) -> None:
         """Then PostgreSQL and Redis (blocking calls, for a thread)."""
-        self._ledger.open(effects.opened)
-        self._ledger.cancel(effects.cancelled_approvals)
-        self._ledger.mark_resumed(effects.resumed_approvals)
+        self._ledger.settle(effects.opened, effects.cancelled_approvals, effects.resumed_approvals)
         if effects.released:
             redis_batch.execute(
                 self._redis,

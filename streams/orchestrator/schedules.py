@@ -30,6 +30,7 @@ from streams.clock import moment
 from streams.runtime.kafka import deliver_all
 from streams.runtime.serde import AvroSerde
 from streams.sinks.clickhouse import ClickHouse
+from streams.state.control_plane import ControlPlaneReader
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,14 @@ class ScheduleRunner:
     def __init__(
         self,
         engine: Engine,
+        reader: ControlPlaneReader,
         clickhouse: ClickHouse,
         producer: Producer,
         inbound: tuple[AvroSerde, str],
         name: str,
     ) -> None:
         self._engine = engine
+        self._reader = reader
         self._clickhouse = clickhouse
         self._producer = producer
         self._inbound, self._inbound_topic = inbound
@@ -94,24 +97,15 @@ class ScheduleRunner:
         return ran
 
     def _scheduled(self) -> list[ScheduledWorkflow]:
-        with self._engine.connect() as connection:
-            rows = connection.execute(
-                text(
-                    "SELECT w.org_id, w.id, v.version, v.definition->'trigger'->'schedule', v.activated_at "
-                    "FROM workflows w JOIN workflow_versions v "
-                    "ON v.workflow_id = w.id AND v.version = w.active_version "
-                    "WHERE w.status = 'active' AND jsonb_typeof(v.definition->'trigger'->'schedule') = 'object'"
-                )
-            ).all()
         found = []
-        for org_id, workflow_id, version, schedule, activated_at in rows:
+        for org_id, workflow_id, version, schedule, activated_at in self._reader.scheduled_workflows():
             try:
                 parsed = Schedule.model_validate(schedule)
             except ValueError as exc:
                 log.error("workflow %s has a schedule that no longer validates: %s", workflow_id, exc)
                 continue
             activated_ms = round(activated_at.timestamp() * 1000) if activated_at else 0
-            found.append(ScheduledWorkflow(org_id, workflow_id, int(version), parsed, activated_ms))
+            found.append(ScheduledWorkflow(org_id, workflow_id, version, parsed, activated_ms))
         return found
 
     def _claim(self, workflow: ScheduledWorkflow, fire_ms: int, now_ms: int) -> bool:

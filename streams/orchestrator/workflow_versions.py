@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from sqlalchemy import Engine, text
-
 from processors.compiler import CompiledWorkflow, compile_workflow
 from processors.model import WorkflowDefinition
+from streams.state.control_plane import ControlPlaneReader
 
 _CACHED = 1024
 
@@ -19,8 +18,8 @@ class UnknownVersion(LookupError):
 
 
 class WorkflowVersions:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, reader: ControlPlaneReader) -> None:
+        self._reader = reader
         self._compiled: OrderedDict[tuple[str, str, int], CompiledWorkflow] = OrderedDict()
 
     def get(self, org_id: str, workflow_id: str, version: int) -> CompiledWorkflow:
@@ -29,14 +28,7 @@ class WorkflowVersions:
         if compiled is not None:
             self._compiled.move_to_end(key)
             return compiled
-        with self._engine.connect() as connection:
-            definition = connection.execute(
-                text(
-                    "SELECT definition FROM workflow_versions "
-                    "WHERE org_id = :org AND workflow_id = :id AND version = :version"
-                ),
-                {"org": org_id, "id": workflow_id, "version": version},
-            ).scalar()
+        definition = self._reader.workflow_version(org_id, workflow_id, version)
         if definition is None:
             raise UnknownVersion(f"workflow {workflow_id} of org {org_id} has no version {version}")
         compiled = compile_workflow(workflow_id, version, WorkflowDefinition.model_validate(definition))

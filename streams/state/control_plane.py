@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -60,6 +61,35 @@ class ControlPlaneReader:
             for org_id, workflow_id, version, definition in rows:
                 found[org_id].append((workflow_id, int(version), definition))
         return found
+
+    def workflow_version(self, org_id: str, workflow_id: str, version: int) -> dict[str, Any] | None:
+        """One version's definition, active or not: a paused execution resumes on the version it
+        started with."""
+        with self._engine.connect() as connection:
+            definition: dict[str, Any] | None = connection.execute(
+                text(
+                    "SELECT definition FROM workflow_versions "
+                    "WHERE org_id = :org AND workflow_id = :id AND version = :version"
+                ),
+                {"org": org_id, "id": workflow_id, "version": version},
+            ).scalar()
+        return definition
+
+    def scheduled_workflows(self) -> list[tuple[str, str, int, dict[str, Any], datetime | None]]:
+        """Every org's active workflows whose trigger has a schedule: (org id, workflow id, active
+        version, the schedule, when that version was activated)."""
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT w.org_id, w.id, v.version, v.definition->'trigger'->'schedule', v.activated_at "
+                    "FROM workflows w JOIN workflow_versions v "
+                    "ON v.workflow_id = w.id AND v.version = w.active_version "
+                    "WHERE w.status = 'active' AND jsonb_typeof(v.definition->'trigger'->'schedule') = 'object'"
+                )
+            ).all()
+        return [
+            (org_id, workflow_id, int(version), schedule, at) for org_id, workflow_id, version, schedule, at in rows
+        ]
 
     def webhook_subscriptions(self, org_ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
         """Per org: webhook id -> subscription (url, event types, enabled, sealed secrets)."""

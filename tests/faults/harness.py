@@ -415,6 +415,14 @@ class Scenario:
             and sum(self.executions().values()) == acked * len(self.workflow_ids)
         )
 
+    def end(
+        self, fault: str, fault_started: float, resent_commands: int = 0
+    ) -> tuple[Figures, dict[topics.Topic, list[Consumed]]]:
+        """The fault ends now: the lead stream stops, then the exact account and its figures."""
+        fault_ended = time.monotonic()
+        self.stream.stop()
+        return self.verify(fault, self.account(fault_started, fault_ended), resent_commands)
+
     def account(self, fault_started: float, fault_ended: float) -> float:
         """Waits for the exact account; the seconds from the fault's end until it held. For a kill
         the fault ends when the restarted worker owns its partitions again."""

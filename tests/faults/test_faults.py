@@ -78,10 +78,7 @@ def test_redis_stopped_for_10_s(fault_stack: FaultStack) -> None:
             assert len(run.stream.acked) > acked, "the API went on accepting events"
         finally:
             fault_stack.start_redis()
-        ended = time.monotonic()
-        run.stream.stop()
-        recovery = run.account(started, ended)
-        figures, _ = run.verify("Redis stopped for 10 s", recovery)
+        figures, _ = run.end("Redis stopped for 10 s", started)
     assert figures.duplicates["webhook_ids_sent_again_after_a_2xx"] == 0
 
 
@@ -96,10 +93,7 @@ def test_broker_unreachable_for_10_s(fault_stack: FaultStack) -> None:
             time.sleep(OUTAGE_S)
         finally:
             fault_stack.thaw_broker()
-        ended = time.monotonic()
-        run.stream.stop()
-        recovery = run.account(started, ended)
-        figures, _ = run.verify("broker unreachable for 10 s", recovery)
+        figures, _ = run.end("broker unreachable for 10 s", started)
         statuses, retry_after, no_answer = run.stream.statuses, run.stream.retry_after, run.stream.no_answer
     assert statuses[503] > 0, "the API answered 503 while the broker was unreachable"
     assert set(statuses) <= {202, 503} and no_answer == [], f"answers {statuses}, no answer: {no_answer}"
@@ -130,10 +124,7 @@ def test_clickhouse_sink_refusing_writes(fault_stack: FaultStack) -> None:
             assert len(written) < len(run.stream.acked) * len(run.workflow_ids), "rows were held back"
         finally:
             fault_stack.sink_switch.unlink()
-        ended = time.monotonic()
-        run.stream.stop()
-        recovery = run.account(started, ended)
-        figures, _ = run.verify("ClickHouse refusing writes for 6 s", recovery)
+        figures, _ = run.end("ClickHouse refusing writes for 6 s", started)
     assert figures.duplicates["webhook_ids_sent_again_after_a_2xx"] == 0
 
 
@@ -148,10 +139,7 @@ def test_sigkill_webhooks_worker_mid_delivery(fault_stack: FaultStack) -> None:
         worker.kill()
         run.endpoint_up.set()
         worker.start()
-        ended = time.monotonic()
-        run.stream.stop()
-        recovery = run.account(started, ended)
-        figures, _ = run.verify("SIGKILL of the webhooks worker", recovery)
+        figures, _ = run.end("SIGKILL of the webhooks worker", started)
     assert figures.duplicates["webhook_ids_sent_again_after_a_2xx"] <= WEBHOOK_MAX_IN_FLIGHT
 
 
@@ -166,10 +154,7 @@ def test_sigkill_crm_worker_mid_batch(fault_stack: FaultStack) -> None:
         worker.kill()
         run.crm.held.set()
         worker.start()
-        ended = time.monotonic()
-        run.stream.stop()
-        recovery = run.account(started, ended)
-        figures, _ = run.verify("SIGKILL of the CRM worker", recovery, resent_commands=CRM_BATCH_SIZE)
+        figures, _ = run.end("SIGKILL of the CRM worker", started, resent_commands=CRM_BATCH_SIZE)
     assert figures.duplicates["webhook_ids_sent_again_after_a_2xx"] == 0
 
 
@@ -185,10 +170,7 @@ def test_crm_answering_429_then_500s(fault_stack: FaultStack) -> None:
             _hold(started, SHORT_FAULT_S)
         finally:
             run.crm.outage = None
-        ended = time.monotonic()
-        run.stream.stop()
-        recovery = run.account(started, ended)
-        figures, _ = run.verify("CRM answering 429 then 500s for 6 s", recovery)
+        figures, _ = run.end("CRM answering 429 then 500s for 6 s", started)
         requests = list(run.crm.requests)
     answered = Counter(r.status for r in requests)
     assert answered[429] > 0 and answered[500] > 0, answered
@@ -214,10 +196,7 @@ def test_webhook_endpoint_hanging(fault_stack: FaultStack) -> None:
             _hold(started, SHORT_FAULT_S)
         finally:
             run.endpoint_up.set()
-        ended = time.monotonic()
-        run.stream.stop()
-        recovery = run.account(started, ended)
-        _, by_topic = run.verify("webhook endpoint hanging for 6 s", recovery)
+        _, by_topic = run.end("webhook endpoint hanging for 6 s", started)
         delivered = run.delivered()
     timed_out: Counter[str] = Counter(
         message_id
