@@ -11,6 +11,7 @@ import pytest
 from drippulse.operators import create_user
 from drippulse.settings import Settings
 from tests import control_plane
+from tests.integration.helpers import accept_invitation
 
 pytestmark = pytest.mark.stack
 PASSWORD = "correct horse battery staple"
@@ -137,7 +138,9 @@ def test_a_person_in_two_orgs_names_the_one_to_log_in_to(org_factory: Any, setti
     first, second = org_factory(), org_factory()
     email = f"both-{first['org_id']}@example.com"
     create_user(settings, first["org_id"], email, "", ["viewer"], PASSWORD)
-    create_user(settings, second["org_id"], email, "", ["editor"], None)
+    _, _, invitation = create_user(settings, second["org_id"], email, "", ["editor"], None)
+    assert invitation is not None
+    assert accept_invitation(settings, invitation, PASSWORD).status_code == 200, "proves the password for it"
     ambiguous = _login(settings, email)
     assert ambiguous.status_code == 422 and ambiguous.json()["type"].endswith("/organization-required")
     chosen = _login(settings, email, org_id=second["org_id"])
