@@ -27,12 +27,13 @@ def _refused(detail: str) -> Problem:
     return Problem(401, "unauthorized", "Not authenticated", detail)
 
 
-async def authenticate(database: Database, token: str) -> tuple[Principal, str | None]:
-    """The principal, and for a session its CSRF token (cookie requests must echo it)."""
+async def authenticate(database: Database, token: str) -> Principal:
+    """The principal of a bearer token: an API key or a session."""
     if token.startswith(API_KEY_PREFIX):
-        return await _api_key(database, token), None
+        return await _api_key(database, token)
     if token.startswith(SESSION_PREFIX):
-        return await _session(database, token)
+        principal, _ = await authenticate_session(database, token)
+        return principal
     raise _refused("the credential is neither an API key (dpk_…) nor a session token (dps_…)")
 
 
@@ -76,7 +77,12 @@ async def _api_key(database: Database, token: str) -> Principal:
     )
 
 
-async def _session(database: Database, token: str) -> tuple[Principal, str]:
+async def authenticate_session(database: Database, token: str) -> tuple[Principal, str]:
+    """The principal of a session token, and the session's CSRF token (cookie requests echo it).
+    The cookie carries sessions only: a key there would be sent by the browser on its own, and a key
+    has no CSRF token to check."""
+    if not token.startswith(SESSION_PREFIX):
+        raise _refused("the session cookie carries a session token (dps_…) only")
     async with database.transaction() as session:
         row = (
             await session.execute(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 import orjson
 
 from api.problems import Problem
 
+Row = TypeVar("Row")
 _INT64 = range(-(2**63), 2**63)
 """A cursor's time goes to ClickHouse as an Int64, which would wrap a larger number around silently
 (and a float is how JSON parsers answer an integer too large for 64 bits)."""
@@ -42,3 +45,13 @@ def decode_row_cursor(cursor: str) -> tuple[datetime, str]:
         return moment, str(row_id)
     except Exception:
         raise Problem(400, "bad-cursor", "Invalid cursor", "pass back the next_cursor of a previous page") from None
+
+
+def after_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    """Where a PostgreSQL list resumes: after the row the cursor names, or at its start."""
+    return decode_row_cursor(cursor) if cursor else None
+
+
+def next_cursor(found: list[Row], limit: int, position: Callable[[Row], tuple[datetime, str]]) -> str | None:
+    """Of `limit + 1` rows fetched, the cursor after the page's last one; None when there is no more."""
+    return encode_row_cursor(*position(found[limit - 1])) if len(found) > limit else None

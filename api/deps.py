@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
-from api.authentication import authenticate
+from api.authentication import authenticate, authenticate_session
 from api.control_plane.database import Database
 from api.crm_results_reader import CrmResultsReader
 from api.deliveries_reader import DeliveriesReader
@@ -82,15 +82,15 @@ async def current_principal(
 ) -> Principal:
     """From `Authorization: Bearer`, else from the session cookie. A cookie is sent by the browser
     on its own, so a cookie request that changes something must also prove it came from our page:
-    the session's CSRF token in a header, which another site cannot read."""
+    the session's CSRF token in a header, which another site cannot read. The header may hold any
+    byte, so it is compared as bytes (`compare_digest` refuses non-ASCII text)."""
     if bearer is not None and bearer.scheme.lower() == "bearer":
-        principal, _ = await authenticate(database, bearer.credentials)
-        return principal
+        return await authenticate(database, bearer.credentials)
     if cookie:
-        principal, csrf_token = await authenticate(database, cookie)
+        principal, csrf_token = await authenticate_session(database, cookie)
         sent = request.headers.get(CSRF_HEADER, "")
-        if request.method not in _SAFE_METHODS and not hmac.compare_digest(sent, csrf_token or ""):
-            raise Problem(403, "csrf", "CSRF token missing", f"send the session's csrf_token in {CSRF_HEADER}")
+        if request.method not in _SAFE_METHODS and not hmac.compare_digest(sent.encode(), csrf_token.encode()):
+            raise Problem(403, "csrf", "CSRF token missing or wrong", f"send the session's csrf_token in {CSRF_HEADER}")
         return principal
     raise Problem(401, "unauthorized", "Not authenticated", "send `Authorization: Bearer <API key or session token>`")
 

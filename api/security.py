@@ -4,13 +4,23 @@ Tokens are 256-bit random secrets, so a fast hash (SHA-256) is the right tool to
 nothing to brute-force, and every request pays for the lookup. Only the hash is stored; the token is
 shown once. Passwords are chosen by people, so they get a slow, memory-hard hash: Argon2id through
 argon2-cffi, with its recommended parameters, rehashed on login when those parameters change.
+
+Argon2 costs tens of milliseconds of CPU and 64 MiB per call, and anyone may ask for one (a login
+with any email). Run on the event loop, a stream of logins would stall every request of the process,
+so the work goes to a small pool of its own threads (argon2-cffi releases the GIL): logins queue
+behind each other there, never in front of other requests, and at most `PASSWORD_WORKERS` hashes
+hold their memory at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -21,6 +31,9 @@ INVITATION_PREFIX = "dpi_"
 _passwords = PasswordHasher()
 _UNUSED_HASH = _passwords.hash("a password no account has")
 """Verified against when an email is unknown, so a login takes as long whether or not it exists."""
+PASSWORD_WORKERS = 2
+_password_work = ThreadPoolExecutor(PASSWORD_WORKERS, thread_name_prefix="argon2")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,16 +56,24 @@ def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def hash_password(password: str) -> str:
-    return _passwords.hash(password)
+async def _beside_the_loop(work: Callable[[], T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_password_work, work)
 
 
-def password_matches(password_hash: str | None, password: str) -> bool:
-    """Constant work whether or not there is a hash to check against."""
+async def hash_password(password: str) -> str:
+    return await _beside_the_loop(lambda: _passwords.hash(password))
+
+
+def _matches(password_hash: str | None, password: str) -> bool:
     try:
         return _passwords.verify(password_hash or _UNUSED_HASH, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
+
+
+async def password_matches(password_hash: str | None, password: str) -> bool:
+    """Constant work whether or not there is a hash to check against."""
+    return await _beside_the_loop(lambda: _matches(password_hash, password))
 
 
 def needs_rehash(password_hash: str) -> bool:

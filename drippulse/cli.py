@@ -81,8 +81,9 @@ def _invitation_hint(token: str | None) -> None:
     if token is not None:
         typer.echo(f"invitation: {token}")
         typer.echo(
-            "No password was given: the person sets one with POST /api/v1/auth/invitations/accept "
-            '{"token": "<invitation>", "password": "…"}.',
+            "No password was given: the person accepts with POST /api/v1/auth/invitations/accept "
+            '{"token": "<invitation>", "password": "…"}, setting their first password, or giving the one '
+            "their account has; until then they cannot log in to this organization.",
             err=True,
         )
 
@@ -119,7 +120,7 @@ def users_create(
     role: list[str] = typer.Option(..., help=f"One of {', '.join(ROLES)}; repeat for several."),
     name: str = typer.Option("", help="The person's name."),
     password: str | None = typer.Option(
-        None, envvar="DRIPPULSE_USER_PASSWORD", help="Without one (and none set before), prints an invitation."
+        None, envvar="DRIPPULSE_USER_PASSWORD", help="Without one, prints the invitation the person accepts."
     ),
 ) -> None:
     """Add a person to an organization with one or more roles."""

@@ -84,7 +84,7 @@ def create_org(
 def create_user(
     settings: Settings, org: str, email: str, name: str, roles: list[str], password: str | None
 ) -> tuple[str, str, str | None]:
-    """(org id, user id, an invitation token when no password was given and none was set before)."""
+    """(org id, user id, and without a password the invitation with which the person accepts)."""
     return _run(settings, lambda db: _create_user(db, org, email, name, roles, password))
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from api.control_plane import integrations, people, webhooks
 from api.control_plane.actors import Scope, system
 from api.control_plane.database import Database
-from api.control_plane.tables import ApiKey, Approval, ScheduleFire, Workflow
+from api.control_plane.tables import ApiKey, Approval, ScheduleFire, User, Workflow
 from drippulse.settings import Settings, secret_box
 
 T = TypeVar("T")
@@ -80,6 +80,16 @@ def add_member(settings: Settings, org_id: str, email: str, roles: list[str], pa
         return user.id
 
     return run(settings, add)
+
+
+def store_password_hash(settings: Settings, user_id: str, password_hash: str) -> None:
+    """Stores a password hash as is: one made with other Argon2 parameters than the API's."""
+
+    async def store(database: Database) -> None:
+        async with database.transaction() as session:
+            await session.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))
+
+    run(settings, store)
 
 
 def expire_key(settings: Settings, key_id: str) -> None:

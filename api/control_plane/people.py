@@ -4,22 +4,55 @@ A user is global (one email, one password) and belongs to organizations through 
 with one or more roles. Deactivation is per membership: an organization's admin can cut a person off
 from that organization, never from another one. Authentication reads the membership on every
 request, so a deactivation or a role change takes effect on the next request.
+
+Who an account belongs to. Nothing proves that a person owns an email address: setting an account's
+password proves only that one held some invitation for it. So an account without a password belongs
+to nobody yet, and a membership counts (for a login, for the organizations a login names) only once
+the account's password was proven for that membership (`accepted_at`):
+- the first password is set with the invitation issued together with a membership an operator made
+  without one (`drippulse orgs create --admin-email`, `users create`), or by accepting an invitation
+  for an email that has no account yet, which makes the account;
+- every other invitation (another organization's, or one for an account still without a password)
+  is accepted with the password the account already has, and never changes it;
+- an operator who gives a password sets it, and that membership counts at once.
+An admin holding an invitation for someone else's email therefore reaches no membership but their
+own organization's, and learns no more than that the email has an account (an invitation for an
+email without one makes it); a refused password is the same answer, after the same work, whether or
+not the account has a password, and counts against the login throttle.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.control_plane import audit
 from api.control_plane.actors import Actor, Scope
 from api.control_plane.ids import new_id
+from api.control_plane.rows import newest_first, newest_first_query
 from api.control_plane.tables import Invitation, Membership, Session, User
 from api.problems import Problem, not_found
-from api.security import INVITATION_PREFIX, SESSION_PREFIX, hash_password, hash_token, needs_rehash, new_token
-from api.security import password_matches as _matches
+from api.security import (
+    INVITATION_PREFIX,
+    SESSION_PREFIX,
+    hash_password,
+    hash_token,
+    needs_rehash,
+    new_token,
+    password_matches,
+)
+
+
+@dataclass(frozen=True)
+class LoggedIn:
+    session_row: Session
+    token: str = field(repr=False)
+    user: User
+    membership: Membership
 
 
 def normalize_email(email: str) -> str:
@@ -34,14 +67,18 @@ async def user_by_email(session: AsyncSession, email: str) -> User | None:
     return await session.scalar(select(User).where(User.email == normalize_email(email)))
 
 
-async def _user(session: AsyncSession, email: str, name: str) -> User:
-    """The user with this email, created (without a password) when there is none."""
-    user = await user_by_email(session, email)
-    if user is None:
-        user = User(id=new_id("usr"), email=normalize_email(email), name=name, active=True)
-        session.add(user)
-        await session.flush()
-    return user
+async def _account(session: AsyncSession, email: str, name: str) -> tuple[User, bool]:
+    """The user with this email, locked until the transaction ends, and whether this call made it
+    (without a password). Of two first acceptances for one new email at once, the second waits for
+    the first's account and then finds it, password set."""
+    made = await session.scalar(
+        insert(User)
+        .values(id=new_id("usr"), email=normalize_email(email), name=name, active=True)
+        .on_conflict_do_nothing(index_elements=[User.email])
+        .returning(User.id)
+    )
+    user = (await session.scalars(select(User).where(User.email == normalize_email(email)).with_for_update())).one()
+    return user, made is not None
 
 
 async def _join(session: AsyncSession, org_id: str, user: User, roles: list[str], actor: Actor) -> Membership:
@@ -64,18 +101,18 @@ async def _join(session: AsyncSession, org_id: str, user: User, roles: list[str]
 async def add_member(
     session: AsyncSession, org_id: str, actor: Actor, email: str, name: str, roles: list[str], password: str | None
 ) -> tuple[User, str | None]:
-    """An operator's way in (`drippulse users create`, `orgs create --admin-email`): the user joins at
-    once. Without a password (and none set before) the answer carries an invitation token with which
-    the person sets one."""
-    user = await _user(session, email, name)
-    await _join(session, org_id, user, roles, actor)
+    """An operator's way in (`drippulse users create`, `orgs create --admin-email`). With a password,
+    the operator sets the account's and the person may log in at once. Without one, the membership
+    waits for the person: the answer carries its invitation, with which they set the account's first
+    password, or prove the one it has."""
+    user, _ = await _account(session, email, name)
+    membership = await _join(session, org_id, user, roles, actor)
     if password is not None:
-        user.password_hash = hash_password(password)
+        user.password_hash = await hash_password(password)
+        membership.accepted_at = _now()
         audit.record(session, org_id, actor, "user.set_password", ("user", user.id), after={"password": "set"})
         return user, None
-    if user.password_hash is not None:
-        return user, None
-    _, token = await invite(session, Scope(org_id), actor, email, name, roles, timedelta(days=7), member_already=True)
+    _, token = await invite(session, Scope(org_id), actor, email, name, roles, timedelta(days=7), member=user)
     return user, token
 
 
@@ -87,10 +124,12 @@ async def invite(
     name: str,
     roles: list[str],
     ttl: timedelta,
-    member_already: bool = False,
+    member: User | None = None,
 ) -> tuple[Invitation, str]:
-    """An invitation token (shown once) with which the invitee joins and sets their password."""
-    if not member_already:
+    """An invitation token (shown once) with which the invitee joins. `member` is the account of the
+    membership an operator just made: the invitation is that membership's, which alone may set the
+    account's first password."""
+    if member is None:
         existing = await user_by_email(session, email)
         membership = await session.get(Membership, (scope.org_id, existing.id)) if existing else None
         if membership is not None and membership.active:
@@ -104,6 +143,7 @@ async def invite(
         roles=roles,
         token_hash=token.hash,
         invited_by=actor.label,
+        user_id=member.id if member is not None else None,
         expires_at=_now() + ttl,
     )
     session.add(invitation)
@@ -120,11 +160,14 @@ async def invite(
     return invitation, token.secret
 
 
-async def list_invitations(session: AsyncSession, org_id: str) -> list[Invitation]:
+async def list_invitations(
+    session: AsyncSession, org_id: str, limit: int, after: tuple[datetime, str] | None
+) -> list[Invitation]:
+    """Pending ones (not accepted, not revoked), newest first."""
     query = select(Invitation).where(
         Invitation.org_id == org_id, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None)
     )
-    return list((await session.scalars(query.order_by(Invitation.created_at, Invitation.id))).all())
+    return await newest_first(session, query, Invitation.created_at, Invitation.id, limit, after)
 
 
 async def revoke_invitation(session: AsyncSession, scope: Scope, actor: Actor, invitation_id: str) -> Invitation:
@@ -147,29 +190,47 @@ async def revoke_invitation(session: AsyncSession, scope: Scope, actor: Actor, i
     return invitation
 
 
-async def accept_invitation(
-    session: AsyncSession, token: str, name: str | None, password: str
-) -> tuple[User, Membership]:
-    """The invitee joins. A new user sets their password; an existing one proves it is them with theirs."""
-    invitation = await session.scalar(
-        select(Invitation).where(Invitation.token_hash == hash_token(token)).with_for_update()
-    )
+def _invalid_invitation() -> Problem:
+    return Problem(401, "invalid-invitation", "Invalid invitation", "the invitation is unknown, used or revoked")
+
+
+async def _pending_invitation(session: AsyncSession, token: str, lock: bool) -> Invitation:
+    query = select(Invitation).where(Invitation.token_hash == hash_token(token))
+    invitation = await session.scalar(query.with_for_update() if lock else query)
     if invitation is None or invitation.revoked_at is not None or invitation.accepted_at is not None:
-        raise Problem(401, "invalid-invitation", "Invalid invitation", "the invitation is unknown, used or revoked")
+        raise _invalid_invitation()
     if invitation.expires_at <= _now():
         raise Problem(401, "invitation-expired", "Invitation expired", "ask an admin for a new invitation")
-    user = await _user(session, invitation.email, name or invitation.name)
-    actor = Actor("user", user.id, user.email, user.id)
-    if user.password_hash is None:
-        user.password_hash = hash_password(password)
+    return invitation
+
+
+async def invitation_email(session: AsyncSession, token: str) -> str:
+    """Whose password accepting this invitation tries: the throttle counts the attempt first."""
+    return (await _pending_invitation(session, token, lock=False)).email
+
+
+async def accept_invitation(
+    session: AsyncSession, token: str, name: str | None, password: str, ttl: timedelta
+) -> LoggedIn:
+    """The invitee joins with a password proven for this membership (see the module's docstring),
+    and is logged in to it."""
+    invitation = await _pending_invitation(session, token, lock=True)
+    user, made = await _account(session, invitation.email, name or invitation.name)
+    membership = await session.get(Membership, (invitation.org_id, user.id), with_for_update=True)
+    if invitation.user_id is not None and (membership is None or not membership.active):
+        raise _invalid_invitation()  # its membership was deactivated: accepting never undoes that
+    if user.active and user.password_hash is None and (made or invitation.user_id == user.id):
+        user.password_hash = await hash_password(password)
         if name:
             user.name = name
-    elif not _matches(user.password_hash, password):
-        raise Problem(401, "bad-credentials", "Wrong password", "you already have an account: use its password")
-    membership = await session.get(Membership, (invitation.org_id, user.id), with_for_update=True)
+    elif not await password_matches(user.password_hash, password) or not user.active:
+        raise Problem(401, "bad-credentials", "Wrong password", "an existing account accepts with its own password")
+    actor = Actor("user", user.id, user.email, user.id)
     if membership is None or not membership.active:
         membership = await _join(session, invitation.org_id, user, list(invitation.roles), actor)
-    invitation.accepted_at = _now()
+    now = _now()
+    membership.accepted_at = membership.accepted_at or now
+    invitation.accepted_at = now
     audit.record(
         session,
         invitation.org_id,
@@ -178,16 +239,15 @@ async def accept_invitation(
         ("invitation", invitation.id),
         after={"accepted_at": invitation.accepted_at},
     )
-    return user, membership
+    return await _start_session(session, user, membership, ttl)
 
 
-async def list_members(session: AsyncSession, org_id: str) -> list[tuple[User, Membership]]:
-    rows = await session.execute(
-        select(User, Membership)
-        .join(Membership, Membership.user_id == User.id)
-        .where(Membership.org_id == org_id)
-        .order_by(Membership.created_at, User.email)
-    )
+async def list_members(
+    session: AsyncSession, org_id: str, limit: int, after: tuple[datetime, str] | None
+) -> list[tuple[User, Membership]]:
+    """Newest first."""
+    query = select(User, Membership).join(Membership, Membership.user_id == User.id).where(Membership.org_id == org_id)
+    rows = await session.execute(newest_first_query(query, Membership.created_at, Membership.user_id, limit, after))
     return [(user, membership) for user, membership in rows]
 
 
@@ -267,17 +327,25 @@ async def reactivate(session: AsyncSession, scope: Scope, actor: Actor, user_id:
     return membership
 
 
-async def login(
-    session: AsyncSession, email: str, password: str, org_id: str | None, ttl: timedelta
-) -> tuple[Session, str, User, Membership]:
-    """A new session (token shown once) for a person with an active membership. A person in several
-    organizations names the one to log in to."""
+async def prove_password(session: AsyncSession, email: str, password: str) -> User:
+    """The account whose password this is. The same 401, after the same work, for an unknown email,
+    an account without a password, a wrong password and a disabled account."""
     user = await user_by_email(session, email)
-    if not _matches(user.password_hash if user else None, password) or user is None or not user.active:
+    if not await password_matches(user.password_hash if user else None, password) or user is None or not user.active:
         raise Problem(401, "bad-credentials", "Login failed", "unknown email or wrong password")
     if user.password_hash and needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
-    query = select(Membership).where(Membership.user_id == user.id, Membership.active)
+        user.password_hash = await hash_password(password)
+    return user
+
+
+async def log_in(session: AsyncSession, user: User, org_id: str | None, ttl: timedelta) -> LoggedIn:
+    """A new session (token shown once) in one of the organizations whose membership is active and
+    accepted. Only a caller who proved the password comes here, so naming those organizations when
+    the person must choose one discloses nothing; a membership still waiting for its invitation is
+    never named."""
+    query = select(Membership).where(
+        Membership.user_id == user.id, Membership.active, Membership.accepted_at.is_not(None)
+    )
     if org_id is not None:
         query = query.where(Membership.org_id == org_id)
     memberships = list((await session.scalars(query)).all())
@@ -292,7 +360,10 @@ async def login(
             "you belong to several organizations; pass org_id",
             errors=[{"field": "$.org_id", "message": f"one of {', '.join(orgs)}"}],
         )
-    membership = memberships[0]
+    return await _start_session(session, user, memberships[0], ttl)
+
+
+async def _start_session(session: AsyncSession, user: User, membership: Membership, ttl: timedelta) -> LoggedIn:
     token, csrf = new_token(SESSION_PREFIX), new_token("")
     row = Session(
         id=new_id("ses"),
@@ -308,7 +379,7 @@ async def login(
     audit.record(
         session, membership.org_id, actor, "session.create", ("session", row.id), after={"expires_at": row.expires_at}
     )
-    return row, token.secret, user, membership
+    return LoggedIn(row, token.secret, user, membership)
 
 
 async def logout(session: AsyncSession, org_id: str, actor: Actor, session_id: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
 from sqlalchemy import Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,6 +12,7 @@ from api.control_plane.actors import Scope
 from api.problems import not_found
 
 Row = TypeVar("Row")
+Columns = TypeVarTuple("Columns")
 
 
 async def one(
@@ -62,6 +63,13 @@ async def newest_first(
     after: tuple[datetime, str] | None,
 ) -> list[Row]:
     """A page of `query`, newest first by (created, id); `after` is the previous page's last row's."""
+    return list((await session.scalars(newest_first_query(query, created, row_id, limit, after))).all())
+
+
+def newest_first_query(
+    query: Select[*Columns], created: Any, row_id: Any, limit: int, after: tuple[datetime, str] | None
+) -> Select[*Columns]:
+    """`newest_first`'s page as a query, for one that selects more than one entity."""
     if after is not None:
         query = query.where(tuple_(created, row_id) < tuple_(*after))
-    return list((await session.scalars(query.order_by(created.desc(), row_id.desc()).limit(limit))).all())
+    return query.order_by(created.desc(), row_id.desc()).limit(limit)

@@ -100,13 +100,15 @@ ROLES = ("admin", "editor", "viewer", "approver")
 
 
 class Membership(Base):
-    """A user in one organization, with one or more roles; deactivated per organization."""
+    """A user in one organization, with one or more roles; deactivated per organization. It counts
+    for logins once the account's password was proven for it (`accepted_at`, see people.py)."""
 
     __tablename__ = "memberships"
     __table_args__ = (
         CheckConstraint(
             "cardinality(roles) > 0 AND roles <@ ARRAY['admin','editor','viewer','approver']::text[]", name="roles"
         ),
+        Index("ix_memberships_org_id_created_at_user_id", "org_id", "created_at", "user_id"),
     )
 
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
@@ -115,10 +117,22 @@ class Membership(Base):
     active: Mapped[bool] = mapped_column(server_default=text("true"))
     created_at: Mapped[datetime] = _now()
     deactivated_at: Mapped[datetime | None]
+    accepted_at: Mapped[datetime | None] = mapped_column(
+        comment="when the password was proven for this membership; null while it waits for its invitation"
+    )
 
 
 class Invitation(Base):
     __tablename__ = "invitations"
+    __table_args__ = (
+        Index(
+            "ix_invitations_pending",
+            "org_id",
+            "created_at",
+            "id",
+            postgresql_where=text("accepted_at IS NULL AND revoked_at IS NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(primary_key=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
@@ -127,6 +141,10 @@ class Invitation(Base):
     roles: Mapped[list[str]]
     token_hash: Mapped[str] = mapped_column(unique=True)
     invited_by: Mapped[str] = mapped_column(comment="actor label")
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id"),
+        comment="set on the invitation of a membership an operator made: the one that may set a first password",
+    )
     created_at: Mapped[datetime] = _now()
     expires_at: Mapped[datetime]
     accepted_at: Mapped[datetime | None]

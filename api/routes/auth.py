@@ -10,13 +10,11 @@ from fastapi import APIRouter, Depends, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.control_plane import people
-from api.control_plane.tables import Membership, User
-from api.control_plane.tables import Session as LoginSession
 from api.deps import SESSION_COOKIE, Account, Db, PublicRoute, SettingsDep, get_login_throttle
 from api.login_throttle import LoginThrottle
 from api.models import required_ms
 from api.permissions import Role
-from api.problems import Problem, responses
+from api.problems import responses
 from drippulse.settings import Settings
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -65,12 +63,11 @@ class WhoAmI(BaseModel):
     agent: bool
 
 
-def _session_out(
-    login: LoginSession, token: str, user: User, membership: Membership, response: Response, settings: Settings
-) -> SessionOut:
+def _session_out(logged_in: people.LoggedIn, response: Response, settings: Settings) -> SessionOut:
+    login, user = logged_in.session_row, logged_in.user
     response.set_cookie(
         SESSION_COOKIE,
-        token,
+        logged_in.token,
         max_age=settings.session_ttl_s,
         httponly=True,
         secure=settings.cookie_secure,
@@ -78,52 +75,56 @@ def _session_out(
         path="/",
     )
     return SessionOut(
-        token=token,
+        token=logged_in.token,
         csrf_token=login.csrf_token,
         expires_at_ms=required_ms(login.expires_at),
         org_id=login.org_id,
-        roles=[Role(r) for r in membership.roles],
+        roles=[Role(r) for r in logged_in.membership.roles],
         user=UserOut(id=user.id, email=user.email, name=user.name),
     )
 
 
+Throttle = Annotated[LoginThrottle, Depends(get_login_throttle)]
+
+
 @router.post("/login", response_model=SessionOut, responses=responses(401, 422, 429))
 async def login(
-    body: LoginRequest,
+    body: LoginRequest, _: PublicRoute, database: Db, settings: SettingsDep, throttle: Throttle, response: Response
+) -> SessionOut:
+    """A session in one organization, valid for DRIPPULSE_SESSION_TTL_S. Ten attempts for an email
+    within 15 minutes that do not prove its password refuse it (429) until the window ends; an attempt
+    is counted before its password is checked. With several organizations, a proven password gets
+    the list to choose from (422)."""
+    await throttle.attempt(body.email)
+    async with database.transaction() as session:
+        user = await people.prove_password(session, body.email, body.password)
+        await throttle.succeeded(body.email)
+        logged_in = await people.log_in(session, user, body.org_id, timedelta(seconds=settings.session_ttl_s))
+    return _session_out(logged_in, response, settings)
+
+
+@router.post("/invitations/accept", response_model=SessionOut, responses=responses(401, 409, 422, 429))
+async def accept_invitation(
+    body: AcceptInvitation,
     _: PublicRoute,
     database: Db,
     settings: SettingsDep,
-    throttle: Annotated[LoginThrottle, Depends(get_login_throttle)],
+    throttle: Throttle,
     response: Response,
 ) -> SessionOut:
-    """A session in one organization, valid for DRIPPULSE_SESSION_TTL_S. Ten failed logins for an
-    email within 15 minutes refuse it (429) until the window ends."""
-    await throttle.check(body.email)
-    try:
-        async with database.transaction() as session:
-            login_session, token, user, membership = await people.login(
-                session, body.email, body.password, body.org_id, timedelta(seconds=settings.session_ttl_s)
-            )
-    except Problem as problem:
-        if problem.status == 401:
-            await throttle.failed(body.email)
-        raise
-    await throttle.succeeded(body.email)
-    return _session_out(login_session, token, user, membership, response, settings)
-
-
-@router.post("/invitations/accept", response_model=SessionOut, responses=responses(401, 409, 422))
-async def accept_invitation(
-    body: AcceptInvitation, _: PublicRoute, database: Db, settings: SettingsDep, response: Response
-) -> SessionOut:
-    """Joins the organization of the invitation (setting a new user's password) and logs in."""
+    """Joins the organization of the invitation and logs in to it. An invitation for an email without
+    an account makes one with this password; one for an existing account takes that account's
+    password (counted like a login's), except the invitation an operator's `orgs create
+    --admin-email` or `users create` printed, which sets a first password."""
     async with database.transaction() as session:
-        user, _membership = await people.accept_invitation(session, body.token, body.name, body.password)
+        email = await people.invitation_email(session, body.token)
+    await throttle.attempt(email)
     async with database.transaction() as session:
-        login_session, token, user, membership = await people.login(
-            session, user.email, body.password, _membership.org_id, timedelta(seconds=settings.session_ttl_s)
+        logged_in = await people.accept_invitation(
+            session, body.token, body.name, body.password, timedelta(seconds=settings.session_ttl_s)
         )
-    return _session_out(login_session, token, user, membership, response, settings)
+    await throttle.succeeded(email)
+    return _session_out(logged_in, response, settings)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=responses(401, 403))

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.control_plane import people
 from api.control_plane.tables import Invitation, Membership, User
+from api.cursors import after_cursor, next_cursor
 from api.deps import Db, MembersManage, SettingsDep
-from api.models import Items, ms, required_ms
+from api.models import Page, ms, required_ms
 from api.permissions import Role
 from api.problems import responses
 
@@ -41,6 +43,10 @@ class MemberOut(BaseModel):
     roles: list[Role]
     active: bool
     joined_at_ms: int
+    accepted_at_ms: int | None = Field(
+        description="When the person proved their password for this membership; null while its invitation waits "
+        "(they cannot log in to this organization yet)."
+    )
     deactivated_at_ms: int | None
 
 
@@ -66,6 +72,7 @@ def _member(user: User, membership: Membership) -> MemberOut:
         roles=[Role(r) for r in membership.roles],
         active=membership.active,
         joined_at_ms=required_ms(membership.created_at),
+        accepted_at_ms=ms(membership.accepted_at),
         deactivated_at_ms=ms(membership.deactivated_at),
     )
 
@@ -86,17 +93,34 @@ def _distinct(roles: list[Role]) -> list[str]:
     return sorted({role.value for role in roles})
 
 
-@router.get("", response_model=Items[MemberOut])
-async def list_members(principal: MembersManage, database: Db) -> Items[MemberOut]:
-    async with database.transaction() as session:
-        return Items(items=[_member(u, m) for u, m in await people.list_members(session, principal.org_id)])
+Limit = Annotated[int, Query(ge=1, le=500)]
+Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
 
 
-@router.get("/invitations", response_model=Items[InvitationOut])
-async def list_invitations(principal: MembersManage, database: Db) -> Items[InvitationOut]:
-    """Invitations not yet accepted or revoked (expired ones included, with their expiry)."""
+@router.get("", response_model=Page[MemberOut], responses=responses(400))
+async def list_members(
+    principal: MembersManage, database: Db, limit: Limit = 100, cursor: Cursor = None
+) -> Page[MemberOut]:
+    """Newest first."""
     async with database.transaction() as session:
-        return Items(items=[_invitation(i) for i in await people.list_invitations(session, principal.org_id)])
+        found = await people.list_members(session, principal.org_id, limit + 1, after_cursor(cursor))
+    return Page(
+        items=[_member(u, m) for u, m in found[:limit]],
+        next_cursor=next_cursor(found, limit, lambda row: (row[1].created_at, row[0].id)),
+    )
+
+
+@router.get("/invitations", response_model=Page[InvitationOut], responses=responses(400))
+async def list_invitations(
+    principal: MembersManage, database: Db, limit: Limit = 100, cursor: Cursor = None
+) -> Page[InvitationOut]:
+    """Invitations not yet accepted or revoked (expired ones included, with their expiry), newest first."""
+    async with database.transaction() as session:
+        found = await people.list_invitations(session, principal.org_id, limit + 1, after_cursor(cursor))
+    return Page(
+        items=[_invitation(i) for i in found[:limit]],
+        next_cursor=next_cursor(found, limit, lambda i: (i.created_at, i.id)),
+    )
 
 
 @router.post(

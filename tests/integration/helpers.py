@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from drippulse.settings import Settings
 from processors.compiler import compile_workflow
 from processors.events import EVENT_TYPE_BY_SYMBOL
 from processors.execution import Execution
@@ -83,3 +84,16 @@ def count_rows(api: ApiServer, org_id: str) -> tuple[int, int]:
 
 def wait_for_executions(api: ApiServer, org_id: str, expected: int, timeout_s: float = 120) -> None:
     wait_until(lambda: count_rows(api, org_id)[0] >= expected, timeout_s, f"{expected} executions of {org_id}")
+
+
+def login(settings: Settings, email: str, password: str, **extra: str) -> httpx.Response:
+    """POST /auth/login as a person would (no credentials of their own yet)."""
+    return httpx.post(
+        f"{settings.api_url}/api/v1/auth/login", json={"email": email, "password": password, **extra}, timeout=60
+    )
+
+
+def accept_invitation(settings: Settings, token: str, password: str) -> httpx.Response:
+    return httpx.post(
+        f"{settings.api_url}/api/v1/auth/invitations/accept", json={"token": token, "password": password}, timeout=60
+    )

@@ -11,6 +11,7 @@ import pytest
 from drippulse.operators import create_user
 from drippulse.settings import Settings
 from tests import control_plane
+from tests.integration.helpers import accept_invitation
 
 pytestmark = pytest.mark.stack
 PASSWORD = "correct horse battery staple"
@@ -74,6 +75,28 @@ def test_the_cookie_needs_the_csrf_token_for_changes(org_factory: Any, settings:
     assert accepted.status_code == 202
 
 
+def test_the_session_cookie_carries_sessions_only(org_factory: Any, settings: Settings) -> None:
+    org = org_factory()
+    browser = httpx.Client(base_url=settings.api_url, cookies={"dp_session": org["key"]})
+    read = browser.get("/api/v1/workflows")
+    assert read.status_code == 401 and read.headers["content-type"] == "application/problem+json", read.text
+    write = browser.post("/api/v1/events", json={"event_type": "lead.created", "lead": {"lead_id": "l-1"}})
+    assert write.status_code == 401, "an API key in the cookie never skips the CSRF check"
+
+
+def test_a_malformed_csrf_token_is_refused_with_a_problem(org_factory: Any, settings: Settings) -> None:
+    org = org_factory()
+    email = f"csrf-{org['org_id']}@example.com"
+    control_plane.add_member(settings, org["org_id"], email, ["editor"], PASSWORD)
+    browser = httpx.Client(base_url=settings.api_url)
+    assert browser.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}).status_code == 200
+    event = {"event_type": "lead.created", "lead": {"lead_id": "l-1"}}
+    for sent in ("é".encode(), "\xff".encode("latin-1"), b"not the token", b""):
+        refused = browser.post("/api/v1/events", json=event, headers={"X-CSRF-Token": sent})
+        assert refused.status_code == 403, (sent, refused.status_code, refused.text)
+        assert refused.json()["type"].endswith("/csrf")
+
+
 def test_deactivation_stops_sessions_and_issued_keys_at_once(org_factory: Any, settings: Settings) -> None:
     org = org_factory()
     create_user(settings, org["org_id"], f"stayer-{org['org_id']}@example.com", "", ["admin"], PASSWORD)
@@ -115,7 +138,9 @@ def test_a_person_in_two_orgs_names_the_one_to_log_in_to(org_factory: Any, setti
     first, second = org_factory(), org_factory()
     email = f"both-{first['org_id']}@example.com"
     create_user(settings, first["org_id"], email, "", ["viewer"], PASSWORD)
-    create_user(settings, second["org_id"], email, "", ["editor"], None)
+    _, _, invitation = create_user(settings, second["org_id"], email, "", ["editor"], None)
+    assert invitation is not None
+    assert accept_invitation(settings, invitation, PASSWORD).status_code == 200, "proves the password for it"
     ambiguous = _login(settings, email)
     assert ambiguous.status_code == 422 and ambiguous.json()["type"].endswith("/organization-required")
     chosen = _login(settings, email, org_id=second["org_id"])
