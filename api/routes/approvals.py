@@ -98,9 +98,12 @@ def approval_out(approval: Approval) -> dict[str, Any]:
     }
 
 
-async def _detail(database: Db, scope: Scope, approval: Approval) -> ApprovalDetail:
+async def _detail(database: Db, org_id: str, approval: Approval) -> ApprovalDetail:
+    """The caller's scope found the approval, which keeps the project it was opened in; its workflow
+    may have moved to another project since, so its version is read in the organization (a
+    project-scoped key that lists an approval can read it too)."""
     async with database.transaction() as session:
-        version = await workflows.get_version(session, scope, approval.workflow_id, approval.workflow_version)
+        version = await workflows.get_version(session, Scope(org_id), approval.workflow_id, approval.workflow_version)
     outcomes = approval_outcomes(WorkflowDefinition.model_validate(version.definition), approval.step)
     return ApprovalDetail(**approval_out(approval), outcomes=Outcomes(**outcomes))
 
@@ -154,7 +157,7 @@ async def get_approval(approval_id: str, principal: ApprovalsRead, database: Db)
     """With what approving, rejecting and the timeout would each do."""
     async with database.transaction() as session:
         approval = await approvals.get_approval(session, principal.scope, approval_id)
-    return await _detail(database, principal.scope, approval)
+    return await _detail(database, principal.org_id, approval)
 
 
 @router.post("/{approval_id}/approve", response_model=ApprovalDetail, responses=responses(404, 409))
@@ -177,4 +180,4 @@ async def _decide(database: Db, principal: Principal, approval_id: str, status: 
         approval = await approvals.decide(
             session, principal.scope, principal.actor, principal.roles, approval_id, status, comment
         )
-    return await _detail(database, principal.scope, approval)
+    return await _detail(database, principal.org_id, approval)
