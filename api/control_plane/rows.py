@@ -59,7 +59,7 @@ async def newest_first(
     created: Any,
     row_id: Any,
     limit: int,
-    after: tuple[datetime, str] | None,
+    after: tuple[datetime, str | int] | None,
 ) -> list[Row]:
     """A page of `query`, newest first by (created, id); `after` is the previous page's last row's."""
     if after is not None:

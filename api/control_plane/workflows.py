@@ -19,7 +19,7 @@ from api.control_plane import audit
 from api.control_plane.actors import Actor, Scope
 from api.control_plane.ids import new_id
 from api.control_plane.organizations import bump_revision, default_project, get_project, policy_of
-from api.control_plane.rows import one, scoped
+from api.control_plane.rows import newest_first, one, scoped
 from api.control_plane.tables import ChangeRequest, Workflow, WorkflowVersion
 from api.problems import Problem, not_found
 from processors.change_control import move_refusal
@@ -87,10 +87,16 @@ async def changeable(session: AsyncSession, scope: Scope, workflow_id: str) -> W
 
 
 async def list_workflows(
-    session: AsyncSession, scope: Scope, status: str | None = None, project_id: str | None = None
+    session: AsyncSession,
+    scope: Scope,
+    status: str | None,
+    project_id: str | None,
+    limit: int,
+    after: tuple[datetime, str] | None = None,
 ) -> list[Workflow]:
+    """Newest first; `after` is the (created_at, id) of the previous page's last row."""
     query = scoped(Workflow, scope, (Workflow.project_id, project_id), (Workflow.status, status))
-    return list((await session.scalars(query.order_by(Workflow.created_at.desc(), Workflow.id))).all())
+    return await newest_first(session, query, Workflow.created_at, Workflow.id, limit, after)
 
 
 async def workflow_ids(session: AsyncSession, org_id: str, project_id: str) -> list[str]:

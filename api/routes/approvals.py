@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.control_plane import approvals, workflows
 from api.control_plane.actors import Scope
 from api.control_plane.tables import Approval
-from api.cursors import decode_row_cursor, encode_row_cursor
+from api.cursors import PageCursor, PageLimit, row_page, rows_after
 from api.deps import ApprovalsDecide, ApprovalsRead, Db
 from api.models import ActorOut, Page, ms, required_ms
 from api.permissions import Principal
@@ -119,8 +119,8 @@ async def list_approvals(
         str | None,
         Query(description="`me` (approvals you may decide), an email, or role:<role>: approvals naming it."),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
 ) -> Page[ApprovalOut]:
     """Newest first."""
     async with database.transaction() as session:
@@ -132,14 +132,9 @@ async def list_approvals(
             workflow_id,
             _assignee(principal, assignee),
             limit + 1,
-            decode_row_cursor(cursor) if cursor else None,
+            rows_after(cursor),
         )
-    page = found[:limit]
-    last = page[-1] if len(found) > limit else None
-    return Page(
-        items=[ApprovalOut(**approval_out(a)) for a in page],
-        next_cursor=encode_row_cursor(last.requested_at, last.id) if last else None,
-    )
+    return row_page(found, limit, lambda a: (a.requested_at, a.id), lambda a: ApprovalOut(**approval_out(a)))
 
 
 def _assignee(principal: Principal, assignee: str | None) -> list[str] | None:
