@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, TypeVar
 
@@ -59,14 +59,19 @@ def decode_row_cursor(cursor: str) -> tuple[datetime, str]:
         raise _bad_cursor() from None
 
 
-def rows_after(cursor: str | None) -> tuple[datetime, str] | None:
-    """Where a PostgreSQL list resumes: the previous page's last (timestamp, id), or the start."""
+def after_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    """Where a PostgreSQL list resumes: after the row the cursor names, or at its start."""
     return decode_row_cursor(cursor) if cursor else None
 
 
-def numbered_rows_after(cursor: str | None) -> tuple[datetime, int] | None:
-    """The same for a table whose ids are 64-bit integers (the audit log)."""
-    after = rows_after(cursor)
+def next_cursor(found: list[Row], limit: int, position: Callable[[Row], tuple[datetime, str]]) -> str | None:
+    """Of `limit + 1` rows fetched, the cursor after the page's last one; None when there is no more."""
+    return encode_row_cursor(*position(found[limit - 1])) if len(found) > limit else None
+
+
+def numbered_after_cursor(cursor: str | None) -> tuple[datetime, int] | None:
+    """`after_cursor` for a table whose ids are 64-bit integers (the audit log)."""
+    after = after_cursor(cursor)
     if after is None:
         return None
     at, row_id = after
@@ -76,12 +81,7 @@ def numbered_rows_after(cursor: str | None) -> tuple[datetime, int] | None:
 
 
 def row_page(
-    found: Sequence[Row], limit: int, position: Callable[[Row], tuple[datetime, str]], out: Callable[[Row], Out]
+    found: list[Row], limit: int, position: Callable[[Row], tuple[datetime, str]], out: Callable[[Row], Out]
 ) -> Page[Out]:
-    """A page of the `limit + 1` rows a newest-first query read: the extra row only says that more
-    follow, and the cursor is the last row shown."""
-    page = found[:limit]
-    return Page(
-        items=[out(row) for row in page],
-        next_cursor=encode_row_cursor(*position(page[-1])) if len(found) > limit else None,
-    )
+    """A page of the `limit + 1` rows a newest-first query read: the extra row only says that more follow."""
+    return Page(items=[out(row) for row in found[:limit]], next_cursor=next_cursor(found, limit, position))

@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.control_plane import api_keys
 from api.control_plane.tables import ApiKey
-from api.cursors import PageCursor, PageLimit, row_page, rows_after
+from api.cursors import PageCursor, PageLimit, after_cursor, row_page
 from api.deps import ApiKeysManage, Db
 from api.models import Page, ms, required_ms
 from api.permissions import Role
@@ -87,7 +87,7 @@ async def list_api_keys(
 ) -> Page[ApiKeyOut]:
     """Newest first."""
     async with database.transaction() as session:
-        found = await api_keys.list_keys(session, principal.org_id, limit + 1, rows_after(cursor))
+        found = await api_keys.list_keys(session, principal.org_id, limit + 1, after_cursor(cursor))
     return row_page(found, limit, lambda k: (k.created_at, k.id), _out)
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.control_plane import approvals, workflows
 from api.control_plane.actors import Scope
 from api.control_plane.tables import Approval
-from api.cursors import PageCursor, PageLimit, row_page, rows_after
+from api.cursors import PageCursor, PageLimit, after_cursor, row_page
 from api.deps import ApprovalsDecide, ApprovalsRead, Db
 from api.models import ActorOut, Page, ms, required_ms
 from api.permissions import Principal
@@ -132,7 +132,7 @@ async def list_approvals(
             workflow_id,
             _assignee(principal, assignee),
             limit + 1,
-            rows_after(cursor),
+            after_cursor(cursor),
         )
     return row_page(found, limit, lambda a: (a.requested_at, a.id), lambda a: ApprovalOut(**approval_out(a)))
 

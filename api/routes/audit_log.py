@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from api.control_plane import audit
 from api.control_plane.tables import AuditEntry
-from api.cursors import PageCursor, numbered_rows_after, row_page
+from api.cursors import PageCursor, numbered_after_cursor, row_page
 from api.deps import AuditRead, Db
 from api.models import Page, required_ms
 from api.problems import responses
@@ -76,6 +76,6 @@ async def list_audit_log(
     }
     async with database.transaction() as session:
         found = await audit.entries(
-            session, principal.org_id, filters, since, until, limit + 1, numbered_rows_after(cursor)
+            session, principal.org_id, filters, since, until, limit + 1, numbered_after_cursor(cursor)
         )
     return row_page(found, limit, lambda e: (e.at, str(e.id)), _out)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.control_plane import change_requests
 from api.control_plane.tables import ChangeRequest
-from api.cursors import PageCursor, PageLimit, row_page, rows_after
+from api.cursors import PageCursor, PageLimit, after_cursor, row_page
 from api.deps import ChangeRequestsDecide, ChangeRequestsRead, Db, WorkflowsActivate
 from api.models import ActorOut, Page, ms, required_ms
 from api.problems import responses
@@ -86,7 +86,7 @@ async def list_change_requests(
     """Newest first."""
     async with database.transaction() as session:
         found = await change_requests.list_requests(
-            session, principal.scope, status, project_id, workflow_id, limit + 1, rows_after(cursor)
+            session, principal.scope, status, project_id, workflow_id, limit + 1, after_cursor(cursor)
         )
     return row_page(found, limit, lambda r: (r.created_at, r.id), change_request_out)
 

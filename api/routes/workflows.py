@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from api.control_plane import change_requests, organizations, workflows
 from api.control_plane.tables import Workflow, WorkflowVersion
-from api.cursors import PageCursor, PageLimit, row_page, rows_after
+from api.cursors import PageCursor, PageLimit, after_cursor, row_page
 from api.deps import Db, WorkflowsActivate, WorkflowsAuthor, WorkflowsRead, WorkflowsTest, get_history
 from api.history_reader import InboundHistoryReader
 from api.models import (
@@ -210,7 +210,7 @@ async def list_workflows(
     """Newest first."""
     async with database.transaction() as session:
         found = await workflows.list_workflows(
-            session, principal.scope, status, project_id, limit + 1, rows_after(cursor)
+            session, principal.scope, status, project_id, limit + 1, after_cursor(cursor)
         )
     return row_page(found, limit, lambda w: (w.created_at, w.id), workflow_out)
 
