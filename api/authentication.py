@@ -2,8 +2,9 @@
 
 Nothing is cached between requests, so a revoked key, an expired session or a deactivated member is
 refused from the next request on. API keys (`dpk_…`) carry one role and maybe one project; sessions
-(`dps_…`) take the member's current roles. A key issued by a person stops when that person is
-deactivated in the organization. `last_used_at` is written at most once a minute per key.
+(`dps_…`) take the member's current roles. A key acts for the person who issued it (its actor
+carries their user id, which four-eyes compares) and stops when that person is deactivated in the
+organization. `last_used_at` is written at most once a minute per key.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ async def _api_key(database: Database, token: str) -> Principal:
     return Principal(
         org_id=key.org_id,
         roles=frozenset({Role(key.role)}),
-        actor=Actor("api_key", key.id, f"key {key.name} ({key.prefix}…)"),
+        actor=Actor("api_key", key.id, f"key {key.name} ({key.prefix}…)", key.issued_by_user_id),
         project_id=key.project_id,
         agent=key.agent,
     )

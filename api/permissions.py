@@ -134,7 +134,8 @@ class Principal:
 
     @property
     def is_person(self) -> bool:
-        return self.actor.type == "user"
+        """A person's own session; a key is not, even though it acts for the person who issued it."""
+        return self.actor.is_person
 
 
 class Refusal(Exception):

@@ -4,7 +4,11 @@ what a proposed change is (the diff a reviewer reads).
 A project's policy decides whether activating a workflow version needs an Approver. Keys marked as
 agent keys always go through a change request: an external agent may propose, never ship. The
 decider must be a different person from whoever asked for the change and from whoever wrote the
-version, so no one approves their own work, whatever roles they hold.
+version, so no one approves their own work, whatever roles they hold. An API key acts for the person
+who issued it, so what anyone does through their key counts as theirs here.
+
+Because the policy belongs to the project, moving a workflow between projects changes which rule
+reviews it, and is refused where that would loosen review (`move_refusal`).
 """
 
 from __future__ import annotations
@@ -30,9 +34,34 @@ def activation_needs_approval(policy: ProjectPolicy, by_agent_key: bool) -> bool
     return by_agent_key or policy.workflow_activation_requires_approval
 
 
+def move_refusal(source: ProjectPolicy, destination: ProjectPolicy, active: bool) -> str | None:
+    """Why a workflow may not move from a project with policy `source` to one with `destination`,
+    or None. Leaving a gated project would let the workflow's next version skip review (move out,
+    activate, move back), so a gated project keeps its workflows until an Admin turns its policy off
+    (an audited change of its own). An active workflow entering a gated project would bring a
+    version nobody reviewed there; an inactive one may enter, and its activation is reviewed."""
+    gated_source = source.workflow_activation_requires_approval
+    gated_destination = destination.workflow_activation_requires_approval
+    if gated_source and not gated_destination:
+        return (
+            "its project requires approval for activations, and the destination does not; "
+            "a workflow leaves such a project only once an Admin turns the project's policy off"
+        )
+    if gated_destination and not gated_source and active:
+        return (
+            "the destination requires approval for activations and this workflow's active version was "
+            "not approved there; deactivate it, move it, then activate it through a change request"
+        )
+    return None
+
+
 def decision_refusal(decider_user_id: str | None, involved_user_ids: Iterable[str | None]) -> str | None:
-    """Why this person may not decide, or None. `involved_user_ids`: the requester and the authors
-    of the proposed version (None for a key or a system actor, which is no person to compare)."""
+    """Why this person may not decide, or None. `decider_user_id`: the deciding person's own
+    session, never a key (a key acts for its issuer, but a decision is a person's act).
+    `involved_user_ids`: the people behind the requester and the authors of the proposed version,
+    whether they acted in a session or through a key they issued. None is an actor with no person
+    behind it (a system actor, or a key the operator's CLI issued): there is nobody to compare, so
+    any other Approver may decide."""
     if decider_user_id is None:
         return "a change request is decided by a person"
     if decider_user_id in set(involved_user_ids):

@@ -11,12 +11,19 @@ ActorType = Literal["user", "api_key", "system"]
 @dataclass(frozen=True)
 class Actor:
     """Recorded with every change (audit log, change requests, key issuance). `user_id` is the person
-    behind it when there is one, which is what four-eyes compares."""
+    behind it, which is what four-eyes compares: the person themselves in their session, the person
+    who issued the key for an API key (a key acts for its issuer), and nobody for a system actor or a
+    key the operator's CLI issued (or one such a key issued). Being someone's key is not being that
+    person: only `is_person` actors take decisions."""
 
     type: ActorType
     id: str
     label: str
     user_id: str | None = None
+
+    @property
+    def is_person(self) -> bool:
+        return self.type == "user"
 
     def as_json(self) -> dict[str, Any]:
         return {"type": self.type, "id": self.id, "label": self.label, "user_id": self.user_id}

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.control_plane import audit
 from api.control_plane.actors import Actor, Scope
 from api.control_plane.ids import new_id
 from api.control_plane.organizations import get_project
-from api.control_plane.rows import one
+from api.control_plane.rows import newest_first, one, scoped
 from api.control_plane.tables import ApiKey
 from api.problems import Problem
 from api.security import API_KEY_PREFIX, new_token
@@ -72,9 +71,11 @@ async def issue(
     return key, token.secret
 
 
-async def list_keys(session: AsyncSession, org_id: str) -> list[ApiKey]:
-    query = select(ApiKey).where(ApiKey.org_id == org_id).order_by(ApiKey.created_at, ApiKey.id)
-    return list((await session.scalars(query)).all())
+async def list_keys(
+    session: AsyncSession, org_id: str, limit: int, after: tuple[datetime, str] | None = None
+) -> list[ApiKey]:
+    """Newest first; `after` is the (created_at, id) of the previous page's last row."""
+    return await newest_first(session, scoped(ApiKey, Scope(org_id)), ApiKey.created_at, ApiKey.id, limit, after)
 
 
 async def get_key(session: AsyncSession, org_id: str, key_id: str, lock: bool = False) -> ApiKey:

@@ -64,6 +64,8 @@ async def decide(
     status: str,
     comment: str,
 ) -> Approval:
+    if not actor.is_person:
+        raise Problem(403, "forbidden", "Not allowed", "a decision is a person's act (a login session), not a key's")
     approval = await get_approval(session, scope, approval_id, lock=True)
     names = set(deciders_of(actor.label, roles))
     if not names.intersection(approval.approvers):

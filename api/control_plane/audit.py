@@ -15,6 +15,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.control_plane.actors import Actor
+from api.control_plane.rows import newest_first
 from api.control_plane.tables import AuditEntry
 from api.request_context import request_id
 
@@ -97,9 +98,12 @@ async def entries(
     since: datetime | None,
     until: datetime | None,
     limit: int,
-    before_id: int | None,
+    after: tuple[datetime, int] | None,
 ) -> list[AuditEntry]:
-    """Newest first; `filters` are exact matches on AuditEntry columns; `before_id` is the cursor."""
+    """Newest first by time (an entry's `at` is its transaction's start, and the id orders the
+    entries of one instant), so that each filter, with a time window or without, reads its page
+    from one index; `filters` are exact matches on AuditEntry columns; `after` is the (at, id) of
+    the previous page's last entry."""
     query = select(AuditEntry).where(AuditEntry.org_id == org_id)
     for column, value in filters.items():
         if value is not None:
@@ -108,6 +112,4 @@ async def entries(
         query = query.where(AuditEntry.at >= since)
     if until is not None:
         query = query.where(AuditEntry.at < until)
-    if before_id is not None:
-        query = query.where(AuditEntry.id < before_id)
-    return list((await session.scalars(query.order_by(AuditEntry.id.desc()).limit(limit))).all())
+    return await newest_first(session, query, AuditEntry.at, AuditEntry.id, limit, after)

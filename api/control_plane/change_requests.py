@@ -4,13 +4,14 @@ Opening one freezes the proposed version (status `proposed`), so the reviewer ap
 will run; edits made meanwhile become a new draft. One request per workflow is open at a time.
 Approval activates the version in the same transaction as the decision; rejection and cancellation
 return the version to `draft`. A decision is taken once: the row is locked and must still be open.
+Everything that changes a workflow locks its workflow row first, then its versions, then its change
+request, so deciding, editing and activating the same workflow never deadlock.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.control_plane import audit, workflows
@@ -18,7 +19,7 @@ from api.control_plane.actors import Actor, Scope
 from api.control_plane.ids import new_id
 from api.control_plane.rows import newest_first, one, scoped
 from api.control_plane.tables import ChangeRequest, Workflow, WorkflowVersion
-from api.problems import Problem, not_found
+from api.problems import Problem
 from processors.change_control import decision_refusal, definition_diff
 
 ACTIVATE = "workflow.activate"
@@ -30,17 +31,7 @@ async def open_activation(
     target = await workflows.get_version(session, scope, workflow.id, number, lock=True)
     if number == workflow.active_version:
         raise Problem(409, "already-active", "Already active", f"version {number} is the active version")
-    already = await session.scalar(
-        select(ChangeRequest.id).where(ChangeRequest.workflow_id == workflow.id, ChangeRequest.status == "open")
-    )
-    if already is not None:
-        raise Problem(
-            409,
-            "change-request-open",
-            "A change request is open",
-            f"{already} is still open for this workflow; cancel it or wait for its decision",
-            change_request_id=already,
-        )
+    await workflows.refuse_while_a_request_is_open(session, workflow.id, "asking again")
     base = None
     if workflow.active_version is not None:
         base = await workflows.get_version(session, scope, workflow.id, workflow.active_version)
@@ -99,8 +90,15 @@ async def get_request(session: AsyncSession, scope: Scope, request_id: str, lock
     return await one(session, ChangeRequest, "change request", scope.org_id, request_id, scope.project_id, lock)
 
 
-async def _open(session: AsyncSession, scope: Scope, request_id: str) -> ChangeRequest:
-    request = await get_request(session, scope, request_id, lock=True)
+async def _locked_open(session: AsyncSession, scope: Scope, request_id: str) -> tuple[ChangeRequest, WorkflowVersion]:
+    """The open request and its proposed version, locked in the one order every change of a workflow
+    takes (its workflow, then its versions, then its change request), so a decision and an edit or
+    activation of the same workflow queue behind each other instead of deadlocking. A request never
+    changes workflow, so reading which one unlocked is safe; whether it is still open is read locked."""
+    request = await get_request(session, scope, request_id)
+    await workflows.get_workflow(session, Scope(scope.org_id), request.workflow_id, lock=True)
+    version = await workflows.get_version(session, Scope(scope.org_id), request.workflow_id, request.version, lock=True)
+    await session.refresh(request, with_for_update=True)
     if request.status != "open":
         raise Problem(
             409,
@@ -108,14 +106,18 @@ async def _open(session: AsyncSession, scope: Scope, request_id: str) -> ChangeR
             "Already decided",
             f"this change request is {request.status}; a decision is taken once",
         )
-    return request
+    return request, version
 
 
-async def _version(session: AsyncSession, request: ChangeRequest) -> WorkflowVersion:
-    version = await session.get(WorkflowVersion, (request.workflow_id, request.version), with_for_update=True)
-    if version is None:
-        raise not_found("workflow version", f"{request.workflow_id}@{request.version}")
-    return version
+def _four_eyes(actor: Actor, request: ChangeRequest, version: WorkflowVersion) -> None:
+    """Compares people: the decider's own session against the people behind the request and the
+    version, whether they acted in a session or through a key they issued."""
+    requester = Actor.from_json(request.requested_by)
+    refusal = decision_refusal(
+        actor.user_id if actor.is_person else None, (requester.user_id, version.authored_by_user_id)
+    )
+    if refusal is not None:
+        raise Problem(403, "four-eyes", "Another person must decide", refusal)
 
 
 def _decided(request: ChangeRequest, actor: Actor, status: str, comment: str | None) -> None:
@@ -126,12 +128,8 @@ def _decided(request: ChangeRequest, actor: Actor, status: str, comment: str | N
 async def approve(
     session: AsyncSession, scope: Scope, actor: Actor, request_id: str, comment: str | None
 ) -> ChangeRequest:
-    request = await _open(session, scope, request_id)
-    version = await _version(session, request)
-    requester = Actor.from_json(request.requested_by)
-    refusal = decision_refusal(actor.user_id, (requester.user_id, version.authored_by_user_id))
-    if refusal is not None:
-        raise Problem(403, "four-eyes", "Another person must decide", refusal)
+    request, version = await _locked_open(session, scope, request_id)
+    _four_eyes(actor, request, version)
     _decided(request, actor, "approved", comment)
     audit.record(
         session,
@@ -152,13 +150,9 @@ async def close(
 ) -> ChangeRequest:
     """Rejects (an Approver, not the requester) or cancels (the requester or an admin) a request;
     the proposed version becomes an editable draft again."""
-    request = await _open(session, scope, request_id)
-    version = await _version(session, request)
+    request, version = await _locked_open(session, scope, request_id)
     if status == "rejected":
-        requester = Actor.from_json(request.requested_by)
-        refusal = decision_refusal(actor.user_id, (requester.user_id, version.authored_by_user_id))
-        if refusal is not None:
-            raise Problem(403, "four-eyes", "Another person must decide", refusal)
+        _four_eyes(actor, request, version)
     if version.status == "proposed":
         version.status = "draft"
     _decided(request, actor, status, comment)

@@ -1,7 +1,8 @@
 """Organizations and their projects.
 
 Every organization has a default project, created with it and never deleted, so every workflow has a
-project even when nobody made one. A project can be deleted only when nothing belongs to it.
+project even when nobody made one. A project can be deleted only when nothing belongs to it, nor
+ever did a change request or an approval (they keep the project they were opened in).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from api.control_plane import audit
 from api.control_plane.actors import Actor, Scope
 from api.control_plane.ids import new_id
 from api.control_plane.rows import one
-from api.control_plane.tables import ApiKey, Organization, Project, Workflow
+from api.control_plane.tables import ApiKey, Approval, ChangeRequest, Organization, Project, Workflow
 from api.problems import Problem, not_found
 from processors.change_control import ProjectPolicy
 
@@ -143,13 +144,26 @@ async def update_project(
     return project
 
 
+async def _holds(session: AsyncSession, table: Any, project_id: str) -> bool:
+    return await session.scalar(select(table.id).where(table.project_id == project_id).limit(1)) is not None
+
+
 async def delete_project(session: AsyncSession, scope: Scope, actor: Actor, project_id: str) -> None:
     project = await get_project(session, scope, project_id, lock=True)
     if project.is_default:
         raise Problem(409, "default-project", "Default project", "the default project cannot be deleted")
     for table, what in ((Workflow, "workflows"), (ApiKey, "API keys")):
-        if await session.scalar(select(table.id).where(table.project_id == project_id).limit(1)) is not None:
+        if await _holds(session, table, project_id):
             raise Problem(409, "project-not-empty", "Project not empty", f"move or remove its {what} first")
+    for history, what in ((ChangeRequest, "change requests"), (Approval, "approvals")):
+        if await _holds(session, history, project_id):
+            raise Problem(
+                409,
+                "project-has-history",
+                "Project has history",
+                f"it holds {what}, which keep the project they were opened in even after their workflow moved; "
+                "a project with a decision history is kept",
+            )
     before = audit.snapshot(project)
     await session.delete(project)
     audit.record(session, scope.org_id, actor, "project.delete", ("project", project_id), before=before)

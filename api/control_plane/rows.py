@@ -60,14 +60,14 @@ async def newest_first(
     created: Any,
     row_id: Any,
     limit: int,
-    after: tuple[datetime, str] | None,
+    after: tuple[datetime, str | int] | None,
 ) -> list[Row]:
     """A page of `query`, newest first by (created, id); `after` is the previous page's last row's."""
     return list((await session.scalars(newest_first_query(query, created, row_id, limit, after))).all())
 
 
 def newest_first_query(
-    query: Select[*Columns], created: Any, row_id: Any, limit: int, after: tuple[datetime, str] | None
+    query: Select[*Columns], created: Any, row_id: Any, limit: int, after: tuple[datetime, str | int] | None
 ) -> Select[*Columns]:
     """`newest_first`'s page as a query, for one that selects more than one entity."""
     if after is not None:

@@ -229,6 +229,11 @@ class ChangeRequest(Base):
     __tablename__ = "change_requests"
     __table_args__ = (
         Index("uq_change_requests_open", "workflow_id", unique=True, postgresql_where=text("status = 'open'")),
+        # The list's filters, each in its newest-first order (the project's also finds a project's history).
+        Index("ix_change_requests_org_id_created_at", "org_id", "created_at"),
+        Index("ix_change_requests_org_id_status_created_at", "org_id", "status", "created_at"),
+        Index("ix_change_requests_workflow_id_created_at", "workflow_id", "created_at"),
+        Index("ix_change_requests_project_id_created_at", "project_id", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)
@@ -257,6 +262,12 @@ class Approval(Base):
     __tablename__ = "approvals"
     __table_args__ = (
         Index("ix_approvals_org_id_status_requested_at", "org_id", "status", "requested_at"),
+        # The list's other filters, each in its newest-first order (the project's also finds a
+        # project's history); `assignee` is an overlap (&&) with the approvers array: GIN.
+        Index("ix_approvals_org_id_requested_at", "org_id", "requested_at"),
+        Index("ix_approvals_workflow_id_requested_at", "workflow_id", "requested_at"),
+        Index("ix_approvals_project_id_requested_at", "project_id", "requested_at"),
+        Index("ix_approvals_approvers", "approvers", postgresql_using="gin"),
         Index(
             "ix_approvals_undelivered",
             "partition",
@@ -346,11 +357,20 @@ class IntegrationConnection(Base):
     updated_at: Mapped[datetime] = _now()
 
 
+AUDIT_FILTERS = ("action", "resource_type", "resource_id", "actor_id", "project_id")
+"""The audit log's exact-match filters (`GET /audit_log`), each with its index."""
+
+
 class AuditEntry(Base):
     """Append-only: the application has no update or delete path, and a trigger refuses both."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_org_id_id", "org_id", "id"),)
+    __table_args__ = (
+        # The log is read newest first by (at, id): one index for all of it and one per filter, each
+        # also serving `since`/`until` as a range of `at`.
+        Index("ix_audit_log_org_id_at_id", "org_id", "at", "id"),
+        *(Index(f"ix_audit_log_org_id_{column}_at_id", "org_id", column, "at", "id") for column in AUDIT_FILTERS),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))

@@ -18,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.control_plane import audit
 from api.control_plane.actors import Actor, Scope
 from api.control_plane.ids import new_id
-from api.control_plane.organizations import bump_revision, default_project, get_project
-from api.control_plane.rows import one, scoped
-from api.control_plane.tables import Workflow, WorkflowVersion
+from api.control_plane.organizations import bump_revision, default_project, get_project, policy_of
+from api.control_plane.rows import newest_first, one, scoped
+from api.control_plane.tables import ChangeRequest, Workflow, WorkflowVersion
 from api.problems import Problem, not_found
+from processors.change_control import move_refusal
 
 
 async def create_workflow(
@@ -86,10 +87,16 @@ async def changeable(session: AsyncSession, scope: Scope, workflow_id: str) -> W
 
 
 async def list_workflows(
-    session: AsyncSession, scope: Scope, status: str | None = None, project_id: str | None = None
+    session: AsyncSession,
+    scope: Scope,
+    status: str | None,
+    project_id: str | None,
+    limit: int,
+    after: tuple[datetime, str] | None = None,
 ) -> list[Workflow]:
+    """Newest first; `after` is the (created_at, id) of the previous page's last row."""
     query = scoped(Workflow, scope, (Workflow.project_id, project_id), (Workflow.status, status))
-    return list((await session.scalars(query.order_by(Workflow.created_at.desc(), Workflow.id))).all())
+    return await newest_first(session, query, Workflow.created_at, Workflow.id, limit, after)
 
 
 async def workflow_ids(session: AsyncSession, org_id: str, project_id: str) -> list[str]:
@@ -127,8 +134,8 @@ async def update_workflow(
     while it is a draft; once frozen, it becomes a new draft version instead."""
     workflow = await changeable(session, scope, workflow_id)
     before = audit.snapshot(workflow)
-    if changes.get("project_id") is not None:
-        await get_project(session, scope, changes["project_id"])
+    if changes.get("project_id") not in (None, workflow.project_id):
+        await _movable(session, scope, workflow, changes["project_id"])
     for field, value in changes.items():
         setattr(workflow, field, value)
     version_change: dict[str, Any] = {}
@@ -170,6 +177,35 @@ async def update_workflow(
         project_id=workflow.project_id,
     )
     return workflow
+
+
+async def refuse_while_a_request_is_open(session: AsyncSession, workflow_id: str, before: str) -> None:
+    """One change request per workflow is open at a time, and it stays in the project it was opened in."""
+    already = await session.scalar(
+        select(ChangeRequest.id).where(ChangeRequest.workflow_id == workflow_id, ChangeRequest.status == "open")
+    )
+    if already is not None:
+        raise Problem(
+            409,
+            "change-request-open",
+            "A change request is open",
+            f"{already} is still open for this workflow; cancel it or wait for its decision before {before}",
+            change_request_id=already,
+        )
+
+
+async def _movable(session: AsyncSession, scope: Scope, workflow: Workflow, project_id: str) -> None:
+    """Refuses a move that would change how the workflow's activations are reviewed (see
+    `move_refusal`), or that would leave an open change request behind in the project it was
+    opened in. The workflow is locked, so no activation or request can start meanwhile; so is the
+    destination, so its policy holds until the move commits and a deletion waits and then finds it
+    not empty."""
+    destination = await get_project(session, scope, project_id, lock=True)
+    source = await get_project(session, Scope(scope.org_id), workflow.project_id)
+    await refuse_while_a_request_is_open(session, workflow.id, "moving the workflow (it was opened in this project)")
+    refusal = move_refusal(policy_of(source), policy_of(destination), workflow.active_version is not None)
+    if refusal is not None:
+        raise Problem(409, "gated-project", "The move would skip review", refusal)
 
 
 async def activate(

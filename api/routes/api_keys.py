@@ -9,8 +9,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.control_plane import api_keys
 from api.control_plane.tables import ApiKey
+from api.cursors import PageCursor, PageLimit, after_cursor, row_page
 from api.deps import ApiKeysManage, Db
-from api.models import Items, ms, required_ms
+from api.models import Page, ms, required_ms
 from api.permissions import Role
 from api.problems import responses
 
@@ -80,10 +81,14 @@ async def create_api_key(body: ApiKeyCreate, principal: ApiKeysManage, database:
     return ApiKeyCreated(**_out(key).model_dump(), key=secret)
 
 
-@router.get("", response_model=Items[ApiKeyOut])
-async def list_api_keys(principal: ApiKeysManage, database: Db) -> Items[ApiKeyOut]:
+@router.get("", response_model=Page[ApiKeyOut], responses=responses(400))
+async def list_api_keys(
+    principal: ApiKeysManage, database: Db, limit: PageLimit = 100, cursor: PageCursor = None
+) -> Page[ApiKeyOut]:
+    """Newest first."""
     async with database.transaction() as session:
-        return Items(items=[_out(k) for k in await api_keys.list_keys(session, principal.org_id)])
+        found = await api_keys.list_keys(session, principal.org_id, limit + 1, after_cursor(cursor))
+    return row_page(found, limit, lambda k: (k.created_at, k.id), _out)
 
 
 @router.get("/{key_id}", response_model=ApiKeyOut, responses=responses(404))

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.control_plane import approvals, workflows
 from api.control_plane.actors import Scope
 from api.control_plane.tables import Approval
-from api.cursors import decode_row_cursor, encode_row_cursor
+from api.cursors import PageCursor, PageLimit, after_cursor, row_page
 from api.deps import ApprovalsDecide, ApprovalsRead, Db
 from api.models import ActorOut, Page, ms, required_ms
 from api.permissions import Principal
@@ -98,9 +98,12 @@ def approval_out(approval: Approval) -> dict[str, Any]:
     }
 
 
-async def _detail(database: Db, scope: Scope, approval: Approval) -> ApprovalDetail:
+async def _detail(database: Db, org_id: str, approval: Approval) -> ApprovalDetail:
+    """The caller's scope found the approval, which keeps the project it was opened in; its workflow
+    may have moved to another project since, so its version is read in the organization (a
+    project-scoped key that lists an approval can read it too)."""
     async with database.transaction() as session:
-        version = await workflows.get_version(session, scope, approval.workflow_id, approval.workflow_version)
+        version = await workflows.get_version(session, Scope(org_id), approval.workflow_id, approval.workflow_version)
     outcomes = approval_outcomes(WorkflowDefinition.model_validate(version.definition), approval.step)
     return ApprovalDetail(**approval_out(approval), outcomes=Outcomes(**outcomes))
 
@@ -116,8 +119,8 @@ async def list_approvals(
         str | None,
         Query(description="`me` (approvals you may decide), an email, or role:<role>: approvals naming it."),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
 ) -> Page[ApprovalOut]:
     """Newest first."""
     async with database.transaction() as session:
@@ -129,14 +132,9 @@ async def list_approvals(
             workflow_id,
             _assignee(principal, assignee),
             limit + 1,
-            decode_row_cursor(cursor) if cursor else None,
+            after_cursor(cursor),
         )
-    page = found[:limit]
-    last = page[-1] if len(found) > limit else None
-    return Page(
-        items=[ApprovalOut(**approval_out(a)) for a in page],
-        next_cursor=encode_row_cursor(last.requested_at, last.id) if last else None,
-    )
+    return row_page(found, limit, lambda a: (a.requested_at, a.id), lambda a: ApprovalOut(**approval_out(a)))
 
 
 def _assignee(principal: Principal, assignee: str | None) -> list[str] | None:
@@ -154,7 +152,7 @@ async def get_approval(approval_id: str, principal: ApprovalsRead, database: Db)
     """With what approving, rejecting and the timeout would each do."""
     async with database.transaction() as session:
         approval = await approvals.get_approval(session, principal.scope, approval_id)
-    return await _detail(database, principal.scope, approval)
+    return await _detail(database, principal.org_id, approval)
 
 
 @router.post("/{approval_id}/approve", response_model=ApprovalDetail, responses=responses(404, 409))
@@ -177,4 +175,4 @@ async def _decide(database: Db, principal: Principal, approval_id: str, status: 
         approval = await approvals.decide(
             session, principal.scope, principal.actor, principal.roles, approval_id, status, comment
         )
-    return await _detail(database, principal.scope, approval)
+    return await _detail(database, principal.org_id, approval)

@@ -10,9 +10,10 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from api.control_plane import audit
 from api.control_plane.tables import AuditEntry
+from api.cursors import PageCursor, numbered_after_cursor, row_page
 from api.deps import AuditRead, Db
 from api.models import Page, required_ms
-from api.problems import Problem, responses
+from api.problems import responses
 
 router = APIRouter(prefix="/api/v1/audit_log", tags=["audit log"], responses=responses(401, 403, 422))
 
@@ -63,11 +64,9 @@ async def list_audit_log(
     since: Annotated[AwareDatetime | None, Query(description="At or after (ISO 8601 with a zone).")] = None,
     until: Annotated[AwareDatetime | None, Query(description="Before (ISO 8601 with a zone).")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: PageCursor = None,
 ) -> Page[AuditEntryOut]:
     """Newest first."""
-    if cursor is not None and not (cursor.isascii() and cursor.isdigit() and len(cursor) < 19):
-        raise Problem(400, "bad-cursor", "Invalid cursor", "pass back the next_cursor of a previous page")
     filters = {
         "action": action,
         "resource_type": resource_type,
@@ -77,7 +76,6 @@ async def list_audit_log(
     }
     async with database.transaction() as session:
         found = await audit.entries(
-            session, principal.org_id, filters, since, until, limit + 1, int(cursor) if cursor else None
+            session, principal.org_id, filters, since, until, limit + 1, numbered_after_cursor(cursor)
         )
-    page = found[:limit]
-    return Page(items=[_out(e) for e in page], next_cursor=str(page[-1].id) if len(found) > limit else None)
+    return row_page(found, limit, lambda e: (e.at, str(e.id)), _out)

@@ -144,7 +144,7 @@ async def who_am_i(principal: Account) -> WhoAmI:
     return WhoAmI(
         org_id=principal.org_id,
         kind=kind,
-        id=principal.actor.user_id or principal.actor.id,
+        id=principal.actor.id,
         label=principal.actor.label,
         roles=sorted(principal.roles),
         project_id=principal.project_id,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.control_plane import change_requests
 from api.control_plane.tables import ChangeRequest
-from api.cursors import decode_row_cursor, encode_row_cursor
+from api.cursors import PageCursor, PageLimit, after_cursor, row_page
 from api.deps import ChangeRequestsDecide, ChangeRequestsRead, Db, WorkflowsActivate
 from api.models import ActorOut, Page, ms, required_ms
 from api.problems import responses
@@ -80,26 +80,15 @@ async def list_change_requests(
     status: Status | None = None,
     project_id: str | None = None,
     workflow_id: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
 ) -> Page[ChangeRequestOut]:
     """Newest first."""
     async with database.transaction() as session:
         found = await change_requests.list_requests(
-            session,
-            principal.scope,
-            status,
-            project_id,
-            workflow_id,
-            limit + 1,
-            decode_row_cursor(cursor) if cursor else None,
+            session, principal.scope, status, project_id, workflow_id, limit + 1, after_cursor(cursor)
         )
-    page = found[:limit]
-    last = page[-1] if len(found) > limit else None
-    return Page(
-        items=[change_request_out(r) for r in page],
-        next_cursor=encode_row_cursor(last.created_at, last.id) if last else None,
-    )
+    return row_page(found, limit, lambda r: (r.created_at, r.id), change_request_out)
 
 
 @router.get("/{request_id}", response_model=ChangeRequestOut, responses=responses(404))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.control_plane import people
 from api.control_plane.tables import Invitation, Membership, User
-from api.cursors import after_cursor, next_cursor
+from api.cursors import PageCursor, PageLimit, after_cursor, row_page
 from api.deps import Db, MembersManage, SettingsDep
 from api.models import Page, ms, required_ms
 from api.permissions import Role
@@ -93,34 +92,24 @@ def _distinct(roles: list[Role]) -> list[str]:
     return sorted({role.value for role in roles})
 
 
-Limit = Annotated[int, Query(ge=1, le=500)]
-Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
-
-
 @router.get("", response_model=Page[MemberOut], responses=responses(400))
 async def list_members(
-    principal: MembersManage, database: Db, limit: Limit = 100, cursor: Cursor = None
+    principal: MembersManage, database: Db, limit: PageLimit = 100, cursor: PageCursor = None
 ) -> Page[MemberOut]:
     """Newest first."""
     async with database.transaction() as session:
         found = await people.list_members(session, principal.org_id, limit + 1, after_cursor(cursor))
-    return Page(
-        items=[_member(u, m) for u, m in found[:limit]],
-        next_cursor=next_cursor(found, limit, lambda row: (row[1].created_at, row[0].id)),
-    )
+    return row_page(found, limit, lambda row: (row[1].created_at, row[0].id), lambda row: _member(*row))
 
 
 @router.get("/invitations", response_model=Page[InvitationOut], responses=responses(400))
 async def list_invitations(
-    principal: MembersManage, database: Db, limit: Limit = 100, cursor: Cursor = None
+    principal: MembersManage, database: Db, limit: PageLimit = 100, cursor: PageCursor = None
 ) -> Page[InvitationOut]:
     """Invitations not yet accepted or revoked (expired ones included, with their expiry), newest first."""
     async with database.transaction() as session:
         found = await people.list_invitations(session, principal.org_id, limit + 1, after_cursor(cursor))
-    return Page(
-        items=[_invitation(i) for i in found[:limit]],
-        next_cursor=next_cursor(found, limit, lambda i: (i.created_at, i.id)),
-    )
+    return row_page(found, limit, lambda i: (i.created_at, i.id), _invitation)
 
 
 @router.post(

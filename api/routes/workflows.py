@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from api.control_plane import change_requests, organizations, workflows
 from api.control_plane.tables import Workflow, WorkflowVersion
+from api.cursors import PageCursor, PageLimit, after_cursor, row_page
 from api.deps import Db, WorkflowsActivate, WorkflowsAuthor, WorkflowsRead, WorkflowsTest, get_history
 from api.history_reader import InboundHistoryReader
 from api.models import (
@@ -21,6 +22,7 @@ from api.models import (
     EventIn,
     ExecutionFields,
     Items,
+    Page,
     ReplayRequest,
     WorkflowCreate,
     WorkflowTestRequest,
@@ -196,13 +198,21 @@ async def create_workflow(body: WorkflowCreate, principal: WorkflowsAuthor, data
     return workflow_out(workflow, definition)
 
 
-@router.get("", response_model=Items[WorkflowOut])
+@router.get("", response_model=Page[WorkflowOut], responses=responses(400))
 async def list_workflows(
-    principal: WorkflowsRead, database: Db, status: WorkflowStatus | None = None, project_id: str | None = None
-) -> Items[WorkflowOut]:
+    principal: WorkflowsRead,
+    database: Db,
+    status: WorkflowStatus | None = None,
+    project_id: str | None = None,
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
+) -> Page[WorkflowOut]:
+    """Newest first."""
     async with database.transaction() as session:
-        found = await workflows.list_workflows(session, principal.scope, status, project_id)
-    return Items(items=[workflow_out(w) for w in found])
+        found = await workflows.list_workflows(
+            session, principal.scope, status, project_id, limit + 1, after_cursor(cursor)
+        )
+    return row_page(found, limit, lambda w: (w.created_at, w.id), workflow_out)
 
 
 @router.get("/{workflow_id}", response_model=WorkflowOut, responses=responses(404))

@@ -13,6 +13,7 @@ from processors.change_control import (
     activation_needs_approval,
     decision_refusal,
     definition_diff,
+    move_refusal,
 )
 
 json_values = st.recursive(
@@ -77,3 +78,37 @@ def test_who_needs_approval_and_who_may_give_it() -> None:
     assert decision_refusal("usr_a", ["usr_a", "usr_c"]) is not None, "the requester"
     assert decision_refusal("usr_c", ["usr_a", "usr_c"]) is not None, "the version's author"
     assert decision_refusal(None, ["usr_a"]) is not None, "a key is no person"
+
+
+_GATED = ProjectPolicy(workflow_activation_requires_approval=True)
+_moves = st.lists(
+    st.one_of(st.tuples(st.just("move"), st.integers(0, 3)), st.sampled_from([("activate", 0), ("deactivate", 0)])),
+    max_size=30,
+)
+
+
+@given(st.lists(st.booleans(), min_size=4, max_size=4), st.integers(0, 3), _moves)
+def test_no_sequence_of_moves_and_activations_lets_a_version_skip_the_review_of_a_gated_project(
+    gated: list[bool], start: int, steps: list[tuple[str, int]]
+) -> None:
+    """A workflow that was ever in a gated project is reviewed at every later activation, and a gated
+    project never holds an active version nobody reviewed (move out, activate, move back in)."""
+    policies = [_GATED if g else ProjectPolicy() for g in gated]
+    project, active, reviewed, ever_gated = start, False, False, gated[start]
+    for step, target in steps:
+        if step == "move":
+            if move_refusal(policies[project], policies[target], active) is None:
+                project = target
+                ever_gated |= gated[project]
+        elif step == "activate":
+            active, reviewed = True, activation_needs_approval(policies[project], by_agent_key=False)
+            assert reviewed or not ever_gated, "a workflow that was in a gated project skipped review"
+        else:
+            active = False
+        assert reviewed or not (active and gated[project]), "a gated project holds an unreviewed active version"
+
+
+def test_moves_between_projects_of_the_same_policy_are_free() -> None:
+    for policy in (ProjectPolicy(), _GATED):
+        assert move_refusal(policy, policy, active=True) is None
+    assert move_refusal(ProjectPolicy(), _GATED, active=False) is None, "inactive: its activation will be reviewed"
