@@ -25,7 +25,7 @@ from sqlalchemy import Engine, text
 
 from processors.conditions import compile_condition
 from processors.model import Schedule
-from processors.schedules import latest_fire, scheduled_event, segment_context
+from processors.schedules import MIN_INTERVAL_S, first_of_its_period, latest_fire, scheduled_event, segment_context
 from streams.clock import moment
 from streams.runtime.kafka import deliver_all
 from streams.runtime.serde import AvroSerde
@@ -58,6 +58,7 @@ class ScheduleRunner:
         producer: Producer,
         inbound: tuple[AvroSerde, str],
         name: str,
+        floor_s: int = MIN_INTERVAL_S,
     ) -> None:
         self._engine = engine
         self._reader = reader
@@ -65,6 +66,7 @@ class ScheduleRunner:
         self._producer = producer
         self._inbound, self._inbound_topic = inbound
         self._name = name
+        self._floor_s = floor_s
         self._workflows: list[ScheduledWorkflow] = []
         self._loaded_at = -1e9
         self._done: set[tuple[str, int]] = set()
@@ -79,6 +81,8 @@ class ScheduleRunner:
             fire_ms = latest_fire(workflow.schedule.cron, workflow.schedule.timezone, now_ms)
             key = (workflow.workflow_id, fire_ms)
             if key in self._done or fire_ms < workflow.activated_at_ms or now_ms - fire_ms > GRACE_MS:
+                continue
+            if not first_of_its_period(workflow.schedule.cron, workflow.schedule.timezone, fire_ms, self._floor_s):
                 continue
             if not self._claim(workflow, fire_ms, now_ms):
                 continue

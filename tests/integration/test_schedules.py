@@ -77,6 +77,27 @@ def _seed(clickhouse: ClickHouse, org_id: str) -> None:
     )
 
 
+def test_a_schedule_firing_more_often_than_the_floor_is_refused_naming_its_cron_field(
+    org_factory: Any, settings: Settings
+) -> None:
+    """The test stack lowers the floor to 2 s (DRIPPULSE_SCHEDULE_MIN_INTERVAL_S); every second is
+    below it, as every minute is below the default 5 minutes."""
+    assert settings.schedule_min_interval_s == 2
+    admin = org_factory()["client"]
+    every_second = _scheduled("* * * * * *", {"field": "tier", "op": "eq", "value": "B"})
+    created = admin.post("/api/v1/workflows", json={"name": "too often", "definition": every_second})
+    assert created.status_code == 422, created.text
+    problem = created.json()
+    assert problem["type"].endswith("validation")
+    assert [e["field"] for e in problem["errors"]] == ["$.definition.trigger.schedule.cron"]
+    assert "at most once every 2 seconds" in problem["errors"][0]["message"]
+    often_enough = _scheduled(EVERY_2_S, {"field": "tier", "op": "exists"})
+    allowed = admin.post("/api/v1/workflows", json={"name": "often enough", "definition": often_enough})
+    assert allowed.status_code == 201, allowed.text
+    patched = admin.patch(f"/api/v1/workflows/{allowed.json()['id']}", json={"definition": every_second})
+    assert patched.status_code == 422 and patched.json()["errors"][0]["field"] == "$.definition.trigger.schedule.cron"
+
+
 def test_a_schedule_runs_the_leads_of_its_segment_through_the_pipeline(
     org_factory: Any, settings: Settings, api_server: ApiServer, qualifier: WorkerProcess
 ) -> None:
