@@ -182,7 +182,7 @@ class Schedule(_Strict):
     leads DripPulse has seen (an event within the history window), narrowed by a condition on
     `lead.*` (its latest values), `tier` (the tier last recorded for it) and `days_inactive` (days
     since its last event), e.g. tier B leads not updated for 30 days. Cron: five fields (minute hour
-    day month weekday), or six with seconds last."""
+    day month weekday), or six with seconds last; a new schedule fires at most once every 5 minutes."""
 
     cron: Annotated[str, AfterValidator(check_cron)]
     timezone: Annotated[str, AfterValidator(check_timezone)] = "UTC"
