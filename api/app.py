@@ -43,6 +43,7 @@ from api.routes import (
     workflow_runs,
     workflows,
 )
+from api.run_keys import RunKeys
 from drippulse.settings import Settings, load_settings, secret_box
 from streams import topics
 from streams.delivery.crm_parking import ParkedCommands
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, background: Background | None =
         app.state.redis = redis_client
         app.state.secret_box = secret_box(settings)
         app.state.event_dedup = EventIdDedup(redis_client, settings.event_dedup_window_s)
+        app.state.run_keys = RunKeys(redis_client, settings.event_dedup_window_s)
         app.state.login_throttle = LoginThrottle(redis_client)
         app.state.crm_results = CrmResultsReader(clickhouse)
         app.state.crm_parking = ParkedCommands(redis_client, settings.crm_park_schedule)

@@ -27,6 +27,7 @@ from api.history_reader import InboundHistoryReader
 from api.login_throttle import LoginThrottle
 from api.permissions import Action, Principal, Refusal, check
 from api.problems import Problem
+from api.run_keys import RunKeys
 from drippulse.settings import Settings
 from streams.delivery.crm_parking import ParkedCommands
 from streams.delivery.webhook_schedule import DeliverySchedule
@@ -60,6 +61,7 @@ get_settings = _app_state("settings", Settings)
 get_secret_box = _app_state("secret_box", SecretBox)
 get_publisher = _app_state("publisher", EventPublisher)
 get_event_dedup = _app_state("event_dedup", EventIdDedup)
+get_run_keys = _app_state("run_keys", RunKeys)
 get_login_throttle = _app_state("login_throttle", LoginThrottle)
 get_delivery_schedule = _app_state("delivery_schedule", DeliverySchedule)
 get_deliveries = _app_state("deliveries", DeliveriesReader)

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processors.delivery_policy import DEFAULT_RETRY_SCHEDULE_S, parse_schedule
+from processors.schedules import MIN_INTERVAL_S
 from streams.runtime.kafka import KafkaConfig
 from streams.state.secret_box import SecretBox, configured_keys, local_key
 
@@ -45,6 +46,13 @@ class Settings(BaseSettings):
         gt=0,
         alias="DRIPPULSE_EVENT_ACK_TIMEOUT_S",
         description="How long POST /events waits for the broker's acknowledgement before answering 503.",
+    )
+    schedule_min_interval_s: int = Field(
+        default=MIN_INTERVAL_S,
+        ge=1,
+        alias="DRIPPULSE_SCHEDULE_MIN_INTERVAL_S",
+        description="A schedule fires at most once this often: new definitions are refused below it, stored "
+        "ones are throttled to it.",
     )
     clickhouse_database: str = Field(default="drippulse", alias="DRIPPULSE_CLICKHOUSE_DATABASE")
     log_level: str = Field(default="INFO", alias="DRIPPULSE_LOG_LEVEL")

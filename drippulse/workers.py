@@ -323,7 +323,15 @@ def schedule_runner(
 ) -> ScheduleRunner:
     """Named after its process, which its claims of fire times record."""
     name = f"{socket.gethostname()}:{os.getpid()}"
-    return ScheduleRunner(engine, ControlPlaneReader(engine), clickhouse, make_producer(settings.kafka), inbound, name)
+    return ScheduleRunner(
+        engine,
+        ControlPlaneReader(engine),
+        clickhouse,
+        make_producer(settings.kafka),
+        inbound,
+        name,
+        settings.schedule_min_interval_s,
+    )
 
 
 def embedded_background(settings: Settings) -> Callable[[ClickHouse, threading.Event], Sequence[BackgroundTask]]:

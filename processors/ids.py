@@ -42,3 +42,14 @@ def approval_id(execution_id_: str, step: str) -> str:
     """One approval per (execution, approval step): the qualifier names it in `approval.requested`
     and the orchestrator opens it, each without asking the other."""
     return f"apr_{digest(execution_id_, step)}"
+
+
+def manual_run_id(org_id: str, workflow_id: str, idempotency_key: str) -> str:
+    """A manual run is named after its org, workflow and idempotency key, so a retry with the key is
+    the same run and every id downstream of it is the same too."""
+    return f"run_{digest(org_id, workflow_id, idempotency_key)}"
+
+
+def manual_event_id(run_id: str, lead_id: str) -> str:
+    """One event per lead of a run; the lead, not its position, names it."""
+    return f"{run_id}_{digest(lead_id)[:16]}"

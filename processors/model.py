@@ -20,12 +20,14 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
 from processors.events import EventType
 from processors.free_mail import FREE_MAIL
-from processors.schedules import check_cron, check_timezone
+from processors.schedules import MIN_INTERVAL_S, check_cron, check_frequency, check_timezone
 
 
 class Operator(StrEnum):
@@ -165,16 +167,32 @@ class Reenrollment(_Strict):
         return self
 
 
+_SCHEDULE_FLOOR = "schedule_floor_s"
+
+
+def offered(schedule_floor_s: int = MIN_INTERVAL_S) -> dict[str, int]:
+    """The validation context of a definition offered to be stored, as opposed to one read back:
+    the rules only new definitions meet. A stored definition keeps validating under them, so a
+    version stored before a rule existed still loads and its paused executions still resume."""
+    return {_SCHEDULE_FLOOR: schedule_floor_s}
+
+
 class Schedule(_Strict):
     """Run the workflow at each time `cron` names, in `timezone`, for every lead of the `segment`:
     leads DripPulse has seen (an event within the history window), narrowed by a condition on
     `lead.*` (its latest values), `tier` (the tier last recorded for it) and `days_inactive` (days
     since its last event), e.g. tier B leads not updated for 30 days. Cron: five fields (minute hour
-    day month weekday), or six with seconds last."""
+    day month weekday), or six with seconds last; a new schedule fires at most once every 5 minutes."""
 
     cron: Annotated[str, AfterValidator(check_cron)]
     timezone: Annotated[str, AfterValidator(check_timezone)] = "UTC"
     segment: Condition | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _at_most_once_per_floor(cls, cron: str, info: ValidationInfo) -> str:
+        floor_s = (info.context or {}).get(_SCHEDULE_FLOOR)
+        return cron if floor_s is None else check_frequency(cron, floor_s)
 
 
 class Trigger(_Strict):

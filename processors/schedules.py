@@ -8,6 +8,8 @@ crash, reproduces the same events, which the qualifier turns into the same execu
 
 from __future__ import annotations
 
+import itertools
+import re
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,13 +19,66 @@ from croniter import croniter
 from processors import ids
 
 DAY_MS = 86_400_000
+MIN_INTERVAL_S = 300
+"""The floor: a schedule fires at most once every 5 minutes. Each fire time reads the org's whole
+inbound history (and its executions) from ClickHouse and runs every lead of the segment again, with
+CRM and webhook side effects, and the schedulers run fire times one after another; every second
+(six fields) would be a full scan per workflow per second. 5 minutes is the smallest interval cron
+users commonly ask for (and the floor of other hosted schedulers, e.g. GitHub Actions); a segment's
+own measures (`days_inactive`, tiers) do not change faster. Operators may lower it
+(DRIPPULSE_SCHEDULE_MIN_INTERVAL_S)."""
+_RANDOM = re.compile(r"(^|[\s,/-])R($|[\s,/-])", re.IGNORECASE)
 
 
 def check_cron(expression: str) -> str:
-    """Five fields (minute hour day month weekday), or six with seconds last."""
-    if len(expression.split()) not in (5, 6) or not croniter.is_valid(expression):
+    """Five fields (minute hour day month weekday), or six with seconds last. No `R` (croniter's
+    random value): each process would draw its own, so fire times would differ between processes."""
+    if len(expression.split()) not in (5, 6) or _RANDOM.search(expression) or not croniter.is_valid(expression):
         raise ValueError(f"{expression!r} is not a cron expression of 5 fields (or 6, seconds last)")
     return expression
+
+
+def shortest_interval_s(expression: str) -> int:
+    """The shortest time between two fire times, counting every day as one that fires: a day's last
+    fire time and the next day's first are that close when two days in a row fire. From the time
+    fields, not by iterating (every second is 86,400 fire times a day); the day fields only remove
+    fire times, so they never shorten an interval."""
+    fields = croniter(expression).expanded
+    minutes, hours = _values(fields[0], 60), _values(fields[1], 24)
+    seconds = _values(fields[5], 60) if len(fields) > 5 else [0]
+    day = [h * 3600 + m * 60 + s for h, m, s in itertools.product(hours, minutes, seconds)]
+    return min(later - earlier for earlier, later in itertools.pairwise([*day, day[0] + 86_400]))
+
+
+def _values(field: list[int | str], count: int) -> list[int]:
+    return list(range(count)) if field == ["*"] else sorted(int(value) for value in field)
+
+
+def check_frequency(expression: str, floor_s: int) -> str:
+    interval = shortest_interval_s(expression)
+    if interval < floor_s:
+        raise ValueError(
+            f"{expression!r} fires {_duration(interval)} apart; "
+            f"a schedule fires at most once every {_duration(floor_s)}"
+        )
+    return expression
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = seconds // 60
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def first_of_its_period(expression: str, timezone: str, fire_ms: int, period_s: int) -> bool:
+    """Whether no earlier fire time falls in the same `period_s`-long stretch of epoch time: the
+    scheduler runs only those, so a schedule stored before the floor existed (or by any path that
+    skipped validation) still fires at most once per period, the same fire times in every process.
+    A schedule that keeps the floor loses none: its previous fire time is always a period earlier."""
+    previous = latest_fire(expression, timezone, fire_ms - 1)
+    period_ms = period_s * 1000
+    return previous // period_ms != fire_ms // period_ms
 
 
 def check_timezone(name: str) -> str:

@@ -30,8 +30,14 @@ SERVICE_URLS = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "CLICKHOUSE_URL", "SCHEM
 
 
 def stack_env(home: Path) -> dict[str, str]:
-    """An isolated embedded stack, sized down for tests: fewer partitions, faster workflow refresh."""
-    return {**isolated_env(home), "DRIPPULSE_TOPIC_PARTITIONS": "4", "DRIPPULSE_WORKFLOW_REFRESH_S": "0.2"}
+    """An isolated embedded stack, sized down for tests: fewer partitions, faster workflow refresh,
+    schedules every 2 s allowed (they fire within a test's patience)."""
+    return {
+        **isolated_env(home),
+        "DRIPPULSE_TOPIC_PARTITIONS": "4",
+        "DRIPPULSE_WORKFLOW_REFRESH_S": "0.2",
+        "DRIPPULSE_SCHEDULE_MIN_INTERVAL_S": "2",
+    }
 
 
 def process_env(home: Path) -> dict[str, str]:

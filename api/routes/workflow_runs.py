@@ -8,19 +8,22 @@ history as any execution. (`POST /workflows/{id}/test` is the side-effect-free d
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.control_plane import workflows
-from api.deps import Db, ExecutionsRead, WorkflowsRun, get_executions, get_history, get_publisher
+from api.deps import Db, ExecutionsRead, WorkflowsRun, get_executions, get_history, get_publisher, get_run_keys
 from api.event_publisher import EventPublisher, PublishFailed
 from api.executions_reader import ExecutionsReader
 from api.history_reader import InboundHistoryReader
 from api.models import MAX_EVENTS_PER_REQUEST, EventIn, LeadIn, Page
-from api.problems import Problem, responses
+from api.problems import RETRY_AFTER, Problem, responses
+from api.run_keys import KeyedRun, RunKeys, fingerprint
+from processors import ids
 from processors.events import EventType
 from streams.clock import now_ms
 
@@ -46,6 +49,10 @@ class RunRequest(BaseModel):
     def _some_leads(self) -> RunRequest:
         if not self.leads and not self.lead_ids:
             raise ValueError("give 'leads', 'lead_ids' or both")
+        named = Counter([lead.lead_id for lead in self.leads] + self.lead_ids)
+        twice = sorted(lead_id for lead_id, times in named.items() if times > 1)
+        if twice:
+            raise ValueError(f"each lead once per run (one event per lead); given more than once: {twice[:100]}")
         if not self.event_type.is_lead_event:
             raise ValueError("a manual run sends lead events: lead.created or lead.updated")
         if len(self.leads) + len(self.lead_ids) > MAX_EVENTS_PER_REQUEST:
@@ -71,6 +78,21 @@ class Enrollment(BaseModel):
     trigger: str
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Makes a retry safe: the same key with the same body is the same run (202 with the same "
+        "`run_id` and `event_ids`, `Idempotent-Replayed: true`, nothing run again) for 24 hours; the same key "
+        "with another body is 422 `idempotency-key-reused`. Scoped to the org and the workflow. 1-255 visible "
+        "ASCII characters, e.g. a UUID. Without it, every request is a new run.",
+    ),
+]
+
+
 @router.post("/{workflow_id}/runs", status_code=202, response_model=RunAccepted, responses=responses(404, 409, 503))
 async def run_workflow(
     workflow_id: str,
@@ -79,12 +101,23 @@ async def run_workflow(
     database: Db,
     history: Annotated[InboundHistoryReader, Depends(get_history)],
     publisher: Annotated[EventPublisher, Depends(get_publisher)],
+    run_keys: Annotated[RunKeys, Depends(get_run_keys)],
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> RunAccepted:
     """Runs the active version for each lead, with side effects (CRM commands, webhooks), whatever
     the trigger says; a lead still enrolled (paused at an approval or wait) is not enrolled again.
-    Answers once the events are on Kafka; the executions follow within about a second."""
+    Answers once the events are on Kafka; the executions follow within about a second. The run's
+    ids derive from (org, workflow, `Idempotency-Key`, lead), a random key standing in when none is
+    sent, so a retry with the key publishes nothing new, and a retry of an unacknowledged publish
+    (503) publishes the same events, whose copies collapse downstream."""
     async with database.transaction() as session:
         workflow = await workflows.get_workflow(session, principal.scope, workflow_id)
+    request = fingerprint(body.model_dump(mode="json"))
+    if idempotency_key is not None:
+        earlier = await run_keys.find(principal.org_id, workflow_id, idempotency_key)
+        if earlier is not None and (answer := _replayed(earlier, request, response)) is not None:
+            return answer
     if workflow.status != "active" or workflow.active_version is None:
         raise Problem(409, "not-active", "The workflow is not active", f"its status is {workflow.status}")
     known = await run_in_threadpool(history.latest_leads, principal.org_id, body.lead_ids)
@@ -97,18 +130,34 @@ async def run_workflow(
             f"{len(unknown)} lead id(s) have no lead event in the history",
             lead_ids=unknown[:100],
         )
-    run_id = f"run_{uuid.uuid4().hex[:16]}"
-    occurred = now_ms()
     leads: list[dict[str, Any]] = [
         EventIn(event_type=body.event_type, lead=lead).to_record(principal.org_id)["lead"] for lead in body.leads
     ]
     leads += [known[lead_id] for lead_id in body.lead_ids]
+    run_id = ids.manual_run_id(principal.org_id, workflow_id, idempotency_key or uuid.uuid4().hex)
+    run = KeyedRun(
+        request,
+        RunAccepted(
+            run_id=run_id,
+            workflow_id=workflow_id,
+            version=workflow.active_version,
+            event_ids=[ids.manual_event_id(run_id, lead["lead_id"]) for lead in leads],
+        ).model_dump(),
+        now_ms(),
+        published=False,
+    )
+    if idempotency_key is not None:
+        earlier = await run_keys.bind(principal.org_id, workflow_id, idempotency_key, run)
+        if earlier is not None:
+            if (answer := _replayed(earlier, request, response)) is not None:
+                return answer
+            run = earlier
     records = [
         {
-            "event_id": f"{run_id}_{index}",
+            "event_id": event_id,
             "org_id": principal.org_id,
             "event_type": body.event_type.avro_symbol,
-            "occurred_at_ms": occurred,
+            "occurred_at_ms": run.occurred_at_ms,
             "source": "manual_run",
             "lead": lead,
             "crm_object": None,
@@ -116,18 +165,39 @@ async def run_workflow(
             "trigger": "MANUAL",
             "workflow_id": workflow_id,
         }
-        for index, lead in enumerate(leads)
+        for event_id, lead in zip(run.answer["event_ids"], leads, strict=True)
     ]
     try:
         await publisher.publish(records)
     except PublishFailed as exc:
-        raise Problem(503, "broker-unavailable", "Events not accepted", "the broker did not acknowledge them") from exc
-    return RunAccepted(
-        run_id=run_id,
-        workflow_id=workflow_id,
-        version=workflow.active_version,
-        event_ids=[record["event_id"] for record in records],
-    )
+        raise Problem(
+            503,
+            "broker-unavailable",
+            "Events not accepted",
+            "the broker did not acknowledge them; send the same body with the same Idempotency-Key "
+            "after Retry-After seconds",
+            headers={"Retry-After": RETRY_AFTER},
+        ) from exc
+    if idempotency_key is not None:
+        await run_keys.published(principal.org_id, workflow_id, idempotency_key, run)
+    return RunAccepted(**run.answer)
+
+
+def _replayed(earlier: KeyedRun, request: str, response: Response) -> RunAccepted | None:
+    """The earlier answer for the key when its run was published; None while it is not (a publish
+    in flight, or one that failed), so this request publishes the same events; a problem when the
+    key named another body."""
+    if earlier.fingerprint != request:
+        raise Problem(
+            422,
+            "idempotency-key-reused",
+            "Idempotency key reused",
+            "this Idempotency-Key was sent with another body for this workflow; use a new key for a new run",
+        )
+    if not earlier.published:
+        return None
+    response.headers["Idempotent-Replayed"] = "true"
+    return RunAccepted(**earlier.answer)
 
 
 @router.get("/{workflow_id}/enrollments", response_model=Page[Enrollment], responses=responses(400, 404))

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 from api.control_plane import change_requests, organizations, workflows
 from api.control_plane.tables import Workflow, WorkflowVersion
 from api.cursors import PageCursor, PageLimit, after_cursor, row_page
-from api.deps import Db, WorkflowsActivate, WorkflowsAuthor, WorkflowsRead, WorkflowsTest, get_history
+from api.deps import Db, SettingsDep, WorkflowsActivate, WorkflowsAuthor, WorkflowsRead, WorkflowsTest, get_history
 from api.history_reader import InboundHistoryReader
 from api.models import (
     MAX_VERSION,
@@ -36,7 +36,7 @@ from api.routes.change_requests import ChangeRequestOut, change_request_out
 from processors.change_control import activation_needs_approval
 from processors.compiler import CompiledWorkflow, compile_workflow
 from processors.explain import explain
-from processors.model import WorkflowDefinition
+from processors.model import WorkflowDefinition, offered
 from processors.replay import compare_versions
 from processors.routing import RoutingState
 from processors.step_types import step_types
@@ -136,10 +136,11 @@ class ReplayReport(BaseModel):
     examples: dict[str, list[ReplayExample]]
 
 
-def _validated(definition: dict[str, Any]) -> dict[str, Any]:
-    """The definition as stored: validated, normalized, with defaults filled in."""
+def _validated(definition: dict[str, Any], schedule_floor_s: int) -> dict[str, Any]:
+    """The definition as stored: validated as a new definition (the schedule floor), normalized,
+    with defaults filled in."""
     try:
-        model = WorkflowDefinition.model_validate(definition)
+        model = WorkflowDefinition.model_validate(definition, context=offered(schedule_floor_s))
     except ValidationError as exc:
         errors = validation_errors(definition, exc.errors(include_url=False))
         for error in errors:
@@ -188,9 +189,11 @@ async def list_step_types(_: WorkflowsRead) -> Items[StepType]:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WorkflowOut, responses=responses(404))
-async def create_workflow(body: WorkflowCreate, principal: WorkflowsAuthor, database: Db) -> WorkflowOut:
+async def create_workflow(
+    body: WorkflowCreate, principal: WorkflowsAuthor, database: Db, settings: SettingsDep
+) -> WorkflowOut:
     """Version 1, a draft. A project-scoped key creates it in its project."""
-    definition = _validated(body.definition)
+    definition = _validated(body.definition, settings.schedule_min_interval_s)
     async with database.transaction() as session:
         workflow, _ = await workflows.create_workflow(
             session, principal.scope, principal.actor, body.project_id, body.name, body.description, definition
@@ -224,9 +227,9 @@ async def get_workflow(workflow_id: str, principal: WorkflowsRead, database: Db)
 
 @router.patch("/{workflow_id}", response_model=WorkflowOut, responses=responses(404, 409))
 async def update_workflow(
-    workflow_id: str, body: WorkflowUpdate, principal: WorkflowsAuthor, database: Db
+    workflow_id: str, body: WorkflowUpdate, principal: WorkflowsAuthor, database: Db, settings: SettingsDep
 ) -> WorkflowOut:
-    definition = _validated(body.definition) if body.definition is not None else None
+    definition = _validated(body.definition, settings.schedule_min_interval_s) if body.definition is not None else None
     changes = body.model_dump(exclude_unset=True, exclude={"definition"}, exclude_none=True)
     async with database.transaction() as session:
         updated = await workflows.update_workflow(

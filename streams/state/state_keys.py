@@ -12,6 +12,12 @@ def event_seen(org_id: str, event_id: str) -> str:
     return f"dp:{{{org_id}}}:evt:{event_id}"
 
 
+def manual_run_key(org_id: str, workflow_id: str, idempotency_key: str) -> str:
+    """JSON of the manual run an `Idempotency-Key` named (api/run_keys.py); the key is the client's,
+    scoped to one workflow of one org."""
+    return f"dp:{{{org_id}}}:runkey:{workflow_id}:{idempotency_key}"
+
+
 def round_robin_pointers(org_id: str) -> str:
     """Hash `workflow_id/pool` -> position of that rotation, for all of an org's workflows: a batch
     writes it with one HSET per org (a key per workflow cost a command per workflow and batch)."""

@@ -25,12 +25,17 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter, defaultdict
+from typing import Any
 
+import httpx
 import pytest
 
+from drippulse.operators import create_org
 from drippulse.settings import Settings
+from processors.templates import LEAD_QUALIFICATION
 from streams import topics
-from tests.faults.fakes import Outage
+from tests import control_plane
+from tests.faults.fakes import FaultyCrm, Outage
 from tests.faults.harness import (
     CRM_BATCH_SIZE,
     WORKER_GROUPS,
@@ -40,7 +45,8 @@ from tests.faults.harness import (
     read_org,
     scenario,
 )
-from tests.stack import wait_until
+from tests.integration.helpers import activate_workflow
+from tests.stack import read_topic, wait_until
 
 pytestmark = pytest.mark.stack
 OUTAGE_S = 10.0
@@ -208,3 +214,48 @@ def test_webhook_endpoint_hanging(fault_stack: FaultStack) -> None:
     )
     assert sum(timed_out.values()) > 0, "attempts timed out while the endpoint hung"
     assert all(n <= 1 + timed_out[message_id] for message_id, n in delivered.items())
+
+
+def test_a_manual_run_retried_with_its_key_after_a_503_runs_each_lead_once(fault_stack: FaultStack) -> None:
+    """The documented retry: the broker does not acknowledge a manual run (503), the client sends the
+    same body with the same Idempotency-Key once it is back. Both attempts' events reach the topic
+    (the first stayed queued in the API's producer) with the same ids, so each lead has one
+    execution and the CRM gets one write per lead, not two."""
+    settings = fault_stack.settings
+    wait_until(fault_stack.api_healthy, 60, "the stack to report healthy")
+    created = create_org(settings, "Faults manual run")
+    client = httpx.Client(base_url=settings.api_url, headers={"Authorization": f"Bearer {created.api_key}"}, timeout=60)
+    workflow_id = activate_workflow(client, "Lead Qualification", LEAD_QUALIFICATION)["id"]
+    path = f"/api/v1/workflows/{workflow_id}/runs"
+    body = {"leads": [{"lead_id": f"m{n}", "email": f"buyer{n}@initech.net", "title": "VP Sales"} for n in range(3)]}
+    headers = {"Idempotency-Key": "retry-after-503"}
+    with FaultyCrm() as crm:
+        connection = client.post(
+            "/api/v1/integration_connections",
+            json={"type": "hubspot", "name": "HubSpot", "base_url": "https://93.184.216.34", "credentials": "pat"},
+        )
+        assert connection.status_code == 201, connection.text
+        control_plane.repoint_connection(settings, created.org_id, connection.json()["id"], crm.url)
+        fault_stack.freeze_broker()
+        try:
+            refused = client.post(path, json=body, headers=headers)
+        finally:
+            fault_stack.thaw_broker()
+        assert refused.status_code == 503 and refused.headers["retry-after"].isdigit(), refused.text
+
+        def retry() -> httpx.Response | None:
+            answer = client.post(path, json=body, headers=headers)
+            return answer if answer.status_code == 202 else None
+
+        event_ids = set(wait_until(retry, 60, "the retry to be accepted").json()["event_ids"])
+
+        def both_attempts_evaluated() -> list[dict[str, Any]] | None:
+            found = read_topic(settings, topics.EXECUTIONS, key=created.org_id)
+            return found if len(found) >= 2 * len(body["leads"]) else None
+
+        executions = wait_until(both_attempts_evaluated, 60, "both attempts' events evaluated")
+        wait_until(lambda: len(crm.applied) >= len(body["leads"]), 60, "the CRM writes")
+        commands = {c["command_id"] for c in read_topic(settings, topics.CRM_COMMANDS, key=created.org_id)}
+    assert {e["event_id"] for e in executions} == event_ids, "the first attempt's events are the retry's"
+    assert len({e["execution_id"] for e in executions}) == len(body["leads"])
+    assert len(commands) == len(crm.applied) == len(body["leads"]), "one CRM write per lead"

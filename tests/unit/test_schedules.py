@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from processors.model import WorkflowDefinition
-from processors.schedules import DAY_MS, latest_fire, scheduled_event, segment_context
+from processors.model import WorkflowDefinition, offered
+from processors.schedules import (
+    DAY_MS,
+    MIN_INTERVAL_S,
+    first_of_its_period,
+    latest_fire,
+    scheduled_event,
+    segment_context,
+    shortest_interval_s,
+)
 
 
 def _ms(text: str, zone: str = "UTC") -> int:
@@ -65,3 +76,83 @@ def test_a_trigger_needs_events_or_a_schedule() -> None:
         WorkflowDefinition.model_validate(
             {"trigger": {}, "steps": [{"type": "filter", "condition": {"field": "x", "op": "exists"}}]}
         )
+
+
+def _offered(schedule: dict[str, str], floor_s: int = MIN_INTERVAL_S) -> WorkflowDefinition:
+    return WorkflowDefinition.model_validate(
+        {"trigger": {"schedule": schedule}, "steps": [{"type": "filter", "condition": {"field": "x", "op": "exists"}}]},
+        context=offered(floor_s),
+    )
+
+
+@pytest.mark.parametrize(
+    "cron",
+    ["* * * * * *", "* * * * *", "*/4 * * * *", "0,1 9 * * MON", "1,58 0,23 * * *", "0 9 * * * 0,30"],
+)
+def test_a_new_schedule_firing_more_often_than_every_five_minutes_is_refused_at_its_cron_field(cron: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        _offered({"cron": cron})
+    (error,) = refused.value.errors()
+    assert error["loc"] == ("trigger", "schedule", "cron") and "at most once every 5 minutes" in error["msg"]
+
+
+@pytest.mark.parametrize("cron", ["*/5 * * * *", "0 9 * * MON", "0 */2 * * *", "30 9 * * * 15", "0,5 9 * * *"])
+def test_a_new_schedule_at_most_once_every_five_minutes_is_accepted(cron: str) -> None:
+    assert _offered({"cron": cron}).trigger.schedule is not None
+
+
+def test_the_floor_is_the_operators_to_lower() -> None:
+    assert _offered({"cron": "* * * * * */2"}, floor_s=2).trigger.schedule is not None
+    with pytest.raises(ValidationError, match="at most once every 2 seconds"):
+        _offered({"cron": "* * * * * *"}, floor_s=2)
+
+
+def test_a_stored_schedule_still_validates_so_its_paused_executions_resume() -> None:
+    """The floor is a rule for definitions offered now; one stored before it keeps loading (its
+    fire times are throttled by the scheduler instead)."""
+    stored = {
+        "trigger": {"schedule": {"cron": "* * * * *"}},
+        "steps": [{"type": "filter", "condition": {"field": "x", "op": "exists"}}],
+    }
+    assert WorkflowDefinition.model_validate(stored).trigger.schedule is not None
+
+
+def test_a_random_cron_field_is_refused_since_each_process_would_draw_its_own_fire_times() -> None:
+    with pytest.raises(ValidationError, match="not a cron expression"):
+        _offered({"cron": "R 9 * * *"})
+
+
+_SECOND_SETS = st.sets(st.integers(0, 59), min_size=1, max_size=4)
+
+
+@given(
+    seconds=_SECOND_SETS,
+    minutes=st.sets(st.integers(0, 59), min_size=1, max_size=4),
+    hours=st.sets(st.integers(0, 23), min_size=1, max_size=3),
+)
+@settings(max_examples=60, deadline=None)
+def test_the_shortest_interval_is_the_shortest_gap_between_real_fire_times(
+    seconds: set[int], minutes: set[int], hours: set[int]
+) -> None:
+    """Against croniter's own fire times over two days in UTC, where every day fires."""
+    minute, hour, second = (",".join(map(str, sorted(values))) for values in (minutes, hours, seconds))
+    cron = f"{minute} {hour} * * * {second}"
+    start = _ms("2026-11-29T00:00:00")
+    fires, at = [], start + 2 * DAY_MS
+    while at >= start:
+        at = latest_fire(cron, "UTC", at)
+        fires.append(at)
+        at -= 1
+    gaps = [later - earlier for later, earlier in itertools.pairwise(fires)]
+    assert shortest_interval_s(cron) * 1000 == min(gaps)
+
+
+def test_a_stored_schedule_faster_than_the_floor_fires_at_most_once_per_floor() -> None:
+    """A definition stored before the floor existed: the scheduler runs the first fire time of each
+    floor-long period and skips the rest, the same in every process."""
+    start = _ms("2026-11-29T10:00:00")
+    every_second = [start + n * 1000 for n in range(3600)]
+    kept = [f for f in every_second if first_of_its_period("* * * * * *", "UTC", f, 300)]
+    assert kept == [start + n * 300_000 for n in range(12)]
+    every_five_minutes = [start + n * 300_000 for n in range(12)]
+    assert all(first_of_its_period("*/5 * * * *", "UTC", f, 300) for f in every_five_minutes)
