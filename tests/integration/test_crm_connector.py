@@ -4,9 +4,11 @@ failed with the CRM's reason, results readable through the API, credentials neve
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import psycopg
@@ -15,6 +17,8 @@ import pytest
 from drippulse.local_http import LocalHttpServer, Reply
 from drippulse.settings import Settings
 from streams import topics
+from streams.delivery.crm_connectors import HEADERS, CrmHttp, CrmResponse, HubSpotConnector
+from streams.delivery.outbound_http import OutboundHttp
 from tests import control_plane
 from tests.crm_server import HubSpotLikeServer
 from tests.integration.outbound import produce_records
@@ -272,3 +276,44 @@ def test_results_record_the_object_id_each_crm_answered(crm_worker: Any, org_fac
         contact_id = next(iter(hubspot.contacts))
     by_connection = {row["connection_id"]: row["crm_object_id"] for row in _results(org)}
     assert by_connection == {rest_id: "4001", hubspot_id: contact_id}
+
+
+async def _apply_without_email(crm: HubSpotLikeServer, lead_id: str) -> CrmResponse:
+    """A lead update without an email: the HubSpot connector patches the contact by lead id."""
+    http = OutboundHttp(5, allow_loopback=True, default_headers=HEADERS)
+
+    async def unthrottled() -> None:
+        return None
+
+    try:
+        command = {**_command("org_q", 1, ""), "email": None, "lead_id": lead_id}
+        return await HubSpotConnector().apply(CrmHttp(http, crm.url, TOKEN, unthrottled), command)
+    finally:
+        await http.close()
+
+
+@pytest.mark.parametrize(
+    "lead_id", ["../../../../owners/v2/owners/1", "ann@victim.com?idProperty=email#", "a/b%2F..;x=1", "ünï cödé"]
+)
+def test_a_lead_id_patches_exactly_its_own_encoded_contact_path(lead_id: str) -> None:
+    """The lead id is the customer's data: it must stay one path segment of the contacts endpoint,
+    never reach another endpoint of the CRM with the connection's token, nor change the query."""
+
+    with HubSpotLikeServer() as crm:
+        asyncio.run(_apply_without_email(crm, lead_id))
+    (request,) = crm.requests
+    assert (request.method, request.path, request.query) == (
+        "PATCH",
+        "/crm/v3/objects/contacts/" + quote(lead_id, safe=""),
+        "idProperty=drippulse_lead_id",
+    )
+
+
+@pytest.mark.parametrize("lead_id", [".", "..", "%2e%2E"])
+def test_a_lead_id_that_names_no_contact_fails_without_a_request(lead_id: str) -> None:
+    """A dot segment, even encoded, is removed by every URL parser: `contacts/..` is the collection's
+    parent. Such an id cannot name a contact, so the command fails at once, and nothing is sent."""
+
+    with HubSpotLikeServer() as crm:
+        response = asyncio.run(_apply_without_email(crm, lead_id))
+    assert crm.requests == [] and response.permanent and "path segment" in response.error
