@@ -317,3 +317,43 @@ def test_a_lead_id_that_names_no_contact_fails_without_a_request(lead_id: str) -
     with HubSpotLikeServer() as crm:
         response = asyncio.run(_apply_without_email(crm, lead_id))
     assert crm.requests == [] and response.permanent and "path segment" in response.error
+
+
+def test_a_sealed_token_goes_to_a_new_base_url_only_when_sent_again(org_factory: Any, settings: Settings) -> None:
+    """Moving a connection moves where its token is sent: a PATCH of `base_url` alone would hand the
+    stored token to a URL of the caller's choosing. It must carry the token again (or "" to drop
+    it), and the audit entry says the credential changed with the URL."""
+    org = org_factory("Moving CRM Co")
+    created = (
+        org["client"]
+        .post(
+            "/api/v1/integration_connections",
+            json={"type": "hubspot", "name": "CRM", "base_url": "https://93.184.216.34", "credentials": TOKEN},
+        )
+        .json()
+    )
+    path = f"/api/v1/integration_connections/{created['id']}"
+
+    moved = org["client"].patch(path, json={"base_url": "https://93.184.216.35"})
+    assert moved.status_code == 422, moved.text
+    assert [e["field"] for e in moved.json()["errors"]] == ["credentials"]
+    assert org["client"].get(path).json()["base_url"] == "https://93.184.216.34", "nothing changed"
+    same = org["client"].patch(path, json={"base_url": "https://93.184.216.34", "name": "Renamed"})
+    assert same.status_code == 200, "the same URL moves nothing"
+
+    resent = org["client"].patch(path, json={"base_url": "https://93.184.216.35", "credentials": "pat-new"})
+    assert resent.status_code == 200 and resent.json()["has_credentials"], resent.text
+    dropped = org["client"].patch(path, json={"base_url": "https://93.184.216.36", "credentials": ""})
+    assert dropped.status_code == 200 and not dropped.json()["has_credentials"], dropped.text
+    unsealed = org["client"].patch(path, json={"base_url": "https://93.184.216.37"})
+    assert unsealed.status_code == 200, "without a credential there is nothing to resend"
+
+    entries = org["client"].get("/api/v1/audit_log", params={"resource_id": created["id"]}).json()["items"]
+    moves = [e for e in entries if e["action"] == "integration.move"]
+    assert [(e["before"]["base_url"], e["after"]["base_url"]) for e in reversed(moves)] == [
+        ("https://93.184.216.34", "https://93.184.216.35"),
+        ("https://93.184.216.35", "https://93.184.216.36"),
+        ("https://93.184.216.36", "https://93.184.216.37"),
+    ]
+    credentials = [(e["before"].get("sealed_credentials"), e["after"].get("sealed_credentials")) for e in moves]
+    assert list(reversed(credentials)) == [("[redacted]", "[redacted]"), ("[redacted]", None), (None, None)]
