@@ -65,6 +65,31 @@ def test_private_and_metadata_destinations_are_refused(url: str, org_factory: An
 def test_rotation_overlap_update_delete_and_isolation(org_factory: Any) -> None:
     a, b = org_factory(), org_factory()
     created = a["client"].post("/api/v1/webhooks", json={"url": PUBLIC}).json()
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254\\@localhost/x",
+        "http://169.254.169.254\\@93.184.216.34/x",
+        "http://127.0.0.1:9\\@93.184.216.34/",
+        "http://10.0.0.1:80\\@93.184.216.34:80/",
+        "https://user:pass@93.184.216.34/",
+        "http://[::ffff:169.254.169.254]/x",
+        "http://0xa9.254.169.254/x",
+    ],
+)
+def test_a_url_the_http_client_reads_differently_is_refused_naming_the_field(url: str, org_factory: Any) -> None:
+    """The HTTP client reads `\\` as `/` (WHATWG), Python's urlsplit does not: what the API checks
+    must be what the worker connects to, so such URLs are refused for webhooks and CRM connections."""
+    client = org_factory()["client"]
+    refused = client.post("/api/v1/webhooks", json={"url": url})
+    assert refused.status_code == 422, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["url"]
+    connection = {"type": "rest", "name": "x", "base_url": url}
+    refused = client.post("/api/v1/integration_connections", json=connection)
+    assert refused.status_code == 422, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["base_url"]
+
+
     rotated = a["client"].post(f"/api/v1/webhooks/{created['id']}/rotate_secret", json={"overlap_hours": 2}).json()
     assert rotated["secret"] != created["secret"] and rotated["signing_secrets"] == 2
     assert rotated["previous_secret_valid_until_ms"] > created["created_at_ms"]
