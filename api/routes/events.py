@@ -12,8 +12,11 @@ from api.event_dedup import EventIdDedup
 from api.event_publisher import EventPublisher, EventTooLarge, PublishFailed
 from api.models import MAX_EVENTS_PER_REQUEST, EventIn, EventsAccepted
 from api.problems import RETRY_AFTER, Problem, invalid, responses, validation_errors
+from api.request_limits import BodyLimit
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
+BODY_LIMIT = 8 * 1024 * 1024
+"""Up to 1,000 events of up to 256 KiB each, in at most 8 MiB."""
 _batch = TypeAdapter(list[EventIn])
 
 
@@ -125,6 +128,7 @@ async def post_events(
     dedup: Annotated[EventIdDedup, Depends(get_event_dedup)],
     publisher: Annotated[EventPublisher, Depends(get_publisher)],
     body: Annotated[Any, Body(description="One event, or a JSON array of up to 1,000 events.")],
+    _: Annotated[None, Depends(BodyLimit(BODY_LIMIT))],
 ) -> EventsAccepted:
     """Answers once the broker acknowledged every accepted event, so 202 means durably queued."""
     return await accept_events(principal.org_id, _parse(body), dedup, publisher, isinstance(body, list))
