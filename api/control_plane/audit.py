@@ -3,7 +3,8 @@ transaction (so there is never a change without its entry, nor an entry without 
 
 Only the fields that changed are kept, and secrets never: a secret field that changed is recorded
 as "[redacted]" on both sides, which says that it changed and nothing else (null stays null, so a
-secret set or removed shows as such).
+secret set or removed shows as such). A webhook URL may hold a capability token in its path or
+query, so it is recorded as `scheme://host[:port]/…`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.control_plane.actors import Actor
 from api.control_plane.tables import AuditEntry
 from api.request_context import request_id
+from streams.delivery.redacted_url import redacted_url
 
 SECRET_FIELDS = frozenset(
     {
@@ -34,11 +36,15 @@ SECRET_FIELDS = frozenset(
     }
 )
 REDACTED = "[redacted]"
+URL_FIELDS = frozenset({"url"})
+"""Webhook subscriptions' URLs (no other audited row has a `url`)."""
 
 
 def _shown(key: str, value: Any) -> Any:
     if key in SECRET_FIELDS and value is not None:
         return REDACTED
+    if key in URL_FIELDS and isinstance(value, str):
+        return redacted_url(value)
     if isinstance(value, datetime):
         return value.isoformat()
     return value
