@@ -23,6 +23,7 @@ from api.executions_reader import ExecutionsReader
 from api.history_reader import InboundHistoryReader
 from api.login_throttle import LoginThrottle
 from api.request_context import RequestIdMiddleware
+from api.request_limits import RequestLimits
 from api.routes import (
     api_keys,
     approvals,
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None, background: Background | None =
         "problems (`application/problem+json`).",
         lifespan=lifespan,
     )
+    app.add_middleware(RequestLimits, routes=app.routes)
     problems.install(app)
     problems.install_openapi(app)
     app.add_middleware(RequestIdMiddleware)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.cursors import decode_cursor, encode_cursor
+from streams.delivery.redacted_url import redacted_url
 from streams.sinks.clickhouse import ClickHouse
 
 RESULT_OF_STATUS = {"delivered": "succeeded", "failed": "failed", "pending": "retrying"}
@@ -59,6 +60,7 @@ class DeliveriesReader:
             {"org_id": org_id, "webhook_id": webhook_id, "delivery_id": delivery_id},
         )
         for row in rows:
+            row["url"] = redacted_url(row["url"])  # attempts an earlier build stored whole
             row["attempted_at_ms"] = int(row["attempted_at_ms"])
             if row["next_attempt_at_ms"] is not None:
                 row["next_attempt_at_ms"] = int(row["next_attempt_at_ms"])

@@ -19,13 +19,24 @@ import asyncio
 import threading
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from streams.runtime.serde import AvroSerde
+
+MAX_EVENT_BYTES = 256 * 1024
+"""An encoded event's limit: well under the producer's and the broker's message size (1 MB by
+default), so a batch's events are refused before any is produced, never one by the broker midway."""
 
 
 class PublishFailed(RuntimeError):
     """The broker refused the records or did not acknowledge them in time; some may still arrive."""
+
+
+class EventTooLarge(ValueError):
+    def __init__(self, index: int, size: int) -> None:
+        super().__init__(f"event {index} is {size} bytes encoded; at most {MAX_EVENT_BYTES}")
+        self.index = index
+        self.size = size
 
 
 class EventPublisher:
@@ -42,13 +53,26 @@ class EventPublisher:
         while not self._stop.is_set():
             self._producer.poll(0.05)
 
+    def encode(self, records: list[dict[str, Any]]) -> list[bytes]:
+        """Each record's value; EventTooLarge names the first over MAX_EVENT_BYTES."""
+        values = [self._serde.encode(record) for record in records]
+        for index, value in enumerate(values):
+            if len(value) > MAX_EVENT_BYTES:
+                raise EventTooLarge(index, len(value))
+        return values
+
     async def publish(self, records: list[dict[str, Any]]) -> None:
-        """Returns once the broker acknowledged every record; raises PublishFailed if it refused one
-        or did not acknowledge them all within `ack_timeout_s`."""
+        """`publish_encoded` of the records, checked by `encode` first."""
+        await self.publish_encoded([r["org_id"] for r in records], self.encode(records))
+
+    async def publish_encoded(self, org_ids: list[str], values: list[bytes]) -> None:
+        """Returns once the broker acknowledged every value (keyed by its org); raises PublishFailed
+        if the producer or the broker refused one, or did not acknowledge them all within
+        `ack_timeout_s`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._ack_timeout_s
         futures = []
-        for record in records:
+        for org_id, value in zip(org_ids, values, strict=True):
             future: asyncio.Future[None] = loop.create_future()
 
             def on_delivery(err: KafkaError | None, _: Message, future: asyncio.Future[None] = future) -> None:
@@ -57,15 +81,16 @@ class EventPublisher:
                 else:
                     loop.call_soon_threadsafe(_resolve, future, PublishFailed(str(err)))
 
-            value = self._serde.encode(record)
             while True:
                 try:
-                    self._producer.produce(self._topic, value, record["org_id"].encode(), on_delivery=on_delivery)
+                    self._producer.produce(self._topic, value, org_id.encode(), on_delivery=on_delivery)
                     break
                 except BufferError:
                     if loop.time() > deadline:
                         raise PublishFailed("the producer's queue stayed full: the broker takes nothing") from None
                     await asyncio.sleep(0.01)
+                except KafkaException as exc:
+                    raise PublishFailed(f"the producer refused a record: {exc.args[0].str()}") from None
             futures.append(future)
         try:
             await asyncio.wait_for(asyncio.gather(*futures), max(0.0, deadline - loop.time()))

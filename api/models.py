@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from processors.events import EventType, validation_problems
 
 MAX_EVENTS_PER_REQUEST = 1000
+MAX_EVENT_ID_LENGTH = 128
 MAX_VERSION = 2_147_483_647
 
 
@@ -80,7 +81,7 @@ class CrmObjectIn(_Body):
 class EventIn(_Body):
     """One inbound event. `event_id` is optional; when given, a repeat within 24 h is not produced again."""
 
-    event_id: str | None = Field(default=None, min_length=1, max_length=128)
+    event_id: str | None = Field(default=None, min_length=1, max_length=MAX_EVENT_ID_LENGTH)
     event_type: EventType
     occurred_at: datetime | None = None
     source: str | None = Field(default=None, max_length=128)

@@ -153,6 +153,15 @@ def check(principal: Principal, action: Action) -> None:
         raise Refusal(f"{action} needs the {needed} role")
 
 
+def allows(principal: Principal, action: Action) -> bool:
+    """Whether `check` would pass: for what a route shows, not whether it runs."""
+    try:
+        check(principal, action)
+    except Refusal:
+        return False
+    return True
+
+
 def matrix_markdown() -> str:
     """The matrix as the README prints it."""
     roles = [Role.ADMIN, Role.EDITOR, Role.VIEWER, Role.APPROVER]

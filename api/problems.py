@@ -86,6 +86,13 @@ def _body(status: int, kind: str, title: str, detail: str, instance: str, **extr
     }
 
 
+def problem_response(
+    status: int, kind: str, title: str, detail: str, instance: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    body = _body(status, kind, title, detail, instance, **extra)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
 _UNION_TAGS = {"field", "all", "any", "filter", "score", "tier", "route", "action", "crm_update", "webhook_notify"}
 
 
@@ -135,16 +142,19 @@ def _problem_media_type(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unreadable_body(schema: dict[str, Any]) -> dict[str, Any]:
-    """FastAPI answers 400 itself, before any route code, when a JSON body cannot be decoded (it is
-    not UTF-8, say), so every operation that takes a body declares it."""
-    unreadable = {
-        "description": "The body could not be read (for example, it is not UTF-8)",
-        "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}},
+    """Answers every operation that takes a body may get before any route code runs: 400 from
+    FastAPI when a JSON body cannot be decoded (it is not UTF-8, say), 413 when it is over the
+    route's limit (`api/request_limits.py`)."""
+    content = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}}
+    answers = {
+        "400": {"description": "The body could not be read (for example, it is not UTF-8)", "content": content},
+        "413": {"description": "The body is over this route's limit", "content": content},
     }
     for path in schema.get("paths", {}).values():
         for operation in path.values():
             if "requestBody" in operation:
-                operation.get("responses", {}).setdefault("400", unreadable)
+                for status, answer in answers.items():
+                    operation.get("responses", {}).setdefault(status, answer)
     return schema
 
 
@@ -187,19 +197,25 @@ class UnexpectedErrors:
             if started:
                 raise
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            body = _body(500, "internal", "Internal error", "the error was logged; retrying may help", scope["path"])
-            await JSONResponse(body, status_code=500, media_type=MEDIA_TYPE)(scope, receive, send)
+            detail = "the error was logged; retrying may help"
+            await problem_response(500, "internal", "Internal error", detail, scope["path"])(scope, receive, send)
+
+
+_HTTP_KINDS = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "payload-too-large",
+}
+_HTTP_TITLES = {401: "Not authenticated", 413: "Payload too large"}
+"""Titles of the errors `api.request_limits` raises; Starlette's own say it in their detail."""
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return JSONResponse(
-            _body(exc.status, exc.kind, exc.title, exc.detail, request.url.path, **exc.extra),
-            status_code=exc.status,
-            media_type=MEDIA_TYPE,
-            headers=exc.headers,
-        )
+        return problem_response(exc.status, exc.kind, exc.title, exc.detail, request.url.path, exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -214,10 +230,8 @@ def install(app: FastAPI) -> None:
                     "message": error.get("msg", "invalid"),
                 }
             )
-        return JSONResponse(
-            _body(422, "validation", "Validation failed", "the request is invalid", request.url.path, errors=errors),
-            status_code=422,
-            media_type=MEDIA_TYPE,
+        return problem_response(
+            422, "validation", "Validation failed", "the request is invalid", request.url.path, errors=errors
         )
 
     @app.exception_handler(DataError)
@@ -226,10 +240,8 @@ def install(app: FastAPI) -> None:
         character, a date past year 9999); the transaction rolled back, and the request is invalid."""
         log.info("value refused by PostgreSQL on %s %s: %s", request.method, request.url.path, exc.orig)
         detail = "a value is not allowed here (text with a NUL character, or a date outside years 1-9999)"
-        return JSONResponse(
-            _body(422, "validation", "Validation failed", detail, request.url.path, errors=[{"message": detail}]),
-            status_code=422,
-            media_type=MEDIA_TYPE,
+        return problem_response(
+            422, "validation", "Validation failed", detail, request.url.path, errors=[{"message": detail}]
         )
 
     async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -237,11 +249,8 @@ def install(app: FastAPI) -> None:
         schedule): a dependency is unavailable, which is a 503 to retry, not an internal error."""
         log.warning("redis unavailable on %s %s: %s", request.method, request.url.path, exc)
         detail = "a dependency is unavailable; retry after Retry-After seconds"
-        return JSONResponse(
-            _body(503, "unavailable", "Service unavailable", detail, request.url.path),
-            status_code=503,
-            media_type=MEDIA_TYPE,
-            headers={"Retry-After": RETRY_AFTER},
+        return problem_response(
+            503, "unavailable", "Service unavailable", detail, request.url.path, {"Retry-After": RETRY_AFTER}
         )
 
     app.add_exception_handler(RedisConnectionError, _redis_unavailable)
@@ -251,12 +260,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = {401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed"}.get(
-            exc.status_code, "http-error"
-        )
-        return JSONResponse(
-            _body(exc.status_code, kind, str(exc.detail), str(exc.detail), request.url.path),
-            status_code=exc.status_code,
-            media_type=MEDIA_TYPE,
-            headers=getattr(exc, "headers", None),
+        kind = _HTTP_KINDS.get(exc.status_code, "http-error")
+        title = _HTTP_TITLES.get(exc.status_code, str(exc.detail))
+        return problem_response(
+            exc.status_code, kind, title, str(exc.detail), request.url.path, getattr(exc, "headers", None)
         )

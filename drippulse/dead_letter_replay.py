@@ -83,8 +83,8 @@ def replay(settings: Settings, where: LetterFilter, dry_run: bool) -> int:
         if not where.admits(letter) or letter["original_value"] is None:
             continue
         if producer is not None:
-            key = letter["original_key"] or b""
-            produce_waiting(producer, letter["source_topic"], letter["original_value"], key)
+            # null stays null: a producer may send no key, and an empty one would fail the key check
+            produce_waiting(producer, letter["source_topic"], letter["original_value"], letter["original_key"])
         replayed += 1
     if producer is not None and producer.flush(60):
         raise RuntimeError("the broker did not acknowledge every replayed record within 60 s")

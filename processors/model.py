@@ -221,10 +221,20 @@ class FilterStep(_Strict):
     condition: Condition
 
 
+MAX_POINTS = 1_000_000
+"""A score rule's points, either way."""
+MAX_SCORE = 1_000_000_000
+"""A score's bound, either way, and of every bound on it: a score is an Avro `int` and a ClickHouse
+`Int32` (±2,147,483,647), so it must never leave that range, whatever rules match. The points of
+every score rule of a workflow, added up without sign, stay within it too (`WorkflowDefinition`)."""
+Points = Annotated[int, Field(ge=-MAX_POINTS, le=MAX_POINTS)]
+Score = Annotated[int, Field(ge=-MAX_SCORE, le=MAX_SCORE)]
+
+
 class ScoreRule(_Strict):
     id: str = Field(min_length=1)
     when: Condition
-    points: int
+    points: Points
 
 
 class ScoreStep(_Strict):
@@ -233,8 +243,8 @@ class ScoreStep(_Strict):
 
     type: Literal["score"]
     rules: list[ScoreRule] = Field(min_length=1)
-    floor: int | None = None
-    ceiling: int | None = None
+    floor: Score | None = None
+    ceiling: Score | None = None
 
     @model_validator(mode="after")
     def _rules_and_bounds(self) -> ScoreStep:
@@ -248,7 +258,7 @@ class ScoreStep(_Strict):
 
 class TierThreshold(_Strict):
     tier: str = Field(min_length=1)
-    min_score: int
+    min_score: Score
 
 
 class TierStep(_Strict):
@@ -475,6 +485,19 @@ def pauses(steps: Sequence[Step], prefix: str = "") -> Iterator[tuple[str, Appro
             yield from pauses(step.otherwise, f"{path}.else.")
 
 
+def all_steps(steps: Sequence[Step]) -> Iterator[Step]:
+    """Every step, and every step nested in branches and approvals, whichever may run."""
+    for step in steps:
+        yield step
+        if isinstance(step, BranchStep):
+            for arm in step.arms:
+                yield from all_steps(arm.steps)
+            yield from all_steps(step.otherwise)
+        elif isinstance(step, ApprovalStep):
+            yield from all_steps(step.on_reject)
+            yield from all_steps(step.timeout_branch)
+
+
 def _routes_after_a_pause(steps: Sequence[Step], paused: bool = False) -> tuple[bool, bool]:
     """(a route step runs after a pause, the steps can pause), walking in order."""
     found = False
@@ -508,4 +531,16 @@ class WorkflowDefinition(_Strict):
             )
         if self.exit_condition is not None and not any(True for _ in pauses(self.steps)):
             raise ValueError("'exit_condition' applies to leads waiting at an approval or wait step; there is none")
+        return self
+
+    @model_validator(mode="after")
+    def _scores_stay_bounded(self) -> WorkflowDefinition:
+        total = sum(
+            abs(rule.points) for step in all_steps(self.steps) if isinstance(step, ScoreStep) for rule in step.rules
+        )
+        if total > MAX_SCORE:
+            raise ValueError(
+                f"the points of all score rules add up to {total:,} without sign; at most {MAX_SCORE:,}, so that "
+                "a score always fits its 32-bit fields"
+            )
         return self

@@ -53,11 +53,14 @@ def repoint_webhook(settings: Settings, org_id: str, webhook_id: str, url: str) 
 
 
 def repoint_connection(settings: Settings, org_id: str, connection_id: str, url: str) -> None:
+    """Moves a connection to `url` with its token, sent again as a move requires."""
+    box = secret_box(settings)
+
     async def update(database: Database) -> None:
         async with database.transaction() as session:
-            await integrations.update(
-                session, Scope(org_id), TEST, secret_box(settings), connection_id, {"base_url": url}, None
-            )
+            sealed = (await integrations.get(session, org_id, connection_id)).sealed_credentials
+            token = box.open(sealed) if sealed else None
+            await integrations.update(session, Scope(org_id), TEST, box, connection_id, {"base_url": url}, token)
 
     run(settings, update)
 

@@ -18,6 +18,7 @@ class Request:
     at: float
     method: str
     path: str
+    query: str
     idempotency_key: str
     authorization: str
     status: int
@@ -71,7 +72,7 @@ class HubSpotLikeServer(LocalHttpServer):
             return 201, {"id": str(len(self.tasks))}
         return 404, {"status": "error", "message": f"no route {method} {path}"}
 
-    def respond(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+    def respond_to(self, method: str, path: str, query: str, body: bytes, headers: dict[str, str]) -> Reply:
         if self.hang_s > 0:
             time.sleep(self.hang_s)
         with self._lock:
@@ -89,6 +90,7 @@ class HubSpotLikeServer(LocalHttpServer):
                     time.monotonic(),
                     method,
                     path,
+                    query,
                     headers.get("idempotency-key", ""),
                     headers.get("authorization", ""),
                     status,

@@ -2,7 +2,9 @@
 transaction (so there is never a change without its entry, nor an entry without its change).
 
 Only the fields that changed are kept, and secrets never: a secret field that changed is recorded
-as "[redacted]" on both sides, which says that it changed and nothing else.
+as "[redacted]" on both sides, which says that it changed and nothing else (null stays null, so a
+secret set or removed shows as such). A webhook URL may hold a capability token in its path or
+query, so it is recorded as `scheme://host[:port]/…`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from api.control_plane.actors import Actor
 from api.control_plane.rows import newest_first
 from api.control_plane.tables import AuditEntry
 from api.request_context import request_id
+from streams.delivery.redacted_url import redacted_url
 
 SECRET_FIELDS = frozenset(
     {
@@ -34,9 +37,15 @@ SECRET_FIELDS = frozenset(
     }
 )
 REDACTED = "[redacted]"
+URL_FIELDS = frozenset({"url"})
+"""Webhook subscriptions' URLs (no other audited row has a `url`)."""
 
 
-def _plain(value: Any) -> Any:
+def _shown(key: str, value: Any) -> Any:
+    if key in SECRET_FIELDS and value is not None:
+        return REDACTED
+    if key in URL_FIELDS and isinstance(value, str):
+        return redacted_url(value)
     if isinstance(value, datetime):
         return value.isoformat()
     return value
@@ -48,12 +57,12 @@ def changed_fields(
     """(before, after) narrowed to the fields that differ; a creation or deletion keeps every field."""
     if before is None or after is None:
         whole = before if before is not None else after
-        kept = {k: REDACTED if k in SECRET_FIELDS else _plain(v) for k, v in (whole or {}).items()}
+        kept = {k: _shown(k, v) for k, v in (whole or {}).items()}
         return (kept, None) if before is not None else (None, kept)
     keys = [k for k in {**before, **after} if before.get(k) != after.get(k)]
     return (
-        {k: REDACTED if k in SECRET_FIELDS else _plain(before.get(k)) for k in keys},
-        {k: REDACTED if k in SECRET_FIELDS else _plain(after.get(k)) for k in keys},
+        {k: _shown(k, before.get(k)) for k in keys},
+        {k: _shown(k, after.get(k)) for k in keys},
     )
 
 

@@ -3,6 +3,11 @@
 Credentials (an API token) are sealed at rest, never returned by the API and never logged; only the
 CRM worker opens them, to build its request headers. Every change bumps the organization's revision,
 which is how the CRM workers notice it.
+
+A credential is bound to where it is sent: changing `base_url` of a connection that has credentials
+needs them in the same request (a token again, or "" to drop them). Otherwise anyone who may edit the
+connection could point it at a server of theirs and receive the stored token. Such a change is
+audited as `integration.move`.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from api.control_plane.ids import new_id
 from api.control_plane.organizations import bump_revision
 from api.control_plane.rows import all_of, one
 from api.control_plane.tables import IntegrationConnection
+from api.problems import invalid
 from streams.state.secret_box import SecretBox
 
 
@@ -64,6 +70,10 @@ async def update(
 ) -> IntegrationConnection:
     """`credentials`: None keeps them, an empty string removes them."""
     connection = await get(session, scope.org_id, connection_id, lock=True)
+    moved = changes.get("base_url", connection.base_url) != connection.base_url
+    if moved and connection.sealed_credentials is not None and credentials is None:
+        message = 'a new base_url needs the credentials again (or "" to remove them): they go where it points'
+        raise invalid([{"field": "credentials", "message": message}], message)
     before = audit.snapshot(connection)
     for field, value in changes.items():
         setattr(connection, field, value)
@@ -76,7 +86,7 @@ async def update(
         session,
         scope.org_id,
         actor,
-        "integration.update",
+        "integration.move" if moved else "integration.update",
         ("integration_connection", connection_id),
         before,
         audit.snapshot(connection),

@@ -9,11 +9,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from api.deps import EventsSend, get_event_dedup, get_publisher
 from api.event_dedup import EventIdDedup
-from api.event_publisher import EventPublisher, PublishFailed
+from api.event_publisher import EventPublisher, EventTooLarge, PublishFailed
 from api.models import MAX_EVENTS_PER_REQUEST, EventIn, EventsAccepted
 from api.problems import RETRY_AFTER, Problem, invalid, responses, validation_errors
+from api.request_limits import BodyLimit
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
+BODY_LIMIT = 8 * 1024 * 1024
+"""Up to 1,000 events of up to 256 KiB each, in at most 8 MiB."""
 _batch = TypeAdapter(list[EventIn])
 
 
@@ -43,28 +46,43 @@ def _parse(body: Any) -> list[EventIn]:
 
 
 async def accept_events(
-    org_id: str, events: list[EventIn], dedup: EventIdDedup, publisher: EventPublisher
+    org_id: str, events: list[EventIn], dedup: EventIdDedup, publisher: EventPublisher, batch: bool = False
 ) -> EventsAccepted:
     """Drops client event ids seen in the dedup window, produces the rest and waits for the broker's
     acknowledgement, so acceptance means durably queued. Shared by /events and signed inbound hooks.
     Without the acknowledgement the answer is 503 with Retry-After, the ids are released from the
     dedup window so the client's retry is accepted, and the retry's copies collapse downstream on
-    the ids derived from the event id (api/event_publisher.py)."""
+    the ids derived from the event id (api/event_publisher.py).
+
+    All or nothing: every event is encoded and its size checked before any id is claimed or any
+    record produced (413 naming the first too large), and the claims are released whatever makes
+    producing fail."""
     records = [event.to_record(org_id) for event in events]
+    try:
+        values = publisher.encode(records)
+    except EventTooLarge as exc:
+        where = {"index": exc.index, "field": f"$[{exc.index}]"} if batch else {"field": "$"}
+        errors = [{**where, "message": str(exc)}]
+        raise Problem(
+            413, "event-too-large", "Event too large", f"{exc}; nothing was accepted", errors=errors
+        ) from None
     client_ids = list(dict.fromkeys(r["event_id"] for r, e in zip(records, events, strict=True) if e.event_id))
     claimed = await dedup.claim(org_id, client_ids)
     claimable = {event_id for event_id, fresh in zip(client_ids, claimed, strict=True) if fresh}
-    fresh_records, duplicates = [], []
-    for record, event in zip(records, events, strict=True):
+    fresh_records, fresh_values, duplicates = [], [], []
+    for record, value, event in zip(records, values, events, strict=True):
         if event.event_id is None or record["event_id"] in claimable:
             claimable.discard(record["event_id"])
             fresh_records.append(record)
+            fresh_values.append(value)
         else:
             duplicates.append(record["event_id"])
     try:
-        await publisher.publish(fresh_records)
-    except PublishFailed as exc:
+        await publisher.publish_encoded([org_id] * len(fresh_values), fresh_values)
+    except BaseException as exc:
         await dedup.release(org_id, [r["event_id"] for r in fresh_records])
+        if not isinstance(exc, PublishFailed):
+            raise
         raise Problem(
             503,
             "broker-unavailable",
@@ -110,6 +128,7 @@ async def post_events(
     dedup: Annotated[EventIdDedup, Depends(get_event_dedup)],
     publisher: Annotated[EventPublisher, Depends(get_publisher)],
     body: Annotated[Any, Body(description="One event, or a JSON array of up to 1,000 events.")],
+    _: Annotated[None, Depends(BodyLimit(BODY_LIMIT))],
 ) -> EventsAccepted:
     """Answers once the broker acknowledged every accepted event, so 202 means durably queued."""
-    return await accept_events(principal.org_id, _parse(body), dedup, publisher)
+    return await accept_events(principal.org_id, _parse(body), dedup, publisher, isinstance(body, list))

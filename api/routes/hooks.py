@@ -3,13 +3,16 @@
 Verification is the Standard Webhooks scheme: HMAC-SHA256 over `webhook-id.webhook-timestamp.body`,
 timestamps older or newer than 5 minutes refused, so a captured request cannot be replayed later. The
 signature is checked on the raw bytes before anything is parsed, so every signature problem is a 401
-and nothing is produced; only a signed body is read as JSON. An unauthenticated request is refused on
-its declared length, and its body is read only up to the limit. The sender's `webhook-id` becomes the
-event id, so its retries of one message are deduplicated like any client id.
+and nothing is produced; only a signed body is read as JSON. Like every route without credentials,
+its body is refused over 256 KiB, declared or read (`api/request_limits.py`). The sender's
+`webhook-id` becomes the event id, so its retries of one message are deduplicated like any client
+id; an id too long for an event id is hashed whole, never cut, so two long ids sharing a prefix stay
+two messages.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
 from collections.abc import Sequence
@@ -24,14 +27,13 @@ from api.control_plane.tables import InboundSource
 from api.deps import Box, Db, PublicRoute, get_event_dedup, get_publisher
 from api.event_dedup import EventIdDedup
 from api.event_publisher import EventPublisher
-from api.models import EventIn, EventsAccepted
+from api.models import MAX_EVENT_ID_LENGTH, EventIn, EventsAccepted
 from api.problems import Problem, invalid, responses, validation_errors
 from api.routes.events import accept_events
 from processors.payload_mapping import map_payload
 from streams.delivery.signing_secrets import Signer
 
 router = APIRouter(prefix="/api/v1/hooks", tags=["inbound webhooks"])
-MAX_BODY_BYTES = 256 * 1024
 TOLERANCE_S = 300
 
 
@@ -41,11 +43,19 @@ def _event(source: InboundSource, message_id: str, payload: Any) -> EventIn:
     fields = map_payload(payload, source.mapping) if source.mapping else dict(payload)
     fields.setdefault("event_type", source.event_type)
     fields.setdefault("source", f"hook:{source.name}")
-    fields["event_id"] = f"{source.id}:{message_id}"[:128]
+    fields["event_id"] = _event_id(source.id, message_id)
     try:
         return EventIn.model_validate(fields)
     except ValidationError as exc:
         raise invalid(validation_errors(fields, exc.errors(include_url=False)), "the mapped event is invalid") from None
+
+
+def _event_id(source_id: str, message_id: str) -> str:
+    """`source:webhook-id`, or `source:sha256:<hex of the whole webhook-id>` when that is too long."""
+    event_id = f"{source_id}:{message_id}"
+    if len(event_id) <= MAX_EVENT_ID_LENGTH:
+        return event_id
+    return f"{source_id}:sha256:{hashlib.sha256(message_id.encode()).hexdigest()}"
 
 
 def _refused(detail: str) -> Problem:
@@ -69,20 +79,6 @@ def _signed_message_id(secrets: Sequence[str], body: bytes, headers: dict[str, s
     return message_id
 
 
-async def _limited_body(request: Request) -> bytes:
-    """The body, refused (413) on a declared length over the limit, and read no further than it."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise Problem(413, "payload-too-large", "Payload too large", f"at most {MAX_BODY_BYTES} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise Problem(413, "payload-too-large", "Payload too large", f"at most {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @router.post(
     "/{source_id}",
     status_code=status.HTTP_202_ACCEPTED,
@@ -103,7 +99,7 @@ async def receive_hook(
         source = await inbound_sources.find(session, source_id)
     if source is None:
         raise Problem(404, "not-found", "Unknown inbound source", f"no inbound source {source_id}")
-    body = await _limited_body(request)
+    body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
     message_id = _signed_message_id(inbound_sources.verification_secrets(box, source), body, headers)
     try:

@@ -101,6 +101,9 @@ async def update_connection(
     box: Box,
     settings: SettingsDep,
 ) -> ConnectionOut:
+    """A new `base_url` for a connection with credentials needs `credentials` in the same request (a
+    token, or "" to remove them), else 422: the stored token is never sent to a URL it was not given
+    for. Audited as `integration.move`."""
     if body.base_url is not None:
         await refuse_unsafe(body.base_url, settings, "base_url")
     changes = body.model_dump(exclude_none=True, exclude={"credentials"})

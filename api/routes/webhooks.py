@@ -2,6 +2,9 @@
 
 Deliveries are made by `drippulse worker webhooks`; this router manages what it reads, shows what it
 did (every attempt, from ClickHouse) and hands it work: a test message, or a replay of a delivery.
+A URL is a secret too (a capability token in its path or query): those who may read subscriptions
+but not manage them see `scheme://host[:port]/…` (`streams.delivery.redacted_url`), and so does
+every reader of the attempts, which are history.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ from api.deps import (
 )
 from api.destinations import refuse_unsafe
 from api.models import Items, Page, required_ms
+from api.permissions import Action, Principal, allows
 from api.problems import not_found, responses
 from streams.clock import now_ms
+from streams.delivery.redacted_url import redacted_url
 from streams.delivery.signing_secrets import rotation_view, valid
 from streams.delivery.webhook_schedule import DeliverySchedule, DeliveryTask
 
@@ -124,10 +129,11 @@ class DeliveryDetail(DeliveryState):
     attempt_history: list[Attempt]
 
 
-def webhook_out(subscription: WebhookSubscription) -> WebhookOut:
+def webhook_out(subscription: WebhookSubscription, reader: Principal) -> WebhookOut:
+    """The whole URL only for those who manage webhooks."""
     return WebhookOut(
         id=subscription.id,
-        url=subscription.url,
+        url=subscription.url if allows(reader, Action.WEBHOOKS_MANAGE) else redacted_url(subscription.url),
         event_types=list(subscription.event_types),
         description=subscription.description,
         enabled=subscription.enabled,
@@ -147,19 +153,19 @@ async def create_webhook(
     await refuse_unsafe(body.url, settings, "url")
     async with database.transaction() as session:
         subscription, secret = await webhooks.create(session, principal.scope, principal.actor, box, body.model_dump())
-    return WebhookWithSecret(**webhook_out(subscription).model_dump(), secret=secret)
+    return WebhookWithSecret(**webhook_out(subscription, principal).model_dump(), secret=secret)
 
 
 @router.get("", response_model=Items[WebhookOut])
 async def list_webhooks(principal: WebhooksRead, database: Db) -> Items[WebhookOut]:
     async with database.transaction() as session:
-        return Items(items=[webhook_out(s) for s in await webhooks.list_all(session, principal.org_id)])
+        return Items(items=[webhook_out(s, principal) for s in await webhooks.list_all(session, principal.org_id)])
 
 
 @router.get("/{webhook_id}", response_model=WebhookOut, responses=responses(404))
 async def get_webhook(webhook_id: str, principal: WebhooksRead, database: Db) -> WebhookOut:
     async with database.transaction() as session:
-        return webhook_out(await webhooks.get(session, principal.org_id, webhook_id))
+        return webhook_out(await webhooks.get(session, principal.org_id, webhook_id), principal)
 
 
 @router.patch("/{webhook_id}", response_model=WebhookOut, responses=responses(404))
@@ -173,7 +179,7 @@ async def update_webhook(
         changed = await webhooks.update(
             session, principal.scope, principal.actor, webhook_id, body.model_dump(exclude_none=True)
         )
-    return webhook_out(changed)
+    return webhook_out(changed, principal)
 
 
 @router.delete(
@@ -195,7 +201,7 @@ async def rotate_secret(
         rotated, secret = await webhooks.rotate_secret(
             session, principal.scope, principal.actor, box, webhook_id, overlap_s
         )
-    return WebhookWithSecret(**webhook_out(rotated).model_dump(), secret=secret)
+    return WebhookWithSecret(**webhook_out(rotated, principal).model_dump(), secret=secret)
 
 
 async def _exists(database: Db, org_id: str, webhook_id: str) -> None:

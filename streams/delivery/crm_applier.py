@@ -354,7 +354,7 @@ class CrmCommandApplier:
         while True:
             attempts += 1
             response = await CONNECTORS[connection["type"]].apply(crm, command)
-            outcome = classify_crm_response(response.status_code)
+            outcome = CrmOutcome.FAILED if response.permanent else classify_crm_response(response.status_code)
             if outcome != CrmOutcome.RETRY or attempts >= self._config.max_attempts or response.timed_out:
                 break
             await asyncio.sleep(self._delay(response, attempts))

@@ -9,6 +9,10 @@
 Every request carries the command id as `Idempotency-Key` and the connection's token as a bearer
 credential. A connector returns the response that decides the outcome; retrying and rate limiting
 are the applier's job.
+
+Every value that goes into a URL (a lead id, a contact id the CRM answered) is one percent-encoded
+path segment or query value (`url_path`): a lead id is the customer's data, and unencoded, `../..`
+would reach another endpoint of the CRM with the connection's token, and `?`/`#` another contact.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
+from urllib.parse import quote, urlencode
 
 import orjson
 
@@ -38,6 +43,23 @@ class CrmResponse:
     body: Any = None
     timed_out: bool = False
     """No answer within the timeout: asking again at once would most likely wait as long."""
+    permanent: bool = False
+    """No request could be made for this command (see `UnaddressableValue`): retrying cannot help."""
+
+
+class UnaddressableValue(ValueError):
+    """A value that cannot be one URL path segment: empty, or a dot segment (`.`, `..`, also
+    percent-encoded), which every URL parser removes, addressing the collection's parent."""
+
+
+def url_path(*segments: str, **query: str) -> str:
+    """`/seg/seg?k=v` with each segment and query value percent-encoded whole (`/` and `%` too)."""
+    encoded = []
+    for segment in segments:
+        if segment.lower().replace("%2e", ".") in ("", ".", ".."):
+            raise UnaddressableValue(f"{segment!r} cannot be a path segment")
+        encoded.append(quote(segment, safe=""))
+    return "/" + "/".join(encoded) + ("?" + urlencode(query, quote_via=quote) if query else "")
 
 
 class CrmHttp:
@@ -90,16 +112,22 @@ class RestConnector:
 
     async def apply(self, http: CrmHttp, command: dict[str, Any]) -> CrmResponse:
         body = {k: command[k] for k in ("command_id", "operation", "lead_id", "email", "properties", "execution_id")}
-        return _with_object_id(await http.call("POST", "/commands", command["command_id"], body))
+        return _with_object_id(await http.call("POST", url_path("commands"), command["command_id"], body))
 
 
 class HubSpotConnector:
     """Shaped like HubSpot's CRM v3 objects API; the CRM's object id is the `id` of the contact it
     patched or created, or of the task it created."""
 
-    CONTACTS = "/crm/v3/objects/contacts"
+    CONTACTS = ("crm", "v3", "objects", "contacts")
 
     async def apply(self, http: CrmHttp, command: dict[str, Any]) -> CrmResponse:
+        try:
+            return await self._apply(http, command)
+        except UnaddressableValue as exc:
+            return CrmResponse(None, f"not sent: {exc}", permanent=True)
+
+    async def _apply(self, http: CrmHttp, command: dict[str, Any]) -> CrmResponse:
         operation = command["operation"]
         if operation == "create_task":
             return await self._create_task(http, command)
@@ -112,18 +140,18 @@ class HubSpotConnector:
         key = command["command_id"]
         email = command.get("email")
         if not email:
-            path = f"{self.CONTACTS}/{command['lead_id']}?idProperty=drippulse_lead_id"
-            return _with_object_id(await http.call("PATCH", path, key, {"properties": properties}))
+            patch = url_path(*self.CONTACTS, command["lead_id"], idProperty="drippulse_lead_id")
+            return _with_object_id(await http.call("PATCH", patch, key, {"properties": properties}))
         search = {"filterGroups": [{"filters": [{"propertyName": "email", "operator": "EQ", "value": email}]}]}
-        found = await http.call("POST", f"{self.CONTACTS}/search", key, search)
+        found = await http.call("POST", url_path(*self.CONTACTS, "search"), key, search)
         if found.status_code is None or not 200 <= found.status_code < 300:
             return found
         results = (found.body or {}).get("results") or []
         if results:
-            path = f"{self.CONTACTS}/{results[0]['id']}"
-            return _with_object_id(await http.call("PATCH", path, key, {"properties": properties}))
+            patch = url_path(*self.CONTACTS, str(results[0]["id"]))
+            return _with_object_id(await http.call("PATCH", patch, key, {"properties": properties}))
         created = {"properties": {**properties, "email": email, "drippulse_lead_id": command["lead_id"]}}
-        return _with_object_id(await http.call("POST", self.CONTACTS, key, created))
+        return _with_object_id(await http.call("POST", url_path(*self.CONTACTS), key, created))
 
     async def _create_task(self, http: CrmHttp, command: dict[str, Any]) -> CrmResponse:
         properties = command["properties"]
@@ -134,7 +162,9 @@ class HubSpotConnector:
                 "hubspot_owner_id": properties.get("assignee", ""),
             }
         }
-        return _with_object_id(await http.call("POST", "/crm/v3/objects/tasks", command["command_id"], task))
+        return _with_object_id(
+            await http.call("POST", url_path("crm", "v3", "objects", "tasks"), command["command_id"], task)
+        )
 
 
 def _with_object_id(response: CrmResponse) -> CrmResponse:

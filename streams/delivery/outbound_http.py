@@ -5,32 +5,33 @@ It is pyreqwest (Rust's reqwest and hyper): on this project's 2-core machine it 
 CPU per request where aiohttp costs 214-350 µs, and the webhook dispatcher is CPU-bound (README,
 design notes: "pyreqwest sends webhooks and CRM requests").
 
-reqwest would resolve hostnames itself, out of sight of the guard. So each host is resolved here
-(cached for `dns_ttl_s`), every address is checked, and the client is pinned to the checked address
-(`resolve(host, ip, port)`): the address checked is the address connected to, with no window for
-DNS rebinding. One client per host: a host whose address changes gets a new client, and the old one
-is closed once its requests are past their timeout, and so is the least recently used one when
-there are `max_clients`. A host is pinned to one address, IPv4 first (a missing IPv6 route is the
-commoner failure). IP literals are checked as they are. Redirects are never followed.
+One parse, one resolution, one connection. A URL is read once, by the client's own parser
+(`ssrf_guard.destination`, cached per URL), and that reading is what is checked and sent. reqwest
+would resolve hostnames itself, out of sight of the guard, so each host is resolved here, under the
+ASCII name the client would look up (cached for `dns_ttl_s`: no lookup per request), every address
+is checked, and the client is pinned to the checked address (`resolve(host, ip, port)`): the address
+checked is the address connected to, with no window for DNS rebinding. One client per host: a host
+whose address changes gets a new client, and the old one is closed once its requests are past their
+timeout, and so is the least recently used one when there are `max_clients`. A host is pinned to one
+address, IPv4 first (a missing IPv6 route is the commoner failure). IP literals are checked as the
+client reads them. Redirects are never followed, and proxies from the environment (`HTTP_PROXY`,
+`HTTPS_PROXY`, `ALL_PROXY`) are never used: a proxy resolves and connects by itself, past the pin.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
-from urllib.parse import urlsplit
 
 from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import PyreqwestError
 from pyreqwest.response import Response
 
-from streams.delivery.ssrf_guard import UnsafeDestination, check_addresses, refuse_unsafe_literal
+from streams.delivery.ssrf_guard import Destination, check_addresses, destination
 
 
 class NoAnswer(ConnectionError):
@@ -44,30 +45,6 @@ class Answer:
     """At most the `read_limit` bytes asked for."""
     retry_after: str | None
     content_type: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    host: str
-    port: int
-    literal: bool
-
-
-@lru_cache(maxsize=4096)
-def _target(url: str) -> _Target:
-    try:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError as exc:
-        raise UnsafeDestination(f"the URL cannot be read: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UnsafeDestination("the URL must be http(s) with a host")
-    try:
-        ipaddress.ip_address(parts.hostname)
-        literal = True
-    except ValueError:
-        literal = False
-    return _Target(parts.hostname, port, literal)
 
 
 class OutboundHttp:
@@ -90,9 +67,10 @@ class OutboundHttp:
 
     async def request(self, method: str, url: str, body: bytes, headers: dict[str, str], read_limit: int) -> Answer:
         """Raises UnsafeDestination, TimeoutError (no answer within the timeout) or NoAnswer."""
-        client = await self._client_for(url)
+        target = destination(url)
+        client = await self._client_for(target)
         try:
-            request = client.request(method, url).headers(headers).body_bytes(body).build_streamed()
+            request = client.request(method, target.url).headers(headers).body_bytes(body).build_streamed()
         except (PyreqwestError, ValueError) as exc:
             # A header value the client cannot send (a credential with a line break, say): a failed
             # attempt, never an exception that would stop the worker. The client's message quotes
@@ -120,15 +98,14 @@ class OutboundHttp:
         self._clients.clear()
         self._closing.clear()
 
-    async def _client_for(self, url: str) -> Client:
-        target = _target(url)
+    async def _client_for(self, target: Destination) -> Client:
         key = (target.host, target.port)
         current = self._clients.get(key)
         if target.literal:
             if current is not None:
                 self._clients.move_to_end(key)
                 return current[1]
-            refuse_unsafe_literal(target.host, self._allow_loopback)
+            check_addresses(target.host, [target.host], self._allow_loopback)
             address = target.host
         else:
             address = await self._address(target)
@@ -139,6 +116,7 @@ class OutboundHttp:
             ClientBuilder()
             .timeout(timedelta(seconds=self._timeout_s))
             .follow_redirects(False)
+            .no_proxy()
             .default_headers(self._default_headers)
         )
         if not target.literal:
@@ -154,7 +132,7 @@ class OutboundHttp:
             self._close_later(idle)
         return client
 
-    async def _address(self, target: _Target) -> str:
+    async def _address(self, target: Destination) -> str:
         """The checked address to connect to; one lookup per host at a time, reused for the TTL."""
         key = (target.host, target.port)
         cached = self._resolved.get(key)
@@ -168,7 +146,7 @@ class OutboundHttp:
             self._resolved.pop(key, None)
             raise
 
-    async def _lookup(self, target: _Target) -> str:
+    async def _lookup(self, target: Destination) -> str:
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:

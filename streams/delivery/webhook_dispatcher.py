@@ -34,6 +34,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from processors.delivery_policy import AttemptResult, DeliveryStatus, Verdict, failing_too_long, judge_attempt
 from streams.clock import now_ms
 from streams.delivery.outbound_http import NoAnswer, OutboundHttp
+from streams.delivery.redacted_url import redacted_url
 from streams.delivery.signing_secrets import Signer, signature_header, valid
 from streams.delivery.ssrf_guard import UnsafeDestination
 from streams.delivery.webhook_schedule import DeliverySchedule, DeliveryTask
@@ -317,7 +318,7 @@ class WebhookDispatcher:
             "message_id": task.message_id,
             "event_type": task.event_type,
             "attempt": attempts,
-            "url": url,
+            "url": redacted_url(url),
             "result": verdict.result.value,
             "status_code": response.status_code,
             "latency_ms": response.latency_ms,

@@ -48,12 +48,12 @@ def make_batch_producer(kafka: KafkaConfig, **overrides: Any) -> Producer:
     return make_producer(kafka, **{"delivery.report.only.error": True, **overrides})
 
 
-def produce_waiting(producer: Producer, topic: str, value: bytes, key: bytes, **kwargs: Any) -> None:
+def produce_waiting(producer: Producer, topic: str, value: bytes, key: bytes | None, **kwargs: Any) -> None:
     """Produces, serving delivery reports while the local queue is full instead of failing."""
     produce_all(producer, [(topic, key, value)], **kwargs)
 
 
-def produce_all(producer: Producer, records: Iterable[tuple[str, bytes, bytes]], **kwargs: Any) -> None:
+def produce_all(producer: Producer, records: Iterable[tuple[str, bytes | None, bytes]], **kwargs: Any) -> None:
     """Produces each (topic, key, value) as `produce_waiting` does, in one loop: a batch of 20,000
     records saves a Python call per record. Delivery reports are served only when the local queue is
     full: the batch producer reports failures only, so nothing else accumulates before flush()."""

@@ -8,6 +8,7 @@ the embedded backend serializes all use inside the one process that owns it.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -24,12 +25,32 @@ _ESCAPED = str.maketrans(
 )
 
 
+_ERROR_CODE = re.compile(r"Code: (\d+)\.")
+_DATA_ERRORS = frozenset({6, 27, 38, 41, 53, 69, 70, 72, 117, 131, 321, 407})
+"""ClickHouse's codes for a value it cannot store in its column (cannot parse text, number, date or
+time, a type mismatch, incorrect data, out of range, decimal overflow): the rows are at fault, not
+the server, and the same insert will be refused again."""
+
+
+class RowsRefused(ValueError):
+    """ClickHouse refused the insert because of what some row holds; see `_DATA_ERRORS`."""
+
+
+def _refused_rows(exc: Exception) -> RowsRefused | None:
+    found = _ERROR_CODE.search(str(exc))
+    if found is None or int(found.group(1)) not in _DATA_ERRORS:
+        return None
+    return RowsRefused(" ".join(str(exc).split())[:500])
+
+
 class ClickHouse(Protocol):
     database: str
 
     def command(self, sql: str) -> None: ...
 
-    def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None: ...
+    def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Raises RowsRefused when a row's values cannot be stored (and then none of them is)."""
+        ...
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]: ...
 
@@ -55,7 +76,10 @@ class ChdbClickHouse:
             return
         body = b"\n".join(orjson.dumps(row) for row in rows).decode()
         with self._lock:
-            self._session.query(f"INSERT INTO {self.database}.{table} FORMAT JSONEachRow\n{body}")
+            try:
+                self._session.query(f"INSERT INTO {self.database}.{table} FORMAT JSONEachRow\n{body}")
+            except Exception as exc:
+                raise _refused_rows(exc) or exc from None
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         with self._lock:
@@ -104,7 +128,10 @@ class ServerClickHouse:
     def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
             body = b"\n".join(orjson.dumps(row) for row in rows)
-            self._client.raw_insert(f"{self.database}.{table}", insert_block=body, fmt="JSONEachRow")
+            try:
+                self._client.raw_insert(f"{self.database}.{table}", insert_block=body, fmt="JSONEachRow")
+            except Exception as exc:
+                raise _refused_rows(exc) or exc from None
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         result = self._client.raw_query(sql, parameters=dict(params or {}), fmt="JSONEachRow")

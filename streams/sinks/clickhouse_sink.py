@@ -5,6 +5,12 @@ ReplacingMergeTree collapses on the table's key. The sinks: executions, webhook 
 and inbound history (drip.events.inbound -> `inbound_events`, for what-if replay), which keeps only
 what the pipeline accepted, judged by the qualifier's own validation: a replay must not evaluate an
 event the qualifier dead-lettered (and dead-letters already, so the sink only leaves it out).
+
+A row ClickHouse refuses for what it holds (`RowsRefused`: a value its column cannot take) must not
+stall the sink, which would retry the batch forever and hold back every tenant's history behind it.
+The batch is split in halves until the refused rows are alone; each goes to the dead-letter topic
+with ClickHouse's reason, and every other row is written. Any other failure (ClickHouse down, a
+table missing) is not the rows' fault: the batch is retried whole, as before.
 """
 
 from __future__ import annotations
@@ -17,8 +23,8 @@ import orjson
 from processors.events import EVENT_TYPE_BY_SYMBOL, lead_id_of, validation_problems
 from streams.runtime.dlq import DeadLetters
 from streams.runtime.records import ConsumedRecord, OutputRecord
-from streams.runtime.serde import AvroSerde
-from streams.sinks.clickhouse import ClickHouse
+from streams.runtime.serde import AvroSerde, DecodeError
+from streams.sinks.clickhouse import ClickHouse, RowsRefused
 
 RowBuilder = Callable[[dict[str, Any]], dict[str, Any]]
 Refusals = Callable[[dict[str, Any], bytes | None], list[str]]
@@ -95,13 +101,25 @@ class ClickHouseSink:
         """Stateless between batches: nothing to drop."""
 
     def process(self, batch: Sequence[ConsumedRecord]) -> list[OutputRecord]:
-        if self._refuses is None:
-            records, dead = self._dead_letters.decode_batch(self._serde, batch)
-        else:
-            records, dead = [], []
-            for consumed in batch:
-                decoded, letters = self._dead_letters.decode_batch(self._serde, [consumed])
-                dead += letters
-                records += [r for r in decoded if not self._refuses(r, consumed.key)]
-        self._clickhouse.insert_rows(self._table, [self._to_row(record) for record in records])
-        return dead
+        rows: list[tuple[ConsumedRecord, dict[str, Any]]] = []
+        dead: list[OutputRecord] = []
+        for consumed in batch:
+            try:
+                record = self._serde.decode(consumed.value)
+            except DecodeError as exc:
+                dead.append(self._dead_letters.record(consumed, "decode", str(exc)))
+                continue
+            if self._refuses is None or not self._refuses(record, consumed.key):
+                rows.append((consumed, self._to_row(record)))
+        return dead + self._insert(rows)
+
+    def _insert(self, rows: list[tuple[ConsumedRecord, dict[str, Any]]]) -> list[OutputRecord]:
+        """Inserts the rows; a dead letter for each one ClickHouse refuses (found by halving)."""
+        try:
+            self._clickhouse.insert_rows(self._table, [row for _, row in rows])
+        except RowsRefused as refused:
+            if len(rows) == 1:
+                return [self._dead_letters.record(rows[0][0], "validation", f"ClickHouse refused the row: {refused}")]
+            half = len(rows) // 2
+            return self._insert(rows[:half]) + self._insert(rows[half:])
+        return []

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from typing import Any
 
 import pytest
 
+from api.event_dedup import EventIdDedup
+from api.event_publisher import EventPublisher
+from api.models import EventIn
+from api.problems import Problem
+from api.routes.events import accept_events
 from drippulse.settings import Settings
 from streams import topics
-from tests.stack import read_topic
+from streams.runtime.kafka import make_producer
+from streams.state import redis_clients
+from tests.stack import read_topic, serde_for
 
 pytestmark = pytest.mark.stack
 
@@ -72,3 +81,51 @@ def test_oversized_and_empty_batches_are_rejected(org_factory: Any) -> None:
         client.post("/api/v1/events", content=b"{not json", headers={"content-type": "application/json"}).status_code
         == 422
     )
+
+
+def test_a_batch_with_an_event_over_the_record_limit_produces_nothing_and_keeps_no_id(
+    org_factory: Any, settings: Settings
+) -> None:
+    """[a, 2 MB event, c]: refused whole, naming item 1, before anything is produced or claimed, so
+    the client's retry without the big event is accepted in full, not taken for duplicates."""
+    org = org_factory()
+    a, c = {**LEAD, "event_id": "a"}, {**LEAD, "event_id": "c"}
+    big = {**LEAD, "event_id": "big", "lead": {"lead_id": "big", "attributes": {"notes": "x" * 2_000_000}}}
+    refused = org["client"].post("/api/v1/events", json=[a, big, c])
+    assert refused.status_code == 413, refused.text
+    assert [(e["index"], e["field"]) for e in refused.json()["errors"]] == [(1, "$[1]")]
+    assert read_topic(settings, topics.INBOUND_EVENTS, key=org["org_id"]) == []
+
+    retried = org["client"].post("/api/v1/events", json=[a, c])
+    assert retried.status_code == 202 and retried.json()["accepted"] == 2, retried.text
+    produced = read_topic(settings, topics.INBOUND_EVENTS, key=org["org_id"])
+    assert sorted(r["event_id"] for r in produced) == ["a", "c"]
+
+
+def test_an_event_the_producer_refuses_releases_every_claimed_id(settings: Settings, stack: Any) -> None:
+    """Whatever produce() raises (here: a record over this producer's message.max.bytes), the batch's
+    client ids leave the dedup window again, so the client's retry is not answered 'duplicate'."""
+    name = topics.topic_name(topics.INBOUND_EVENTS, settings.topic_prefix)
+    org_id = f"org_{uuid.uuid4().hex[:12]}"
+    events = [
+        EventIn.model_validate(
+            {**LEAD, "event_id": f"e{n}", "lead": {"lead_id": f"l{n}", "attributes": {"notes": "x" * size}}}
+        )
+        for n, size in enumerate([10, 5000, 10])
+    ]
+
+    async def scenario() -> list[bool]:
+        client = redis_clients.connect_async(settings.redis_url)
+        dedup = EventIdDedup(client, 60)
+        producer = make_producer(settings.kafka, **{"message.max.bytes": 2000})
+        publisher = EventPublisher(producer, name, serde_for(topics.INBOUND_EVENTS, settings), 5)
+        try:
+            with pytest.raises(Problem) as refused:
+                await accept_events(org_id, events, dedup, publisher)
+            assert refused.value.status == 503
+            return await dedup.claim(org_id, ["e0", "e1", "e2"])
+        finally:
+            publisher.close()
+            await client.aclose()
+
+    assert asyncio.run(scenario()) == [True, True, True], "no id of the failed batch is still claimed"

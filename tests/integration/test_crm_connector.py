@@ -4,9 +4,11 @@ failed with the CRM's reason, results readable through the API, credentials neve
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import psycopg
@@ -15,6 +17,8 @@ import pytest
 from drippulse.local_http import LocalHttpServer, Reply
 from drippulse.settings import Settings
 from streams import topics
+from streams.delivery.crm_connectors import HEADERS, CrmHttp, CrmResponse, HubSpotConnector
+from streams.delivery.outbound_http import OutboundHttp
 from tests import control_plane
 from tests.crm_server import HubSpotLikeServer
 from tests.integration.outbound import produce_records
@@ -272,3 +276,84 @@ def test_results_record_the_object_id_each_crm_answered(crm_worker: Any, org_fac
         contact_id = next(iter(hubspot.contacts))
     by_connection = {row["connection_id"]: row["crm_object_id"] for row in _results(org)}
     assert by_connection == {rest_id: "4001", hubspot_id: contact_id}
+
+
+async def _apply_without_email(crm: HubSpotLikeServer, lead_id: str) -> CrmResponse:
+    """A lead update without an email: the HubSpot connector patches the contact by lead id."""
+    http = OutboundHttp(5, allow_loopback=True, default_headers=HEADERS)
+
+    async def unthrottled() -> None:
+        return None
+
+    try:
+        command = {**_command("org_q", 1, ""), "email": None, "lead_id": lead_id}
+        return await HubSpotConnector().apply(CrmHttp(http, crm.url, TOKEN, unthrottled), command)
+    finally:
+        await http.close()
+
+
+@pytest.mark.parametrize(
+    "lead_id", ["../../../../owners/v2/owners/1", "ann@victim.com?idProperty=email#", "a/b%2F..;x=1", "ünï cödé"]
+)
+def test_a_lead_id_patches_exactly_its_own_encoded_contact_path(lead_id: str) -> None:
+    """The lead id is the customer's data: it must stay one path segment of the contacts endpoint,
+    never reach another endpoint of the CRM with the connection's token, nor change the query."""
+
+    with HubSpotLikeServer() as crm:
+        asyncio.run(_apply_without_email(crm, lead_id))
+    (request,) = crm.requests
+    assert (request.method, request.path, request.query) == (
+        "PATCH",
+        "/crm/v3/objects/contacts/" + quote(lead_id, safe=""),
+        "idProperty=drippulse_lead_id",
+    )
+
+
+@pytest.mark.parametrize("lead_id", [".", "..", "%2e%2E"])
+def test_a_lead_id_that_names_no_contact_fails_without_a_request(lead_id: str) -> None:
+    """A dot segment, even encoded, is removed by every URL parser: `contacts/..` is the collection's
+    parent. Such an id cannot name a contact, so the command fails at once, and nothing is sent."""
+
+    with HubSpotLikeServer() as crm:
+        response = asyncio.run(_apply_without_email(crm, lead_id))
+    assert crm.requests == [] and response.permanent and "path segment" in response.error
+
+
+def test_a_sealed_token_goes_to_a_new_base_url_only_when_sent_again(org_factory: Any, settings: Settings) -> None:
+    """Moving a connection moves where its token is sent: a PATCH of `base_url` alone would hand the
+    stored token to a URL of the caller's choosing. It must carry the token again (or "" to drop
+    it), and the audit entry says the credential changed with the URL."""
+    org = org_factory("Moving CRM Co")
+    created = (
+        org["client"]
+        .post(
+            "/api/v1/integration_connections",
+            json={"type": "hubspot", "name": "CRM", "base_url": "https://93.184.216.34", "credentials": TOKEN},
+        )
+        .json()
+    )
+    path = f"/api/v1/integration_connections/{created['id']}"
+
+    moved = org["client"].patch(path, json={"base_url": "https://93.184.216.35"})
+    assert moved.status_code == 422, moved.text
+    assert [e["field"] for e in moved.json()["errors"]] == ["credentials"]
+    assert org["client"].get(path).json()["base_url"] == "https://93.184.216.34", "nothing changed"
+    same = org["client"].patch(path, json={"base_url": "https://93.184.216.34", "name": "Renamed"})
+    assert same.status_code == 200, "the same URL moves nothing"
+
+    resent = org["client"].patch(path, json={"base_url": "https://93.184.216.35", "credentials": "pat-new"})
+    assert resent.status_code == 200 and resent.json()["has_credentials"], resent.text
+    dropped = org["client"].patch(path, json={"base_url": "https://93.184.216.36", "credentials": ""})
+    assert dropped.status_code == 200 and not dropped.json()["has_credentials"], dropped.text
+    unsealed = org["client"].patch(path, json={"base_url": "https://93.184.216.37"})
+    assert unsealed.status_code == 200, "without a credential there is nothing to resend"
+
+    entries = org["client"].get("/api/v1/audit_log", params={"resource_id": created["id"]}).json()["items"]
+    moves = [e for e in entries if e["action"] == "integration.move"]
+    assert [(e["before"]["base_url"], e["after"]["base_url"]) for e in reversed(moves)] == [
+        ("https://93.184.216.34", "https://93.184.216.35"),
+        ("https://93.184.216.35", "https://93.184.216.36"),
+        ("https://93.184.216.36", "https://93.184.216.37"),
+    ]
+    credentials = [(e["before"].get("sealed_credentials"), e["after"].get("sealed_credentials")) for e in moves]
+    assert list(reversed(credentials)) == [("[redacted]", "[redacted]"), ("[redacted]", None), (None, None)]

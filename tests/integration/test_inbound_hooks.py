@@ -145,3 +145,24 @@ def test_an_oversized_declared_body_is_refused_before_it_is_sent(org_factory: An
         connection.sendall(f"{head}Content-Length: {16 * 1024 * 1024}\r\n\r\n".encode() + b"x" * 512 * 1024)
         answer = connection.recv(4096).decode(errors="replace")
     assert answer.startswith("HTTP/1.1 413"), answer[:200]
+
+
+def test_two_long_webhook_ids_sharing_a_prefix_are_two_events(org_factory: Any, settings: Settings) -> None:
+    """The sender's `webhook-id` is the dedup key: two ids that differ after the first 200 characters
+    are two messages, both produced; each one's retry is still a duplicate."""
+    org = org_factory("Long Id Co")
+    source = _source(org)
+    hook = httpx.Client(base_url=settings.api_url, timeout=10)
+    shared = "m" * 200
+    ids = [shared + "a" * 100, shared + "b" * 100]
+    answers = []
+    for n, message_id in enumerate([*ids, ids[0]]):
+        body = json.dumps({"event_type": "lead.created", "lead": {"lead_id": f"L-{n}"}})
+        answers.append(
+            hook.post(source["hook_path"], content=body, headers=_signed(source["secret"], message_id, body))
+        )
+    assert [a.status_code for a in answers] == [202, 202, 202], [a.text for a in answers]
+    assert [a.json()["accepted"] for a in answers] == [1, 1, 0], "the first retry is the only duplicate"
+    events = read_topic(settings, topics.INBOUND_EVENTS, key=org["org_id"])
+    assert sorted(e["lead"]["lead_id"] for e in events) == ["L-0", "L-1"]
+    assert len({e["event_id"] for e in events}) == 2 and all(len(e["event_id"]) <= 128 for e in events)

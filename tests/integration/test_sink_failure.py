@@ -16,7 +16,7 @@ from streams import topics
 from streams.sinks.clickhouse import apply_schema
 from tests.integration.helpers import activate_workflow, wait_for_executions
 from tests.integration.outbound import produce_records
-from tests.stack import ApiServer, wait_until
+from tests.stack import ApiServer, read_topic, serde_for, wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -71,3 +71,45 @@ def test_a_failing_sink_retries_alone_and_catches_up(
 
     wait_until(lambda: written() == 1, 60, "the sink to write the attempt it held back")
     wait_until(lambda: _health(settings)["status"] == "ok", 60, "health to recover")
+
+
+def test_a_row_clickhouse_refuses_is_dead_lettered_and_the_rest_written(
+    org_factory: Any, api_server: ApiServer, settings: Settings
+) -> None:
+    """One attempt ClickHouse cannot store (a negative attempt number, a time past DateTime64's range)
+    among good ones: the good rows are written, the bad ones dead-lettered with ClickHouse's reason,
+    and the sink goes on instead of retrying the batch forever."""
+    org = org_factory()
+    org_id = org["org_id"]
+    good = [{**_attempt(org_id), "attempt_id": f"att-{org_id}-{n}"} for n in range(4)]
+    poison = [
+        {**_attempt(org_id), "attempt_id": f"att-{org_id}-negative", "attempt": -1},
+        {**_attempt(org_id), "attempt_id": f"att-{org_id}-far", "attempted_at_ms": 2**63 - 1},
+    ]
+    batch = [good[0], poison[0], good[1], good[2], poison[1], good[3]]
+    produce_records(settings, topics.WEBHOOK_ATTEMPTS, org_id, batch)
+
+    def written() -> list[str]:
+        rows = api_server.clickhouse.query(
+            "SELECT attempt_id FROM drippulse.webhook_attempts WHERE org_id = {org:String}", {"org": org_id}
+        )
+        return sorted(row["attempt_id"] for row in rows)
+
+    wait_until(lambda: written() == sorted(a["attempt_id"] for a in good), 60, "the good rows")
+    letters = wait_until(
+        lambda: (
+            [
+                letter
+                for letter in read_topic(settings, topics.EVENTS_DLQ, key=org_id)
+                if letter["consumer_group"] == "drippulse-sink-webhook-attempts"
+            ]
+            or None
+        ),
+        60,
+        "the poison rows' letters",
+    )
+    assert len(letters) == 2 and all("ClickHouse refused" in letter["error"] for letter in letters), letters
+    serde = serde_for(topics.WEBHOOK_ATTEMPTS, settings)
+    refused = {serde.decode(letter["original_value"])["attempt_id"] for letter in letters}
+    assert refused == {a["attempt_id"] for a in poison}
+    wait_until(lambda: _health(settings)["status"] == "ok", 60, "the sink is healthy")

@@ -22,7 +22,7 @@ from streams.delivery.webhook_dispatcher import DispatchConfig, WebhookDispatche
 from streams.delivery.webhook_schedule import DeliverySchedule, DeliveryTask, now_ms
 from streams.state.control_plane import ControlPlaneReader, connect
 from tests import control_plane
-from tests.stack import serde_for, wait_until
+from tests.stack import read_topic, serde_for, wait_until
 from tests.webhook_receiver import Receiver, always
 
 pytestmark = pytest.mark.stack
@@ -302,3 +302,15 @@ def test_an_outcome_moves_its_schedule_entry_only_once_its_attempt_record_is_ack
     recorded = {serde_for(topics.WEBHOOK_ATTEMPTS, settings).decode(v)["message_id"] for v in broker.acknowledged}
     assert broker.refusals == 0, "the broker did refuse records"
     assert recorded == set(message_ids), "every delivered message has an acknowledged attempt record"
+
+
+def test_an_attempt_records_the_endpoint_without_its_path_or_query(harness: Harness) -> None:
+    """Attempts are history, kept in ClickHouse and read by every role: the capability token in a
+    webhook URL's path or query stays out of them."""
+    with Receiver() as receiver:
+        webhook_id = harness.subscribe(f"{receiver.url}/cap-T0K3N?sig=s3cr3t", receiver)
+        (message_id,) = harness.enqueue(webhook_id, 1, "redacted")
+        harness.run(_config(allow_loopback=True), lambda: _status(harness, webhook_id, message_id) == "delivered")
+    recorded = read_topic(harness.settings, topics.WEBHOOK_ATTEMPTS, key=harness.org)
+    attempts = [a for a in recorded if a["webhook_id"] == webhook_id]
+    assert [a["url"] for a in attempts] == [receiver.base_url + "/…"]

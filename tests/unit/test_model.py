@@ -69,3 +69,34 @@ def test_event_validation_rules() -> None:
         "crm_object: required for crm.deal.updated events"
     ]
     assert any("occurred_at_ms" in p for p in validation_problems({**good, "occurred_at_ms": 0}, "o"))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "loc"),
+    [
+        (lambda d: d["steps"][1]["rules"][0].update(points=3_000_000_000), ("steps", 1, "score", "rules", 0, "points")),
+        (lambda d: d["steps"][1]["rules"][0].update(points=-1_000_001), ("steps", 1, "score", "rules", 0, "points")),
+        (lambda d: d["steps"][1].update(ceiling=2**31), ("steps", 1, "score", "ceiling")),
+        (lambda d: d["steps"][1].update(floor=-(2**31) - 1), ("steps", 1, "score", "floor")),
+        (lambda d: d["steps"][2]["thresholds"][0].update(min_score=5_000_000_000), ("steps", 2, "tier", "thresholds")),
+    ],
+)
+def test_scores_that_an_avro_int_cannot_carry_are_refused_naming_the_field(mutate, loc) -> None:  # type: ignore[no-untyped-def]
+    """A score is an Avro `int` and a ClickHouse Int32: a definition whose points or bounds leave
+    that range would make records other consumers reject and rows ClickHouse wraps or refuses."""
+    definition = copy.deepcopy(LEAD_QUALIFICATION)
+    mutate(definition)
+    with pytest.raises(ValidationError) as caught:
+        WorkflowDefinition.model_validate(definition)
+    assert any(error["loc"][: len(loc)] == loc for error in caught.value.errors()), caught.value.errors()
+
+
+def test_points_that_could_add_up_past_the_score_bound_are_refused() -> None:
+    """Each rule within bounds, but together (over every score step and branch) past them."""
+    rules = [{"id": f"r{n}", "when": {"field": "lead.title", "op": "exists"}, "points": 1_000_000} for n in range(600)]
+    step = {"type": "score", "rules": rules}
+    branch = {"type": "branch", "arms": [{"when": {"field": "lead.email", "op": "exists"}, "steps": [step]}]}
+    definition = {"trigger": {"event_types": ["lead.created"]}, "steps": [step, branch]}
+    with pytest.raises(ValidationError, match="points"):
+        WorkflowDefinition.model_validate(definition)
+    WorkflowDefinition.model_validate({**definition, "steps": [step]})

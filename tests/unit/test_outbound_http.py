@@ -7,18 +7,18 @@ import asyncio
 import pytest
 
 from streams.delivery.outbound_http import NoAnswer, OutboundHttp
-from streams.delivery.ssrf_guard import UnsafeDestination
+from streams.delivery.ssrf_guard import UnsafeDestination, destination
 
 
 def test_the_least_recently_used_client_is_closed_beyond_the_cap() -> None:
     async def scenario() -> tuple[bool, bool, int]:
         http = OutboundHttp(5, allow_loopback=True, default_headers={}, max_clients=2)
-        first = await http._client_for("http://127.0.0.1:1001/a")
-        await http._client_for("http://127.0.0.1:1002/a")
-        again = await http._client_for("http://127.0.0.1:1001/b")
-        await http._client_for("http://127.0.0.1:1003/a")
-        kept = await http._client_for("http://127.0.0.1:1001/c")
-        replaced = await http._client_for("http://127.0.0.1:1002/c")
+        first = await http._client_for(destination("http://127.0.0.1:1001/a"))
+        await http._client_for(destination("http://127.0.0.1:1002/a"))
+        again = await http._client_for(destination("http://127.0.0.1:1001/b"))
+        await http._client_for(destination("http://127.0.0.1:1003/a"))
+        kept = await http._client_for(destination("http://127.0.0.1:1001/c"))
+        replaced = await http._client_for(destination("http://127.0.0.1:1002/c"))
         count = len(http._clients)
         await http.close()
         return first is again is kept, replaced is not first, count
@@ -33,7 +33,7 @@ def test_unsafe_or_unreadable_urls_are_refused_before_any_client_exists() -> Non
         http = OutboundHttp(5, allow_loopback=False, default_headers={})
         for url in ("http://169.254.169.254/latest/meta-data", "http://example.com:99999/", "ftp://example.com/"):
             with pytest.raises(UnsafeDestination):
-                await http._client_for(url)
+                await http.request("GET", url, b"", {}, 0)
         return len(http._clients)
 
     assert asyncio.run(scenario()) == 0
