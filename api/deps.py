@@ -76,25 +76,39 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 Box = Annotated[SecretBox, Depends(get_secret_box)]
 
 
+async def principal_of(database: Database, method: str, bearer: str | None, cookie: str | None, csrf: str) -> Principal:
+    """From `Authorization: Bearer`, else from the session cookie. A cookie is sent by the browser
+    on its own, so a cookie request that changes something must also prove it came from our page:
+    the session's CSRF token in a header, which another site cannot read. The header may hold any
+    byte, so it is compared as bytes (`compare_digest` refuses non-ASCII text)."""
+    if bearer is not None:
+        return await authenticate(database, bearer)
+    if cookie:
+        principal, csrf_token = await authenticate_session(database, cookie)
+        if method not in _SAFE_METHODS and not hmac.compare_digest(csrf.encode(), csrf_token.encode()):
+            raise Problem(403, "csrf", "CSRF token missing or wrong", f"send the session's csrf_token in {CSRF_HEADER}")
+        return principal
+    raise Problem(401, "unauthorized", "Not authenticated", "send `Authorization: Bearer <API key or session token>`")
+
+
+AUTHENTICATED = "principal"
+"""Where on `request.state` a request's principal is kept once known: `api.request_limits`
+authenticates a body route's caller before its body is read, and the route's dependencies reuse it."""
+
+
 async def current_principal(
     request: Request,
     database: Db,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     cookie: Annotated[str | None, Depends(_cookie)],
 ) -> Principal:
-    """From `Authorization: Bearer`, else from the session cookie. A cookie is sent by the browser
-    on its own, so a cookie request that changes something must also prove it came from our page:
-    the session's CSRF token in a header, which another site cannot read. The header may hold any
-    byte, so it is compared as bytes (`compare_digest` refuses non-ASCII text)."""
-    if bearer is not None and bearer.scheme.lower() == "bearer":
-        return await authenticate(database, bearer.credentials)
-    if cookie:
-        principal, csrf_token = await authenticate_session(database, cookie)
-        sent = request.headers.get(CSRF_HEADER, "")
-        if request.method not in _SAFE_METHODS and not hmac.compare_digest(sent.encode(), csrf_token.encode()):
-            raise Problem(403, "csrf", "CSRF token missing or wrong", f"send the session's csrf_token in {CSRF_HEADER}")
-        return principal
-    raise Problem(401, "unauthorized", "Not authenticated", "send `Authorization: Bearer <API key or session token>`")
+    known: Principal | None = getattr(request.state, AUTHENTICATED, None)
+    if known is not None:
+        return known
+    token = bearer.credentials if bearer is not None and bearer.scheme.lower() == "bearer" else None
+    principal = await principal_of(database, request.method, token, cookie, request.headers.get(CSRF_HEADER, ""))
+    setattr(request.state, AUTHENTICATED, principal)
+    return principal
 
 
 class Permission:

@@ -260,6 +260,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        problem: Problem | None = getattr(exc, "problem", None)
+        if problem is not None:
+            return await _problem(request, problem)
         kind = _HTTP_KINDS.get(exc.status_code, "http-error")
         title = _HTTP_TITLES.get(exc.status_code, str(exc.detail))
         return problem_response(

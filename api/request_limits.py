@@ -7,9 +7,12 @@ too) and exhaust the API process, which in the embedded default also runs the si
 `RequestLimits` watches the route's reads of its body (the router has matched the route by then, so
 its endpoint is in the scope):
 
-1. A route that needs credentials (any route without `Public()`), asked without any (no
-   `Authorization: Bearer …`, no session cookie), gets 401 before the first byte is read. Whether a
-   credential is valid is the route's dependencies' to say, after the body is read, within its limit.
+1. A route that needs credentials (any route without `Public()`) authenticates its caller before
+   the first byte is read, as its dependencies would (`api.deps.principal_of`): no credential, an
+   unknown, revoked or expired one, or a cookie without its CSRF token is refused there, and the
+   principal is kept for the route's dependencies, so a request is authenticated once. (When a
+   store is down, authentication is left to the dependencies, after the body within its limit, so
+   the answer is the same 503 as on any route.)
 2. A declared `Content-Length` over the route's limit gets 413 before the first byte is read.
 3. A body, chunked or not, is read no further than the limit: one byte more is a 413.
 
@@ -21,14 +24,21 @@ a problem, so it is not used.)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import SESSION_COOKIE, Permission, Public
+from api.deps import AUTHENTICATED, CSRF_HEADER, SESSION_COOKIE, Permission, Public, principal_of
+from api.permissions import Principal
+from api.problems import Problem
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 2 * 1024 * 1024
 PUBLIC_LIMIT = 256 * 1024
@@ -46,7 +56,16 @@ class BodyLimit:
 
 class RequestRefused(HTTPException):
     """Raised from `receive` (as Starlette's own body limiter does), so FastAPI passes it on to the
-    problem handler unchanged instead of calling the body unreadable."""
+    problem handler unchanged instead of calling the body unreadable. `problem`, when set, is the
+    answer to give (an authentication refusal, with its own type)."""
+
+    def __init__(self, status_code: int, detail: str, problem: Problem | None = None) -> None:
+        super().__init__(status_code, detail, problem.headers if problem is not None else None)
+        self.problem = problem
+
+    @classmethod
+    def of(cls, problem: Problem) -> RequestRefused:
+        return cls(problem.status, problem.detail, problem)
 
 
 class _Rule:
@@ -68,13 +87,14 @@ def _rule(route: APIRoute) -> _Rule:
     return _Rule(declared[0] if declared else DEFAULT_LIMIT if credentials else PUBLIC_LIMIT, credentials)
 
 
-def _has_credentials(headers: Sequence[tuple[bytes, bytes]]) -> bool:
-    for name, value in headers:
-        if name == b"authorization" and value[:7].lower() == b"bearer " and value[7:].strip():
-            return True
-        if name == b"cookie" and SESSION_COOKIE.encode() + b"=" in value:
-            return True
-    return False
+async def _authenticated(scope: Scope) -> Principal:
+    """The caller, as `api.deps.current_principal` finds it from the same headers."""
+    request = Request(scope)
+    scheme, credentials = get_authorization_scheme_param(request.headers.get("Authorization"))
+    bearer = credentials if scheme.lower() == "bearer" and credentials else None
+    cookie = request.cookies.get(SESSION_COOKIE)
+    csrf = request.headers.get(CSRF_HEADER, "")
+    return await principal_of(request.app.state.database, request.method, bearer, cookie, csrf)
 
 
 def _declared_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
@@ -101,16 +121,20 @@ class RequestLimits:
             await self._app(scope, receive, send)
             return
         rules = self._rules_by_endpoint()
-        headers = scope["headers"]
-        credentials = _has_credentials(headers)
-        declared = _declared_length(headers)
+        declared = _declared_length(scope["headers"])
         received = 0
 
         async def limited() -> Message:
             nonlocal received
             rule = rules.get(scope.get("endpoint"), _UNKNOWN_ROUTE)
-            if rule.credentials and not credentials:
-                raise RequestRefused(401, "send `Authorization: Bearer <API key or session token>`")
+            state = scope.setdefault("state", {})
+            if rule.credentials and AUTHENTICATED not in state:
+                try:
+                    state[AUTHENTICATED] = await _authenticated(scope)
+                except Problem as refusal:
+                    raise RequestRefused.of(refusal) from None
+                except Exception:
+                    log.warning("could not authenticate before the body; the route's dependencies will", exc_info=True)
             too_large = f"the body is over {rule.limit} bytes, this route's limit"
             if declared is not None and declared > rule.limit:
                 raise RequestRefused(413, too_large)

@@ -12,9 +12,12 @@ import pytest
 
 from api.request_limits import DEFAULT_LIMIT, PUBLIC_LIMIT
 from drippulse.settings import Settings
+from tests import control_plane
+from tests.integration.helpers import login
 
 pytestmark = pytest.mark.stack
 CHUNK = b"x" * 65536
+PASSWORD = "correct horse battery staple"
 
 
 def _unfinished_upload(settings: Settings, path: str, headers: dict[str, str], size: int) -> str:
@@ -51,6 +54,34 @@ def test_an_unauthenticated_upload_is_refused_before_its_body_is_read(
     answer = _unfinished_upload(settings, path, {}, 64 * 1024 * 1024)
     assert answer.startswith("HTTP/1.1 401"), answer[:300]
     assert "application/problem+json" in answer and "/unauthorized" in answer
+
+
+@pytest.mark.parametrize(
+    ("headers", "kind"),
+    [
+        ({"Authorization": "Bearer dpk_not-a-key-of-anyone"}, "/unauthorized"),
+        ({"Authorization": "Bearer dps_not-a-session"}, "/unauthorized"),
+        ({"Cookie": "dp_session=dps_not-a-session"}, "/unauthorized"),
+    ],
+)
+def test_an_upload_with_a_credential_nobody_holds_is_refused_before_its_body_is_read(
+    headers: dict[str, str], kind: str, settings: Settings, api_server: Any
+) -> None:
+    answer = _unfinished_upload(settings, "/api/v1/events", headers, 64 * 1024 * 1024)
+    assert answer.startswith("HTTP/1.1 401"), answer[:300]
+    assert "application/problem+json" in answer and kind in answer
+
+
+def test_a_session_cookie_without_its_csrf_token_is_refused_before_the_body_is_read(
+    settings: Settings, org_factory: Any
+) -> None:
+    org = org_factory()
+    email = f"csrf-{org['org_id']}@example.com"
+    control_plane.add_member(settings, org["org_id"], email, ["editor"], PASSWORD)
+    token = login(settings, email, PASSWORD).json()["token"]
+    answer = _unfinished_upload(settings, "/api/v1/events", {"Cookie": f"dp_session={token}"}, 64 * 1024 * 1024)
+    assert answer.startswith("HTTP/1.1 403"), answer[:300]
+    assert "/csrf" in answer
 
 
 def test_an_authenticated_upload_is_refused_at_the_routes_limit(settings: Settings, org_factory: Any) -> None:
