@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from processors.events import EventType, validation_problems
-from processors.model import WorkflowDefinition
+from processors.model import ApprovalStep, WorkflowDefinition
 from processors.step_types import step_models, step_types
 from processors.templates import LEAD_QUALIFICATION
 
@@ -69,3 +69,10 @@ def test_event_validation_rules() -> None:
         "crm_object: required for crm.deal.updated events"
     ]
     assert any("occurred_at_ms" in p for p in validation_problems({**good, "occurred_at_ms": 0}, "o"))
+
+
+def test_approvers_named_with_capital_letters_are_stored_as_deciders_are_compared() -> None:
+    """Deciders are compared lower-case (api/control_plane/approvals.py): an approver written
+    `Ann@Acme.io` must be able to decide."""
+    step = ApprovalStep.model_validate({"type": "approval", "approvers": ["Ann@Acme.IO", "role:approver"]})
+    assert step.approvers == ["ann@acme.io", "role:approver"]
