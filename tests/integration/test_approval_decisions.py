@@ -41,7 +41,7 @@ def test_an_approver_named_with_capital_letters_in_a_stored_approval_can_decide(
     org = org_factory()
     email = f"ann-{org['org_id']}@example.com"
     approval_id = control_plane.open_approval(settings, org["org_id"], _workflow(org), [email.replace("ann", "Ann")])
-    person = _session(settings, org, email, ["viewer"])
+    person = _session(settings, org, email, ["approver"])
     answer = person.post(f"/api/v1/approvals/{approval_id}/approve", json={})
     assert answer.status_code == 200, answer.text
 
