@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from drippulse.processes import spawn, terminate
-from tests.e2e.test_restart import PASSWORD, _drippulse, _healthy
+from tests.e2e.test_restart import PASSWORD, _drippulse, _org_key, _running
 from tests.stack import process_env, wait_until
 
 LEADS = 5
+WORKERS = ("qualifier", "orchestrator")
 WAIT_S = 60
 """Long enough to be pending at `dev down`; it may fall due while the stack is down."""
 APPROVAL_FIRST = {
@@ -31,28 +29,6 @@ WAIT_FIRST = {
     "trigger": {"event_types": ["lead.created"]},
     "steps": [{"type": "wait", "hours": WAIT_S / 3600}, {"type": "action", "action": "log", "message": "waited"}],
 }
-
-
-@contextmanager
-def _running(env: dict[str, str], home: Path) -> Iterator[str]:
-    """The API, a qualifier and an orchestrator on the running stack, each owning its partitions."""
-    url = f"http://127.0.0.1:{env['DRIPPULSE_API_PORT']}"
-    children = [spawn([sys.executable, "-m", "drippulse", "api"], home / "api.log", attached=True, env=env)]
-    ready = []
-    for kind in ("qualifier", "orchestrator"):
-        ready.append(home / f"ready-{kind}")
-        ready[-1].unlink(missing_ok=True)
-        command = [sys.executable, "-m", "drippulse", "worker", kind, "--ready-file", str(ready[-1])]
-        children.append(spawn(command, home / f"{kind}.log", attached=True, env=env))
-    try:
-        wait_until(lambda: _healthy(url), 120, "the API to become healthy")
-        for file in ready:
-            wait_until(file.exists, 120, f"{file.name} to own its partitions")
-        yield url
-    finally:
-        for child in reversed(children):
-            terminate(child.pid)
-            child.wait(timeout=30)
 
 
 def _statuses(client: httpx.Client, workflow_id: str) -> list[str]:
@@ -71,11 +47,8 @@ def test_approvals_and_waits_pending_before_dev_down_finish_after_dev_up(tmp_pat
     env = process_env(home)
     _drippulse(env, "dev", "up")
     try:
-        created = _drippulse(
-            env, "orgs", "create", "Acme", "--admin-email", "ada@acme.test", "--admin-password", PASSWORD
-        )
-        key = dict(line.split(":", 1) for line in created.stdout.strip().splitlines())["api_key"].strip()
-        with _running(env, home) as url:
+        key = _org_key(env)
+        with _running(env, home, WORKERS) as url:
             admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
             workflows = []
             for name, definition in (("approve first", APPROVAL_FIRST), ("wait first", WAIT_FIRST)):
@@ -93,7 +66,7 @@ def test_approvals_and_waits_pending_before_dev_down_finish_after_dev_up(tmp_pat
         _drippulse(env, "dev", "down")
         _drippulse(env, "dev", "up")
 
-        with _running(env, home) as url:
+        with _running(env, home, WORKERS) as url:
             login = httpx.post(f"{url}/api/v1/auth/login", json={"email": "ada@acme.test", "password": PASSWORD})
             person = httpx.Client(
                 base_url=url, headers={"Authorization": f"Bearer {login.json()['token']}"}, timeout=30
