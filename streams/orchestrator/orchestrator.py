@@ -231,10 +231,14 @@ class Effects:
     resumed_approvals: list[str] = field(default_factory=list)
     """By execution id, the approvals table's unique key."""
     released: list[Run] = field(default_factory=list)
+    withheld: list[str] = field(default_factory=list)
+    """Approval ids this turn opens and an exit of the same turn took before they were out."""
     resumed: int = 0
 
     def settlement(self) -> Settlement:
-        return Settlement(self.staged.settlement(), self.opened, self.resumed_approvals)
+        withheld = set(self.withheld)
+        opened = [o for o in self.opened if o[0].approval_id not in withheld]
+        return Settlement(self.staged.settlement(), opened, self.resumed_approvals)
 
     def checkpoint(self, execution_id: str) -> Checkpoint:
         """Where the effects stand before one signal of `execution_id`, for `rollback`."""
@@ -252,7 +256,7 @@ class Effects:
             self.staged.writes[checkpoint.execution_id] = checkpoint.staged
 
     def _lists(self) -> tuple[list[Any], ...]:
-        return (self.outputs, self.due, self.opened, self.resumed_approvals, self.released)
+        return (self.outputs, self.due, self.opened, self.resumed_approvals, self.released, self.withheld)
 
 
 class Orchestrator:
@@ -443,7 +447,7 @@ class Orchestrator:
         exit takes it, and it is not opened."""
         status = self._ledger.cancel(suspension.approval_id, signal.outcome_at_ms, signal.note)
         if status is None:
-            effects.opened[:] = [o for o in effects.opened if o[0].approval_id != suspension.approval_id]
+            effects.withheld.append(suspension.approval_id)
         return status in (None, "cancelled")
 
     def _held_elsewhere(self, signal: Signal) -> Held | None:
