@@ -95,6 +95,10 @@ def expire_key(settings: Settings, key_id: str) -> None:
     run(settings, expire)
 
 
+NOBODYS_PARTITION = 10_000
+"""An inbox partition no orchestrator owns: what `open_approval` holds is never acted on."""
+
+
 def open_approval(
     settings: Settings, org_id: str, workflow_id: str, approvers: list[str], step: str = "4.0.0", held: bool = True
 ) -> str:
@@ -113,11 +117,14 @@ def open_approval(
                     "execution": {"execution_id": execution_id, "org_id": org_id},
                     "context": {},
                     "step": step,
+                    "kind": "approval",
+                    "due_at_ms": round((now + timedelta(hours=1)).timestamp() * 1000),
+                    "approvers": approvers,
                 }
                 await session.execute(
                     text(
                         "INSERT INTO held_executions (execution_id, org_id, partition, kind, step, due_at, suspension) "
-                        "VALUES (:id, :org, 0, 'approval', :step, :due, CAST(:suspension AS jsonb))"
+                        "VALUES (:id, :org, :partition, 'approval', :step, :due, CAST(:suspension AS jsonb))"
                     ),
                     {
                         "id": execution_id,
@@ -125,6 +132,7 @@ def open_approval(
                         "step": step,
                         "due": now + timedelta(hours=1),
                         "suspension": json.dumps(suspension),
+                        "partition": NOBODYS_PARTITION,
                     },
                 )
             session.add(
@@ -151,7 +159,7 @@ def open_approval(
                     status="pending",
                     requested_at=now,
                     due_at=now + timedelta(hours=1),
-                    partition=0,
+                    partition=NOBODYS_PARTITION,
                 )
             )
         return approval_id

@@ -13,6 +13,7 @@ the in-memory embedded one does at `dev down`, loses nothing).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ from sqlalchemy import Connection, Engine, text
 
 from processors.orchestration import Suspension
 from streams.clock import moment
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +192,19 @@ class ApprovalLedger:
                 text(f"SELECT execution_id, partition, suspension FROM held_executions WHERE {where}"),
                 {"keys": keys},
             )
-            return {row[0]: (row[1], Suspension.from_dict(_json(row[2]))) for row in rows}
+            held: dict[str, tuple[int, Suspension]] = {}
+            for execution_id, partition, suspension in rows:
+                try:
+                    held[execution_id] = (partition, Suspension.from_dict(_json(suspension)))
+                except (KeyError, TypeError, ValueError) as exc:
+                    # One row that cannot be read must not hold up every other of its partition.
+                    log.error(
+                        "held execution %s cannot be read (%s: %s); left as it is",
+                        execution_id,
+                        type(exc).__name__,
+                        exc,
+                    )
+            return held
 
     def adopt(self, partitions: Sequence[int], held: Iterable[tuple[int, Suspension]], now_ms: int) -> list[int]:
         """Once per inbox partition: what its changelog held before PostgreSQL kept it (an upgrade
