@@ -186,13 +186,17 @@ class Staged:
     def __init__(self, held: HeldExecutions) -> None:
         self._held = held
         self.writes: dict[str, tuple[int, Held | None]] = {}
+        self._read: dict[str, Held | None] = {}
+        """What the table holds, parsed once per batch."""
 
     def get(self, execution_id: str) -> Held | None:
         staged = self.writes.get(execution_id)
         if staged is not None:
             return staged[1]
-        stored = self._held.get(execution_id)
-        return Held.from_json(stored) if stored is not None else None
+        if execution_id not in self._read:
+            stored = self._held.get(execution_id)
+            self._read[execution_id] = Held.from_json(stored) if stored is not None else None
+        return self._read[execution_id]
 
     def hold(self, held: Held) -> None:
         self.writes[held.suspension.execution_id] = (held.partition, held)
