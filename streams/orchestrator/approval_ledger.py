@@ -141,24 +141,32 @@ class ApprovalLedger:
             "notes": [c.note for c in candidates],
         }
         with self._engine.begin() as connection:
-            connection.execute(
-                text(
-                    "UPDATE held_executions h SET outcome = v.outcome, outcome_at_ms = v.at, outcome_note = v.note "
-                    "FROM unnest(CAST(:ids AS text[]), CAST(:steps AS text[]), CAST(:outcomes AS text[]), "
-                    "CAST(:ats AS bigint[]), CAST(:notes AS text[])) AS v(execution_id, step, outcome, at, note) "
-                    "WHERE h.execution_id = v.execution_id AND h.step = v.step AND h.outcome IS NULL"
-                ),
-                columns,
-            )
-            rows = connection.execute(
-                text(
-                    "SELECT h.execution_id, h.step, h.outcome, h.outcome_at_ms, h.outcome_note FROM held_executions h "
-                    "JOIN unnest(CAST(:ids AS text[]), CAST(:steps AS text[])) AS v(execution_id, step) "
-                    "ON h.execution_id = v.execution_id AND h.step = v.step WHERE h.outcome IS NOT NULL"
-                ),
-                {"ids": columns["ids"], "steps": columns["steps"]},
-            )
-            return {row[0]: WaitOutcome(row[0], row[1], row[2], row[3], row[4] or "") for row in rows}
+            taken = {
+                row[0]: _wait_outcome(row)
+                for row in connection.execute(
+                    text(
+                        "UPDATE held_executions h SET outcome = v.outcome, outcome_at_ms = v.at, outcome_note = v.note "
+                        "FROM unnest(CAST(:ids AS text[]), CAST(:steps AS text[]), CAST(:outcomes AS text[]), "
+                        "CAST(:ats AS bigint[]), CAST(:notes AS text[])) AS v(execution_id, step, outcome, at, note) "
+                        "WHERE h.execution_id = v.execution_id AND h.step = v.step AND h.outcome IS NULL "
+                        "RETURNING h.execution_id, h.step, h.outcome, h.outcome_at_ms, h.outcome_note"
+                    ),
+                    columns,
+                )
+            }
+            earlier = [c for c in candidates if c.execution_id not in taken]
+            if earlier:
+                rows = connection.execute(
+                    text(
+                        "SELECT h.execution_id, h.step, h.outcome, h.outcome_at_ms, h.outcome_note "
+                        "FROM held_executions h JOIN unnest(CAST(:ids AS text[]), CAST(:steps AS text[])) "
+                        "AS v(execution_id, step) ON h.execution_id = v.execution_id AND h.step = v.step "
+                        "WHERE h.outcome IS NOT NULL"
+                    ),
+                    {"ids": [c.execution_id for c in earlier], "steps": [c.step for c in earlier]},
+                )
+                taken |= {row[0]: _wait_outcome(row) for row in rows}
+            return taken
 
     def settle(self, settlement: Settlement) -> None:
         """What one orchestrator turn did, in one transaction: what it holds and no longer holds, the
@@ -314,6 +322,10 @@ def _write_held(
             ),
             rows,
         )
+
+
+def _wait_outcome(row: Any) -> WaitOutcome:
+    return WaitOutcome(row[0], row[1], row[2], row[3], row[4] or "")
 
 
 def _json(value: Any) -> dict[str, Any]:

@@ -29,8 +29,8 @@ APPROVAL_FIRST: dict[str, Any] = {
         {"type": "action", "action": "log", "message": "approved"},
     ],
 }
-SCHEDULE_CRON = "*/5 * * * * *"
-"""Every 5 s: several fire times in a short scenario."""
+SCHEDULE_CRON = "* * * * * */5"
+"""Every 5 s (seconds are the sixth field): several fire times in a short scenario."""
 
 
 class ApprovalsOrg:

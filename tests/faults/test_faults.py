@@ -237,6 +237,7 @@ def test_postgresql_stopped_for_10_s_with_approvals_opening_decisions_and_schedu
         figures, _ = run.end("PostgreSQL stopped for 10 s", started)
         orchestrated = side.account()
         statuses = run.stream.statuses
+    assert orchestrated["fire_times"] > 0, "the schedule fired"
     print(f"\nFAULT-FIGURES {json.dumps({'fault': 'PostgreSQL stopped for 10 s', **orchestrated})}", flush=True)
     assert set(statuses) <= {202, 503}, statuses
     assert figures.duplicates["webhook_ids_sent_again_after_a_2xx"] == 0

@@ -9,12 +9,17 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from drippulse.settings import Settings
+from processors.compiler import compile_workflow
+from processors.model import WorkflowDefinition
+from processors.orchestration import Suspension
 from processors.templates import lead_qualification_with_approval
-from streams.orchestrator.approval_ledger import ApprovalLedger
+from streams.orchestrator.approval_ledger import ApprovalLedger, Settlement, WaitOutcome
 from tests import control_plane
+from tests.control_plane import NOBODYS_PARTITION
 from tests.integration.helpers import activate_workflow
 from tests.integration.test_orchestrator import _session
 from tests.stack import ApiServer
+from tests.unit.test_orchestration import paused
 
 pytestmark = pytest.mark.stack
 
@@ -98,3 +103,28 @@ def test_decisions_behind_a_window_full_of_deferred_ones_are_still_found(
     assert [d.execution_id for d in ledger.undelivered([7777], 2)] == executions[:2]
     found = ledger.undelivered([7777], 2, deferred=executions[:2])
     assert [d.execution_id for d in found] == executions[2:], "the oldest two failing must not hide the third"
+
+
+def test_the_first_outcome_taken_for_a_wait_is_the_one_every_later_try_resumes_with(
+    org_factory: Any, settings: Settings, api_server: ApiServer
+) -> None:
+    org = org_factory()
+    definition = {"trigger": {"event_types": ["lead.created"]}, "steps": [{"type": "wait", "hours": 1}]}
+    workflow = compile_workflow("wf", 1, WorkflowDefinition.model_validate(definition))
+    _, paused_at = paused(workflow)
+    execution = {**paused_at.execution, "org_id": org["org_id"]}
+    suspension = Suspension(execution, paused_at.context, "0", "wait", paused_at.due_at_ms)
+    ledger = ApprovalLedger(create_engine(settings.database_url))
+    execution_id = suspension.execution_id
+    ledger.settle(Settlement({execution_id: (NOBODYS_PARTITION, suspension)}))
+    due = WaitOutcome(execution_id, "0", "wait_elapsed", suspension.due_at_ms, "")
+    exit_ = WaitOutcome(execution_id, "0", "exited", suspension.due_at_ms + 1, "event e")
+    assert ledger.take_waits([due]) == {execution_id: due}
+    assert ledger.take_waits([exit_]) == {execution_id: due}, "a retry after a crash resumes as the first try did"
+    ledger.settle(Settlement({execution_id: (NOBODYS_PARTITION, suspension)}))
+    assert ledger.take_waits([exit_]) == {execution_id: due}, "held again at the same step: the outcome stays"
+    later = Suspension(suspension.execution, suspension.context, "1", "approval", suspension.due_at_ms)
+    ledger.settle(Settlement({execution_id: (NOBODYS_PARTITION, later)}))
+    assert ledger.take_waits([exit_]) == {}, "not held at that step any more"
+    ledger.settle(Settlement({execution_id: (NOBODYS_PARTITION, None)}))
+    assert ledger.held_executions([execution_id]) == {}
