@@ -124,7 +124,7 @@ def open_approval(
                 await session.execute(
                     text(
                         "INSERT INTO held_executions (execution_id, org_id, partition, kind, step, due_at, suspension) "
-                        "VALUES (:id, :org, :partition, 'approval', :step, :due, CAST(:suspension AS jsonb))"
+                        "VALUES (:id, :org, :partition, 'approval', :step, :due, :suspension)"
                     ),
                     {
                         "id": execution_id,

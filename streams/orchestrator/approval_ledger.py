@@ -203,7 +203,7 @@ class ApprovalLedger:
             held: dict[str, tuple[int, Suspension]] = {}
             for execution_id, partition, suspension in rows:
                 try:
-                    held[execution_id] = (partition, Suspension.from_dict(_json(suspension)))
+                    held[execution_id] = (partition, Suspension.from_json(suspension))
                 except (KeyError, TypeError, ValueError) as exc:
                     # One row that cannot be read must not hold up every other of its partition.
                     log.error(
@@ -317,7 +317,7 @@ def _write_held(
         connection.execute(
             text(
                 "INSERT INTO held_executions (execution_id, org_id, partition, kind, step, due_at, suspension) "
-                "VALUES (:execution_id, :org_id, :partition, :kind, :step, :due_at, CAST(:suspension AS jsonb)) "
+                "VALUES (:execution_id, :org_id, :partition, :kind, :step, :due_at, :suspension) "
                 f"ON CONFLICT (execution_id) {on_conflict}"
             ),
             rows,
@@ -326,12 +326,6 @@ def _write_held(
 
 def _wait_outcome(row: Any) -> WaitOutcome:
     return WaitOutcome(row[0], row[1], row[2], row[3], row[4] or "")
-
-
-def _json(value: Any) -> dict[str, Any]:
-    """A JSONB column as the connection returns it: parsed, or text on a driver that does not."""
-    parsed: dict[str, Any] = orjson.loads(value) if isinstance(value, str | bytes) else value
-    return parsed
 
 
 def _approval_row(suspension: Suspension, partition: int, at_ms: int) -> dict[str, Any]:

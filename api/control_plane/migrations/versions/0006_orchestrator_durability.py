@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 revision = "0006"
 down_revision = "0003"
@@ -32,9 +31,9 @@ def upgrade() -> None:
         sa.Column("due_at", sa.DateTime(timezone=True), nullable=False, comment="the wait's end or the timeout"),
         sa.Column(
             "suspension",
-            postgresql.JSONB(astext_type=sa.Text()),
+            sa.Text(),
             nullable=False,
-            comment="processors.orchestration.Suspension: what the rest of the run needs",
+            comment="processors.orchestration.Suspension as JSON (text: written and read whole, never queried)",
         ),
         sa.Column("held_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column(
