@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -244,17 +244,18 @@ def install(app: FastAPI) -> None:
             422, "validation", "Validation failed", detail, request.url.path, errors=[{"message": detail}]
         )
 
-    async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        """Redis down or unreachable (the event-id dedup window, login throttling, the delivery
-        schedule): a dependency is unavailable, which is a 503 to retry, not an internal error."""
-        log.warning("redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        """Redis (the event-id dedup window, login throttling, the delivery schedule) or PostgreSQL
+        (every authenticated request) down or unreachable: a dependency is unavailable, which is a
+        503 to retry, not an internal error."""
+        log.warning("a dependency is unavailable on %s %s: %s", request.method, request.url.path, exc)
         detail = "a dependency is unavailable; retry after Retry-After seconds"
         return problem_response(
             503, "unavailable", "Service unavailable", detail, request.url.path, {"Retry-After": RETRY_AFTER}
         )
 
-    app.add_exception_handler(RedisConnectionError, _redis_unavailable)
-    app.add_exception_handler(RedisTimeoutError, _redis_unavailable)
+    for unavailable in (RedisConnectionError, RedisTimeoutError, OperationalError, InterfaceError):
+        app.add_exception_handler(unavailable, _unavailable)
 
     app.add_middleware(UnexpectedErrors)
 

@@ -16,7 +16,7 @@ from streams.execution_outputs import ExecutionOutputs
 from streams.orchestrator.app import build_app
 from streams.orchestrator.approval_ledger import ApprovalLedger
 from streams.orchestrator.due_times import DueTimes
-from streams.orchestrator.orchestrator import Orchestrator
+from streams.orchestrator.orchestrator import Orchestrator, RedisReleases
 from streams.orchestrator.workflow_versions import WorkflowVersions
 from streams.runtime.kafka import ensure_topics, make_producer
 from streams.runtime.readiness import ReadyFile
@@ -43,7 +43,7 @@ def build_orchestrator_app(settings: Settings, ready_file: Path | None = None) -
         WorkflowVersions(ControlPlaneReader(engine)),
         ledger,
         ExecutionOutputs(serde(topics.EXECUTIONS), serde(topics.CRM_COMMANDS), serde(topics.WEBHOOK_DELIVERIES)),
-        redis_clients.connect(settings.redis_url),
+        RedisReleases(redis_clients.connect(settings.redis_url)),
         DueTimes(),
         dead_letter_writer(settings, registry, APP_ID),
     )

@@ -380,15 +380,17 @@ APPROVER_ROLES = ("admin", "approver", "editor")
 
 
 def _check_approver(approver: str) -> str:
+    """An email is stored lower-case: a decider is named by their login, which is lower-case."""
     if approver.startswith("role:"):
         if approver.removeprefix("role:") not in APPROVER_ROLES:
             raise ValueError(
                 f"approver {approver!r}: a role approver is one of "
                 + ", ".join(f"role:{role}" for role in APPROVER_ROLES)
             )
-    elif "@" not in approver:
+        return approver
+    if "@" not in approver:
         raise ValueError(f"approver {approver!r}: name a person by email or a role as role:<role>")
-    return approver
+    return approver.lower()
 
 
 class ApprovalStep(_Strict):

@@ -4,12 +4,13 @@ subscription or connection aimed at a loopback test server) or reads that no rou
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from api.control_plane import integrations, people, webhooks
 from api.control_plane.actors import Scope, system
@@ -107,15 +108,46 @@ def expire_key(settings: Settings, key_id: str) -> None:
     run(settings, expire)
 
 
-def open_approval(settings: Settings, org_id: str, workflow_id: str, approvers: list[str], step: str = "4.0.0") -> str:
-    """An approval as the orchestrator opens it, for an execution that never ran (its id)."""
+NOBODYS_PARTITION = 10_000
+"""An inbox partition no orchestrator owns: what `open_approval` holds is never acted on."""
+
+
+def open_approval(
+    settings: Settings, org_id: str, workflow_id: str, approvers: list[str], step: str = "4.0.0", held: bool = True
+) -> str:
+    """An approval as the orchestrator opens it, with the execution it holds (`held`), for an
+    execution that never ran (its id)."""
 
     async def open_(database: Database) -> str:
         approval_id = f"apr_{uuid.uuid4().hex}"
+        execution_id = str(uuid.uuid4())
         async with database.transaction() as session:
             workflow = await session.get(Workflow, workflow_id)
             assert workflow is not None
             now = datetime.now(UTC)
+            if held:
+                suspension = {
+                    "execution": {"execution_id": execution_id, "org_id": org_id},
+                    "context": {},
+                    "step": step,
+                    "kind": "approval",
+                    "due_at_ms": round((now + timedelta(hours=1)).timestamp() * 1000),
+                    "approvers": approvers,
+                }
+                await session.execute(
+                    text(
+                        "INSERT INTO held_executions (execution_id, org_id, partition, kind, step, due_at, suspension) "
+                        "VALUES (:id, :org, :partition, 'approval', :step, :due, :suspension)"
+                    ),
+                    {
+                        "id": execution_id,
+                        "org": org_id,
+                        "step": step,
+                        "due": now + timedelta(hours=1),
+                        "suspension": json.dumps(suspension),
+                        "partition": NOBODYS_PARTITION,
+                    },
+                )
             session.add(
                 Approval(
                     id=approval_id,
@@ -123,7 +155,7 @@ def open_approval(settings: Settings, org_id: str, workflow_id: str, approvers: 
                     project_id=workflow.project_id,
                     workflow_id=workflow_id,
                     workflow_version=1,
-                    execution_id=str(uuid.uuid4()),
+                    execution_id=execution_id,
                     step=step,
                     lead_id="l-1",
                     lead={"lead_id": "l-1", "email": "ada@acme.io"},
@@ -140,7 +172,7 @@ def open_approval(settings: Settings, org_id: str, workflow_id: str, approvers: 
                     status="pending",
                     requested_at=now,
                     due_at=now + timedelta(hours=1),
-                    partition=0,
+                    partition=NOBODYS_PARTITION,
                 )
             )
         return approval_id

@@ -98,18 +98,21 @@ class WorkerProcess:
         self.env: dict[str, str] = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.ready: Path | None = None
+        """The readiness file of the latest start: it exists once the worker owns partitions."""
 
-    def start(self, crash_on_commit: int | None = None) -> None:
-        """Starts the worker; with `crash_on_commit` (qualifier only) it SIGKILLs itself right before
-        that commit."""
+    def start(self, crash_on_commit: int | None = None, wait: bool = True) -> None:
+        """Starts the worker and, with `wait`, waits until it owns partitions; with `crash_on_commit`
+        (qualifier only) it SIGKILLs itself right before that commit."""
         self.starts += 1
-        ready = self.settings.home / "ready" / f"{self.kind}-{self.starts}"
+        self.ready = self.settings.home / "ready" / f"{self.kind}-{id(self)}-{self.starts}"
+        ready = self.ready
         argv = [sys.executable, "-m", "drippulse", "worker", self.kind, "--ready-file", str(ready)]
         if crash_on_commit is not None:
             argv = [sys.executable, "-m", "tests.crashing_qualifier", str(ready), str(crash_on_commit)]
         log = self.settings.log_dir / f"{self.kind}.log"
         self.process = spawn(argv, log, attached=True, env={**os.environ, **self.env})
-        if crash_on_commit is None:
+        if crash_on_commit is None and wait:
             wait_until(lambda: ready.exists() or self._died(), 60, f"the {self.kind} worker to receive partitions")
             assert not self._died(), f"{self.kind} worker exited; see {log}"
 

@@ -3,15 +3,21 @@
 The orchestrator opens an approval when an execution reaches an approval step, and resumes the
 execution once it finds the decision here. A decision is a conditional update of a `pending` row,
 locked first, so two deciders (or a decider and the step's timeout, which the orchestrator takes
-the same way) can never both win: the second gets 409. Who may decide is the step's to say: the
-people it names by email and the members holding a role it names (`role:approver` by default).
+the same way, and so does an exit of the lead) can never both win: the second gets 409. Who may
+decide is the step's to say: the people it names by email (compared lower-case, as logins are) and
+the members holding a role it names (`role:approver` by default).
+
+A decision is taken only while the orchestrator holds the execution (`held_executions`, written in
+the same transaction as the approval was opened): a pending approval whose execution is held nowhere
+(lost with an earlier build's in-memory broker) answers 409 `execution-not-held` instead of a
+decision nothing would act on.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.control_plane import audit
@@ -68,7 +74,7 @@ async def decide(
         raise Problem(403, "forbidden", "Not allowed", "a decision is a person's act (a login session), not a key's")
     approval = await get_approval(session, scope, approval_id, lock=True)
     names = set(deciders_of(actor.label, roles))
-    if not names.intersection(approval.approvers):
+    if not names.intersection(approver.lower() for approver in approval.approvers):
         raise Problem(
             403,
             "not-an-approver",
@@ -90,6 +96,17 @@ async def decide(
             "timed-out",
             "The approval timed out",
             "its timeout passed; the step's fallback decides it",
+            approval_status=approval.status,
+        )
+    held = await session.scalar(
+        text("SELECT 1 FROM held_executions WHERE execution_id = :id"), {"id": approval.execution_id}
+    )
+    if held is None:
+        raise Problem(
+            409,
+            "execution-not-held",
+            "The execution is not held",
+            "no orchestrator holds this approval's execution any more, so a decision would resume nothing",
             approval_status=approval.status,
         )
     approval.status, approval.decided_by, approval.comment = status, actor.as_json(), comment

@@ -160,7 +160,9 @@ async def approve(
     approval_id: str, principal: ApprovalsDecide, database: Db, body: Decision | None = None
 ) -> ApprovalDetail:
     """The execution resumes on the workflow version it started with, within about a second. 403
-    (`not-an-approver`) unless the step names you or one of your roles; 409 once decided or timed out."""
+    (`not-an-approver`) unless the step names you or one of your roles; 409 once decided (by a person,
+    the timeout, or the lead's exit) or timed out, and `execution-not-held` when no orchestrator holds
+    the execution any more."""
     return await _decide(database, principal, approval_id, "approved", body.comment if body else "")
 
 

@@ -1,10 +1,9 @@
-"""The orchestrator as a faust-streaming app: one agent on drip.orchestrator.inbox, one
-changelog-backed table of held executions, and timers.
+"""The orchestrator as a faust-streaming app: one agent on drip.orchestrator.inbox, one table of
+held executions, and timers.
 
-Why faust here and not the batch loop: this is low-volume, long-lived state that must survive the
-process; faust's table is rebuilt from its changelog topic when a process restarts or takes over a
-partition, and the table is partitioned like the inbox, so the process that owns an inbox
-partition holds exactly that partition's executions. Several orchestrators split the partitions.
+Why faust here and not the batch loop: this is low-volume, long-lived state, partitioned like the
+inbox, so the process that owns an inbox partition holds exactly that partition's executions, and
+several orchestrators split the partitions; faust brings the agent, the table and the timers.
 
 - The agent takes inbox messages (suspensions and exits from the qualifier, and the markers this
   process puts at the end of each partition it takes over) in batches; one that cannot be decoded
@@ -16,26 +15,32 @@ Each turns what it found into signals for the `Orchestrator`, produces the outpu
 broker's acknowledgement, then settles (orchestrator.py says why in that order). One lock makes the
 three take turns, so no signal is planned against a table another one is about to change.
 
-The table is written as faust writes it for an agent's current event (`send_changelog` with the
-partition), but by whoever settles: a timer has no current event, and `take_events` hands over many.
-With `single_record_batches` every changelog record is a batch of its own: the embedded broker
-reports a partition's end as its last batch's first offset plus one, and faust's table recovery
-reads up to that end, so the rest of a larger last batch would be missed after a restart.
-The changelog is flushed before PostgreSQL and Redis are written, so a decision marked resumed is
-never undone in the table by a crash.
+Every step of a turn is retried until it holds (`until_it_holds`): a store that is down holds the
+turn up, it never drops it, and never crashes the worker (a crash is a rebalance). A timer that
+fails logs and backs off; the due timer puts back the due times it took.
 
-After a takeover, due times and decisions of a partition wait until the agent has handled the inbox
-backlog the previous owner left (inbox_backlog.py): it may hold exits that came first, and the
-suspensions whose table writes a crash lost.
+PostgreSQL (`held_executions`) is what the orchestrator holds; the table is its copy for the owned
+partitions, rebuilt from PostgreSQL after every rebalance (`Orchestrator.recover`), so the broker's
+changelog may be lost or lag (the embedded broker keeps topics in memory). Until a partition is
+recovered in the current rebalance, no due time or decision of it is acted on: the table would not
+know what it holds yet. The table is written as faust writes it for an agent's current event
+(`send_changelog` with the partition), but by whoever settles: a timer has no current event, and
+`take_events` hands over many. With `single_record_batches` every changelog record is a batch of its
+own: the embedded broker reports a partition's end as its last batch's first offset plus one, and
+faust's table recovery reads up to that end.
+
+After a takeover, due times and decisions of a partition also wait until the agent has handled the
+inbox backlog the previous owner left (inbox_backlog.py): it may hold exits that came first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import faust
 from confluent_kafka import KafkaException, Producer
@@ -43,7 +48,7 @@ from faust.tables.table import Table
 
 from streams.orchestrator.approval_ledger import ApprovalLedger
 from streams.orchestrator.inbox_backlog import MARK, InboxBacklog, put_markers
-from streams.orchestrator.orchestrator import Held, HeldExecutions, Orchestrator, Signal
+from streams.orchestrator.orchestrator import Effects, Held, HeldExecutions, Orchestrator, Signal
 from streams.orchestrator.schedules import SCHEDULE_TICK_S, ScheduleRunner
 from streams.runtime.kafka import KafkaConfig, deliver_all
 from streams.runtime.readiness import ReadyFile
@@ -56,7 +61,10 @@ BATCH = 1000
 BATCH_WINDOW_S = 0.02
 DUE_TICK_S = 0.05
 DECISION_POLL_S = 0.2
+FIRST_BACKOFF_S = 0.25
+MAX_BACKOFF_S = 10.0
 _OUTCOME_OF_STATUS = {"approved": "approved", "rejected": "rejected", "timed_out": "timed_out", "cancelled": "exited"}
+T = TypeVar("T")
 
 
 class TableHeld(HeldExecutions):
@@ -79,8 +87,68 @@ class TableHeld(HeldExecutions):
         self._table.send_changelog(partition, key, None, value_serializer="raw")
         self._table.data.pop(key, None)
 
-    def all(self) -> list[bytes]:
-        return list(self._table.data.values())
+    def entries(self) -> Iterable[tuple[str, bytes]]:
+        return [(key.decode(), value) for key, value in self._table.data.items()]
+
+    def forget(self, execution_id: str) -> None:
+        self._table.data.pop(execution_id.encode(), None)
+
+
+async def until_it_holds(what: str, step: Callable[[], Awaitable[T]]) -> T:
+    """`step` again and again, backing off from 0.25 s to 10 s, until it returns. Every step of a
+    turn is idempotent, so trying one again is always safe; dropping one never is."""
+    backoff = FIRST_BACKOFF_S
+    while True:
+        try:
+            return await step()
+        except Exception as exc:
+            log.warning(
+                "orchestrator: %s failed (%s: %s); trying again in %.2f s", what, type(exc).__name__, exc, backoff
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+
+class TimerGuard:
+    """A timer that raises must not take the worker down: it logs, and the timer skips its ticks for a
+    back-off that doubles while it keeps failing."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._backoff = 0.0
+        self._until = 0.0
+
+    async def run(self, body: Callable[[], Awaitable[None]]) -> None:
+        if time.monotonic() < self._until:
+            return
+        try:
+            await body()
+        except Exception as exc:
+            self._backoff = min(max(self._backoff * 2, FIRST_BACKOFF_S), MAX_BACKOFF_S)
+            self._until = time.monotonic() + self._backoff
+            log.warning(
+                "orchestrator %s failed (%s: %s); again in %.2f s", self._name, type(exc).__name__, exc, self._backoff
+            )
+        else:
+            self._backoff = 0.0
+
+
+class Recovered:
+    """The partitions whose table this process rebuilt in the current rebalance. faust goes on
+    running the timers while a later rebalance recovers a newly assigned partition's table; until
+    then that partition holds nothing here, and a decision or due time acted on would be lost."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+        self._rebalance = -1
+        self._partitions: frozenset[int] = frozenset()
+
+    def recovered(self, rebalance: int, partitions: Iterable[int]) -> None:
+        self._rebalance, self._partitions = rebalance, frozenset(partitions)
+
+    def partitions(self) -> frozenset[int]:
+        """Empty from the moment a rebalance starts until its recovery completed."""
+        return self._partitions if self._rebalance == self._app.rebalancing_count else frozenset()
 
 
 def build_app(
@@ -119,36 +187,52 @@ def build_app(
     )
     held = TableHeld(table)
     backlog = InboxBacklog()
+    recovered = Recovered(app)
     turn = asyncio.Lock()
+    every_partition = frozenset(range(kafka.partitions))
 
     def owned() -> set[int]:
         return {tp.partition for tp in app.consumer.assignment() if tp.topic == inbox_topic}
 
+    def acting_on(now: int) -> frozenset[int]:
+        """The partitions whose due times and decisions may be acted on now: owned, recovered in this
+        rebalance, and past their inbox backlog."""
+        return (recovered.partitions() & owned()) - backlog.behind(now)
+
     async def act(signals: Sequence[Signal], dead_letters: Sequence[OutputRecord] = ()) -> None:
-        """Plans, produces and waits for the broker, then settles. Call holding `turn`."""
+        """Plans, produces and waits for the broker, then settles; each step until it holds. Call
+        holding `turn`."""
         if not signals and not dead_letters:
             return
         loop = asyncio.get_running_loop()
-        effects = orchestrator.handle(signals, held, now_ms())
+
+        async def plan() -> Effects:
+            return orchestrator.handle(signals, held, now_ms())
+
+        effects = await until_it_holds("planning a turn", plan)
         effects.outputs.extend(dead_letters)
-        await loop.run_in_executor(None, deliver_all, producer, effects.outputs)
+        await until_it_holds(
+            "producing a turn's outputs", lambda: loop.run_in_executor(None, deliver_all, producer, effects.outputs)
+        )
+        await until_it_holds(
+            "settling a turn in Redis and PostgreSQL",
+            lambda: loop.run_in_executor(None, orchestrator.settle_stores, effects),
+        )
         orchestrator.settle_table(effects)
-        await app.producer.flush()
-        await loop.run_in_executor(None, orchestrator.settle_stores, effects)
 
     @table.on_recover
     async def reindex() -> None:
-        """After every rebalance: the due times of what this process now holds, and its inbox backlog.
-        Under the turn lock, so the due timer never sees the index half rebuilt."""
+        """After every rebalance: the table and the due times of what this process now holds, rebuilt
+        from PostgreSQL, and its inbox backlog marked. Under the turn lock, so no timer sees them
+        half rebuilt."""
         async with turn:
+            rebalance = app.rebalancing_count
             mine = owned()
-            entries = []
-            for value in held.all():
-                current = Held.from_json(value)
-                if current.partition in mine:
-                    suspension = current.suspension
-                    entries.append((suspension.due_at_ms, suspension.execution_id, current.partition))
-            orchestrator.due.rebuild(entries)
+
+            async def rebuild() -> int:
+                return orchestrator.recover(held, mine, now_ms())
+
+            holding = await until_it_holds("rebuilding the held executions from PostgreSQL", rebuild)
             try:
                 markers = await asyncio.get_running_loop().run_in_executor(
                     None, put_markers, producer, inbox_topic, inbox, sorted(mine), now_ms()
@@ -157,7 +241,8 @@ def build_app(
                 log.warning("cannot mark the end of the inbox backlog (%s); holding the partitions back", exc)
                 markers = dict.fromkeys(mine, "")
             backlog.taken_over(markers, now_ms())
-        log.info("orchestrator holds %d paused executions on partitions %s", len(entries), sorted(mine))
+            recovered.recovered(rebalance, mine)
+        log.info("orchestrator holds %d paused executions on partitions %s", holding, sorted(mine))
         if ready is not None:
             ready.owns_partitions("orchestrator")
 
@@ -179,41 +264,64 @@ def build_app(
                     markers.append((message.partition, str(record["execution_id"])))
                 else:
                     signals.append(Signal.from_inbox(source, record))
-            async with turn:
-                await act(signals, dead_letters)
-                for partition, token in markers:
-                    backlog.reached(partition, token)
+            try:
+                async with turn:
+                    await act(signals, dead_letters)
+                    for partition, token in markers:
+                        backlog.reached(partition, token)
+            except asyncio.CancelledError:
+                # take_events acknowledges its events however the body ends; a turn stopped before it
+                # settled must leave them to be read again, so they keep a reference and never commit.
+                for event in events:
+                    event.message.incref()
+                raise
+
+    due_guard = TimerGuard("due timer")
 
     @app.timer(DUE_TICK_S)  # type: ignore[untyped-decorator]
     async def fire_due() -> None:
-        """Waits that ended and approvals that timed out, as DUE signals for the held executions;
-        not before the inbox backlog of their partition is handled (inbox_backlog.py)."""
+        """Waits that ended and approvals that timed out, as DUE signals for the held executions."""
+        await due_guard.run(due_times)
+
+    async def due_times() -> None:
         async with turn:
-            mine = owned()
-            signals = []
             now = now_ms()
-            for due_at_ms, execution_id, partition in orchestrator.due.pop_due(now, BATCH, backlog.behind(now)):
-                stored = held.get(execution_id) if partition in mine else None
-                if stored is None:
-                    continue
-                suspension = Held.from_json(stored).suspension
-                if due_at_ms < suspension.due_at_ms:
-                    continue
-                outcome = "wait_elapsed" if suspension.kind == "wait" else "timed_out"
-                org_id = str(suspension.execution["org_id"])
-                signals.append(
-                    Signal(partition, "DUE", org_id, execution_id, outcome=outcome, outcome_at_ms=suspension.due_at_ms)
-                )
-            await act(signals)
+            taken = orchestrator.due.pop_due(now, BATCH, every_partition - acting_on(now))
+            try:
+                signals = []
+                for due_at_ms, execution_id, partition in taken:
+                    stored = held.get(execution_id)
+                    if stored is None:
+                        continue
+                    suspension = Held.from_json(stored).suspension
+                    if due_at_ms < suspension.due_at_ms:
+                        continue
+                    outcome = "wait_elapsed" if suspension.kind == "wait" else "timed_out"
+                    org_id = str(suspension.execution["org_id"])
+                    signals.append(
+                        Signal(
+                            partition, "DUE", org_id, execution_id, outcome=outcome, outcome_at_ms=suspension.due_at_ms
+                        )
+                    )
+                await act(signals)
+            except BaseException:
+                for entry in taken:
+                    orchestrator.due.add(*entry)
+                raise
+
+    decision_guard = TimerGuard("decision poll")
 
     @app.timer(DECISION_POLL_S)  # type: ignore[untyped-decorator]
     async def poll_decisions() -> None:
-        """Approvals of the owned partitions decided in PostgreSQL and not acted on yet; not before
-        the partition's inbox backlog is handled, which may hold the suspension itself."""
+        """Approvals of the owned, recovered partitions decided in PostgreSQL and not acted on yet."""
+        await decision_guard.run(decisions)
+
+    async def decisions() -> None:
         async with turn:
-            loop = asyncio.get_running_loop()
-            caught_up = owned() - backlog.behind(now_ms())
-            decisions = await loop.run_in_executor(None, ledger.undelivered, sorted(caught_up), BATCH)
+            now = now_ms()
+            found = await asyncio.get_running_loop().run_in_executor(
+                None, ledger.undelivered, sorted(acting_on(now)), BATCH, orchestrator.deferred(now)
+            )
             signals = [
                 Signal(
                     decision.partition,
@@ -225,14 +333,18 @@ def build_app(
                     note=decision.comment,
                     outcome_at_ms=decision.decided_at_ms,
                 )
-                for decision in decisions
+                for decision in found
             ]
             await act(signals)
 
     if schedules is not None:
+        schedule_guard = TimerGuard("schedule timer")
+
+        async def tick() -> None:
+            await asyncio.get_running_loop().run_in_executor(None, schedules.tick, now_ms())
 
         @app.timer(SCHEDULE_TICK_S)  # type: ignore[untyped-decorator]
         async def fire_schedules() -> None:
-            await asyncio.get_running_loop().run_in_executor(None, schedules.tick, now_ms())
+            await schedule_guard.run(tick)
 
     return app

@@ -1,22 +1,30 @@
-"""The orchestrator's side of the `approvals` table in PostgreSQL.
+"""The orchestrator's side of PostgreSQL: the `approvals` table and what it holds (`held_executions`).
 
-The table is the one source of truth for a decision: the API takes a person's decision there with a
-conditional update from `pending`, and a timeout is taken the same way here, so exactly one of them
-wins. Opening an approval is idempotent (its id derives from the execution and the step), and so is
-marking it resumed: a message handled twice after a crash changes nothing the second time.
+The approvals table is the one source of truth for a decision: the API takes a person's decision
+there with a conditional update from `pending`, and a timeout or an exit is taken the same way here,
+so exactly one of them wins (the loser changes nothing). Opening an approval is idempotent (its id
+derives from the execution and the step), and so is marking it resumed.
+
+`held_executions` is the one durable record of what the orchestrator holds: a turn writes it in the
+same transaction as the approvals it opened and marked resumed (`settle`), so the two always agree,
+and the faust table is rebuilt from it after every rebalance (a broker that lost its changelog, as
+the in-memory embedded one does at `dev down`, loses nothing).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from processors.orchestration import Suspension
 from streams.clock import moment
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +38,31 @@ class Decision:
     decided_by: str
     comment: str
     decided_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class WaitOutcome:
+    execution_id: str
+    step: str
+    outcome: str
+    """wait_elapsed | exited"""
+    at_ms: int
+    note: str
+
+
+@dataclass
+class Settlement:
+    """What one orchestrator turn writes, in one transaction."""
+
+    held: dict[str, tuple[int, Suspension | None]] = field(default_factory=dict)
+    """By execution id: (inbox partition, the suspension it is held at), or None once it ended."""
+    opened: list[tuple[Suspension, int, int]] = field(default_factory=list)
+    """An approval per (suspension, inbox partition, requested at ms); one that exists is kept."""
+    resumed: list[str] = field(default_factory=list)
+    """By execution id, approvals acted on, which the decision poll stops returning."""
+
+    def __bool__(self) -> bool:
+        return bool(self.held or self.opened or self.resumed)
 
 
 class ApprovalLedger:
@@ -49,79 +82,165 @@ class ApprovalLedger:
             return {row[0] for row in rows}
 
     def time_out(self, approval_id: str, at_ms: int) -> bool:
-        """Takes the timeout's decision, with its audit entry; False when a person decided first."""
+        """Takes the timeout's decision, with its audit entry; False when someone decided first."""
+        return self._take(approval_id, "timed_out", at_ms, "approval.timeout", None) == "timed_out"
+
+    def cancel(self, approval_id: str, at_ms: int, note: str) -> str | None:
+        """Takes the approval for an exit (the lead matched the exit condition), with its audit
+        entry. Returns the approval's status then: `cancelled` when this exit took it (now, or an
+        earlier try of the same turn), another when a person or the timeout decided first (the exit
+        loses, and that decision resumes the execution), None when there is no such approval."""
+        return self._take(approval_id, "cancelled", at_ms, "approval.cancel", note)
+
+    def _take(self, approval_id: str, status: str, at_ms: int, action: str, note: str | None) -> str | None:
+        """The status the approval has after trying to take it from `pending` for `status`."""
         with self._engine.begin() as connection:
             row = connection.execute(
                 text(
-                    "UPDATE approvals SET status = 'timed_out', decided_at = :at "
+                    "UPDATE approvals SET status = :status, decided_at = :at, comment = :note "
                     "WHERE id = :id AND status = 'pending' RETURNING org_id, project_id"
                 ),
-                {"id": approval_id, "at": moment(at_ms)},
+                {"id": approval_id, "status": status, "at": moment(at_ms), "note": note},
             ).first()
             if row is None:
-                return False
+                current: str | None = connection.execute(
+                    text("SELECT status FROM approvals WHERE id = :id"), {"id": approval_id}
+                ).scalar()
+                return current
+            after: dict[str, Any] = {"status": status, **({"reason": note} if note else {})}
             connection.execute(
                 text(
                     "INSERT INTO audit_log (org_id, actor_type, actor_id, actor_label, action, resource_type, "
                     "resource_id, project_id, before, after) VALUES (:org, 'system', 'system:orchestrator', "
-                    "'orchestrator', 'approval.timeout', 'approval', :id, :project, CAST(:before AS jsonb), "
+                    "'orchestrator', :action, 'approval', :id, :project, CAST(:before AS jsonb), "
                     "CAST(:after AS jsonb))"
                 ),
                 {
                     "org": row[0],
+                    "action": action,
                     "id": approval_id,
                     "project": row[1],
                     "before": '{"status": "pending"}',
-                    "after": '{"status": "timed_out"}',
+                    "after": orjson.dumps(after).decode(),
                 },
             )
-        return True
+        return status
 
-    def settle(
-        self,
-        opened: Sequence[tuple[Suspension, int, int]],
-        cancelled: Sequence[str],
-        resumed: Sequence[str],
-    ) -> None:
-        """What one orchestrator turn did, in one transaction:
-        - `opened`: an approval per (suspension, inbox partition, requested at ms), in the workflow's
-          project; one that exists already (a message handled again) is left as it is;
-        - `cancelled`: by execution id, pending approvals whose leads left (exit condition);
-        - `resumed`: by execution id, approvals acted on, which the decision poll stops returning."""
-        if not (opened or cancelled or resumed):
+    def take_waits(self, candidates: Sequence[WaitOutcome]) -> dict[str, WaitOutcome]:
+        """A wait's outcome (its end, or an exit) is taken here before its resume is produced, as an
+        approval's decision is: the first one taken wins, and a turn tried again after a crash
+        resumes with it whatever signal comes first then. Returns the outcomes that won, by
+        execution id, for the candidates' executions still held at those steps."""
+        if not candidates:
+            return {}
+        columns = {
+            "ids": [c.execution_id for c in candidates],
+            "steps": [c.step for c in candidates],
+            "outcomes": [c.outcome for c in candidates],
+            "ats": [c.at_ms for c in candidates],
+            "notes": [c.note for c in candidates],
+        }
+        with self._engine.begin() as connection:
+            taken = {
+                row[0]: _wait_outcome(row)
+                for row in connection.execute(
+                    text(
+                        "UPDATE held_executions h SET outcome = v.outcome, outcome_at_ms = v.at, outcome_note = v.note "
+                        "FROM unnest(CAST(:ids AS text[]), CAST(:steps AS text[]), CAST(:outcomes AS text[]), "
+                        "CAST(:ats AS bigint[]), CAST(:notes AS text[])) AS v(execution_id, step, outcome, at, note) "
+                        "WHERE h.execution_id = v.execution_id AND h.step = v.step AND h.outcome IS NULL "
+                        "RETURNING h.execution_id, h.step, h.outcome, h.outcome_at_ms, h.outcome_note"
+                    ),
+                    columns,
+                )
+            }
+            earlier = [c for c in candidates if c.execution_id not in taken]
+            if earlier:
+                rows = connection.execute(
+                    text(
+                        "SELECT h.execution_id, h.step, h.outcome, h.outcome_at_ms, h.outcome_note "
+                        "FROM held_executions h JOIN unnest(CAST(:ids AS text[]), CAST(:steps AS text[])) "
+                        "AS v(execution_id, step) ON h.execution_id = v.execution_id AND h.step = v.step "
+                        "WHERE h.outcome IS NOT NULL"
+                    ),
+                    {"ids": [c.execution_id for c in earlier], "steps": [c.step for c in earlier]},
+                )
+                taken |= {row[0]: _wait_outcome(row) for row in rows}
+            return taken
+
+    def settle(self, settlement: Settlement) -> None:
+        """What one orchestrator turn did, in one transaction: what it holds and no longer holds, the
+        approvals it opened (in the workflow's project) and those it acted on. Every statement is
+        idempotent, so a turn settled again after a crash changes nothing the second time."""
+        if not settlement:
             return
         with self._engine.begin() as connection:
-            if opened:
-                connection.execute(
-                    text(
-                        "INSERT INTO approvals (id, org_id, project_id, workflow_id, workflow_version, "
-                        "execution_id, step, lead_id, lead, explanation, approvers, status, requested_at, due_at, "
-                        "partition) SELECT :id, :org_id, w.project_id, w.id, :workflow_version, :execution_id, "
-                        ":step, :lead_id, CAST(:lead AS jsonb), CAST(:explanation AS jsonb), :approvers, 'pending', "
-                        ":requested_at, :due_at, :partition FROM workflows w "
-                        "WHERE w.id = :workflow_id AND w.org_id = :org_id ON CONFLICT (id) DO NOTHING"
-                    ),
-                    [_approval_row(suspension, partition, at_ms) for suspension, partition, at_ms in opened],
-                )
-            if cancelled:
-                connection.execute(
-                    text(
-                        "UPDATE approvals SET status = 'cancelled', decided_at = now() "
-                        "WHERE execution_id = ANY(:ids) AND status = 'pending'"
-                    ),
-                    {"ids": list(cancelled)},
-                )
-            if resumed:
+            _write_held(connection, settlement.held)
+            _open(connection, settlement.opened)
+            if settlement.resumed:
                 connection.execute(
                     text(
                         "UPDATE approvals SET resumed_at = now() WHERE execution_id = ANY(:ids) AND resumed_at IS NULL"
                     ),
-                    {"ids": list(resumed)},
+                    {"ids": settlement.resumed},
                 )
 
-    def undelivered(self, partitions: Sequence[int], limit: int) -> list[Decision]:
+    def held(self, partitions: Sequence[int]) -> dict[str, tuple[int, Suspension]]:
+        """What these inbox partitions hold, by execution id: the truth the table is rebuilt from."""
+        return self._held("partition = ANY(:keys)", list(partitions))
+
+    def held_executions(self, execution_ids: Sequence[str]) -> dict[str, tuple[int, Suspension]]:
+        return self._held("execution_id = ANY(:keys)", list(execution_ids))
+
+    def _held(self, where: str, keys: list[Any]) -> dict[str, tuple[int, Suspension]]:
+        if not keys:
+            return {}
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                text(f"SELECT execution_id, partition, suspension FROM held_executions WHERE {where}"),
+                {"keys": keys},
+            )
+            held: dict[str, tuple[int, Suspension]] = {}
+            for execution_id, partition, suspension in rows:
+                try:
+                    held[execution_id] = (partition, Suspension.from_json(suspension))
+                except (KeyError, TypeError, ValueError) as exc:
+                    # One row that cannot be read must not hold up every other of its partition.
+                    log.error(
+                        "held execution %s cannot be read (%s: %s); left as it is",
+                        execution_id,
+                        type(exc).__name__,
+                        exc,
+                    )
+            return held
+
+    def adopt(self, partitions: Sequence[int], held: Iterable[tuple[int, Suspension]], now_ms: int) -> list[int]:
+        """Once per inbox partition: what its changelog held before PostgreSQL kept it (an upgrade
+        from a build that did not) is copied into `held_executions`, with the approvals a crash may
+        have left unopened. Returns the partitions adopted now; `held` is read only for those."""
+        with self._engine.begin() as connection:
+            adopted = [
+                row[0]
+                for row in connection.execute(
+                    text(
+                        "INSERT INTO held_partitions (partition) SELECT unnest(CAST(:partitions AS integer[])) "
+                        "ON CONFLICT (partition) DO NOTHING RETURNING partition"
+                    ),
+                    {"partitions": list(partitions)},
+                )
+            ]
+            if adopted:
+                wanted = set(adopted)
+                found = [(partition, s) for partition, s in held if partition in wanted]
+                _write_held(connection, {s.execution_id: (partition, s) for partition, s in found}, keep_existing=True)
+                _open(connection, [(s, partition, now_ms) for partition, s in found if s.kind == "approval"])
+        return adopted
+
+    def undelivered(self, partitions: Sequence[int], limit: int, deferred: Sequence[str] = ()) -> list[Decision]:
         """Decided approvals of these inbox partitions whose executions have not resumed yet, oldest
-        decision first: what the orchestrator owning those partitions still has to act on."""
+        decision first, without the `deferred` executions (whose handling failed and waits): what
+        the orchestrator owning those partitions still has to act on. Leaving the deferred out in the
+        query keeps them from filling the window and hiding the decisions behind them."""
         if not partitions:
             return []
         with self._engine.connect() as connection:
@@ -129,9 +248,9 @@ class ApprovalLedger:
                 text(
                     "SELECT id, execution_id, org_id, partition, status, decided_by->>'label', comment, decided_at "
                     "FROM approvals WHERE status <> 'pending' AND resumed_at IS NULL AND partition = ANY(:partitions) "
-                    "ORDER BY decided_at LIMIT :limit"
+                    "AND execution_id <> ALL(:deferred) ORDER BY decided_at LIMIT :limit"
                 ),
-                {"partitions": list(partitions), "limit": limit},
+                {"partitions": list(partitions), "limit": limit, "deferred": list(deferred)},
             )
             return [
                 Decision(
@@ -146,6 +265,67 @@ class ApprovalLedger:
                 )
                 for row in rows
             ]
+
+
+def _open(connection: Connection, opened: Sequence[tuple[Suspension, int, int]]) -> None:
+    """An approval per (suspension, inbox partition, requested at ms), in the workflow's project;
+    one that exists already is left as it is."""
+    if not opened:
+        return
+    connection.execute(
+        text(
+            "INSERT INTO approvals (id, org_id, project_id, workflow_id, workflow_version, "
+            "execution_id, step, lead_id, lead, explanation, approvers, status, requested_at, due_at, "
+            "partition) SELECT :id, :org_id, w.project_id, w.id, :workflow_version, :execution_id, "
+            ":step, :lead_id, CAST(:lead AS jsonb), CAST(:explanation AS jsonb), :approvers, 'pending', "
+            ":requested_at, :due_at, :partition FROM workflows w "
+            "WHERE w.id = :workflow_id AND w.org_id = :org_id ON CONFLICT (id) DO NOTHING"
+        ),
+        [_approval_row(suspension, partition, at_ms) for suspension, partition, at_ms in opened],
+    )
+
+
+def _write_held(
+    connection: Connection, held: dict[str, tuple[int, Suspension | None]], keep_existing: bool = False
+) -> None:
+    ended = [execution_id for execution_id, (_, suspension) in held.items() if suspension is None]
+    rows = [
+        {
+            "execution_id": execution_id,
+            "org_id": suspension.execution["org_id"],
+            "partition": partition,
+            "kind": suspension.kind,
+            "step": suspension.step,
+            "due_at": moment(suspension.due_at_ms),
+            "suspension": suspension.to_json().decode(),
+        }
+        for execution_id, (partition, suspension) in held.items()
+        if suspension is not None
+    ]
+    if ended:
+        connection.execute(text("DELETE FROM held_executions WHERE execution_id = ANY(:ids)"), {"ids": ended})
+    if rows:
+        on_conflict = (
+            "DO NOTHING"
+            if keep_existing
+            else "DO UPDATE SET partition = excluded.partition, kind = excluded.kind, step = excluded.step, "
+            "due_at = excluded.due_at, suspension = excluded.suspension, held_at = now(), "
+            "outcome = CASE WHEN held_executions.step = excluded.step THEN held_executions.outcome END, "
+            "outcome_at_ms = CASE WHEN held_executions.step = excluded.step THEN held_executions.outcome_at_ms END, "
+            "outcome_note = CASE WHEN held_executions.step = excluded.step THEN held_executions.outcome_note END"
+        )
+        connection.execute(
+            text(
+                "INSERT INTO held_executions (execution_id, org_id, partition, kind, step, due_at, suspension) "
+                "VALUES (:execution_id, :org_id, :partition, :kind, :step, :due_at, :suspension) "
+                f"ON CONFLICT (execution_id) {on_conflict}"
+            ),
+            rows,
+        )
+
+
+def _wait_outcome(row: Any) -> WaitOutcome:
+    return WaitOutcome(row[0], row[1], row[2], row[3], row[4] or "")
 
 
 def _approval_row(suspension: Suspension, partition: int, at_ms: int) -> dict[str, Any]:
@@ -171,7 +351,7 @@ def _approval_row(suspension: Suspension, partition: int, at_ms: int) -> dict[st
                 "actions": execution["actions"],
             }
         ).decode(),
-        "approvers": list(suspension.approvers),
+        "approvers": [a if a.startswith("role:") else a.lower() for a in suspension.approvers],
         "requested_at": moment(at_ms),
         "due_at": moment(suspension.due_at_ms),
         "partition": partition,

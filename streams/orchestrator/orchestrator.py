@@ -1,9 +1,11 @@
 """What the orchestrator does with each signal, free of faust.
 
-It holds every paused execution (in `HeldExecutions`, the faust table) until its outcome. Signals:
+It holds every paused execution until its outcome. Signals:
 - SUSPENDED (inbox, from the qualifier): hold it, and for an approval open it in PostgreSQL;
-- EXIT (inbox, from the qualifier): the lead matched the exit condition: cancel a pending approval,
-  end the execution `exited`;
+- EXIT (inbox, from the qualifier): the lead matched the exit condition: a wait ends `exited`; an
+  approval is taken for the exit first (`ApprovalLedger.cancel`), the same conditional update from
+  `pending` as a person's decision, so only one of them wins: the exit ends the execution `exited`
+  only if it took the approval, and a person who decided first has their decision carried out;
 - DECIDED (found in PostgreSQL by the decision poll): a person's decision, or a timeout or exit
   taken earlier: resume;
 - DUE (found by the due timer): the wait ended (resume), or the approval's timeout came: take the
@@ -11,32 +13,38 @@ It holds every paused execution (in `HeldExecutions`, the faust table) until its
 A resumed execution either finishes (released: the lead is no longer enrolled) or pauses at a later
 step and is held again.
 
-Order is the guarantee: `handle` only plans (outputs, and the table changes staged beside the
-table); the caller produces the outputs and waits for the broker's acknowledgement; only then does
-`settle_table` apply the staged table changes, and `settle_stores` write PostgreSQL (approvals
-opened, marked resumed) and Redis (runs released). A crash before they settle leaves the execution
-held and its signal found again (the inbox message is not acknowledged, the decision not marked
-resumed, the wait still due), so it resumes again with the same ids, which every consumer
-deduplicates. Nothing is marked done before its effects are out.
+Order is the guarantee, and every step is idempotent, so a turn that stops anywhere converges when
+its signals come again: `handle` only plans (outputs, and the changes to what is held, staged beside
+the table); the caller produces the outputs and waits for the broker's acknowledgement; then
+`settle_stores` writes Redis (runs released), then PostgreSQL in one transaction (what is held, the
+approvals opened and marked resumed: the commit point), and `settle_table` the faust table. Until
+the commit the signal is found again (the inbox message is not acknowledged, the decision not marked
+resumed, the wait still due and still held), so it resumes again with the same ids, which every
+consumer deduplicates, and a release is written again, which changes nothing. After the commit the
+table may lag PostgreSQL; `recover` rebuilds it from PostgreSQL after every rebalance. The caller
+retries each step until it holds.
 
 One signal that cannot be handled (a corrupt suspension, a version missing from PostgreSQL, a
 defect) must not stop the others: it is logged, and an inbox message goes to the dead-letter topic
-with the reason, a due time is tried again later, and a decision is left for a later poll.
+with the reason, a due time is tried again later, and a decision is left out of the decision poll
+for a while. A store that is down is not a reason to set a signal aside: `handle` raises, and the
+caller tries the whole turn again.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 import redis
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from processors.orchestration import Outcome, Resumption, Suspension, resume, suspend
 from streams.execution_outputs import ExecutionOutputs
-from streams.orchestrator.approval_ledger import ApprovalLedger
+from streams.orchestrator.approval_ledger import Settlement, WaitOutcome
 from streams.orchestrator.due_times import DueTimes
 from streams.orchestrator.workflow_versions import UnknownVersion, WorkflowVersions
 from streams.runtime.dlq import DeadLetters
@@ -47,6 +55,15 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_MS = 60_000
 """How long a due time or a decision whose handling failed waits before it is tried again."""
+UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, redis.RedisError)
+"""A store that is down: the turn is tried again whole, no signal is set aside for it."""
+
+Run = tuple[str, str, str, str]
+"""(org, workflow, lead, execution) of a finished run."""
+
+
+class NotHeld(LookupError):
+    """A decision for an execution that nothing holds, neither the table nor PostgreSQL."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,15 +112,71 @@ class Held:
         raw = orjson.loads(data)
         return cls(raw["partition"], Suspension.from_dict(raw["suspension"]))
 
+    def same_pause(self, other: Held) -> bool:
+        mine, theirs = self.suspension, other.suspension
+        return (self.partition, mine.step, mine.kind, mine.due_at_ms) == (
+            other.partition,
+            theirs.step,
+            theirs.kind,
+            theirs.due_at_ms,
+        )
+
 
 class HeldExecutions(Protocol):
-    """Paused executions by id; in production the faust table, whose changelog makes it durable."""
+    """Paused executions by id; in production the faust table."""
 
     def get(self, execution_id: str) -> bytes | None: ...
 
     def hold(self, partition: int, execution_id: str, held: bytes) -> None: ...
 
     def release(self, partition: int, execution_id: str) -> None: ...
+
+    def entries(self) -> Iterable[tuple[str, bytes]]: ...
+
+    def forget(self, execution_id: str) -> None:
+        """Drops an entry of a partition this process no longer owns, writing nothing."""
+
+
+class Ledger(Protocol):
+    """`ApprovalLedger`, PostgreSQL."""
+
+    def resumed_already(self, approval_ids: Sequence[str]) -> set[str]: ...
+
+    def time_out(self, approval_id: str, at_ms: int) -> bool: ...
+
+    def cancel(self, approval_id: str, at_ms: int, note: str) -> str | None: ...
+
+    def take_waits(self, candidates: Sequence[WaitOutcome]) -> dict[str, WaitOutcome]: ...
+
+    def settle(self, settlement: Settlement) -> None: ...
+
+    def held(self, partitions: Sequence[int]) -> dict[str, tuple[int, Suspension]]: ...
+
+    def held_executions(self, execution_ids: Sequence[str]) -> dict[str, tuple[int, Suspension]]: ...
+
+    def adopt(self, partitions: Sequence[int], held: Iterable[tuple[int, Suspension]], now_ms: int) -> list[int]: ...
+
+
+class Releases(Protocol):
+    def release(self, runs: Sequence[Run]) -> None:
+        """The lead of each run is no longer enrolled; writing one again changes nothing."""
+
+
+class RedisReleases:
+    """`dp:{org}:released`, which the qualifier reads (processors.enrollment: a release naming an
+    older run than the lead's current one changes nothing)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+
+    def release(self, runs: Sequence[Run]) -> None:
+        redis_batch.execute(
+            self._client,
+            [
+                ("HSET", state_keys.released_runs(org), state_keys.released_field(workflow, lead), execution)
+                for org, workflow, lead, execution in runs
+            ],
+        )
 
 
 class Staged:
@@ -112,30 +185,40 @@ class Staged:
 
     def __init__(self, held: HeldExecutions) -> None:
         self._held = held
-        self.writes: dict[str, tuple[int, bytes | None]] = {}
+        self.writes: dict[str, tuple[int, Held | None]] = {}
+        self._read: dict[str, Held | None] = {}
+        """What the table holds, parsed once per batch."""
 
-    def get(self, execution_id: str) -> bytes | None:
+    def get(self, execution_id: str) -> Held | None:
         staged = self.writes.get(execution_id)
-        return staged[1] if staged is not None else self._held.get(execution_id)
+        if staged is not None:
+            return staged[1]
+        if execution_id not in self._read:
+            stored = self._held.get(execution_id)
+            self._read[execution_id] = Held.from_json(stored) if stored is not None else None
+        return self._read[execution_id]
 
-    def hold(self, partition: int, execution_id: str, held: bytes) -> None:
-        self.writes[execution_id] = (partition, held)
+    def hold(self, held: Held) -> None:
+        self.writes[held.suspension.execution_id] = (held.partition, held)
 
     def release(self, partition: int, execution_id: str) -> None:
         self.writes[execution_id] = (partition, None)
+
+    def settlement(self) -> dict[str, tuple[int, Suspension | None]]:
+        return {e: (p, held.suspension if held is not None else None) for e, (p, held) in self.writes.items()}
 
     def apply(self) -> None:
         for execution_id, (partition, held) in self.writes.items():
             if held is None:
                 self._held.release(partition, execution_id)
             else:
-                self._held.hold(partition, execution_id, held)
+                self._held.hold(partition, execution_id, held.to_json())
 
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     execution_id: str
-    staged: tuple[int, bytes | None] | None
+    staged: tuple[int, Held | None] | None
     lengths: tuple[int, ...]
     resumed: int
 
@@ -151,10 +234,15 @@ class Effects:
     opened: list[tuple[Suspension, int, int]] = field(default_factory=list)
     resumed_approvals: list[str] = field(default_factory=list)
     """By execution id, the approvals table's unique key."""
-    cancelled_approvals: list[str] = field(default_factory=list)
-    released: list[tuple[str, str, str, str]] = field(default_factory=list)
-    """(org, workflow, lead, execution) of finished runs."""
+    released: list[Run] = field(default_factory=list)
+    withheld: list[str] = field(default_factory=list)
+    """Approval ids this turn opens and an exit of the same turn took before they were out."""
     resumed: int = 0
+
+    def settlement(self) -> Settlement:
+        withheld = set(self.withheld)
+        opened = [o for o in self.opened if o[0].approval_id not in withheld]
+        return Settlement(self.staged.settlement(), opened, self.resumed_approvals)
 
     def checkpoint(self, execution_id: str) -> Checkpoint:
         """Where the effects stand before one signal of `execution_id`, for `rollback`."""
@@ -172,29 +260,36 @@ class Effects:
             self.staged.writes[checkpoint.execution_id] = checkpoint.staged
 
     def _lists(self) -> tuple[list[Any], ...]:
-        return (self.outputs, self.due, self.opened, self.resumed_approvals, self.cancelled_approvals, self.released)
+        return (self.outputs, self.due, self.opened, self.resumed_approvals, self.released, self.withheld)
 
 
 class Orchestrator:
     def __init__(
         self,
         versions: WorkflowVersions,
-        ledger: ApprovalLedger,
+        ledger: Ledger,
         outputs: ExecutionOutputs,
-        client: redis.Redis,
+        releases: Releases,
         due: DueTimes,
         dead_letters: DeadLetters,
     ) -> None:
         self._versions = versions
         self._ledger = ledger
         self._outputs = outputs
-        self._redis = client
+        self._releases = releases
         self.due = due
         self._dead_letters = dead_letters
         self._deferred: dict[str, int] = {}
         """Decisions whose handling failed, by execution id: not tried again before this time."""
 
+    def deferred(self, now_ms: int) -> list[str]:
+        """The executions whose decisions the decision poll leaves out for now."""
+        for execution_id in [e for e, until in self._deferred.items() if until <= now_ms]:
+            del self._deferred[execution_id]
+        return list(self._deferred)
+
     def handle(self, signals: Sequence[Signal], held: HeldExecutions, now_ms: int) -> Effects:
+        """Plans a turn. Raises (one of `UNAVAILABLE`) when a store is down: try the turn again."""
         effects = Effects(Staged(held))
         suspensions: dict[str, Suspension] = {}
         for signal in signals:
@@ -204,19 +299,21 @@ class Orchestrator:
                 except (ValueError, KeyError, TypeError) as exc:
                     self._failed(signal, exc, now_ms, effects)
         done = self._ledger.resumed_already([s.approval_id for s in suspensions.values() if s.kind == "approval"])
+        taken = self._ledger.take_waits(self._wait_outcomes(signals, effects.staged))
         for signal in signals:
             if signal.kind == "DECIDED" and self._deferred.get(signal.execution_id, 0) > now_ms:
                 continue
             self._deferred.pop(signal.execution_id, None)
             mark = effects.checkpoint(signal.execution_id)
             try:
-                if signal.kind != "SUSPENDED":
-                    self._act(signal, now_ms, effects)
-                    continue
-                suspension = suspensions.get(signal.execution_id)
-                fresh = effects.staged.get(signal.execution_id) is None
-                if suspension is not None and fresh and suspension.approval_id not in done:
-                    self._hold(signal.partition, suspension, now_ms, effects)
+                if signal.kind == "SUSPENDED":
+                    suspension = suspensions.get(signal.execution_id)
+                    if suspension is not None and suspension.approval_id not in done:
+                        self._suspended(signal.partition, suspension, now_ms, effects)
+                else:
+                    self._act(signal, now_ms, effects, taken)
+            except UNAVAILABLE:
+                raise
             except Exception as exc:
                 effects.rollback(mark)
                 self._failed(signal, exc, now_ms, effects)
@@ -234,7 +331,7 @@ class Orchestrator:
             signal.org_id,
             type(exc).__name__,
             exc,
-            exc_info=not isinstance(exc, UnknownVersion),
+            exc_info=not isinstance(exc, UnknownVersion | NotHeld),
         )
         if signal.source is not None:
             effects.outputs.append(self.dead_letter(signal.source, "orchestrate", f"{type(exc).__name__}: {exc}"))
@@ -243,49 +340,99 @@ class Orchestrator:
         else:
             self._deferred[signal.execution_id] = now_ms + RETRY_AFTER_MS
 
+    def settle_stores(self, effects: Effects) -> None:
+        """Once the batch's outputs are acknowledged: Redis, then PostgreSQL, whose transaction is
+        the commit point (blocking calls, for a thread). Idempotent: call again until it returns."""
+        if effects.released:
+            self._releases.release(effects.released)
+        self._ledger.settle(effects.settlement())
+
     def settle_table(self, effects: Effects) -> None:
-        """After the batch's outputs are acknowledged, first: the table (on the faust app's loop)."""
+        """Then the table (on the faust app's loop), and the due times of what the batch holds."""
         effects.staged.apply()
         for entry in effects.due:
             self.due.add(*entry)
 
-    def settle_stores(self, effects: Effects) -> None:
-        """Then PostgreSQL and Redis (blocking calls, for a thread)."""
-        self._ledger.settle(effects.opened, effects.cancelled_approvals, effects.resumed_approvals)
-        if effects.released:
-            redis_batch.execute(
-                self._redis,
-                [
-                    ("HSET", state_keys.released_runs(org), state_keys.released_field(workflow, lead), execution)
-                    for org, workflow, lead, execution in effects.released
-                ],
-            )
+    def recover(self, held: HeldExecutions, partitions: Iterable[int], now_ms: int) -> int:
+        """After a rebalance, before any signal of `partitions` is acted on: the table made to hold
+        what PostgreSQL says these partitions hold (a changelog lost with the broker's topics, or
+        behind PostgreSQL after a crash, is rebuilt), and the due times rebuilt. The first time a
+        partition is recovered, what its changelog held is adopted into PostgreSQL. Returns how many
+        executions the partitions hold."""
+        mine = sorted(set(partitions))
+        table = {execution_id: Held.from_json(value) for execution_id, value in list(held.entries())}
+        self._ledger.adopt(mine, [(h.partition, h.suspension) for h in table.values() if h.partition in mine], now_ms)
+        truth = {e: Held(p, s) for e, (p, s) in self._ledger.held(mine).items()}
+        for execution_id, current in table.items():
+            if current.partition not in mine:
+                held.forget(execution_id)
+            elif execution_id not in truth:
+                held.release(current.partition, execution_id)
+        for execution_id, kept in truth.items():
+            current_or_none = table.get(execution_id)
+            if current_or_none is None or not current_or_none.same_pause(kept):
+                held.hold(kept.partition, execution_id, kept.to_json())
+        self.due.rebuild((h.suspension.due_at_ms, e, h.partition) for e, h in truth.items())
+        return len(truth)
 
-    def _act(self, signal: Signal, now_ms: int, effects: Effects) -> None:
-        stored = effects.staged.get(signal.execution_id)
-        if stored is None:
-            if signal.kind == "DECIDED":
-                effects.resumed_approvals.append(signal.execution_id)
+    def _suspended(self, partition: int, suspension: Suspension, now_ms: int, effects: Effects) -> None:
+        """Holds a paused execution; the same suspension again (a message handled again after a crash,
+        or a replayed batch of the qualifier) ensures what it needs is there, as it was."""
+        current = effects.staged.get(suspension.execution_id)
+        if current is None:
+            self._hold(Held(partition, suspension), now_ms, effects)
+        elif current.suspension.step == suspension.step:
+            self._hold(current, now_ms, effects)
+
+    @staticmethod
+    def _wait_outcomes(signals: Sequence[Signal], staged: Staged) -> list[WaitOutcome]:
+        """The outcome each wait a DUE or an EXIT of the turn ends would take: the first signal per
+        wait, in the order they came."""
+        candidates: dict[str, WaitOutcome] = {}
+        for signal in signals:
+            if signal.kind not in ("DUE", "EXIT") or signal.execution_id in candidates:
+                continue
+            current = staged.get(signal.execution_id)
+            if current is None or current.suspension.kind != "wait":
+                continue
+            if signal.kind == "DUE" and current.suspension.due_at_ms != signal.outcome_at_ms:
+                continue
+            candidates[signal.execution_id] = WaitOutcome(
+                signal.execution_id, current.suspension.step, signal.outcome, signal.outcome_at_ms, signal.note
+            )
+        return list(candidates.values())
+
+    def _act(self, signal: Signal, now_ms: int, effects: Effects, taken: dict[str, WaitOutcome]) -> None:
+        current = effects.staged.get(signal.execution_id)
+        if current is None and signal.kind == "DECIDED":
+            current = self._held_elsewhere(signal)
+        if current is None:
             return
-        current = Held.from_json(stored)
         suspension = current.suspension
+        resumption = Resumption(Outcome(signal.outcome), signal.outcome_at_ms, signal.actor, signal.note)
         if suspension.kind == "approval":
             if signal.kind == "EXIT":
-                effects.cancelled_approvals.append(signal.execution_id)
+                if not self._exit_takes(suspension, signal, effects):
+                    return
             elif signal.kind == "DUE":
                 if suspension.due_at_ms != signal.outcome_at_ms:
                     return
                 if not self._ledger.time_out(suspension.approval_id, signal.outcome_at_ms):
                     return
             effects.resumed_approvals.append(signal.execution_id)
-        elif signal.kind == "DECIDED" or (signal.kind == "DUE" and suspension.due_at_ms != signal.outcome_at_ms):
-            return
-        resumption = Resumption(Outcome(signal.outcome), signal.outcome_at_ms, signal.actor, signal.note)
+        elif signal.kind == "DECIDED":
+            raise NotHeld(f"a decision for execution {signal.execution_id}, which waits at step {suspension.step}")
+        else:
+            won = taken.get(signal.execution_id)
+            if won is not None and won.step == suspension.step:
+                resumption = Resumption(Outcome(won.outcome), won.at_ms, "", won.note)
+            elif signal.kind == "DUE" and suspension.due_at_ms != signal.outcome_at_ms:
+                return
         started = suspension.execution
         workflow = self._versions.get(signal.org_id, started["workflow_id"], started["workflow_version"])
         execution = resume(workflow, suspension, resumption, now_ms)
         if execution.pause is not None:
-            self._hold(current.partition, suspend(execution, now_ms), now_ms, effects)
+            self._hold(Held(current.partition, suspend(execution, now_ms)), now_ms, effects)
         else:
             effects.staged.release(current.partition, signal.execution_id)
             effects.released.append(
@@ -293,9 +440,32 @@ class Orchestrator:
             )
         effects.resumed += 1
         self._outputs.emit(execution, now_ms, effects.outputs)
+        if signal.kind == "EXIT" and resumption.outcome is not Outcome.EXITED and execution.pause is not None:
+            # The wait had ended before the exit (an earlier try of this turn took that): the lead
+            # leaves at the step the run went on to.
+            self._act(signal, now_ms, effects, taken)
 
-    def _hold(self, partition: int, suspension: Suspension, now_ms: int, effects: Effects) -> None:
-        effects.staged.hold(partition, suspension.execution_id, Held(partition, suspension).to_json())
-        effects.due.append((suspension.due_at_ms, suspension.execution_id, partition))
+    def _exit_takes(self, suspension: Suspension, signal: Signal, effects: Effects) -> bool:
+        """Whether an exit takes this approval: in PostgreSQL, against a person's decision and the
+        timeout. An approval with no row yet (this very turn opens it) nobody can have decided: the
+        exit takes it, and it is not opened."""
+        status = self._ledger.cancel(suspension.approval_id, signal.outcome_at_ms, signal.note)
+        if status is None:
+            effects.withheld.append(suspension.approval_id)
+        return status in (None, "cancelled")
+
+    def _held_elsewhere(self, signal: Signal) -> Held | None:
+        """A decision whose execution the table does not hold: PostgreSQL may, when the table lags
+        it (another process settled a turn of this partition after this one rebuilt the table). A
+        decision for an execution held nowhere is never marked resumed: it is an error to look at."""
+        found = self._ledger.held_executions([signal.execution_id]).get(signal.execution_id)
+        if found is None:
+            raise NotHeld(f"a decision for execution {signal.execution_id}, which nothing holds")
+        return Held(*found)
+
+    def _hold(self, held: Held, now_ms: int, effects: Effects) -> None:
+        effects.staged.hold(held)
+        suspension = held.suspension
+        effects.due.append((suspension.due_at_ms, suspension.execution_id, held.partition))
         if suspension.kind == "approval":
-            effects.opened.append((suspension, partition, now_ms))
+            effects.opened.append((suspension, held.partition, now_ms))

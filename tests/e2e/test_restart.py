@@ -30,26 +30,30 @@ def _drippulse(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
 
 
 @contextmanager
-def _running(env: dict[str, str], home: Path) -> Iterator[str]:
-    """The API and a qualifier on the running stack; the API's URL."""
+def _running(env: dict[str, str], home: Path, workers: tuple[str, ...] = ("qualifier",)) -> Iterator[str]:
+    """The API and these workers on the running stack, each owning its partitions; the API's URL."""
     url = f"http://127.0.0.1:{env['DRIPPULSE_API_PORT']}"
-    ready = home / "ready-qualifier"
-    ready.unlink(missing_ok=True)
-    api = spawn([sys.executable, "-m", "drippulse", "api"], home / "api.log", attached=True, env=env)
-    qualifier = spawn(
-        [sys.executable, "-m", "drippulse", "worker", "qualifier", "--ready-file", str(ready)],
-        home / "qualifier.log",
-        attached=True,
-        env=env,
-    )
+    children = [spawn([sys.executable, "-m", "drippulse", "api"], home / "api.log", attached=True, env=env)]
+    ready = [home / f"ready-{kind}" for kind in workers]
+    for kind, file in zip(workers, ready, strict=True):
+        file.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "drippulse", "worker", kind, "--ready-file", str(file)]
+        children.append(spawn(command, home / f"{kind}.log", attached=True, env=env))
     try:
         wait_until(lambda: _healthy(url), 120, "the API to become healthy")
-        wait_until(ready.exists, 120, "the qualifier to own partitions")
+        for file in ready:
+            wait_until(file.exists, 120, f"{file.name} to own its partitions")
         yield url
     finally:
-        for child in (qualifier, api):
+        for child in reversed(children):
             terminate(child.pid)
             child.wait(timeout=30)
+
+
+def _org_key(env: dict[str, str]) -> str:
+    """A new organization with its admin (ada@acme.test, PASSWORD); its API key."""
+    created = _drippulse(env, "orgs", "create", "Acme", "--admin-email", "ada@acme.test", "--admin-password", PASSWORD)
+    return dict(line.split(":", 1) for line in created.stdout.strip().splitlines())["api_key"].strip()
 
 
 def _healthy(url: str) -> bool:
@@ -74,10 +78,7 @@ def test_the_control_plane_survives_dev_down_and_up(tmp_path: Path) -> None:
     env = process_env(home)
     _drippulse(env, "dev", "up")
     try:
-        created = _drippulse(
-            env, "orgs", "create", "Acme", "--admin-email", "ada@acme.test", "--admin-password", PASSWORD
-        )
-        key = dict(line.split(":", 1) for line in created.stdout.strip().splitlines())["api_key"].strip()
+        key = _org_key(env)
         with _running(env, home) as url:
             admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
             project = admin.post("/api/v1/projects", json={"name": "Sales"}).json()

@@ -105,6 +105,8 @@ class FaultStack:
         self.workers = {
             kind: WorkerProcess(self.settings, kind, {**self.env, **env}) for kind, env in WORKER_ENV.items()
         }
+        self.orchestrators: list[WorkerProcess] = []
+        """Started by the tests that need them (`orchestrator`)."""
 
     def start(self) -> None:
         self.stack.start()
@@ -125,7 +127,7 @@ class FaultStack:
         assert not self.dead(), f"worker(s) exited at start: {self.dead()}; see {self.settings.log_dir}"
 
     def stop(self) -> None:
-        for worker in self.workers.values():
+        for worker in [*self.workers.values(), *self.orchestrators]:
             worker.stop()
         if self.api is not None:
             terminate(self.api.pid, timeout_s=20)
@@ -145,6 +147,9 @@ class FaultStack:
     def dead(self) -> list[str]:
         """The parts that exited: none may, whatever the fault (a worker that crash-loops is a defect)."""
         gone = [kind for kind, w in self.workers.items() if w.process is not None and w.process.poll() is not None]
+        gone += [
+            f"orchestrator {n}" for n, w in enumerate(self.orchestrators) if w.process and w.process.poll() is not None
+        ]
         if self.api is not None and self.api.poll() is not None:
             gone.append("api")
         return gone
@@ -159,6 +164,23 @@ class FaultStack:
         """Starts what is not running (Redis) on the same port and data directory, and waits for it."""
         self.stack.start()
 
+    def stop_postgres(self) -> None:
+        """SIGINT: PostgreSQL's fast shutdown, as in a restart or a failover: connections are cut."""
+        postgres = self.stack.processes.pop("postgres")
+        terminate(postgres.pid, stop_signal=signal.SIGINT)
+        postgres.wait(timeout=30)
+
+    def start_postgres(self) -> None:
+        """Starts what is not running (PostgreSQL) on the same port and data directory, and waits for it."""
+        self.stack.start()
+
+    def orchestrator(self) -> WorkerProcess:
+        """One more `drippulse worker orchestrator` (they share the inbox partitions), stopped with
+        the stack; not started."""
+        worker = WorkerProcess(self.settings, "orchestrator", self.env)
+        self.orchestrators.append(worker)
+        return worker
+
     def freeze_broker(self) -> None:
         """SIGSTOP: the broker keeps its (in-memory) topics and its connections, and answers nothing."""
         os.kill(self.stack.processes["kafka"].pid, signal.SIGSTOP)
@@ -170,6 +192,11 @@ class FaultStack:
         """A worker kind's committed offsets on its input topic, per partition."""
         group, topic = WORKER_GROUPS[kind]
         return committed_offsets(self.settings, group, topic)
+
+    def logged(self, kind: str, text: str) -> int:
+        """How many lines of the worker kind's log contain `text`."""
+        log = self.settings.log_dir / f"{kind}.log"
+        return log.read_text(errors="replace").count(text) if log.exists() else 0
 
     def failures_logged(self, kind: str) -> int:
         """How many failed batches the worker kind logged so far (the batch runtime's back-off line)."""

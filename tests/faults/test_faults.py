@@ -23,6 +23,7 @@ The delivery guarantees held to, as documented:
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections import Counter, defaultdict
 from typing import Any
@@ -35,9 +36,11 @@ from drippulse.settings import Settings
 from processors.templates import LEAD_QUALIFICATION
 from streams import topics
 from tests import control_plane
+from tests.faults.approvals import ApprovalsOrg
 from tests.faults.fakes import FaultyCrm, Outage
 from tests.faults.harness import (
     CRM_BATCH_SIZE,
+    RECOVERY_TIMEOUT_S,
     WORKER_GROUPS,
     Consumed,
     FaultStack,
@@ -259,3 +262,59 @@ def test_a_manual_run_retried_with_its_key_after_a_503_runs_each_lead_once(fault
     assert {e["event_id"] for e in executions} == event_ids, "the first attempt's events are the retry's"
     assert len({e["execution_id"] for e in executions}) == len(body["leads"])
     assert len(commands) == len(crm.applied) == len(body["leads"]), "one CRM write per lead"
+
+
+def test_postgresql_stopped_for_10_s_with_approvals_opening_decisions_and_schedules(fault_stack: FaultStack) -> None:
+    """PostgreSQL stopped and restarted while leads stream in, approvals open, people decide and a
+    schedule fires: the API answers 503 with Retry-After (never 500) while it is down, no process
+    dies, and afterwards the account is exact: every event once, every approval opened once and
+    resumed with the decision its decider was told, every claimed fire time completed with exactly
+    its leads run."""
+    fault_stack.orchestrator().start()
+    with scenario(fault_stack, "postgres") as run:
+        side = ApprovalsOrg(fault_stack, "pg", schedule=True)
+        side.post_leads(6)
+        first = side.wait_opened()
+        side.decide(first[:3])
+        fault_stack.stop_postgres()
+        started = time.monotonic()
+        try:
+            assert side.try_deciding(first[3]) == 503, "a decision while PostgreSQL is down is a 503 to retry"
+            _hold(started, OUTAGE_S)
+        finally:
+            fault_stack.start_postgres()
+        side.post_leads(6)
+        side.decide(side.wait_opened())
+        figures, _ = run.end("PostgreSQL stopped for 10 s", started)
+        orchestrated = side.account()
+        statuses = run.stream.statuses
+    assert orchestrated["fire_times"] > 0, "the schedule fired"
+    print(f"\nFAULT-FIGURES {json.dumps({'fault': 'PostgreSQL stopped for 10 s', **orchestrated})}", flush=True)
+    assert set(statuses) <= {202, 503}, statuses
+    assert figures.duplicates["webhook_ids_sent_again_after_a_2xx"] == 0
+
+
+def test_an_orchestrator_killed_during_a_rebalance_with_decisions_pending(fault_stack: FaultStack) -> None:
+    """Two orchestrators share the inbox: a second one joins (a rebalance starts), people decide, and
+    the first is SIGKILLed while the group rebalances. Every decided execution resumes exactly once, with
+    its decision: none is lost on a partition whose table the new owner had not rebuilt yet."""
+    first = fault_stack.orchestrators[0] if fault_stack.orchestrators else fault_stack.orchestrator()
+    if first.process is None or first.process.poll() is not None:
+        first.start()
+    assert first.process is not None
+    side = ApprovalsOrg(fault_stack, "rebalance")
+    side.post_leads(12)
+    pending = side.wait_opened()
+    revoking = f"[{first.process.pid}] [INFO] Revoking previously assigned partitions"
+    rebalances = fault_stack.logged("orchestrator", revoking)
+    second = fault_stack.orchestrator()
+    second.start(wait=False)
+    wait_until(lambda: fault_stack.logged("orchestrator", revoking) > rebalances, 60, "the second one to join")
+    side.decide(pending)
+    first.kill()
+    fault_stack.orchestrators.remove(first)
+    assert second.ready is not None
+    wait_until(second.ready.exists, RECOVERY_TIMEOUT_S, "the second orchestrator to own the partitions")
+    figures = side.account()
+    print(f"\nFAULT-FIGURES {json.dumps({'fault': 'orchestrator killed mid-rebalance', **figures})}", flush=True)
+    assert not fault_stack.dead(), f"parts of the stack died: {fault_stack.dead()}"

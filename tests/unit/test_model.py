@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from processors.events import EventType, validation_problems
-from processors.model import WorkflowDefinition
+from processors.model import ApprovalStep, WorkflowDefinition
 from processors.step_types import step_models, step_types
 from processors.templates import LEAD_QUALIFICATION
 
@@ -100,3 +100,10 @@ def test_points_that_could_add_up_past_the_score_bound_are_refused() -> None:
     with pytest.raises(ValidationError, match="points"):
         WorkflowDefinition.model_validate(definition)
     WorkflowDefinition.model_validate({**definition, "steps": [step]})
+
+
+def test_approvers_named_with_capital_letters_are_stored_as_deciders_are_compared() -> None:
+    """Deciders are compared lower-case (api/control_plane/approvals.py): an approver written
+    `Ann@Acme.io` must be able to decide."""
+    step = ApprovalStep.model_validate({"type": "approval", "approvers": ["Ann@Acme.IO", "role:approver"]})
+    assert step.approvers == ["ann@acme.io", "role:approver"]

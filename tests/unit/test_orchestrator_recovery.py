@@ -9,14 +9,15 @@ from typing import Any
 from processors.compiler import CompiledWorkflow
 from streams import topics
 from streams.execution_outputs import ExecutionOutputs
+from streams.orchestrator.approval_ledger import Settlement
 from streams.orchestrator.due_times import DueTimes
 from streams.orchestrator.inbox_backlog import MAX_HOLD_MS, InboxBacklog
 from streams.orchestrator.orchestrator import RETRY_AFTER_MS, Held, Orchestrator, Signal
-from streams.orchestrator.workflow_versions import UnknownVersion
 from streams.runtime.dlq import DeadLetters
 from streams.runtime.records import ConsumedRecord
 from streams.runtime.schema_registry import EmbeddedRegistry
 from streams.runtime.serde import AvroSerde
+from tests.unit.orchestrator_fakes import Faults, Ledger, Releases, Table, Versions
 from tests.unit.test_orchestration import compiled, paused
 
 NOW = 1_800_000_000_000
@@ -27,50 +28,21 @@ def serde(topic: topics.Topic) -> tuple[AvroSerde, str]:
     return AvroSerde(topic, topic.base_name, REGISTRY), topic.base_name
 
 
-class Ledger:
-    def resumed_already(self, approval_ids: list[str]) -> set[str]:
-        return set()
-
-    def time_out(self, approval_id: str, at_ms: int) -> bool:
-        return True
-
-
-class Versions:
-    """One workflow version, missing while `missing` (as from a database restored too far back)."""
-
-    def __init__(self, workflow: CompiledWorkflow) -> None:
-        self.workflow = workflow
-        self.missing = False
-
-    def get(self, org_id: str, workflow_id: str, version: int) -> CompiledWorkflow:
-        if self.missing:
-            raise UnknownVersion(f"no version {version}")
-        return self.workflow
-
-
-class Table:
-    def __init__(self) -> None:
-        self.rows: dict[str, bytes] = {}
-
-    def get(self, execution_id: str) -> bytes | None:
-        return self.rows.get(execution_id)
-
-    def hold(self, partition: int, execution_id: str, held: bytes) -> None:
-        self.rows[execution_id] = held
-
-    def release(self, partition: int, execution_id: str) -> None:
-        self.rows.pop(execution_id, None)
-
-
-def orchestrator(versions: Versions) -> Orchestrator:
+def orchestrator(versions: Versions, ledger: Ledger | None = None) -> Orchestrator:
     outputs = ExecutionOutputs(serde(topics.EXECUTIONS), serde(topics.CRM_COMMANDS), serde(topics.WEBHOOK_DELIVERIES))
     dead_letters = DeadLetters(*serde(topics.EVENTS_DLQ), "drippulse-orchestrator")
-    return Orchestrator(versions, Ledger(), outputs, None, DueTimes(), dead_letters)  # type: ignore[arg-type]
+    faults = Faults()
+    ledger = ledger or Ledger(faults)
+    return Orchestrator(versions, ledger, outputs, Releases(faults), DueTimes(), dead_letters)  # type: ignore[arg-type]
 
 
-def held_in(table: Table, workflow: CompiledWorkflow, **lead: Any) -> tuple[str, int]:
+def held_in(table: Table, workflow: CompiledWorkflow, ledger: Ledger | None = None, **lead: Any) -> tuple[str, int]:
+    """Held as a settled turn leaves it: in the table, and in PostgreSQL with its approval."""
     execution, suspension = paused(workflow, **lead)
     table.hold(0, execution.execution_id, Held(0, suspension).to_json())
+    if ledger is not None:
+        opened = [(suspension, 0, NOW)] if suspension.kind == "approval" else []
+        ledger.settle(Settlement({execution.execution_id: (0, suspension)}, opened))
     return execution.execution_id, suspension.due_at_ms
 
 
@@ -95,18 +67,21 @@ def test_a_corrupt_suspension_is_dead_lettered_and_the_batch_goes_on() -> None:
 def test_a_due_time_that_fails_is_tried_again_later_and_a_failed_decision_waits_before_the_next_poll() -> None:
     workflow = compiled([{"type": "approval", "timeout_hours": 1}, {"type": "action", "action": "crm_update"}])
     table = Table()
-    execution_id, due_at_ms = held_in(table, workflow)
+    ledger = Ledger(Faults())
+    execution_id, due_at_ms = held_in(table, workflow, ledger)
     versions = Versions(workflow)
-    versions.missing = True
-    engine = orchestrator(versions)
+    versions.missing = {"wf"}
+    engine = orchestrator(versions, ledger)
     due = Signal(0, "DUE", "o", execution_id, outcome="timed_out", outcome_at_ms=due_at_ms)
     effects = engine.handle([due], table, NOW)
     assert effects.outputs == [] and effects.due == [(NOW + RETRY_AFTER_MS, execution_id, 0)]
 
     decided = Signal(0, "DECIDED", "o", execution_id, outcome="approved", actor="ann@acme.io")
     assert engine.handle([decided], table, NOW).resumed_approvals == []
-    versions.missing = False
+    assert engine.deferred(NOW + 1) == [execution_id], "the decision poll leaves it out meanwhile"
+    versions.missing = set()
     assert engine.handle([decided], table, NOW + 1).resumed_approvals == [], "deferred, not retried at once"
+    assert engine.deferred(NOW + RETRY_AFTER_MS + 1) == []
     retried = engine.handle([decided], table, NOW + RETRY_AFTER_MS + 1)
     assert retried.resumed_approvals == [execution_id] and retried.resumed == 1
 
