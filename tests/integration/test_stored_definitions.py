@@ -27,7 +27,7 @@ def _approval_on(org: dict[str, Any], settings: Settings, definition: dict[str, 
 def test_an_approval_on_a_version_with_points_past_todays_bound_is_shown(org_factory: Any, settings: Settings) -> None:
     """2,000,000 points was a valid score rule before scores were bounded (at 1,000,000)."""
     org = org_factory()
-    definition = lead_qualification_with_approval()
+    definition = copy.deepcopy(lead_qualification_with_approval())
     definition["steps"][1]["rules"][0]["points"] = 2_000_000
     answer = org["client"].get(f"/api/v1/approvals/{_approval_on(org, settings, definition)}")
     assert answer.status_code == 200, answer.text
