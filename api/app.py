@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None, background: Background | None =
             AvroSerde(topics.INBOUND_EVENTS, inbound_topic, registry),
             settings.event_ack_timeout_s,
         )
-        database = Database(settings.database_url)
+        database = Database(settings.database_url, settings.database_pool_size, 0, settings.database_pool_timeout_s)
         app.state.settings = settings
         app.state.database = database
         app.state.redis = redis_client

@@ -5,6 +5,9 @@ place roles are checked, and the README prints `MATRIX` (a test holds the two eq
 calls every route as every kind of caller). Roles are listed explicitly per action rather than
 ranked: Admin and Editor include what a Viewer reads, and deciding a change request belongs to
 Approvers alone, so the person who asked for a change can never wave it through with another role.
+Some actions are people's acts, never a key's: deciding, issuing keys and changing who belongs. A key
+that could issue keys could make ones that act for nobody, and four-eyes compares people; issuing
+the first key of an organization is the operator's CLI's (`drippulse orgs create`).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ class Rule:
     project"), this action as any key ("yes": it touches no project's resources), or nothing ("no":
     org-level management — keys, members, webhooks, integrations — needs an org-wide credential)."""
     people_only: bool = False
-    """Only a person's session, never an API key: deciding a change is a human's call."""
+    """Only a person's session, never an API key (see the module docstring)."""
     description: str = ""
 
 
@@ -111,8 +114,10 @@ MATRIX: dict[Action, Rule] = {
     Action.INTEGRATIONS_MANAGE: Rule(_ADMINS, "no", description="manage integration connections and credentials"),
     Action.CRM_COMMANDS_READ: Rule(_ALL, "no", description="CRM command results"),
     Action.CRM_COMMANDS_RETRY: Rule(_AUTHORS, "no", description="retry a failed CRM command"),
-    Action.API_KEYS_MANAGE: Rule(_ADMINS, "no", description="issue, list, revoke API keys"),
-    Action.MEMBERS_MANAGE: Rule(_ADMINS, "no", description="invite, change roles, deactivate members"),
+    Action.API_KEYS_MANAGE: Rule(_ADMINS, "no", people_only=True, description="issue, list, revoke API keys"),
+    Action.MEMBERS_MANAGE: Rule(
+        _ADMINS, "no", people_only=True, description="invite, change roles, deactivate members"
+    ),
     Action.AUDIT_READ: Rule(_ADMINS, "no", description="the audit log"),
 }
 

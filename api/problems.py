@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -48,7 +49,7 @@ _DESCRIPTIONS = {
     413: "Too large",
     422: "Invalid request: `errors` lists each problem",
     429: "Too many requests; retry after `Retry-After` seconds",
-    503: "A dependency (broker, database) is unavailable; retry",
+    503: "A dependency (broker, database) is unavailable, or the API is busy; retry after `Retry-After` seconds",
 }
 
 
@@ -246,15 +247,16 @@ def install(app: FastAPI) -> None:
 
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         """Redis (the event-id dedup window, login throttling, the delivery schedule) or PostgreSQL
-        (every authenticated request) down or unreachable: a dependency is unavailable, which is a
-        503 to retry, not an internal error."""
+        (every authenticated request) down or unreachable, or every PostgreSQL connection of the
+        process taken for longer than DRIPPULSE_DATABASE_POOL_TIMEOUT_S: a dependency is
+        unavailable, which is a 503 to retry, not an internal error."""
         log.warning("a dependency is unavailable on %s %s: %s", request.method, request.url.path, exc)
         detail = "a dependency is unavailable; retry after Retry-After seconds"
         return problem_response(
             503, "unavailable", "Service unavailable", detail, request.url.path, {"Retry-After": RETRY_AFTER}
         )
 
-    for unavailable in (RedisConnectionError, RedisTimeoutError, OperationalError, InterfaceError):
+    for unavailable in (RedisConnectionError, RedisTimeoutError, OperationalError, InterfaceError, PoolTimeoutError):
         app.add_exception_handler(unavailable, _unavailable)
 
     app.add_middleware(UnexpectedErrors)

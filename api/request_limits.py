@@ -12,7 +12,8 @@ its endpoint is in the scope):
    unknown, revoked or expired one, or a cookie without its CSRF token is refused there, and the
    principal is kept for the route's dependencies, so a request is authenticated once. (When a
    store is down, authentication is left to the dependencies, after the body within its limit, so
-   the answer is the same 503 as on any route.)
+   the answer is the same 503 as on any route; it is tried once before the body, not again for
+   every chunk of it.)
 2. A declared `Content-Length` over the route's limit gets 413 before the first byte is read.
 3. A body, chunked or not, is read no further than the limit: one byte more is a 413.
 
@@ -123,12 +124,14 @@ class RequestLimits:
         rules = self._rules_by_endpoint()
         declared = _declared_length(scope["headers"])
         received = 0
+        looked_for_credentials = False
 
         async def limited() -> Message:
-            nonlocal received
+            nonlocal received, looked_for_credentials
             rule = rules.get(scope.get("endpoint"), _UNKNOWN_ROUTE)
             state = scope.setdefault("state", {})
-            if rule.credentials and AUTHENTICATED not in state:
+            if rule.credentials and not looked_for_credentials and AUTHENTICATED not in state:
+                looked_for_credentials = True
                 try:
                     state[AUTHENTICATED] = await _authenticated(scope)
                 except Problem as refusal:

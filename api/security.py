@@ -9,7 +9,10 @@ Argon2 costs tens of milliseconds of CPU and 64 MiB per call, and anyone may ask
 with any email). Run on the event loop, a stream of logins would stall every request of the process,
 so the work goes to a small pool of its own threads (argon2-cffi releases the GIL): logins queue
 behind each other there, never in front of other requests, and at most `PASSWORD_WORKERS` hashes
-hold their memory at once.
+hold their memory at once. The queue is bounded: a login or acceptance first takes a place among
+`PASSWORD_CHECKS` (`password_work`), and finding none it is answered 503 `busy` at once, before
+anything is counted or read, instead of waiting behind a flood. Nor does it hold a database
+connection while it waits (`api.control_plane.people`).
 """
 
 from __future__ import annotations
@@ -17,13 +20,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from api.problems import RETRY_AFTER, Problem
 
 API_KEY_PREFIX = "dpk_"
 SESSION_PREFIX = "dps_"
@@ -32,8 +39,30 @@ _passwords = PasswordHasher()
 _UNUSED_HASH = _passwords.hash("a password no account has")
 """Verified against when an email is unknown, so a login takes as long whether or not it exists."""
 PASSWORD_WORKERS = 2
+PASSWORD_CHECKS = 5 * PASSWORD_WORKERS
+"""Password checks in flight at once: one per worker, and four times as many waiting."""
 _password_work = ThreadPoolExecutor(PASSWORD_WORKERS, thread_name_prefix="argon2")
+_places = threading.BoundedSemaphore(PASSWORD_CHECKS)
 T = TypeVar("T")
+
+
+@contextmanager
+def password_work() -> Iterator[None]:
+    """A place among the password checks in flight for the block, or 503 `busy` at once. Taken
+    around everything a password check belongs to (counting the attempt included), so a refused
+    request costs no attempt and no work."""
+    if not _places.acquire(blocking=False):
+        raise Problem(
+            503,
+            "busy",
+            "Busy",
+            "too many password checks are waiting; retry after Retry-After seconds",
+            headers={"Retry-After": RETRY_AFTER},
+        )
+    try:
+        yield
+    finally:
+        _places.release()
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def orgs_create(
     ),
 ) -> None:
     """Create an organization and its default project; prints its id and an admin API key (shown once,
-    stored hashed)."""
+    stored hashed), which acts for the --admin-email person when given, else for nobody."""
     from drippulse.operators import OperatorError, create_org
 
     try:

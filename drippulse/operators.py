@@ -36,15 +36,17 @@ class NewOrg:
 
 
 async def _create_org(database: Database, name: str, admin_email: str | None, admin_password: str | None) -> NewOrg:
+    """With an admin, the bootstrap key acts for them, as any key acts for the person who issued it:
+    what is done through it is theirs for four-eyes, and it stops while they are deactivated."""
     async with database.transaction() as session:
         org, project = await organizations.create_org(session, name, CLI)
-        _, secret = await api_keys.issue(session, Scope(org.id), CLI, "bootstrap admin key", "admin")
         user_id, invitation = None, None
         if admin_email:
             user, invitation = await people.add_member(
                 session, org.id, CLI, admin_email, "", ["admin", "editor", "approver"], admin_password
             )
             user_id = user.id
+        _, secret = await api_keys.issue(session, Scope(org.id), CLI, "bootstrap admin key", "admin", acts_for=user_id)
     return NewOrg(org.id, project.id, secret, user_id, invitation)
 
 
@@ -77,7 +79,8 @@ def create_org(
     settings: Settings, name: str, admin_email: str | None = None, admin_password: str | None = None
 ) -> NewOrg:
     """An organization with its default project and a bootstrap admin API key; with `admin_email`, its
-    first person, with the Admin, Editor and Approver roles (a password, or an invitation to set one)."""
+    first person, with the Admin, Editor and Approver roles (a password, or an invitation to set one),
+    for whom the key acts. Keys are issued here or by people in their sessions, never by a key."""
     return _run(settings, lambda db: _create_org(db, name, admin_email, admin_password))
 
 

@@ -80,6 +80,18 @@ class Settings(BaseSettings):
     crm_connection_concurrency: int = Field(default=4, ge=1, alias="DRIPPULSE_CRM_CONNECTION_CONCURRENCY")
     crm_batch_budget_s: float = Field(default=30.0, gt=0, le=240, alias="DRIPPULSE_CRM_BATCH_BUDGET_S")
 
+    database_pool_size: int = Field(
+        default=20,
+        ge=1,
+        alias="DRIPPULSE_DATABASE_POOL_SIZE",
+        description="PostgreSQL connections the API process opens at most.",
+    )
+    database_pool_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        alias="DRIPPULSE_DATABASE_POOL_TIMEOUT_S",
+        description="How long an API request waits for one of them before answering 503.",
+    )
     session_ttl_s: int = Field(default=12 * 3600, ge=60, alias="DRIPPULSE_SESSION_TTL_S")
     invitation_ttl_s: int = Field(default=7 * 86_400, ge=60, alias="DRIPPULSE_INVITATION_TTL_S")
     cookie_secure: bool = Field(default=False, alias="DRIPPULSE_COOKIE_SECURE")

@@ -5,7 +5,10 @@ A project's policy decides whether activating a workflow version needs an Approv
 agent keys always go through a change request: an external agent may propose, never ship. The
 decider must be a different person from whoever asked for the change and from whoever wrote the
 version, so no one approves their own work, whatever roles they hold. An API key acts for the person
-who issued it, so what anyone does through their key counts as theirs here.
+who issued it, so what anyone does through their key counts as theirs here. A change that no person
+stands behind (asked for and written through a key that acts for nobody: the admin key of an
+organization created without a first admin) has nobody to compare the decider with, so it is not
+asked for at all (`request_refusal`) and never approved (`decision_refusal`).
 
 Because the policy belongs to the project, moving a workflow between projects changes which rule
 reviews it, and is refused where that would loosen review (`move_refusal`).
@@ -55,18 +58,32 @@ def move_refusal(source: ProjectPolicy, destination: ProjectPolicy, active: bool
     return None
 
 
+def request_refusal(involved_user_ids: Iterable[str | None]) -> str | None:
+    """Why a change may not be put to an Approver, or None: `involved_user_ids`, the people behind
+    the requester and the authors of the proposed version (whether they acted in a session or
+    through a key they issued), are all nobody (None: a system actor, or a key that acts for no
+    person). Whoever acted through such a key could approve it as a person. A person asks for it
+    again (their session, or a key they issued), and then they are the one compared."""
+    if not any(involved_user_ids):
+        return (
+            "no person stands behind this change (it was asked for and written through a key that acts for "
+            "nobody, such as the admin key of an organization created without --admin-email); ask for it as a "
+            "person: in your session, or through a key you issued"
+        )
+    return None
+
+
 def decision_refusal(decider_user_id: str | None, involved_user_ids: Iterable[str | None]) -> str | None:
     """Why this person may not decide, or None. `decider_user_id`: the deciding person's own
     session, never a key (a key acts for its issuer, but a decision is a person's act).
-    `involved_user_ids`: the people behind the requester and the authors of the proposed version,
-    whether they acted in a session or through a key they issued. None is an actor with no person
-    behind it (a system actor, or a key the operator's CLI issued): there is nobody to compare, so
-    any other Approver may decide."""
+    `involved_user_ids`: as for `request_refusal`; a decider must be none of them, and at least one
+    of them a person."""
     if decider_user_id is None:
         return "a change request is decided by a person"
-    if decider_user_id in set(involved_user_ids):
+    involved = set(involved_user_ids)
+    if decider_user_id in involved:
         return "you asked for or wrote this change; another Approver must decide it"
-    return None
+    return request_refusal(involved)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 from processors import ids
 from processors.conditions import Predicate, compile_condition, compile_conditions, compile_getter, describe
@@ -254,21 +254,37 @@ def _filter(path: str, step: FilterStep) -> StepFn:
     return run
 
 
+SCORE_MIN: Final = -(2**31)
+SCORE_MAX: Final = 2**31 - 1
+"""A score and each entry of its breakdown are an Avro `int` and a ClickHouse `Int32`."""
+
+
+def _int32(value: int) -> int:
+    return SCORE_MIN if value < SCORE_MIN else SCORE_MAX if value > SCORE_MAX else value
+
+
 def _score(path: str, step: ScoreStep) -> StepFn:
+    """A version stored before the score bounds (`processors.model`) may have points and bounds of
+    any size: the total is clamped to Int32 as the step's own floor and ceiling clamp it (no step
+    leaves it outside, so neither does a resumed execution), and so is each breakdown entry, so no
+    record carries a number its consumers cannot hold. For a definition within the bounds nothing
+    changes, and the hot path pays the two comparisons it paid for the step's own bounds."""
     rules = tuple((rule.id, rule.points) for rule in step.rules)
     matches = compile_conditions([rule.when for rule in step.rules])
-    floor, ceiling = step.floor, step.ceiling
+    floor = SCORE_MIN if step.floor is None else _int32(step.floor)
+    ceiling = SCORE_MAX if step.ceiling is None else _int32(step.ceiling)
 
     def run(context: dict[str, Any], execution: Execution, _: RoutingState) -> bool:
         breakdown = execution.score_breakdown
         total = execution.score
         for (rule_id, points), matched in zip(rules, matches(context)):  # noqa: B905 - same length by construction
             if matched:
-                breakdown[rule_id] = breakdown.get(rule_id, 0) + points
+                awarded = breakdown.get(rule_id, 0) + points
+                breakdown[rule_id] = awarded if SCORE_MIN <= awarded <= SCORE_MAX else _int32(awarded)
                 total += points
-        if floor is not None and total < floor:
+        if total < floor:
             total = floor
-        if ceiling is not None and total > ceiling:
+        if total > ceiling:
             total = ceiling
         if execution.trace is not None:
             _note(

@@ -172,9 +172,14 @@ _SCHEDULE_FLOOR = "schedule_floor_s"
 
 def offered(schedule_floor_s: int = MIN_INTERVAL_S) -> dict[str, int]:
     """The validation context of a definition offered to be stored, as opposed to one read back:
-    the rules only new definitions meet. A stored definition keeps validating under them, so a
-    version stored before a rule existed still loads and its paused executions still resume."""
+    the rules only new definitions meet (the schedule floor, the score bounds). A stored definition
+    is read back without it, so a version stored before a rule existed still loads and its paused
+    executions still resume."""
     return {_SCHEDULE_FLOOR: schedule_floor_s}
+
+
+def _is_offered(info: ValidationInfo) -> bool:
+    return _SCHEDULE_FLOOR in (info.context or {})
 
 
 class Schedule(_Strict):
@@ -226,9 +231,30 @@ MAX_POINTS = 1_000_000
 MAX_SCORE = 1_000_000_000
 """A score's bound, either way, and of every bound on it: a score is an Avro `int` and a ClickHouse
 `Int32` (±2,147,483,647), so it must never leave that range, whatever rules match. The points of
-every score rule of a workflow, added up without sign, stay within it too (`WorkflowDefinition`)."""
-Points = Annotated[int, Field(ge=-MAX_POINTS, le=MAX_POINTS)]
-Score = Annotated[int, Field(ge=-MAX_SCORE, le=MAX_SCORE)]
+every score rule of a workflow, added up without sign, stay within it too (`WorkflowDefinition`).
+These bounds are met by definitions offered to be stored (`offered`): points had none before, so a
+stored version may exceed them, still loads, and has its score clamped to Int32 where it is
+computed (`processors.compiler`)."""
+
+
+def _within(bound: int) -> AfterValidator:
+    """`-bound <= value <= bound`, for an offered definition."""
+
+    def check(value: int, info: ValidationInfo) -> int:
+        if _is_offered(info) and not -bound <= value <= bound:
+            raise ValueError(f"must be between {-bound:,} and {bound:,}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _range(bound: int) -> Any:
+    """The bound as the published JSON schema states it (what a new definition must meet)."""
+    return Field(json_schema_extra={"minimum": -bound, "maximum": bound})
+
+
+Points = Annotated[int, _within(MAX_POINTS), _range(MAX_POINTS)]
+Score = Annotated[int, _within(MAX_SCORE), _range(MAX_SCORE)]
 
 
 class ScoreRule(_Strict):
@@ -536,7 +562,9 @@ class WorkflowDefinition(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _scores_stay_bounded(self) -> WorkflowDefinition:
+    def _scores_stay_bounded(self, info: ValidationInfo) -> WorkflowDefinition:
+        if not _is_offered(info):
+            return self
         total = sum(
             abs(rule.points) for step in all_steps(self.steps) if isinstance(step, ScoreStep) for rule in step.rules
         )

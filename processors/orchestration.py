@@ -235,7 +235,8 @@ def approval_outcomes(definition: WorkflowDefinition, step: str) -> dict[str, li
     """What deciding an approval does, step by step, for the people deciding it: `on_approve`,
     `on_reject` and `on_timeout` (the fallback's steps)."""
     approval = step_at(definition.steps, step)
-    assert isinstance(approval, ApprovalStep)
+    if not isinstance(approval, ApprovalStep):
+        raise ValueError(f"step {step} is a {approval.type} step, not an approval")
     after = [describe_step(s) for s in steps_after(definition.steps, step)]
     reject = [describe_step(s) for s in approval.on_reject] + ["end the execution as rejected"]
     timeout = {
@@ -254,7 +255,8 @@ def step_at(steps: Sequence[Step], path: str) -> Step:
     parts = path.split(".")
     step = steps[int(parts[0])]
     for arm, index in zip(parts[1::2], parts[2::2], strict=True):
-        assert isinstance(step, BranchStep)
+        if not isinstance(step, BranchStep):
+            raise ValueError(f"{path} goes into a {step.type} step, which holds no steps")
         branch = step.otherwise if arm == "else" else step.arms[int(arm)].steps
         step = branch[int(index)]
     return step

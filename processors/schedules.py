@@ -71,14 +71,24 @@ def _duration(seconds: int) -> str:
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
-def first_of_its_period(expression: str, timezone: str, fire_ms: int, period_s: int) -> bool:
-    """Whether no earlier fire time falls in the same `period_s`-long stretch of epoch time: the
-    scheduler runs only those, so a schedule stored before the floor existed (or by any path that
-    skipped validation) still fires at most once per period, the same fire times in every process.
-    A schedule that keeps the floor loses none: its previous fire time is always a period earlier."""
-    previous = latest_fire(expression, timezone, fire_ms - 1)
+def due_fire(expression: str, timezone: str, now_ms: int, period_s: int) -> int:
+    """The fire time a scheduler runs when it looks at `now_ms`: the first fire time of the
+    `period_s`-long stretch of epoch time that the latest one falls in. So a schedule stored before
+    the floor existed (or by any path that skipped validation) fires at most once per period, the
+    same fire times in every process, and a look that comes late in a period (a tick held up by a
+    slow segment query) still finds the period's first fire time rather than a later one it would
+    have to skip. A schedule that keeps the floor has one fire time per period: its latest."""
+    latest = latest_fire(expression, timezone, now_ms)
     period_ms = period_s * 1000
-    return previous // period_ms != fire_ms // period_ms
+    return _first_fire_from(expression, timezone, latest - latest % period_ms)
+
+
+def _first_fire_from(expression: str, timezone: str, from_ms: int) -> int:
+    """The first fire time at or after `from_ms`, a whole second (croniter's next time is strictly
+    after its start)."""
+    start = datetime.fromtimestamp(from_ms // 1000 - 1, UTC).astimezone(ZoneInfo(timezone))
+    fired: datetime = croniter(expression, start).get_next(datetime)
+    return round(fired.timestamp() * 1000)
 
 
 def check_timezone(name: str) -> str:

@@ -15,7 +15,7 @@ from sqlalchemy import select, text, update
 from api.control_plane import integrations, people, webhooks
 from api.control_plane.actors import Scope, system
 from api.control_plane.database import Database
-from api.control_plane.tables import ApiKey, Approval, ScheduleFire, User, Workflow
+from api.control_plane.tables import ApiKey, Approval, ScheduleFire, User, Workflow, WorkflowVersion
 from drippulse.settings import Settings, secret_box
 
 T = TypeVar("T")
@@ -92,6 +92,20 @@ def store_password_hash(settings: Settings, user_id: str, password_hash: str) ->
     async def store(database: Database) -> None:
         async with database.transaction() as session:
             await session.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))
+
+    run(settings, store)
+
+
+def store_definition(settings: Settings, workflow_id: str, version: int, definition: dict[str, Any]) -> None:
+    """Replaces a stored version's definition as is: one stored under older rules than today's."""
+
+    async def store(database: Database) -> None:
+        async with database.transaction() as session:
+            await session.execute(
+                update(WorkflowVersion)
+                .where(WorkflowVersion.workflow_id == workflow_id, WorkflowVersion.version == version)
+                .values(definition=definition)
+            )
 
     run(settings, store)
 

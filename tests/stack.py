@@ -10,7 +10,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,8 @@ import httpx
 import uvicorn
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from drippulse.devstack import isolated_env
-from drippulse.processes import spawn
+from drippulse.devstack import free_port, isolated_env
+from drippulse.processes import spawn, terminate
 from drippulse.settings import Settings
 from streams import topics
 from streams.runtime.schema_registry import EmbeddedRegistry
@@ -75,10 +76,7 @@ class ApiServer:
         wait_until(lambda: self._healthy(), 60, "the API to become healthy")
 
     def _healthy(self) -> bool:
-        try:
-            return httpx.get(f"{self.settings.api_url}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return _healthy(self.settings)
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -87,6 +85,36 @@ class ApiServer:
     @property
     def clickhouse(self) -> Any:
         return self.app.state.clickhouse
+
+
+@contextmanager
+def api_process(settings: Settings, env: dict[str, str]) -> Iterator[Settings]:
+    """A `drippulse api` process of its own on the session's stack, with `env` on top of the
+    session's environment (point CLICKHOUSE_URL at a ClickHouse of its own: chdb allows one process
+    per data directory); the settings that reach it."""
+    port = free_port()
+    reached = settings.model_copy(update={"api_port": port})
+    log = settings.log_dir / f"api-{port}.log"
+    process = spawn(
+        [sys.executable, "-m", "drippulse", "api"],
+        log,
+        attached=True,
+        env={**os.environ, **env, "DRIPPULSE_API_PORT": str(port)},
+    )
+    try:
+        wait_until(lambda: _healthy(reached) or process.poll() is not None, 120, "the API process to become healthy")
+        assert process.poll() is None, f"the API process exited; see {log}"
+        yield reached
+    finally:
+        terminate(process.pid)
+        process.wait(timeout=30)
+
+
+def _healthy(settings: Settings) -> bool:
+    try:
+        return httpx.get(f"{settings.api_url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 class WorkerProcess:

@@ -1,8 +1,8 @@
-"""API keys: issued and revoked by Admins, for programs and external agents.
+"""API keys: issued and revoked by Admins in their sessions, for programs and external agents.
 
 A key has one role, optionally one project (it then sees only that project's resources), an
-optional expiry, and remembers who issued it: keys issued by a person stop working when that person
-is deactivated in the organization.
+optional expiry, and remembers who issued it and the person it acts for: keys acting for a person
+stop working when that person is deactivated in the organization.
 """
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ async def issue(
     project_id: str | None = None,
     expires_at: datetime | None = None,
     agent: bool = False,
+    acts_for: str | None = None,
 ) -> tuple[ApiKey, str]:
-    """The key record and its secret, which is returned this once and stored only as a hash."""
+    """The key record and its secret, which is returned this once and stored only as a hash. The
+    key acts for the person who issues it, or for `acts_for` when the operator's CLI issues it for
+    an organization's first admin."""
     if project_id is not None:
         await get_project(session, scope, project_id)
     if expires_at is not None and expires_at <= datetime.now(UTC):
@@ -53,7 +56,7 @@ async def issue(
         key_hash=token.hash,
         prefix=token.display_prefix,
         issued_by=actor.label,
-        issued_by_user_id=actor.user_id,
+        issued_by_user_id=acts_for or actor.user_id,
         expires_at=expires_at,
     )
     session.add(key)

@@ -4,7 +4,8 @@ transaction (so there is never a change without its entry, nor an entry without 
 Only the fields that changed are kept, and secrets never: a secret field that changed is recorded
 as "[redacted]" on both sides, which says that it changed and nothing else (null stays null, so a
 secret set or removed shows as such). A webhook URL may hold a capability token in its path or
-query, so it is recorded as `scheme://host[:port]/…`.
+query, so it is recorded as `scheme://host[:port]/…`; when only what that hides changed, both sides
+would read alike, so the new one says "[redacted: changed]" after it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ SECRET_FIELDS = frozenset(
     }
 )
 REDACTED = "[redacted]"
+CHANGED_UNSEEN = "[redacted: changed]"
 URL_FIELDS = frozenset({"url"})
 """Webhook subscriptions' URLs (no other audited row has a `url`)."""
 
@@ -60,10 +62,12 @@ def changed_fields(
         kept = {k: _shown(k, v) for k, v in (whole or {}).items()}
         return (kept, None) if before is not None else (None, kept)
     keys = [k for k in {**before, **after} if before.get(k) != after.get(k)]
-    return (
-        {k: _shown(k, before.get(k)) for k in keys},
-        {k: _shown(k, after.get(k)) for k in keys},
-    )
+    old = {k: _shown(k, before.get(k)) for k in keys}
+    new = {k: _shown(k, after.get(k)) for k in keys}
+    for key in keys:
+        if old[key] == new[key] and old[key] != REDACTED:
+            new[key] = f"{new[key]} {CHANGED_UNSEEN}"
+    return old, new
 
 
 def record(

@@ -20,7 +20,7 @@ from api.control_plane.ids import new_id
 from api.control_plane.rows import newest_first, one, scoped
 from api.control_plane.tables import ChangeRequest, Workflow, WorkflowVersion
 from api.problems import Problem
-from processors.change_control import decision_refusal, definition_diff
+from processors.change_control import decision_refusal, definition_diff, request_refusal
 
 ACTIVATE = "workflow.activate"
 
@@ -31,6 +31,9 @@ async def open_activation(
     target = await workflows.get_version(session, scope, workflow.id, number, lock=True)
     if number == workflow.active_version:
         raise Problem(409, "already-active", "Already active", f"version {number} is the active version")
+    nobody = request_refusal((actor.user_id, target.authored_by_user_id))
+    if nobody is not None:
+        raise Problem(403, "person-required", "A person must ask for this change", nobody)
     await workflows.refuse_while_a_request_is_open(session, workflow.id, "asking again")
     base = None
     if workflow.active_version is not None:

@@ -21,8 +21,12 @@ _MIGRATION_LOCK = 0x44524950  # "DRIP": the advisory lock held while migrating
 
 
 class Database:
-    def __init__(self, url: str, pool_size: int = 10) -> None:
-        self.engine: AsyncEngine = create_async_engine(url, pool_size=pool_size, pool_pre_ping=True)
+    def __init__(self, url: str, pool_size: int = 10, overflow: int = 10, pool_timeout_s: float = 30.0) -> None:
+        """At most `pool_size + overflow` connections; a unit of work waits `pool_timeout_s` for one,
+        then gets SQLAlchemy's pool TimeoutError (a 503 in the API)."""
+        self.engine: AsyncEngine = create_async_engine(
+            url, pool_size=pool_size, max_overflow=overflow, pool_timeout=pool_timeout_s, pool_pre_ping=True
+        )
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager

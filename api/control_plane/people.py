@@ -19,10 +19,16 @@ An admin holding an invitation for someone else's email therefore reaches no mem
 own organization's, and learns no more than that the email has an account (an invitation for an
 email without one makes it); a refused password is the same answer, after the same work, whether or
 not the account has a password, and counts against the login throttle.
+
+A password check (Argon2, slow on purpose and queued behind others) runs between transactions: what
+it is checked against is read in one, and the session is made in another, which finds the account
+as the check left it or refuses. So no login or acceptance holds a database connection, or a row
+lock, while it waits for Argon2.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -32,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.control_plane import audit
 from api.control_plane.actors import Actor, Scope
+from api.control_plane.database import Database
 from api.control_plane.ids import new_id
 from api.control_plane.rows import newest_first, newest_first_query
 from api.control_plane.tables import Invitation, Membership, Session, User
@@ -204,27 +211,80 @@ async def _pending_invitation(session: AsyncSession, token: str, lock: bool) -> 
     return invitation
 
 
-async def invitation_email(session: AsyncSession, token: str) -> str:
-    """Whose password accepting this invitation tries: the throttle counts the attempt first."""
-    return (await _pending_invitation(session, token, lock=False)).email
+@dataclass(frozen=True)
+class _Acceptance:
+    """What accepting an invitation will do with the password, as read before the check: set the
+    account's first password (a new account, or the one the invitation's membership was made for),
+    or prove the password the account has (`password_hash`, None for none: the check fails after
+    the same work)."""
+
+    email: str
+    sets_password: bool
+    password_hash: str | None = field(repr=False)
+
+
+def _refuse_a_left_membership(invitation: Invitation, membership: Membership | None) -> None:
+    """An operator's invitation is its membership's: once that is deactivated, accepting it never
+    undoes that."""
+    if invitation.user_id is not None and (membership is None or not membership.active):
+        raise _invalid_invitation()
+
+
+def _acceptance(invitation: Invitation, user: User | None, made: bool) -> _Acceptance:
+    sets = user is None or (user.active and user.password_hash is None and (made or invitation.user_id == user.id))
+    stored = user.password_hash if user is not None and user.active else None
+    return _Acceptance(invitation.email, sets, None if sets else stored)
 
 
 async def accept_invitation(
-    session: AsyncSession, token: str, name: str | None, password: str, ttl: timedelta
+    database: Database,
+    token: str,
+    name: str | None,
+    password: str,
+    ttl: timedelta,
+    before_the_check: Callable[[str], Awaitable[None]],
 ) -> LoggedIn:
     """The invitee joins with a password proven for this membership (see the module's docstring),
-    and is logged in to it."""
+    and is logged in to it. `before_the_check` is given the invitation's email once, before any
+    password work (the login throttle counts the attempt). If the account changed between the read
+    and the write (two first acceptances of one new email at once: the second finds the first's
+    password), the acceptance is worked out again from the account as it now is."""
+    counted = False
+    for _ in range(3):
+        async with database.transaction() as session:
+            invitation = await _pending_invitation(session, token, lock=False)
+            user = await user_by_email(session, invitation.email)
+            membership = await session.get(Membership, (invitation.org_id, user.id)) if user is not None else None
+            _refuse_a_left_membership(invitation, membership)
+            planned = _acceptance(invitation, user, made=False)
+        if not counted:
+            await before_the_check(planned.email)
+            counted = True
+        new_hash = await hash_password(password) if planned.sets_password else None
+        if new_hash is None and not await password_matches(planned.password_hash, password):
+            raise Problem(401, "bad-credentials", "Wrong password", "an existing account accepts with its own password")
+        async with database.transaction() as session:
+            accepted = await _accept(session, token, name, planned, new_hash, ttl)
+        if accepted is not None:
+            return accepted
+    raise Problem(409, "conflict", "Changed meanwhile", "the account changed while the invitation was accepted; retry")
+
+
+async def _accept(
+    session: AsyncSession, token: str, name: str | None, planned: _Acceptance, new_hash: str | None, ttl: timedelta
+) -> LoggedIn | None:
+    """Accepts, with the rows locked, if the account is still as the password was checked against
+    (None otherwise, and nothing written)."""
     invitation = await _pending_invitation(session, token, lock=True)
     user, made = await _account(session, invitation.email, name or invitation.name)
     membership = await session.get(Membership, (invitation.org_id, user.id), with_for_update=True)
-    if invitation.user_id is not None and (membership is None or not membership.active):
-        raise _invalid_invitation()  # its membership was deactivated: accepting never undoes that
-    if user.active and user.password_hash is None and (made or invitation.user_id == user.id):
-        user.password_hash = await hash_password(password)
+    _refuse_a_left_membership(invitation, membership)
+    if _acceptance(invitation, user, made) != planned:
+        return None
+    if new_hash is not None:
+        user.password_hash = new_hash
         if name:
             user.name = name
-    elif not await password_matches(user.password_hash, password) or not user.active:
-        raise Problem(401, "bad-credentials", "Wrong password", "an existing account accepts with its own password")
     actor = Actor("user", user.id, user.email, user.id)
     if membership is None or not membership.active:
         membership = await _join(session, invitation.org_id, user, list(invitation.roles), actor)
@@ -327,22 +387,37 @@ async def reactivate(session: AsyncSession, scope: Scope, actor: Actor, user_id:
     return membership
 
 
-async def prove_password(session: AsyncSession, email: str, password: str) -> User:
+@dataclass(frozen=True)
+class Proven:
+    """An account whose password a caller proved, as it was checked; and the password hashed again
+    when Argon2's parameters have changed since it was stored."""
+
+    user_id: str
+    password_hash: str = field(repr=False)
+    rehashed: str | None = field(repr=False)
+
+
+async def prove_password(database: Database, email: str, password: str) -> Proven:
     """The account whose password this is. The same 401, after the same work, for an unknown email,
     an account without a password, a wrong password and a disabled account."""
-    user = await user_by_email(session, email)
-    if not await password_matches(user.password_hash if user else None, password) or user is None or not user.active:
+    async with database.transaction() as session:
+        user = await user_by_email(session, email)
+        user_id, stored = (user.id, user.password_hash) if user is not None and user.active else (None, None)
+    if not await password_matches(stored, password) or user_id is None or stored is None:
         raise Problem(401, "bad-credentials", "Login failed", "unknown email or wrong password")
-    if user.password_hash and needs_rehash(user.password_hash):
-        user.password_hash = await hash_password(password)
-    return user
+    return Proven(user_id, stored, await hash_password(password) if needs_rehash(stored) else None)
 
 
-async def log_in(session: AsyncSession, user: User, org_id: str | None, ttl: timedelta) -> LoggedIn:
+async def log_in(session: AsyncSession, proven: Proven, org_id: str | None, ttl: timedelta) -> LoggedIn:
     """A new session (token shown once) in one of the organizations whose membership is active and
-    accepted. Only a caller who proved the password comes here, so naming those organizations when
-    the person must choose one discloses nothing; a membership still waiting for its invitation is
-    never named."""
+    accepted, for an account still as its password was proven (active, the same password). Only a
+    caller who proved the password comes here, so naming those organizations when the person must
+    choose one discloses nothing; a membership still waiting for its invitation is never named."""
+    user = await session.get(User, proven.user_id, with_for_update=True)
+    if user is None or not user.active or user.password_hash != proven.password_hash:
+        raise Problem(401, "bad-credentials", "Login failed", "unknown email or wrong password")
+    if proven.rehashed is not None:
+        user.password_hash = proven.rehashed
     query = select(Membership).where(
         Membership.user_id == user.id, Membership.active, Membership.accepted_at.is_not(None)
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -18,6 +19,7 @@ from api.problems import Problem, responses
 from processors.model import WorkflowDefinition
 from processors.orchestration import approval_outcomes
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/approvals", tags=["approvals"], responses=responses(401, 403, 422))
 Status = Literal["pending", "approved", "rejected", "timed_out", "cancelled"]
 
@@ -61,7 +63,9 @@ class ApprovalOut(BaseModel):
 
 
 class ApprovalDetail(ApprovalOut):
-    outcomes: Outcomes
+    outcomes: Outcomes | None = Field(
+        description="Null when the stored version can no longer be read as a workflow (an older build's)."
+    )
 
 
 class Decision(BaseModel):
@@ -104,8 +108,25 @@ async def _detail(database: Db, org_id: str, approval: Approval) -> ApprovalDeta
     project-scoped key that lists an approval can read it too)."""
     async with database.transaction() as session:
         version = await workflows.get_version(session, Scope(org_id), approval.workflow_id, approval.workflow_version)
-    outcomes = approval_outcomes(WorkflowDefinition.model_validate(version.definition), approval.step)
-    return ApprovalDetail(**approval_out(approval), outcomes=Outcomes(**outcomes))
+    return ApprovalDetail(**approval_out(approval), outcomes=_outcomes(version.definition, approval))
+
+
+def _outcomes(definition: dict[str, Any], approval: Approval) -> Outcomes | None:
+    """What deciding does, read from the stored version (without the rules only new definitions
+    meet). A version no model of this build reads any more still leaves its approval readable, and
+    decidable: the orchestrator resumes on the version it holds."""
+    try:
+        return Outcomes(**approval_outcomes(WorkflowDefinition.model_validate(definition), approval.step))
+    except (ValueError, LookupError) as exc:  # pydantic's ValidationError is a ValueError
+        log.warning(
+            "approval %s: step %s of %s version %d cannot be described (%s)",
+            approval.id,
+            approval.step,
+            approval.workflow_id,
+            approval.workflow_version,
+            type(exc).__name__,
+        )
+        return None
 
 
 @router.get("", response_model=Page[ApprovalOut], responses=responses(400))

@@ -15,6 +15,7 @@ from api.login_throttle import LoginThrottle
 from api.models import required_ms
 from api.permissions import Role
 from api.problems import responses
+from api.security import password_work
 from drippulse.settings import Settings
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -87,23 +88,25 @@ def _session_out(logged_in: people.LoggedIn, response: Response, settings: Setti
 Throttle = Annotated[LoginThrottle, Depends(get_login_throttle)]
 
 
-@router.post("/login", response_model=SessionOut, responses=responses(401, 422, 429))
+@router.post("/login", response_model=SessionOut, responses=responses(401, 422, 429, 503))
 async def login(
     body: LoginRequest, _: PublicRoute, database: Db, settings: SettingsDep, throttle: Throttle, response: Response
 ) -> SessionOut:
     """A session in one organization, valid for DRIPPULSE_SESSION_TTL_S. Ten attempts for an email
     within 15 minutes that do not prove its password refuse it (429) until the window ends; an attempt
     is counted before its password is checked. With several organizations, a proven password gets
-    the list to choose from (422)."""
-    await throttle.attempt(body.email)
-    async with database.transaction() as session:
-        user = await people.prove_password(session, body.email, body.password)
+    the list to choose from (422). When too many password checks are already waiting, 503 `busy`
+    with `Retry-After`, before anything is counted."""
+    with password_work():
+        await throttle.attempt(body.email)
+        proven = await people.prove_password(database, body.email, body.password)
         await throttle.succeeded(body.email)
-        logged_in = await people.log_in(session, user, body.org_id, timedelta(seconds=settings.session_ttl_s))
+        async with database.transaction() as session:
+            logged_in = await people.log_in(session, proven, body.org_id, timedelta(seconds=settings.session_ttl_s))
     return _session_out(logged_in, response, settings)
 
 
-@router.post("/invitations/accept", response_model=SessionOut, responses=responses(401, 409, 422, 429))
+@router.post("/invitations/accept", response_model=SessionOut, responses=responses(401, 409, 422, 429, 503))
 async def accept_invitation(
     body: AcceptInvitation,
     _: PublicRoute,
@@ -116,14 +119,11 @@ async def accept_invitation(
     an account makes one with this password; one for an existing account takes that account's
     password (counted like a login's), except the invitation an operator's `orgs create
     --admin-email` or `users create` printed, which sets a first password."""
-    async with database.transaction() as session:
-        email = await people.invitation_email(session, body.token)
-    await throttle.attempt(email)
-    async with database.transaction() as session:
+    with password_work():
         logged_in = await people.accept_invitation(
-            session, body.token, body.name, body.password, timedelta(seconds=settings.session_ttl_s)
+            database, body.token, body.name, body.password, timedelta(seconds=settings.session_ttl_s), throttle.attempt
         )
-    await throttle.succeeded(email)
+    await throttle.succeeded(logged_in.user.email)
     return _session_out(logged_in, response, settings)
 
 

@@ -267,7 +267,8 @@ async def activate_workflow(
 ) -> WorkflowOut | JSONResponse:
     """Makes a version (default: the latest) the active one; workers pick it up within a second.
     Where the project's policy requires approval, or the caller is an agent key, this opens a change
-    request for an Approver instead and answers 202 with it."""
+    request for an Approver instead and answers 202 with it; 403 `person-required` when no person
+    stands behind the change (a key acting for nobody asks for a version written through one)."""
     async with database.transaction() as session:
         workflow = await workflows.changeable(session, principal.scope, workflow_id)
         number = body.version if body and body.version else workflow.latest_version

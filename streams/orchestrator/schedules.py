@@ -9,7 +9,7 @@ taken over and run again. The segment is a function of the fire time (the histor
 the run again makes the same events, and the qualifier the same executions of them. A fire time
 missed while no process ran is still run up to `GRACE_MS` late; older ones are skipped. Stored
 schedules that fire more often than the floor run only the first fire time of each floor-long
-period.
+period, which is what a tick claims however late in the period it comes (`due_fire`).
 
 It needs ClickHouse, so it runs where ClickHouse is: in each orchestrator with a ClickHouse server,
 in the API process with chdb (one process per data directory).
@@ -32,8 +32,7 @@ from processors.model import Schedule
 from processors.schedules import (
     DAY_MS,
     MIN_INTERVAL_S,
-    first_of_its_period,
-    latest_fire,
+    due_fire,
     scheduled_event,
     segment_context,
 )
@@ -101,11 +100,9 @@ class ScheduleRunner:
             self._loaded_at = time.monotonic()
         ran = 0
         for workflow in self._workflows:
-            fire_ms = latest_fire(workflow.schedule.cron, workflow.schedule.timezone, now_ms)
+            fire_ms = due_fire(workflow.schedule.cron, workflow.schedule.timezone, now_ms, self._floor_s)
             key = (workflow.workflow_id, fire_ms)
             if key in self._done or fire_ms < workflow.activated_at_ms or now_ms - fire_ms > GRACE_MS:
-                continue
-            if not first_of_its_period(workflow.schedule.cron, workflow.schedule.timezone, fire_ms, self._floor_s):
                 continue
             try:
                 ran += self._fire(workflow, fire_ms)

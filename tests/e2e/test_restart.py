@@ -90,7 +90,9 @@ def test_the_control_plane_survives_dev_down_and_up(tmp_path: Path) -> None:
                 "/api/v1/integration_connections",
                 json={"type": "rest", "name": "crm", "base_url": PUBLIC_URL, "credentials": "s3cret"},
             ).json()
-            viewer_key = admin.post("/api/v1/api_keys", json={"name": "dashboard", "role": "viewer"}).json()
+            ada = httpx.post(f"{url}/api/v1/auth/login", json={"email": "ada@acme.test", "password": PASSWORD})
+            issuer = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ada.json()['token']}"})
+            viewer_key = issuer.post("/api/v1/api_keys", json={"name": "dashboard", "role": "viewer"}).json()
             _send(admin, "before-restart")
             wait_until(lambda: _executions(admin, workflow["id"]) == 1, 120, "the first execution")
         _drippulse(env, "dev", "down")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,10 @@ from processors.events import EVENT_TYPE_BY_SYMBOL
 from processors.execution import Execution
 from processors.model import WorkflowDefinition
 from processors.routing import RoutingState
+from tests import control_plane
 from tests.stack import ApiServer, wait_until
+
+ADMIN_PASSWORD = "correct horse battery staple"
 
 
 def activate_workflow(client: httpx.Client, name: str, definition: dict[str, Any]) -> dict[str, Any]:
@@ -97,3 +101,17 @@ def accept_invitation(settings: Settings, token: str, password: str) -> httpx.Re
     return httpx.post(
         f"{settings.api_url}/api/v1/auth/invitations/accept", json={"token": token, "password": password}, timeout=60
     )
+
+
+def admin_session(settings: Settings, org: dict[str, Any]) -> httpx.Client:
+    """A session of an Admin of the org (made on first use, kept in `org`): issuing keys and
+    changing members are people's acts, which no API key may do (not even the bootstrap key)."""
+    if "admin" not in org:
+        email = f"admin-{uuid.uuid4().hex[:10]}@example.com"
+        control_plane.add_member(settings, org["org_id"], email, ["admin"], ADMIN_PASSWORD)
+        answer = login(settings, email, ADMIN_PASSWORD)
+        assert answer.status_code == 200, answer.text
+        headers = {"Authorization": f"Bearer {answer.json()['token']}"}
+        org["admin"] = httpx.Client(base_url=settings.api_url, headers=headers, timeout=30)
+    session: httpx.Client = org["admin"]
+    return session

@@ -14,7 +14,7 @@ import pytest
 from drippulse.operators import create_org, create_user
 from drippulse.settings import Settings
 from tests import control_plane
-from tests.integration.helpers import accept_invitation, login
+from tests.integration.helpers import accept_invitation, admin_session, login
 
 pytestmark = pytest.mark.stack
 PASSWORD = "correct horse battery staple"
@@ -25,8 +25,10 @@ def _email(what: str) -> str:
     return f"{what}-{uuid.uuid4().hex[:10]}@example.com"
 
 
-def _invite(org: dict[str, Any], email: str, roles: list[str] | None = None) -> str:
-    invited = org["client"].post("/api/v1/members/invitations", json={"email": email, "roles": roles or ["admin"]})
+def _invite(settings: Settings, org: dict[str, Any], email: str, roles: list[str] | None = None) -> str:
+    invited = admin_session(settings, org).post(
+        "/api/v1/members/invitations", json={"email": email, "roles": roles or ["admin"]}
+    )
     assert invited.status_code == 201, invited.text
     return str(invited.json()["token"])
 
@@ -38,7 +40,7 @@ def test_invitation_from_another_org_never_sets_an_existing_accounts_password(
     acme = create_org(settings, "Acme", admin_email=email)
     assert acme.admin_invitation is not None, "no password given: the first person gets an invitation"
     rival = org_factory("Rival")
-    rival_invitation = _invite(rival, email)
+    rival_invitation = _invite(settings, rival, email)
 
     takeover = accept_invitation(settings, rival_invitation, ATTACKER)
     assert takeover.status_code == 401, takeover.text
@@ -58,7 +60,7 @@ def test_an_account_made_through_one_orgs_invitation_never_reaches_another_orgs_
 ) -> None:
     email = _email("early")
     rival = org_factory("Rival")
-    made = accept_invitation(settings, _invite(rival, email), ATTACKER)
+    made = accept_invitation(settings, _invite(settings, rival, email), ATTACKER)
     assert made.status_code == 200, "the rival's admin accepted their own invitation for someone else's email"
 
     acme = create_org(settings, "Acme", admin_email=email)
@@ -79,7 +81,7 @@ def test_accepting_answers_alike_whether_or_not_the_account_has_a_password(
     create_user(settings, home["org_id"], without, "", ["viewer"], None)
     answers = []
     for email in (with_password, without):
-        refused = accept_invitation(settings, _invite(rival, email), "a guessed password")
+        refused = accept_invitation(settings, _invite(settings, rival, email), "a guessed password")
         problem = refused.json()
         answers.append((refused.status_code, problem["type"], problem["title"], problem["detail"]))
     assert answers[0] == answers[1], answers
@@ -90,7 +92,7 @@ def test_wrong_passwords_on_accept_count_against_the_login_throttle(org_factory:
     home, rival = org_factory("Home"), org_factory("Rival")
     email = _email("guessed")
     control_plane.add_member(settings, home["org_id"], email, ["viewer"], PASSWORD)
-    token = _invite(rival, email)
+    token = _invite(settings, rival, email)
     assert [accept_invitation(settings, token, f"guess number {i}").status_code for i in range(10)] == [401] * 10
     refused = accept_invitation(settings, token, PASSWORD)
     assert refused.status_code == 429 and refused.json()["type"].endswith("/too-many-logins"), refused.text
@@ -122,12 +124,13 @@ def test_a_deactivated_members_invitation_does_not_bring_them_back(org_factory: 
     email = _email("left")
     _, user_id, invitation = create_user(settings, org["org_id"], email, "", ["editor"], None)
     assert invitation is not None
-    assert org["client"].post(f"/api/v1/members/{user_id}/deactivate").status_code == 200
+    admin = admin_session(settings, org)
+    assert admin.post(f"/api/v1/members/{user_id}/deactivate").status_code == 200
     refused = accept_invitation(settings, invitation, PASSWORD)
     assert refused.status_code == 401 and refused.json()["type"].endswith("/invalid-invitation"), refused.text
-    assert org["client"].get(f"/api/v1/members/{user_id}").json()["active"] is False
+    assert admin.get(f"/api/v1/members/{user_id}").json()["active"] is False
 
-    assert org["client"].post(f"/api/v1/members/{user_id}/reactivate").status_code == 200
+    assert admin.post(f"/api/v1/members/{user_id}/reactivate").status_code == 200
     accepted = accept_invitation(settings, invitation, PASSWORD)
     assert accepted.status_code == 200 and accepted.json()["org_id"] == org["org_id"], accepted.text
 
@@ -137,7 +140,7 @@ def test_two_invitations_for_a_new_email_accepted_at_once_make_one_account(
 ) -> None:
     first, second = org_factory("First"), org_factory("Second")
     email = _email("race")
-    tokens = [_invite(first, email, ["viewer"]), _invite(second, email, ["viewer"])]
+    tokens = [_invite(settings, first, email, ["viewer"]), _invite(settings, second, email, ["viewer"])]
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(lambda token: accept_invitation(settings, token, PASSWORD), tokens))
     assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]

@@ -9,7 +9,7 @@ import pytest
 
 from drippulse.settings import Settings
 from processors.templates import LEAD_QUALIFICATION
-from tests.integration.helpers import activate_workflow
+from tests.integration.helpers import activate_workflow, admin_session
 
 pytestmark = pytest.mark.stack
 
@@ -71,12 +71,13 @@ def test_missing_or_unknown_key_is_401(headers: dict[str, str], api_server: Any,
 
 def test_revoked_key_is_401_and_roles_are_enforced(org_factory: Any, settings: Settings) -> None:
     org = org_factory()
-    created = org["client"].post("/api/v1/api_keys", json={"name": "dashboard", "role": "viewer"}).json()
+    admin = admin_session(settings, org)
+    created = admin.post("/api/v1/api_keys", json={"name": "dashboard", "role": "viewer"}).json()
     reader = httpx.Client(base_url=settings.api_url, headers={"Authorization": f"Bearer {created['key']}"})
     assert reader.get("/api/v1/workflows").status_code == 200
     forbidden = reader.post("/api/v1/workflows", json={"name": "x", "definition": LEAD_QUALIFICATION})
     assert forbidden.status_code == 403
-    listed = org["client"].get("/api/v1/api_keys").json()["items"]
+    listed = admin.get("/api/v1/api_keys").json()["items"]
     assert all("key_hash" not in k and "key" not in k for k in listed)
-    assert org["client"].delete(f"/api/v1/api_keys/{created['id']}").status_code == 200
+    assert admin.delete(f"/api/v1/api_keys/{created['id']}").status_code == 200
     assert reader.get("/api/v1/workflows").status_code == 401

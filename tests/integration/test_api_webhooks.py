@@ -12,6 +12,7 @@ import redis
 from standardwebhooks import Webhook
 
 from drippulse.settings import Settings
+from tests.integration.helpers import admin_session
 from tests.stack import ApiServer
 
 pytestmark = pytest.mark.stack
@@ -116,20 +117,27 @@ SECRET_URL = "https://93.184.216.34:8443/hooks/cap-T0K3N-9f2a?sig=s3cr3t-query"
 REDACTED_URL = "https://93.184.216.34:8443/…"
 
 
-def _key(admin: httpx.Client, role: str) -> httpx.Client:
-    created = admin.post("/api/v1/api_keys", json={"name": role, "role": role})
-    assert created.status_code == 201, created.text
-    return httpx.Client(base_url=admin.base_url, headers={"Authorization": f"Bearer {created.json()['key']}"})
+def _keys(issuer: httpx.Client) -> dict[str, httpx.Client]:
+    """A client per role: the org's admin key, and keys a person issued for the others."""
+    keys = {}
+    for role in ("editor", "viewer", "approver"):
+        created = issuer.post("/api/v1/api_keys", json={"name": role, "role": role})
+        assert created.status_code == 201, created.text
+        keys[role] = httpx.Client(
+            base_url=issuer.base_url, headers={"Authorization": f"Bearer {created.json()['key']}"}
+        )
+    return keys
 
 
 def test_a_webhook_url_is_shown_whole_only_to_those_who_manage_webhooks(
-    org_factory: Any, api_server: ApiServer
+    org_factory: Any, api_server: ApiServer, settings: Settings
 ) -> None:
     """A webhook URL often carries a capability token in its path or query: Viewers and Approvers,
     who may read subscriptions but not change them, see scheme, host and port only; so does history
     (the audit log, delivery attempts), whoever reads it."""
     org = org_factory()
     admin = org["client"]
+    readers = {"admin": admin, **_keys(admin_session(settings, org))}
     created = admin.post("/api/v1/webhooks", json={"url": SECRET_URL})
     assert created.status_code == 201 and created.json()["url"] == SECRET_URL
     webhook_id = created.json()["id"]
@@ -138,14 +146,14 @@ def test_a_webhook_url_is_shown_whole_only_to_those_who_manage_webhooks(
 
     expected = {"admin": SECRET_URL, "editor": SECRET_URL, "viewer": REDACTED_URL, "approver": REDACTED_URL}
     for role, url in expected.items():
-        reader = admin if role == "admin" else _key(admin, role)
+        reader = readers[role]
         seen = reader.get(f"/api/v1/webhooks/{webhook_id}").json()["url"]
         listed = [w["url"] for w in reader.get("/api/v1/webhooks").json()["items"]]
         assert seen == url.replace("s3cr3t", "n3w") and listed == [seen], role
 
     entries = admin.get("/api/v1/audit_log", params={"resource_id": webhook_id}).json()["items"]
     assert entries and "T0K3N" not in str(entries) and "s3cr3t" not in str(entries) and "n3w" not in str(entries)
-    assert {e["after"]["url"] for e in entries} == {REDACTED_URL}
+    assert [e["after"]["url"] for e in entries] == [f"{REDACTED_URL} [redacted: changed]", REDACTED_URL]
 
     test = admin.post(f"/api/v1/webhooks/{webhook_id}/test").json()
     attempt = {
@@ -167,6 +175,6 @@ def test_a_webhook_url_is_shown_whole_only_to_those_who_manage_webhooks(
     }
     api_server.clickhouse.insert_rows("webhook_attempts", [attempt])  # as an earlier build stored it
     for role in expected:
-        reader = admin if role == "admin" else _key(admin, role)
+        reader = readers[role]
         detail = reader.get(f"/api/v1/webhooks/{webhook_id}/deliveries/{test['delivery_id']}").json()
         assert [a["url"] for a in detail["attempt_history"]] == [REDACTED_URL], role

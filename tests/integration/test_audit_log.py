@@ -40,6 +40,21 @@ def test_writes_are_audited_with_actor_changes_and_request_id(org_factory: Any, 
     assert admin.get("/api/v1/audit_log", params={"cursor": "nope"}).status_code == 400
 
 
+def test_a_webhook_url_change_hidden_by_redaction_still_shows_as_a_change(org_factory: Any) -> None:
+    """Only the path (a capability token, say) changes: both URLs redact to the same origin, and the
+    entry must still say that the URL changed, not show two equal values."""
+    admin = org_factory()["client"]
+    webhook = admin.post("/api/v1/webhooks", json={"url": "https://93.184.216.34/hooks/token-one"}).json()
+    moved = admin.patch(f"/api/v1/webhooks/{webhook['id']}", json={"url": "https://93.184.216.34/hooks/token-two"})
+    assert moved.status_code == 200, moved.text
+
+    entries = admin.get("/api/v1/audit_log", params={"resource_id": webhook["id"]}).json()["items"]
+    updated = next(e for e in entries if e["action"] == "webhook.update")
+    assert updated["before"]["url"] == "https://93.184.216.34/…"
+    assert updated["after"]["url"] != updated["before"]["url"], "the entry says the URL changed"
+    assert "changed" in updated["after"]["url"] and "token" not in str(updated)
+
+
 def test_the_database_refuses_to_change_or_delete_an_entry(org_factory: Any, settings: Settings) -> None:
     org_factory()
     url = settings.database_url.replace("postgresql+psycopg://", "postgresql://")

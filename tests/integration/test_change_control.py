@@ -4,14 +4,17 @@ another person with the Approver role decides; the audit log shows request, deci
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
 import pytest
 
+from drippulse.operators import create_org
 from drippulse.settings import Settings
 from processors.templates import LEAD_QUALIFICATION, lead_qualification_with_approval
 from tests import control_plane
+from tests.integration.helpers import admin_session
 
 pytestmark = pytest.mark.stack
 PASSWORD = "correct horse battery staple"
@@ -148,8 +151,7 @@ def test_rejection_returns_the_version_to_draft_and_policy_off_activates_at_once
 
 def test_an_agent_key_always_goes_through_a_change_request(org_factory: Any, settings: Settings) -> None:
     org = org_factory()
-    agent_key = org["client"].post("/api/v1/api_keys", json={"name": "agent", "role": "editor", "agent": True}).json()
-    agent = httpx.Client(base_url=settings.api_url, headers={"Authorization": f"Bearer {agent_key['key']}"})
+    agent, _ = _key(admin_session(settings, org), settings, role="editor", agent=True)
     workflow = agent.post("/api/v1/workflows", json={"name": "x", "definition": LEAD_QUALIFICATION}).json()
     proposed = agent.post(f"/api/v1/workflows/{workflow['id']}/activate")
     assert proposed.status_code == 202 and proposed.json()["requested_by"]["type"] == "api_key"
@@ -188,22 +190,54 @@ def test_a_person_cannot_approve_a_version_they_wrote_through_their_key_and_some
     assert _refused_as(refused, 403, "four-eyes"), refused.text
 
 
-def test_a_key_issued_through_a_persons_key_acts_for_that_person(org_factory: Any, settings: Settings) -> None:
-    """A key cannot launder its person away by issuing another key: the new key acts for the same
-    person (four-eyes compares them, and it stops when they are deactivated)."""
-    org = org_factory()
-    project = _gated(org["client"])
-    ada, ada_id = _person(settings, org, f"ada-{org['org_id']}@example.com", ["admin", "editor", "approver"])
-    ada_admin_key, _ = _key(ada, settings, role="admin")
-    second_key, _ = _key(ada_admin_key, settings, role="editor")
-    request = second_key.post(f"/api/v1/workflows/{_workflow(second_key, project)}/activate").json()
-    assert request["requested_by"]["user_id"] == ada_id
+def test_the_key_printed_for_an_orgs_first_admin_acts_for_them_and_issues_no_keys(settings: Settings) -> None:
+    """review-1 finding 4: `orgs create --admin-email ada` printed an admin key acting for nobody; Ada
+    issued an Editor key with it (acting for nobody too), wrote a version and asked for its
+    activation in a gated project through that key, and approved it with her own session."""
+    email = f"ada-{uuid.uuid4().hex[:8]}@example.com"
+    created = create_org(settings, f"acme-{uuid.uuid4().hex[:8]}", admin_email=email, admin_password=PASSWORD)
+    bootstrap = _client(settings, created.api_key)
+    login = httpx.post(f"{settings.api_url}/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    ada = _client(settings, login.json()["token"])
+    project = _gated(bootstrap)
+
+    issued = bootstrap.post("/api/v1/api_keys", json={"name": "laundering", "role": "editor"})
+    assert _refused_as(issued, 403, "forbidden"), "a key never issues keys: " + issued.text
+    invited = bootstrap.post("/api/v1/members/invitations", json={"email": f"x-{email}", "roles": ["editor"]})
+    assert _refused_as(invited, 403, "forbidden"), "nor changes members: " + invited.text
+
+    request = bootstrap.post(f"/api/v1/workflows/{_workflow(bootstrap, project)}/activate").json()
+    assert request["requested_by"]["user_id"] == created.admin_user_id, "the printed key acts for Ada"
     refused = ada.post(f"/api/v1/change_requests/{request['id']}/approve")
     assert _refused_as(refused, 403, "four-eyes"), refused.text
 
-    control_plane.add_member(settings, org["org_id"], f"root-{org['org_id']}@example.com", ["admin"], PASSWORD)
-    assert org["client"].post(f"/api/v1/members/{ada_id}/deactivate").status_code == 200
-    assert second_key.get("/api/v1/workflows").status_code == 401, "it stops with the person it acts for"
+
+def test_a_key_acting_for_nobody_asks_for_no_reviewed_change_and_does_everything_else(
+    org_factory: Any, settings: Settings
+) -> None:
+    """The admin key of an org created without --admin-email acts for nobody: a change asked for
+    through it would have no person for four-eyes to compare. In an ungated project it activates
+    at once, as before."""
+    org = org_factory()
+    admin = org["client"]
+    gated, ungated = _gated(admin), admin.post("/api/v1/projects", json={"name": "Open"}).json()
+    refused = admin.post(f"/api/v1/workflows/{_workflow(admin, gated)}/activate")
+    assert _refused_as(refused, 403, "person-required"), refused.text
+    assert admin.post(f"/api/v1/workflows/{_workflow(admin, ungated)}/activate").status_code == 200
+
+
+def test_a_key_never_issues_keys_so_it_cannot_launder_its_person_away(org_factory: Any, settings: Settings) -> None:
+    """Issuing a key is a person's act (or the operator CLI's): an Admin's key that could issue keys
+    could make ones acting for nobody. The key acts for Ada, and stops when she is deactivated."""
+    org = org_factory()
+    ada, ada_id = _person(settings, org, f"ada-{org['org_id']}@example.com", ["admin", "editor", "approver"])
+    ada_admin_key, _ = _key(ada, settings, role="admin")
+    refused = ada_admin_key.post("/api/v1/api_keys", json={"name": "laundering", "role": "editor"})
+    assert _refused_as(refused, 403, "forbidden"), refused.text
+
+    root = _session(settings, org, f"root-{org['org_id']}@example.com", ["admin"])
+    assert root.post(f"/api/v1/members/{ada_id}/deactivate").status_code == 200
+    assert ada_admin_key.get("/api/v1/workflows").status_code == 401, "it stops with the person it acts for"
 
 
 def test_a_key_acting_for_a_person_is_still_not_that_person(org_factory: Any, settings: Settings) -> None:
@@ -262,7 +296,7 @@ def test_a_workflow_with_an_open_change_request_stays_where_the_request_was_open
     org = org_factory()
     admin = org["client"]
     first, second = (admin.post("/api/v1/projects", json={"name": name}).json() for name in ("One", "Two"))
-    agent, _ = _key(admin, settings, role="editor", agent=True)
+    agent, _ = _key(admin_session(settings, org), settings, role="editor", agent=True)
     workflow_id = _workflow(agent, first)
     request = agent.post(f"/api/v1/workflows/{workflow_id}/activate").json()
     assert _refused_as(_move(admin, workflow_id, second), 409, "change-request-open")
@@ -274,7 +308,7 @@ def test_moves_reach_only_projects_the_caller_may_touch(org_factory: Any, settin
     org, other = org_factory(), org_factory()
     admin = org["client"]
     first, second = (admin.post("/api/v1/projects", json={"name": name}).json() for name in ("One", "Two"))
-    scoped, _ = _key(admin, settings, role="editor", project_id=first["id"])
+    scoped, _ = _key(admin_session(settings, org), settings, role="editor", project_id=first["id"])
     workflow_id = _workflow(scoped, first)
     assert _move(scoped, workflow_id, second).status_code == 404, "outside the key's project"
     assert _move(admin, workflow_id, {"id": other["project_id"]}).status_code == 404, "another org's project"
@@ -290,15 +324,16 @@ def test_approvals_and_change_requests_stay_in_the_project_they_were_opened_in(
     org = org_factory()
     admin = org["client"]
     first, second = (admin.post("/api/v1/projects", json={"name": name}).json() for name in ("One", "Two"))
-    agent, _ = _key(admin, settings, role="editor", agent=True)
+    agent, _ = _key(admin_session(settings, org), settings, role="editor", agent=True)
     workflow_id = _workflow(agent, first, lead_qualification_with_approval())
     request = agent.post(f"/api/v1/workflows/{workflow_id}/activate").json()
     assert admin.post(f"/api/v1/change_requests/{request['id']}/cancel").status_code == 200
     approval = control_plane.open_approval(settings, org["org_id"], workflow_id, ["role:approver"])
     assert _move(admin, workflow_id, second).status_code == 200
 
+    issuer = admin_session(settings, org)
     for project, sees in ((first, True), (second, False)):
-        reader, _ = _key(admin, settings, role="viewer", project_id=project["id"])
+        reader, _ = _key(issuer, settings, role="viewer", project_id=project["id"])
         for path, record in (("approvals", approval), ("change_requests", request["id"])):
             listed = [item["id"] for item in reader.get(f"/api/v1/{path}").json()["items"]]
             one = reader.get(f"/api/v1/{path}/{record}")
@@ -311,7 +346,7 @@ def test_approvals_and_change_requests_stay_in_the_project_they_were_opened_in(
 def test_a_project_holding_change_requests_or_approvals_is_not_deleted(org_factory: Any, settings: Settings) -> None:
     org = org_factory()
     admin = org["client"]
-    agent, _ = _key(admin, settings, role="editor", agent=True)
+    agent, _ = _key(admin_session(settings, org), settings, role="editor", agent=True)
     with_request, with_approval = (admin.post("/api/v1/projects", json={"name": n}).json() for n in ("CR", "Apr"))
     workflow_id = _workflow(agent, with_request)
     request = agent.post(f"/api/v1/workflows/{workflow_id}/activate").json()

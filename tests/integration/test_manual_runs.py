@@ -14,7 +14,7 @@ import pytest
 from drippulse.settings import Settings
 from processors.templates import LEAD_QUALIFICATION
 from streams import topics
-from tests.integration.helpers import activate_workflow
+from tests.integration.helpers import activate_workflow, admin_session
 from tests.stack import ApiServer, WorkerProcess, read_topic, wait_until
 
 pytestmark = pytest.mark.stack
@@ -140,8 +140,9 @@ def test_a_refused_request_neither_runs_nor_binds_its_key(
     before the key is looked at, so the key stays free for the request its owner makes."""
     admin, workflow_id = org["client"], org["workflow"]["id"]
     project = admin.post("/api/v1/projects", json={"name": f"elsewhere-{uuid.uuid4().hex[:6]}"}).json()["id"]
-    scoped = admin.post("/api/v1/api_keys", json={"name": "scoped", "role": "admin", "project_id": project})
-    viewer = admin.post("/api/v1/api_keys", json={"name": "viewer", "role": "viewer"})
+    issuer = admin_session(settings, org)
+    scoped = issuer.post("/api/v1/api_keys", json={"name": "scoped", "role": "admin", "project_id": project})
+    viewer = issuer.post("/api/v1/api_keys", json={"name": "viewer", "role": "viewer"})
     key = str(uuid.uuid4())
     for credential, status in ((scoped.json()["key"], 404), (viewer.json()["key"], 403)):
         caller = httpx.Client(base_url=settings.api_url, headers={"Authorization": f"Bearer {credential}"})

@@ -32,6 +32,7 @@ from schemathesis.specs.openapi.checks import (
 
 from drippulse.settings import Settings
 from processors.templates import LEAD_QUALIFICATION
+from tests.integration.helpers import admin_session
 
 pytestmark = pytest.mark.stack
 
@@ -56,9 +57,10 @@ def _created(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-def _resources(org: dict[str, Any], clickhouse: Any) -> dict[str, Any]:
+def _resources(org: dict[str, Any], admin: httpx.Client, clickhouse: Any) -> dict[str, Any]:
     """One of each resource the paths name, by path parameter. Deletions never get these ids (see
-    `_known_or_random`), so every operation after a DELETE still finds them."""
+    `_known_or_random`), so every operation after a DELETE still finds them. What only a person
+    does (asking for a reviewed change, issuing a key, inviting) is done by `admin`'s person."""
     client, org_id = org["client"], org["org_id"]
     workflow = _created(client.post("/api/v1/workflows", json={"name": "Fuzzed", "definition": LEAD_QUALIFICATION}))
     guarded = _created(
@@ -73,18 +75,18 @@ def _resources(org: dict[str, Any], clickhouse: Any) -> dict[str, Any]:
             json={"name": "Proposed", "project_id": guarded["id"], "definition": LEAD_QUALIFICATION},
         )
     )
-    change_request = _created(client.post(f"/api/v1/workflows/{proposed['id']}/activate", json={"reason": "fuzz"}))
+    change_request = _created(admin.post(f"/api/v1/workflows/{proposed['id']}/activate", json={"reason": "fuzz"}))
     webhook = _created(client.post("/api/v1/webhooks", json={"url": PUBLIC_URL}))
     delivery = _created(client.post(f"/api/v1/webhooks/{webhook['id']}/test"))
     source = _created(client.post("/api/v1/inbound_sources", json={"name": "Forms"}))
     connection = _created(
         client.post("/api/v1/integration_connections", json={"type": "rest", "name": "CRM", "base_url": PUBLIC_URL})
     )
-    key = _created(client.post("/api/v1/api_keys", json={"name": "Second", "role": "viewer"}))
+    key = _created(admin.post("/api/v1/api_keys", json={"name": "Second", "role": "viewer"}))
     invitation = _created(
-        client.post("/api/v1/members/invitations", json={"email": "fuzz@example.com", "roles": ["editor"]})
+        admin.post("/api/v1/members/invitations", json={"email": "fuzz@example.com", "roles": ["editor"]})
     )
-    member = client.post(
+    member = admin.post(
         "/api/v1/auth/invitations/accept", json={"token": invitation["token"], "password": "a long password"}
     )
     assert member.status_code == 200, member.text
@@ -183,7 +185,7 @@ def api_schema(request: pytest.FixtureRequest, settings: Settings, org_factory: 
     if not hasattr(request.node, "_nodeid"):
         request.node._nodeid = request.node.nodeid
     org = org_factory("OpenAPI properties")
-    known = _resources(org, api_server.clickhouse)
+    known = _resources(org, admin_session(settings, org), api_server.clickhouse)
     config = schemathesis.Config(seed=SEED)
     config.projects.default.update(headers={"Authorization": f"Bearer {org['key']}"}, request_timeout=30)
     config.projects.default.generation.update(deterministic=True)

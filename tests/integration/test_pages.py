@@ -10,6 +10,7 @@ import pytest
 
 from drippulse.settings import Settings
 from processors.templates import LEAD_QUALIFICATION
+from tests.integration.helpers import admin_session
 
 pytestmark = pytest.mark.stack
 
@@ -47,21 +48,23 @@ def test_workflows_are_listed_in_bounded_pages_within_the_callers_scope(org_fact
     in_project = [created[3], created[1]]
     assert _pages(admin, "/api/v1/workflows", limit=1, project_id=project["id"]) == [[w] for w in in_project]
     assert _pages(admin, "/api/v1/workflows", status="active") == [[]]
-    issued = admin.post("/api/v1/api_keys", json={"name": "s", "role": "viewer", "project_id": project["id"]}).json()
+    issuer = admin_session(settings, org)
+    issued = issuer.post("/api/v1/api_keys", json={"name": "s", "role": "viewer", "project_id": project["id"]}).json()
     scoped = httpx.Client(base_url=settings.api_url, headers={"Authorization": f"Bearer {issued['key']}"})
     assert _pages(scoped, "/api/v1/workflows", limit=1) == [[w] for w in in_project]
     assert _pages(other["client"], "/api/v1/workflows") == [[]]
     _refuses_bad_paging(admin, "/api/v1/workflows")
 
 
-def test_api_keys_are_listed_in_bounded_pages_of_the_callers_org(org_factory: Any) -> None:
+def test_api_keys_are_listed_in_bounded_pages_of_the_callers_org(org_factory: Any, settings: Settings) -> None:
     org, other = org_factory(), org_factory()
-    admin = org["client"]
+    admin = admin_session(settings, org)
     (bootstrap,) = _pages(admin, "/api/v1/api_keys")[0]
     created = [admin.post("/api/v1/api_keys", json={"name": f"k{n}", "role": "viewer"}).json()["id"] for n in range(4)]
     newest_first = [*reversed(created), bootstrap]
     assert _pages(admin, "/api/v1/api_keys", limit=2) == [newest_first[:2], newest_first[2:4], newest_first[4:]]
-    assert not set(created) & {key for page in _pages(other["client"], "/api/v1/api_keys") for key in page}
+    others = _pages(admin_session(settings, other), "/api/v1/api_keys")
+    assert not set(created) & {key for page in others for key in page}
     _refuses_bad_paging(admin, "/api/v1/api_keys")
 
 

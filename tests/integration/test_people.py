@@ -11,7 +11,7 @@ import pytest
 from drippulse.operators import create_user
 from drippulse.settings import Settings
 from tests import control_plane
-from tests.integration.helpers import accept_invitation
+from tests.integration.helpers import accept_invitation, admin_session
 
 pytestmark = pytest.mark.stack
 PASSWORD = "correct horse battery staple"
@@ -28,11 +28,12 @@ def _bearer(settings: Settings, token: str) -> httpx.Client:
 def test_an_invited_person_joins_logs_in_and_out(org_factory: Any, settings: Settings) -> None:
     org = org_factory()
     email = f"Grace-{org['org_id']}@Example.com"
-    invited = org["client"].post("/api/v1/members/invitations", json={"email": email, "roles": ["editor", "viewer"]})
+    admin = admin_session(settings, org)
+    invited = admin.post("/api/v1/members/invitations", json={"email": email, "roles": ["editor", "viewer"]})
     assert invited.status_code == 201, invited.text
     token = invited.json()["token"]
     assert token.startswith("dpi_") and invited.json()["email"] == email.lower()
-    pending = org["client"].get("/api/v1/members/invitations").json()["items"]
+    pending = admin.get("/api/v1/members/invitations").json()["items"]
     assert [i["id"] for i in pending] == [invited.json()["id"]] and "token" not in pending[0]
 
     short = httpx.post(f"{settings.api_url}/api/v1/auth/invitations/accept", json={"token": token, "password": "x"})
@@ -99,7 +100,9 @@ def test_a_malformed_csrf_token_is_refused_with_a_problem(org_factory: Any, sett
 
 def test_deactivation_stops_sessions_and_issued_keys_at_once(org_factory: Any, settings: Settings) -> None:
     org = org_factory()
-    create_user(settings, org["org_id"], f"stayer-{org['org_id']}@example.com", "", ["admin"], PASSWORD)
+    stayer_email = f"stayer-{org['org_id']}@example.com"
+    create_user(settings, org["org_id"], stayer_email, "", ["admin"], PASSWORD)
+    stayer = _bearer(settings, _login(settings, stayer_email).json()["token"])
     email = f"leaver-{org['org_id']}@example.com"
     org_id, user_id, invitation = create_user(settings, org["org_id"], email, "Leaver", ["admin"], PASSWORD)
     assert (org_id, invitation) == (org["org_id"], None)
@@ -109,13 +112,13 @@ def test_deactivation_stops_sessions_and_issued_keys_at_once(org_factory: Any, s
     key = _bearer(settings, issued["key"])
     assert key.get("/api/v1/workflows").status_code == 200
 
-    deactivated = org["client"].post(f"/api/v1/members/{user_id}/deactivate")
+    deactivated = stayer.post(f"/api/v1/members/{user_id}/deactivate")
     assert deactivated.status_code == 200 and deactivated.json()["active"] is False
     assert session.get("/api/v1/workflows").status_code == 401
     assert key.get("/api/v1/workflows").status_code == 401
     assert _login(settings, email).status_code == 401
 
-    org["client"].post(f"/api/v1/members/{user_id}/reactivate")
+    stayer.post(f"/api/v1/members/{user_id}/reactivate")
     assert key.get("/api/v1/workflows").status_code == 200, "the key is the org's; it works again"
     assert session.get("/api/v1/workflows").status_code == 401, "a revoked session stays revoked"
 
@@ -125,11 +128,12 @@ def test_the_last_admin_stays_and_role_changes_apply_on_the_next_request(org_fac
     email = f"solo-{org['org_id']}@example.com"
     _, user_id, _ = create_user(settings, org["org_id"], email, "", ["admin"], PASSWORD)
     solo = _bearer(settings, _login(settings, email).json()["token"])
-    assert org["client"].put(f"/api/v1/members/{user_id}/roles", json={"roles": ["viewer"]}).status_code == 409
-    assert org["client"].post(f"/api/v1/members/{user_id}/deactivate").status_code == 409
+    assert solo.put(f"/api/v1/members/{user_id}/roles", json={"roles": ["viewer"]}).status_code == 409
+    assert solo.post(f"/api/v1/members/{user_id}/deactivate").status_code == 409
     other = f"second-{org['org_id']}@example.com"
     create_user(settings, org["org_id"], other, "", ["admin"], PASSWORD)
-    assert org["client"].put(f"/api/v1/members/{user_id}/roles", json={"roles": ["viewer"]}).status_code == 200
+    second = _bearer(settings, _login(settings, other).json()["token"])
+    assert second.put(f"/api/v1/members/{user_id}/roles", json={"roles": ["viewer"]}).status_code == 200
     assert solo.get("/api/v1/members").status_code == 403, "no longer an admin"
     assert solo.get("/api/v1/workflows").status_code == 200
 

@@ -10,6 +10,7 @@ import pytest
 
 from drippulse.settings import Settings
 from processors.templates import LEAD_QUALIFICATION
+from tests.integration.helpers import admin_session
 
 pytestmark = pytest.mark.stack
 
@@ -29,7 +30,8 @@ def test_projects_group_workflows_and_scope_keys(org_factory: Any, settings: Set
     listed = admin.get("/api/v1/workflows", params={"project_id": sales["id"]}).json()["items"]
     assert [w["id"] for w in listed] == [in_sales["id"]]
 
-    key = admin.post("/api/v1/api_keys", json={"name": "sales bot", "role": "editor", "project_id": sales["id"]})
+    issuer = admin_session(settings, org)
+    key = issuer.post("/api/v1/api_keys", json={"name": "sales bot", "role": "editor", "project_id": sales["id"]})
     scoped = httpx.Client(base_url=settings.api_url, headers={"Authorization": f"Bearer {key.json()['key']}"})
     assert [w["id"] for w in scoped.get("/api/v1/workflows").json()["items"]] == [in_sales["id"]]
     assert [p["id"] for p in scoped.get("/api/v1/projects").json()["items"]] == [sales["id"]]

@@ -84,9 +84,12 @@ class World:
     def __init__(self, settings: Settings, api: ApiServer) -> None:
         self.settings = settings
         self.api = api
-        home = create_org(settings, unique("matrix"))
+        admin_email = unique("first-admin") + "@example.com"
+        home = create_org(settings, unique("matrix"), admin_email=admin_email, admin_password=PASSWORD)
         self.org_id, self.default_project = home.org_id, home.project_id
         self.admin = self.client(home.api_key)
+        self.issuer = self.client(self.ok(self.login(admin_email))["token"])
+        """The first admin's session: issuing keys and changing members are people's acts."""
         self.scoped_project = self.ok(self.admin.post("/api/v1/projects", json={"name": unique("scoped")}))["id"]
         gated = {"name": unique("gated"), "policy": {"workflow_activation_requires_approval": True}}
         self.gated_project = self.ok(self.admin.post("/api/v1/projects", json=gated))["id"]
@@ -94,10 +97,10 @@ class World:
         self.people = {role: self.person(role) for role in ("admin", "editor", "viewer", "approver")}
         self.keys = {role: self.key(role) for role in ("admin", "editor", "viewer", "approver")}
         self.scoped_key = self.key("admin", project_id=self.scoped_project)
-        revoked = self.ok(self.admin.post("/api/v1/api_keys", json={"name": "revoked", "role": "admin"}))
-        self.ok(self.admin.delete(f"/api/v1/api_keys/{revoked['id']}"))
+        revoked = self.ok(self.issuer.post("/api/v1/api_keys", json={"name": "revoked", "role": "admin"}))
+        self.ok(self.issuer.delete(f"/api/v1/api_keys/{revoked['id']}"))
         self.revoked_key = revoked["key"]
-        expired = self.ok(self.admin.post("/api/v1/api_keys", json={"name": "expired", "role": "admin"}))
+        expired = self.ok(self.issuer.post("/api/v1/api_keys", json={"name": "expired", "role": "admin"}))
         control_plane.expire_key(settings, expired["id"])
         self.expired_key = expired["key"]
         self.deactivated_session = self.person("viewer", deactivate=True)
@@ -105,7 +108,7 @@ class World:
         self.login_email = unique("login") + "@example.com"
         control_plane.add_member(settings, self.org_id, self.login_email, ["viewer"], PASSWORD)
         self.workflow = self.new_workflow()
-        self.kept_key = self.ok(self.admin.post("/api/v1/api_keys", json={"name": "kept", "role": "viewer"}))["id"]
+        self.kept_key = self.ok(self.issuer.post("/api/v1/api_keys", json={"name": "kept", "role": "viewer"}))["id"]
         self.open_request = self.new_change_request()
         self.member = self.people_ids["viewer"]
         self.webhook = self.new_webhook()
@@ -135,16 +138,17 @@ class World:
         email = unique(role) + "@example.com"
         user_id = control_plane.add_member(self.settings, self.org_id, email, [role], PASSWORD)
         self.people_ids.setdefault(role, user_id)
-        session = self.ok(
-            httpx.post(f"{self.settings.api_url}/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-        )
+        session = self.ok(self.login(email))
         if deactivate:
-            self.ok(self.admin.post(f"/api/v1/members/{user_id}/deactivate"))
+            self.ok(self.issuer.post(f"/api/v1/members/{user_id}/deactivate"))
         return str(session["token"])
+
+    def login(self, email: str) -> httpx.Response:
+        return httpx.post(f"{self.settings.api_url}/api/v1/auth/login", json={"email": email, "password": PASSWORD})
 
     def key(self, role: str, project_id: str | None = None) -> str:
         body = {"name": unique(role), "role": role, "project_id": project_id}
-        return str(self.ok(self.admin.post("/api/v1/api_keys", json=body))["key"])
+        return str(self.ok(self.issuer.post("/api/v1/api_keys", json=body))["key"])
 
     def new_workflow(self, project_id: str | None = None, definition: dict[str, Any] | None = None) -> str:
         body = {"name": unique("wf"), "definition": definition or LEAD_QUALIFICATION, "project_id": project_id}
@@ -172,16 +176,16 @@ class World:
             self.settings, self.org_id, unique("m") + "@example.com", ["viewer"], PASSWORD
         )
         if not active:
-            self.ok(self.admin.post(f"/api/v1/members/{user_id}/deactivate"))
+            self.ok(self.issuer.post(f"/api/v1/members/{user_id}/deactivate"))
         return user_id
 
     def new_invitation(self) -> tuple[str, str]:
         body = {"email": unique("inv") + "@example.com", "roles": ["viewer"]}
-        created = self.ok(self.admin.post("/api/v1/members/invitations", json=body))
+        created = self.ok(self.issuer.post("/api/v1/members/invitations", json=body))
         return created["id"], created["token"]
 
     def new_key(self) -> str:
-        return str(self.ok(self.admin.post("/api/v1/api_keys", json={"name": unique("k"), "role": "viewer"}))["id"])
+        return str(self.ok(self.issuer.post("/api/v1/api_keys", json={"name": unique("k"), "role": "viewer"}))["id"])
 
     def new_webhook(self) -> str:
         return str(self.ok(self.admin.post("/api/v1/webhooks", json={"url": PUBLIC_URL}))["id"])

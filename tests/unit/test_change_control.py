@@ -80,6 +80,14 @@ def test_who_needs_approval_and_who_may_give_it() -> None:
     assert decision_refusal(None, ["usr_a"]) is not None, "a key is no person"
 
 
+def test_a_change_nobody_stands_behind_as_a_person_is_never_approved() -> None:
+    """Requested and written through keys that act for nobody, a change has no person to compare
+    the decider with: whoever acted through those keys could approve it."""
+    assert decision_refusal("usr_a", [None, None]) is not None
+    assert decision_refusal("usr_a", []) is not None
+    assert decision_refusal("usr_b", [None, "usr_a"]) is None, "a person wrote it: another one may approve"
+
+
 _GATED = ProjectPolicy(workflow_activation_requires_approval=True)
 _moves = st.lists(
     st.one_of(st.tuples(st.just("move"), st.integers(0, 3)), st.sampled_from([("activate", 0), ("deactivate", 0)])),

@@ -3,10 +3,14 @@ from __future__ import annotations
 import copy
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from processors.compiler import compile_workflow
 from processors.events import EventType, validation_problems
-from processors.model import ApprovalStep, WorkflowDefinition
+from processors.model import ApprovalStep, WorkflowDefinition, offered
+from processors.routing import RoutingState
 from processors.step_types import step_models, step_types
 from processors.templates import LEAD_QUALIFICATION
 
@@ -87,7 +91,7 @@ def test_scores_that_an_avro_int_cannot_carry_are_refused_naming_the_field(mutat
     definition = copy.deepcopy(LEAD_QUALIFICATION)
     mutate(definition)
     with pytest.raises(ValidationError) as caught:
-        WorkflowDefinition.model_validate(definition)
+        WorkflowDefinition.model_validate(definition, context=offered())
     assert any(error["loc"][: len(loc)] == loc for error in caught.value.errors()), caught.value.errors()
 
 
@@ -98,8 +102,66 @@ def test_points_that_could_add_up_past_the_score_bound_are_refused() -> None:
     branch = {"type": "branch", "arms": [{"when": {"field": "lead.email", "op": "exists"}, "steps": [step]}]}
     definition = {"trigger": {"event_types": ["lead.created"]}, "steps": [step, branch]}
     with pytest.raises(ValidationError, match="points"):
-        WorkflowDefinition.model_validate(definition)
-    WorkflowDefinition.model_validate({**definition, "steps": [step]})
+        WorkflowDefinition.model_validate(definition, context=offered())
+    WorkflowDefinition.model_validate({**definition, "steps": [step]}, context=offered())
+
+
+INT32 = (-(2**31), 2**31 - 1)
+
+
+def _scoring(points: list[int], floor: int | None = None, ceiling: int | None = None) -> dict[str, object]:
+    """Every rule matches any lead; a second score step repeats the rules (same ids), so a rule's
+    breakdown adds up across steps as well."""
+    matches = {"field": "lead.lead_id", "op": "exists"}
+    rules = [{"id": f"r{n}", "when": matches, "points": p} for n, p in enumerate(points)]
+    step: dict[str, object] = {"type": "score", "rules": rules}
+    if floor is not None:
+        step["floor"] = floor
+    if ceiling is not None:
+        step["ceiling"] = ceiling
+    return {"trigger": {"event_types": ["lead.created"]}, "steps": [step, {"type": "score", "rules": rules}]}
+
+
+def _lead_created() -> dict[str, object]:
+    return {
+        "event_id": "evt-1",
+        "org_id": "org-1",
+        "event_type": EventType.LEAD_CREATED,
+        "occurred_at_ms": 1_700_000_000_000,
+        "lead": {"lead_id": "lead-1", "email": "ada@acme.io", "attributes": {}},
+    }
+
+
+def test_a_definition_stored_before_score_bounds_still_loads_and_evaluates() -> None:
+    """Points had no bound before: a version stored with 2,000,000 points was valid, and its workers
+    (the catalog, the orchestrator) and the API read it back without the offered context. It must
+    load there, and its runs resume; only a definition offered to be stored meets the bounds."""
+    stored = _scoring([2_000_000])
+    with pytest.raises(ValidationError):
+        WorkflowDefinition.model_validate(stored, context=offered())
+    execution = compile_workflow("wf", 1, WorkflowDefinition.model_validate(stored)).evaluate(
+        _lead_created(), RoutingState()
+    )
+    assert execution.score == 4_000_000 and execution.score_breakdown == {"r0": 4_000_000}
+
+
+@given(
+    points=st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=4),
+    floor=st.none() | st.integers(-(2**40), 2**40),
+    ceiling=st.none() | st.integers(-(2**40), 2**40),
+)
+@settings(max_examples=200, deadline=None)
+def test_a_stored_definition_never_scores_outside_what_an_avro_int_holds(
+    points: list[int], floor: int | None, ceiling: int | None
+) -> None:
+    """Whatever an old version stored (points of billions, bounds past 32 bits), its score and every
+    breakdown entry fit the Avro `int` and ClickHouse `Int32` they are written to."""
+    if floor is not None and ceiling is not None and floor > ceiling:
+        floor, ceiling = ceiling, floor
+    definition = WorkflowDefinition.model_validate(_scoring(points, floor, ceiling))
+    execution = compile_workflow("wf", 1, definition).evaluate(_lead_created(), RoutingState())
+    assert INT32[0] <= execution.score <= INT32[1]
+    assert all(INT32[0] <= value <= INT32[1] for value in execution.score_breakdown.values())
 
 
 def test_approvers_named_with_capital_letters_are_stored_as_deciders_are_compared() -> None:

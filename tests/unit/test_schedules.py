@@ -15,7 +15,7 @@ from processors.model import WorkflowDefinition, offered
 from processors.schedules import (
     DAY_MS,
     MIN_INTERVAL_S,
-    first_of_its_period,
+    due_fire,
     latest_fire,
     scheduled_event,
     segment_context,
@@ -151,8 +151,25 @@ def test_a_stored_schedule_faster_than_the_floor_fires_at_most_once_per_floor() 
     """A definition stored before the floor existed: the scheduler runs the first fire time of each
     floor-long period and skips the rest, the same in every process."""
     start = _ms("2026-11-29T10:00:00")
-    every_second = [start + n * 1000 for n in range(3600)]
-    kept = [f for f in every_second if first_of_its_period("* * * * * *", "UTC", f, 300)]
-    assert kept == [start + n * 300_000 for n in range(12)]
+    looks = [start + n * 1000 for n in range(3600)]
+    assert sorted({due_fire("* * * * * *", "UTC", at, 300) for at in looks}) == [start + n * 300_000 for n in range(12)]
     every_five_minutes = [start + n * 300_000 for n in range(12)]
-    assert all(first_of_its_period("*/5 * * * *", "UTC", f, 300) for f in every_five_minutes)
+    assert [due_fire("*/5 * * * *", "UTC", f, 300) for f in every_five_minutes] == every_five_minutes
+
+
+@given(late_ms=st.integers(0, 299_999))
+@settings(max_examples=200, deadline=None)
+def test_a_stored_schedule_faster_than_the_floor_loses_no_period_to_a_late_look(late_ms: int) -> None:
+    """The scheduler looks about once a second, later when a segment query holds it up. However late
+    within a period it looks, that period's first fire time is the one it runs (grace permitting),
+    not nothing because a later fire time of the period is the latest by then."""
+    period_start = _ms("2026-11-29T10:05:00")
+    for cron in ("* * * * * *", "* * * * * */7", "* * * * *"):
+        assert due_fire(cron, "UTC", period_start + late_ms, 300) == period_start, cron
+
+
+@given(now_ms=st.integers(_ms("2026-11-29T00:00:00"), _ms("2026-12-01T00:00:00")))
+@settings(max_examples=200, deadline=None)
+def test_a_schedule_that_keeps_the_floor_is_due_at_its_latest_fire_time(now_ms: int) -> None:
+    for cron in ("*/5 * * * *", "0 9 * * *", "2-59/5 * * * * 30"):
+        assert due_fire(cron, "UTC", now_ms, 300) == latest_fire(cron, "UTC", now_ms)
