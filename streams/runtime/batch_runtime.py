@@ -84,6 +84,10 @@ class BatchWorker:
         self._stop = threading.Event()
         consumer.subscribe(list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
 
+    @property
+    def processor(self) -> BatchProcessor:
+        return self._processor
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """The ready file tells a supervisor this worker owns partitions (a readiness probe)."""
         log.info("%s: assigned %d partitions", self.name, len(partitions))
