@@ -108,13 +108,19 @@ def feature_names(lead: Mapping[str, Any]) -> list[str]:
             names.append(f"{field}={magnitude(number)}")
     attributes = lead.get("attributes")
     if isinstance(attributes, Mapping):
-        for key in sorted(str(k) for k in attributes)[:MAX_ATTRIBUTES]:
-            value = attributes[key]
-            if value is None or value == "":
-                continue
+        for key, value in sorted(((str(k), v) for k, v in attributes.items()), key=_first)[:MAX_ATTRIBUTES]:
             field, number = f"attributes.{_text(key)}", _number(value)
-            names.append(f"{field}={magnitude(number)}" if number is not None else _named(field, value))
+            if number is not None:
+                names.append(f"{field}={magnitude(number)}")
+            elif isinstance(value, bool):
+                names.append(f"{field}={'true' if value else 'false'}")
+            elif isinstance(value, str) and value.strip():
+                names.append(_named(field, value))
     return list(dict.fromkeys(names))
+
+
+def _first(item: tuple[str, object]) -> str:
+    return item[0]
 
 
 def features(lead: Mapping[str, Any]) -> list[Feature]:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import defer
 
 from api.control_plane.rows import newest_first
 from api.control_plane.tables import LeadModelVersion
+from processors.learned_model import Weights
 
 
 async def versions(
@@ -34,3 +35,10 @@ async def current(session: AsyncSession, org_id: str) -> LeadModelVersion | None
         .limit(1)
     )
     return (await session.scalars(query)).first()
+
+
+async def current_weights(session: AsyncSession, org_id: str) -> Weights | None:
+    """What scoring needs of the current version (`processors.learned_model.model_context`), for a
+    request that scores a few leads; the workers hold `streams.state.lead_models.LeadModels` instead."""
+    row = await current(session, org_id)
+    return None if row is None else Weights.from_json(row.version, row.trained_on, row.weights)

@@ -60,12 +60,16 @@ def test_a_workflow_scores_and_tiers_leads_with_the_orgs_current_model(
 ) -> None:
     org = org_factory("predictive")
     control_plane.checkpoint_model(settings, org["org_id"], referrals_convert())
-    activate_workflow(org["client"], "predictive", PREDICTIVE)
+    workflow = activate_workflow(org["client"], "predictive", PREDICTIVE)
     response = org["client"].post("/api/v1/events", json=[lead("l-ref", "referral"), lead("l-ads", "ads")])
     assert response.status_code == 202, response.text
     wait_for_executions(api_server, org["org_id"], 2)
     scored = {row["lead_id"]: (row["score"], row["tier"]) for row in stored_executions(api_server, org["org_id"])}
     assert scored == {"l-ref": (60, "A"), "l-ads": (10, "B")}
+    tested = org["client"].post(f"/api/v1/workflows/{workflow['id']}/test", json={"events": [lead("l-t", "referral")]})
+    (result,) = tested.json()["results"]
+    assert (result["execution"]["score"], result["execution"]["tier"]) == (60, "A"), "the test endpoint scores alike"
+    assert result["trace"][1]["probability"] > 0.5
 
 
 def test_the_api_shows_the_orgs_model_versions_and_the_weights_that_matter_most(

@@ -130,3 +130,28 @@ def test_auc_is_the_chance_a_converted_lead_outranks_another(pairs: list[tuple[f
         return
     wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in positives for n in negatives)
     assert auc(scores, labels) == pytest.approx(wins / (len(positives) * len(negatives)))
+
+
+_any_value = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=80), st.lists(st.integers(), max_size=2)
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.dictionaries(
+        st.sampled_from(["email", "title", "country", "industry", "lead_source", "employees", "annual_revenue"]),
+        _any_value,
+    ),
+    st.one_of(_any_value, st.dictionaries(st.one_of(st.text(max_size=10), st.integers(0, 3)), _any_value, max_size=40)),
+)
+def test_any_lead_a_producer_sends_has_features_and_a_probability(lead: dict[str, Any], attributes: Any) -> None:
+    """Whatever the types and sizes (the API takes attributes of any JSON scalar), scoring never
+    raises, a lead keeps at most a bounded number of features, and the same lead hashes the same."""
+    lead = {**lead, "attributes": attributes}
+    names = feature_names(lead)
+    assert len(names) == len(set(names)) <= 8 + 5 + 32 + 8
+    model = LearnedModel()
+    model.learn(lead, True)
+    assert 0.0 < probability(model, lead) < 1.0
+    assert feature_names(dict(lead)) == names
