@@ -22,6 +22,7 @@ from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
 from api.history_reader import InboundHistoryReader
 from api.login_throttle import LoginThrottle
+from api.outcome_history_reader import OutcomeHistoryReader
 from api.request_context import RequestIdMiddleware
 from api.request_limits import RequestLimits
 from api.routes import (
@@ -38,6 +39,7 @@ from api.routes import (
     inbound_sources,
     integration_connections,
     members,
+    models,
     projects,
     schema_registry,
     webhooks,
@@ -106,6 +108,7 @@ def create_app(settings: Settings | None = None, background: Background | None =
         app.state.clickhouse = clickhouse
         app.state.executions = ExecutionsReader(clickhouse)
         app.state.history = InboundHistoryReader(clickhouse)
+        app.state.outcome_history = OutcomeHistoryReader(clickhouse)
         app.state.delivery_schedule = DeliverySchedule(redis_client)
         app.state.deliveries = DeliveriesReader(clickhouse)
         stop = threading.Event()
@@ -152,6 +155,7 @@ def create_app(settings: Settings | None = None, background: Background | None =
         integration_connections,
         crm_commands,
         audit_log,
+        models,
     ):
         app.include_router(module.router)
     if not settings.schema_registry_url:

@@ -25,6 +25,7 @@ from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
 from api.history_reader import InboundHistoryReader
 from api.login_throttle import LoginThrottle
+from api.outcome_history_reader import OutcomeHistoryReader
 from api.permissions import Action, Principal, Refusal, check
 from api.problems import Problem
 from api.run_keys import RunKeys
@@ -70,6 +71,7 @@ get_redis = _app_state("redis", aioredis.Redis)
 get_crm_results = _app_state("crm_results", CrmResultsReader)
 get_history = _app_state("history", InboundHistoryReader)
 get_executions = _app_state("executions", ExecutionsReader)
+get_outcome_history = _app_state("outcome_history", OutcomeHistoryReader)
 
 Db = Annotated[Database, Depends(get_database)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -164,3 +166,5 @@ CrmCommandsRetry = Annotated[Principal, Depends(Allowed(Action.CRM_COMMANDS_RETR
 ApiKeysManage = Annotated[Principal, Depends(Allowed(Action.API_KEYS_MANAGE))]
 MembersManage = Annotated[Principal, Depends(Allowed(Action.MEMBERS_MANAGE))]
 AuditRead = Annotated[Principal, Depends(Allowed(Action.AUDIT_READ))]
+ModelsRead = Annotated[Principal, Depends(Allowed(Action.MODELS_READ))]
+ModelsBacktest = Annotated[Principal, Depends(Allowed(Action.MODELS_BACKTEST))]

@@ -9,6 +9,19 @@ import orjson
 from streams.sinks.clickhouse import ClickHouse
 
 
+def occurred_window(org_id: str, since_ms: int | None, until_ms: int | None) -> tuple[list[str], dict[str, Any]]:
+    """The clauses (and their parameters) that keep one org's inbound events in a time window."""
+    clauses = ["org_id = {org_id:String}"]
+    params: dict[str, Any] = {"org_id": org_id}
+    if since_ms is not None:
+        clauses.append("occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64})")
+        params["since_ms"] = since_ms
+    if until_ms is not None:
+        clauses.append("occurred_at < fromUnixTimestamp64Milli({until_ms:Int64})")
+        params["until_ms"] = until_ms
+    return clauses, params
+
+
 class InboundHistoryReader:
     def __init__(self, clickhouse: ClickHouse) -> None:
         self._ch = clickhouse
@@ -16,14 +29,7 @@ class InboundHistoryReader:
 
     def events(self, org_id: str, last: int, since_ms: int | None, until_ms: int | None) -> list[dict[str, Any]]:
         """The org's most recent `last` events in the window, oldest first (the order they were processed)."""
-        clauses = ["org_id = {org_id:String}"]
-        params: dict[str, Any] = {"org_id": org_id}
-        if since_ms is not None:
-            clauses.append("occurred_at >= fromUnixTimestamp64Milli({since_ms:Int64})")
-            params["since_ms"] = since_ms
-        if until_ms is not None:
-            clauses.append("occurred_at < fromUnixTimestamp64Milli({until_ms:Int64})")
-            params["until_ms"] = until_ms
+        clauses, params = occurred_window(org_id, since_ms, until_ms)
         rows = self._ch.query(
             f"SELECT event_json FROM {self._table} FINAL WHERE {' AND '.join(clauses)} "
             f"ORDER BY occurred_at DESC, event_id DESC LIMIT {int(last)}",

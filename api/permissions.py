@@ -53,6 +53,8 @@ class Action(StrEnum):
     API_KEYS_MANAGE = "api_keys.manage"
     MEMBERS_MANAGE = "members.manage"
     AUDIT_READ = "audit.read"
+    MODELS_READ = "models.read"
+    MODELS_BACKTEST = "models.backtest"
 
 
 ScopedKeys = Literal["own project", "yes", "no"]
@@ -119,6 +121,12 @@ MATRIX: dict[Action, Rule] = {
         _ADMINS, "no", people_only=True, description="invite, change roles, deactivate members"
     ),
     Action.AUDIT_READ: Rule(_ADMINS, "no", description="the audit log"),
+    Action.MODELS_READ: Rule(
+        _ALL, "no", description="the org's learned lead model: versions, metrics, the weights that matter most"
+    ),
+    Action.MODELS_BACKTEST: Rule(
+        _AUTHORS, "no", description="backtest the learned model against the rules over the org's history"
+    ),
 }
 
 

@@ -10,6 +10,8 @@ Definitions (also in the README):
   receiver that answers 200 at once (bench/webhook_deliveries.py).
 - orchestrator_resumes_per_s, wait_lateness_p99_ms: one `drippulse worker orchestrator` process
   turning decided approvals and due waits into completed executions (bench/orchestrator_resumes.py).
+- model_updates_per_s: the model trainer learning from outcomes through Kafka, Redis and PostgreSQL
+  (bench/model_updates.py; alone: `python -m bench.model_updates`).
 - engine_evals: event x workflow evaluations per second on one core, no I/O: every workflow's
   trigger is checked and enrolled events run the full step graph (about 14 conditions each).
   Median of 5 runs (min and max reported too): run-to-run noise on the 2-core machine is about 25%.
@@ -40,7 +42,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import orchestrator_resumes, webhook_deliveries
+from bench import model_updates, orchestrator_resumes, webhook_deliveries
 
 OUT = Path(__file__).resolve().parent / "out" / "results.json"
 ORGS = 1_000
@@ -267,6 +269,7 @@ def run() -> dict[str, Any]:
     )
     webhooks = webhook_deliveries.measure(_settings(prefix), _settings(prefix).log_dir)
     orchestrator = orchestrator_resumes.measure(_settings(prefix), _settings(prefix).log_dir)
+    model = model_updates.measure(_settings(prefix))
     runs = sorted(engine_evals() for _ in range(5))
     evals_per_s, enrolled_share = runs[2]
     return {
@@ -289,6 +292,7 @@ def run() -> dict[str, Any]:
         "qualifier_outputs_per_event": round(qualifiers[0]["outputs_per_event"], 2),
         **webhooks,
         **orchestrator,
+        **model,
     }
 
 

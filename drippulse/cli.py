@@ -214,6 +214,16 @@ def worker_qualifier(
     run_until_signalled(build_qualifier(_settings(), ready_file))
 
 
+@worker.command("trainer")
+def worker_trainer(
+    ready_file: Path | None = typer.Option(None, help="Touched once the worker owns partitions."),
+) -> None:
+    """Learn each organization's lead score from the outcomes on drip.events.inbound (its own group)."""
+    from drippulse.workers import build_trainer, run_until_signalled
+
+    run_until_signalled(build_trainer(_settings(), ready_file))
+
+
 @worker.command("webhooks")
 def worker_webhooks(
     ready_file: Path | None = typer.Option(None, help="Touched once the intake owns partitions."),

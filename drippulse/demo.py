@@ -1,7 +1,11 @@
 """The Lead Qualification demo: stack up, one org, one active workflow (tier A leads wait for a person
 with the Approver role), a webhook subscription to a local endpoint, N leads through Kafka, then a
 summary read back from ClickHouse through the API, the count of notifications the endpoint received
-and verified, and one approval taken end to end, with the curl commands to take the next."""
+and verified, and one approval taken end to end, with the curl commands to take the next.
+
+Outcomes follow for part of the leads, drawn from features the rules only partly agree with
+(drippulse/synthetic.py); the trainer learns the org's model from them, and the summary shows the
+model and a backtest of it against the rules' score."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from drippulse.demo_receiver import DemoReceiver
-from drippulse.lead_producer import produce_leads
+from drippulse.lead_producer import produce_leads, produce_outcomes
 from drippulse.operators import create_org, create_user
 from drippulse.services import LocalServices
 from drippulse.settings import Settings
@@ -24,6 +28,8 @@ console = Console()
 APPROVER_EMAIL = "approver@demo.test"
 APPROVER_PASSWORD = "demo approver password"
 """A local demo's person with the Approver role; the demo prints these so the reader can log in."""
+OUTCOME_SHARE = 0.3
+"""The share of the leads whose outcome (converted or disqualified) the demo sends after them."""
 
 
 class DemoFailed(RuntimeError):
@@ -39,9 +45,14 @@ def _progress() -> Progress:
 def run_demo(settings: Settings, leads: int, serve: bool, timeout_s: float = 600.0) -> dict[str, Any]:
     receiver = DemoReceiver()
     receiver.start()
-    services = LocalServices(settings, env={"DRIPPULSE_WEBHOOK_ALLOW_LOOPBACK": "true"})
+    services = LocalServices(
+        settings, env={"DRIPPULSE_WEBHOOK_ALLOW_LOOPBACK": "true", "DRIPPULSE_MODEL_CHECKPOINT_S": "1"}
+    )
     try:
-        console.print("[bold]Starting the embedded stack, the API, the qualifier and the webhook worker…[/bold]")
+        console.print(
+            "[bold]Starting the embedded stack, the API, the qualifier, the orchestrator, the webhook worker "
+            "and the model trainer…[/bold]"
+        )
         console.print("(loopback webhook URLs are allowed in this local demo, for its own endpoint)")
         services.start()
         created = create_org(settings, "Demo Co")
@@ -73,13 +84,22 @@ def run_demo(settings: Settings, leads: int, serve: bool, timeout_s: float = 600
         with _progress() as progress:
             task = progress.add_task("Producing leads to Kafka", total=leads)
             produce_leads(settings, [org_id], leads, on_progress=lambda n: progress.advance(task, n))
+            told = progress.add_task("Producing outcomes to Kafka", total=round(leads * OUTCOME_SHARE))
+            outcomes = produce_outcomes(
+                settings, [org_id], leads, OUTCOME_SHARE, on_progress=lambda n: progress.advance(told, n)
+            )
+            progress.update(told, total=outcomes, completed=outcomes)
             stored = progress.add_task("Executions in ClickHouse", total=leads)
             summary = _wait_for_executions(
                 api, workflow["id"], leads, timeout_s, services, lambda n: progress.update(stored, completed=n)
             )
             notified = progress.add_task("Webhooks verified by the endpoint", total=summary["completed"])
             _wait_for_notifications(receiver, summary["completed"], timeout_s, services, progress, notified)
+            learned = progress.add_task("Outcomes learned by the trainer", total=outcomes)
+            model = _wait_for_model(api, outcomes, timeout_s, services, lambda n: progress.update(learned, completed=n))
+            summary["backtest"] = _wait_for_backtest(api, outcomes, timeout_s, services)
         _print_summary(summary, settings)
+        _print_model(model, summary["backtest"], outcomes)
         console.print(
             f"Webhooks: {len(receiver.verified):,} lead.qualified notifications delivered to the demo endpoint, "
             f"each verified with the standardwebhooks library ({receiver.rejected} rejected)"
@@ -192,6 +212,36 @@ def _wait_for_executions(
         time.sleep(0.5)
 
 
+def _wait_for_model(
+    api: httpx.Client, outcomes: int, timeout_s: float, services: LocalServices, on_count: Any
+) -> dict[str, Any]:
+    """The org's model once a checkpointed version learned from every outcome."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        services.check_alive()
+        response = api.get("/api/v1/models/current", params={"top": 6})
+        model: dict[str, Any] = response.json() if response.status_code == 200 else {"trained_on": 0}
+        on_count(model["trained_on"])
+        if model["trained_on"] >= outcomes:
+            return model
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"the trainer learned {model['trained_on']} of {outcomes} outcomes in {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def _wait_for_backtest(api: httpx.Client, outcomes: int, timeout_s: float, services: LocalServices) -> dict[str, Any]:
+    """The backtest once every outcome reached ClickHouse's inbound history."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        services.check_alive()
+        report: dict[str, Any] = api.post("/api/v1/models/backtest", json={}).raise_for_status().json()
+        if report["outcomes"] + report["without_features"] >= outcomes:
+            return report
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"only {report['outcomes']} of {outcomes} outcomes in ClickHouse after {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
 def _wait_for_notifications(
     receiver: DemoReceiver, expected: int, timeout_s: float, services: LocalServices, progress: Progress, task: Any
 ) -> None:
@@ -230,3 +280,38 @@ def _print_summary(summary: dict[str, Any], settings: Settings) -> None:
         f"p99 {summary['latency_p99_ms']:,} ms"
     )
     console.print(f"API docs: {settings.api_url}/docs")
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _print_model(model: dict[str, Any], backtest: dict[str, Any], outcomes: int) -> None:
+    weights = ", ".join(f"{w['feature']} {w['weight']:+.2f}" for w in model["top_weights"])
+    console.print(
+        f"\n[bold]Learned model[/bold]: version {model['version']}, trained on {model['trained_on']:,} outcomes "
+        f"(lead.converted / lead.disqualified for {outcomes:,} leads); AUC over the latest "
+        f"{model['metrics']['recent_window']:,}, each predicted before it was learned: "
+        f"{_figure(model['metrics']['recent_auc'])}. Weights that matter most: {weights}",
+        highlight=False,
+    )
+    learned, rules = backtest["learned"], backtest["rules"]
+    console.print(
+        f"[bold]Backtest[/bold] (POST /api/v1/models/backtest): trained on the earlier {backtest['train']:,} "
+        f"outcomes, judged on the later {backtest['test']:,}. AUC learned {_figure(learned['auc'])} vs "
+        f"rules-only {_figure(rules['auc'])}; log loss learned {_figure(learned['log_loss'])} vs rules-only "
+        f"{_figure(rules['log_loss'])}",
+        highlight=False,
+    )
+    tiers = Table(title="Backtest per rules tier (the later outcomes)")
+    for column in ("tier", "leads", "conversion rate", "learned probability", "rules probability"):
+        tiers.add_column(column, justify="left" if column == "tier" else "right")
+    for tier in backtest["per_tier"]:
+        tiers.add_row(
+            tier["tier"] or "(none)",
+            f"{tier['leads']:,}",
+            f"{tier['conversion_rate']:.1%}",
+            f"{tier['learned_probability']:.1%}",
+            "n/a" if tier["rules_probability"] is None else f"{tier['rules_probability']:.1%}",
+        )
+    console.print(tiers)

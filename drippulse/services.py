@@ -1,6 +1,6 @@
 """Runs the whole product on one machine: the embedded stack, the API (with the embedded ClickHouse
-sinks), the qualifier, the orchestrator and the webhook worker, as attached child processes that stop
-with their owner."""
+sinks), the qualifier, the orchestrator, the webhook worker and the model trainer, as attached child
+processes that stop with their owner."""
 
 from __future__ import annotations
 
@@ -38,8 +38,10 @@ class LocalServices:
             self._spawn(f"qualifier-{n}", ["worker", "qualifier", "--ready-file", str(ready_dir / f"q{n}")])
         self._spawn("orchestrator", ["worker", "orchestrator", "--ready-file", str(ready_dir / "orchestrator")])
         self._spawn("webhooks", ["worker", "webhooks"])
+        self._spawn("trainer", ["worker", "trainer", "--ready-file", str(ready_dir / "trainer")])
         self.wait_for_api(timeout_s)
-        self._wait_for_ready(ready_dir, [f"q{n}" for n in range(self.qualifiers)] + ["orchestrator"], timeout_s)
+        ready = [f"q{n}" for n in range(self.qualifiers)] + ["orchestrator", "trainer"]
+        self._wait_for_ready(ready_dir, ready, timeout_s)
 
     def _spawn(self, name: str, args: list[str]) -> None:
         argv = [sys.executable, "-m", "drippulse", *args]

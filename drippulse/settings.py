@@ -92,6 +92,16 @@ class Settings(BaseSettings):
         alias="DRIPPULSE_DATABASE_POOL_TIMEOUT_S",
         description="How long an API request waits for one of them before answering 503.",
     )
+    model_checkpoint_updates: int = Field(default=1000, ge=1, alias="DRIPPULSE_MODEL_CHECKPOINT_UPDATES")
+    model_checkpoint_s: float = Field(default=30.0, gt=0, alias="DRIPPULSE_MODEL_CHECKPOINT_S")
+    model_versions_kept: int = Field(default=100, ge=1, alias="DRIPPULSE_MODEL_VERSIONS_KEPT")
+    model_refresh_s: float = Field(
+        default=5.0,
+        gt=0,
+        alias="DRIPPULSE_MODEL_REFRESH_S",
+        description="How often the qualifier and the API look for a newer version of an org's learned model.",
+    )
+
     session_ttl_s: int = Field(default=12 * 3600, ge=60, alias="DRIPPULSE_SESSION_TTL_S")
     invitation_ttl_s: int = Field(default=7 * 86_400, ge=60, alias="DRIPPULSE_INVITATION_TTL_S")
     cookie_secure: bool = Field(default=False, alias="DRIPPULSE_COOKIE_SECURE")

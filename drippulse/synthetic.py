@@ -1,7 +1,15 @@
-"""Synthetic inbound lead events, seeded so the demo, tests and benchmark are reproducible."""
+"""Synthetic inbound lead events, seeded so the demo, tests and benchmark are reproducible.
+
+Outcomes (`lead.converted`, `lead.disqualified`) depend on a few known features of the lead, drawn
+at random with `conversion_probability`, so the learned model has something true to find and a test
+can check that it finds it. The Lead Qualification rules (processors/templates.py) only partly agree
+with that truth, as a CRM's first rules do: they miss CTOs, founders and referrals, and give points
+to industries that do not matter here.
+"""
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from typing import Any
@@ -67,6 +75,47 @@ def lead_event(rng: random.Random, org_id: str, n: int, occurred_at_ms: int | No
         },
         "crm_object": None,
         "previous": None,
+    }
+
+
+CONVERTING_TITLES = frozenset({"VP Sales", "Sales Director", "CTO", "Founder"})
+CONVERTING_SOURCES = frozenset({"referral", "demo_request"})
+FREE_MAIL = frozenset({"gmail.com", "yahoo.com"})
+BASE_LOG_ODDS = -2.2
+DRIVERS = {
+    "title in CONVERTING_TITLES": 1.8,
+    "lead_source in CONVERTING_SOURCES": 1.5,
+    "100 <= employees < 1000": 1.0,
+    "attributes.utm_campaign == retarget": 1.0,
+    "free-mail email": -1.2,
+}
+"""The log-odds each known feature adds to a synthetic lead's chance to convert."""
+
+
+def conversion_probability(lead: dict[str, Any]) -> float:
+    """The true chance that a synthetic lead converts: logistic in the `DRIVERS` it has."""
+    has = (
+        lead["title"] in CONVERTING_TITLES,
+        lead["lead_source"] in CONVERTING_SOURCES,
+        100 <= lead["employees"] < 1000,
+        lead["attributes"].get("utm_campaign") == "retarget",
+        lead["email"].rsplit("@", 1)[-1] in FREE_MAIL,
+    )
+    z = BASE_LOG_ODDS + sum(weight for weight, present in zip(DRIVERS.values(), has, strict=True) if present)
+    return 1 / (1 + math.exp(-z))
+
+
+def outcome_event(lead_event: dict[str, Any], converted: bool, occurred_at_ms: int) -> dict[str, Any]:
+    """The lead's outcome in the Avro shape: only its id (an outcome says what happened to a lead,
+    not what the lead is), and a reason for a disqualification."""
+    lead_id = lead_event["lead"]["lead_id"]
+    attributes = {} if converted else {"reason": "no budget"}
+    return {
+        **lead_event,
+        "event_id": f"{lead_event['event_id']}-outcome",
+        "event_type": "LEAD_CONVERTED" if converted else "LEAD_DISQUALIFIED",
+        "occurred_at_ms": occurred_at_ms,
+        "lead": {**{key: None for key in lead_event["lead"]}, "lead_id": lead_id, "attributes": attributes},
     }
 
 

@@ -43,12 +43,16 @@ from streams.sinks.clickhouse_sink import (
 )
 from streams.state import redis_clients
 from streams.state.control_plane import ControlPlaneReader, RevisionCache, connect
+from streams.state.lead_models import LeadModels, ModelStore
+from streams.state.lead_snapshot_store import LeadSnapshotStore
 from streams.state.processor_state import ProcessorStateStore
 from streams.state.workflow_catalog import WorkflowCatalog
+from streams.trainer import ModelTrainer, TrainerConfig
 
 log = logging.getLogger(__name__)
 
 QUALIFIER_GROUP = "drippulse-qualifier"
+TRAINER_GROUP = "drippulse-trainer"
 CRM_GROUP = "drippulse-crm"
 WEBHOOK_INTAKE_GROUP = "drippulse-webhooks"
 SINKS: dict[str, tuple[topics.Topic, str, RowBuilder]] = {
@@ -115,8 +119,29 @@ def build_qualifier(settings: Settings, ready_file: Path | None = None) -> Batch
         dead_letters=dead_letter_writer(settings, registry, QUALIFIER_GROUP),
         catalog=WorkflowCatalog(control_plane(settings), settings.workflow_refresh_s),
         state_store=ProcessorStateStore(client),
+        lead_models=LeadModels(connect(settings.database_url), settings.model_refresh_s),
     )
     return _batch_worker(settings, QUALIFIER_GROUP, qualifier, inbound_topic, "qualifier", ready_file)
+
+
+def build_trainer(settings: Settings, ready_file: Path | None = None) -> BatchWorker:
+    """Its own consumer group on the inbound topic: the qualifier never waits for it. Called on idle
+    polls too, so what it learned is checkpointed within `model_checkpoint_s` once outcomes stop."""
+    ensure_topics(settings.kafka)
+    control_plane(settings)
+    registry = make_registry(settings.schema_registry_url)
+    inbound, inbound_topic = topic_serde(topics.INBOUND_EVENTS, settings, registry)
+    trainer = ModelTrainer(
+        inbound=inbound,
+        snapshots=LeadSnapshotStore(redis_clients.connect(settings.redis_url)),
+        store=ModelStore(connect(settings.database_url), TRAINER_GROUP, settings.model_versions_kept),
+        config=TrainerConfig(
+            checkpoint_every=settings.model_checkpoint_updates,
+            checkpoint_s=settings.model_checkpoint_s,
+            unknown_org_retry_s=settings.workflow_refresh_s,
+        ),
+    )
+    return _batch_worker(settings, TRAINER_GROUP, trainer, inbound_topic, "trainer", ready_file, process_idle=True)
 
 
 def build_sinks(settings: Settings, clickhouse: ClickHouse, ready_file: Path | None = None) -> list[BatchWorker]:

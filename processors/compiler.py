@@ -40,6 +40,7 @@ from processors.model import (
     WebhookNotifyAction,
     WorkflowDefinition,
     pauses,
+    reads_model,
 )
 from processors.routing import Member, RoutingState, rotation, utc_day
 
@@ -77,6 +78,9 @@ class CompiledWorkflow:
     any branch it sits in. What a resumed execution runs."""
     approval_fallbacks: Mapping[str, ApprovalFallbacks] = field(default_factory=dict)
     exit_condition: Predicate | None = None
+    uses_model: bool = False
+    """Whether a step reads the learned model (`model.*`, `min_probability`): only then is the
+    org's model consulted for an event."""
 
     @property
     def pauses(self) -> bool:
@@ -95,8 +99,16 @@ class CompiledWorkflow:
             return False
         return self.reenrollment_condition is None or self.reenrollment_condition(event)
 
-    def evaluate(self, event: Mapping[str, Any], routing: RoutingState, trace: bool = False) -> Execution:
-        """Runs every step for an enrolled event. Call only when `triggers(event)` is true."""
+    def evaluate(
+        self,
+        event: Mapping[str, Any],
+        routing: RoutingState,
+        trace: bool = False,
+        model: Mapping[str, Any] | None = None,
+    ) -> Execution:
+        """Runs every step for an enrolled event. Call only when `triggers(event)` is true. `model`:
+        what the org's learned model says of the lead (`model_context`), which steps read as
+        `model.*`; pass it when `uses_model`."""
         event_id = str(event["event_id"])
         # Positional: a keyword argument costs a dict entry per call, and this runs per evaluation.
         execution = Execution(
@@ -112,6 +124,8 @@ class CompiledWorkflow:
         if trace:
             execution.trace = []
         context = dict(event)
+        if model is not None:
+            context["model"] = model
         run_steps(self.steps, context, execution, routing)
         return execution
 
@@ -172,6 +186,7 @@ def compile_workflow(workflow_id: str, version: int, definition: WorkflowDefinit
             if isinstance(step, ApprovalStep)
         },
         exit_condition=compile_condition(definition.exit_condition) if definition.exit_condition else None,
+        uses_model=reads_model(definition),
     )
 
 
@@ -305,7 +320,9 @@ def _score(path: str, step: ScoreStep) -> StepFn:
 
 
 def _tier(path: str, step: TierStep) -> StepFn:
-    thresholds = tuple(sorted(((t.min_score, t.tier) for t in step.thresholds), reverse=True))
+    if step.reads_model:
+        return _tier_with_probability(path, step)
+    thresholds = tuple(sorted(((t.min_score or 0, t.tier) for t in step.thresholds), reverse=True))
     default = step.default_tier
 
     tokens = {name: f"{path}:tier:{name}" for name in (default, *(name for _, name in thresholds))}
@@ -319,6 +336,43 @@ def _tier(path: str, step: TierStep) -> StepFn:
                 break
         if execution.trace is not None:
             _note(execution, path, "tier", score=score, tier=tier)
+        execution.decisions.append(tokens[tier])
+        execution.tier = tier
+        context["tier"] = tier
+        return True
+
+    return run
+
+
+def model_probability(context: Mapping[str, Any]) -> float | None:
+    """`model.probability` of an evaluation's context; None without a model."""
+    model = context.get("model")
+    value = model.get("probability") if isinstance(model, Mapping) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _tier_with_probability(path: str, step: TierStep) -> StepFn:
+    """Thresholds on the learned probability (and the score, when they name one too), highest first."""
+    thresholds = tuple(
+        sorted(
+            ((t.min_score, t.min_probability or 0.0, t.tier) for t in step.thresholds),
+            key=lambda t: (t[0] or 0, t[1]),
+            reverse=True,
+        )
+    )
+    default = step.default_tier
+    tokens = {name: f"{path}:tier:{name}" for name in (default, *(name for _, _, name in thresholds))}
+
+    def run(context: dict[str, Any], execution: Execution, _: RoutingState) -> bool:
+        score, probability = execution.score, model_probability(context)
+        tier = default
+        if probability is not None:
+            for min_score, min_probability, name in thresholds:
+                if probability >= min_probability and (min_score is None or score >= min_score):
+                    tier = name
+                    break
+        if execution.trace is not None:
+            _note(execution, path, "tier", score=score, probability=probability, tier=tier)
         execution.decisions.append(tokens[tier])
         execution.tier = tier
         context["tier"] = tier

@@ -12,6 +12,8 @@ class EventType(StrEnum):
     LEAD_UPDATED = "lead.updated"
     CRM_CONTACT_UPDATED = "crm.contact.updated"
     CRM_DEAL_UPDATED = "crm.deal.updated"
+    LEAD_CONVERTED = "lead.converted"
+    LEAD_DISQUALIFIED = "lead.disqualified"
 
     @property
     def avro_symbol(self) -> str:
@@ -25,6 +27,12 @@ class EventType(StrEnum):
 
 
 EVENT_TYPE_BY_SYMBOL: dict[str, EventType] = {t.avro_symbol: t for t in EventType}
+OUTCOMES: dict[str, bool] = {EventType.LEAD_CONVERTED.value: True, EventType.LEAD_DISQUALIFIED.value: False}
+"""Outcome event type -> whether the lead converted: what the learned model learns from. An outcome
+is a lead event about a lead seen before; its `lead` names the lead, and whatever else it carries
+was known only after the outcome, so the model never reads it."""
+DESCRIBING_LEADS = frozenset({EventType.LEAD_CREATED.value, EventType.LEAD_UPDATED.value})
+"""The events that say what a lead is: the learned model's features come from these alone."""
 
 
 def lead_id_of(event: Mapping[str, Any]) -> str:

@@ -13,28 +13,14 @@ seen again is given exactly those.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from processors.conditions import as_text, compile_getter
 from processors.events import EventType
-from processors.model import (
-    AllOf,
-    AnyOf,
-    ApprovalStep,
-    BranchStep,
-    Condition,
-    FieldCondition,
-    FilterStep,
-    NotOf,
-    Operator,
-    RouteStep,
-    ScoreStep,
-    Step,
-    WorkflowDefinition,
-)
+from processors.model import Operator, WorkflowDefinition, leaves, step_conditions
 
 CHANGE_OPERATORS = frozenset({Operator.CHANGED, Operator.CHANGED_TO, Operator.CHANGED_FROM})
 REPLAYABLE_EVENTS = 8
@@ -51,37 +37,11 @@ def watched_fields(definition: WorkflowDefinition) -> frozenset[str]:
         trigger.condition,
         trigger.reenrollment.condition,
         definition.exit_condition,
-        *_step_conditions(definition.steps),
+        *step_conditions(definition.steps),
     ]
     return frozenset(
-        leaf.field for root in roots if root is not None for leaf in _leaves(root) if leaf.op in CHANGE_OPERATORS
+        leaf.field for root in roots if root is not None for leaf in leaves(root) if leaf.op in CHANGE_OPERATORS
     )
-
-
-def _step_conditions(steps: Sequence[Step]) -> Iterator[Condition]:
-    for step in steps:
-        if isinstance(step, FilterStep):
-            yield step.condition
-        elif isinstance(step, ScoreStep | RouteStep):
-            yield from (rule.when for rule in step.rules)
-        elif isinstance(step, BranchStep):
-            for arm in step.arms:
-                yield arm.when
-                yield from _step_conditions(arm.steps)
-            yield from _step_conditions(step.otherwise)
-        elif isinstance(step, ApprovalStep):
-            yield from _step_conditions(step.on_reject)
-            yield from _step_conditions(step.timeout_branch)
-
-
-def _leaves(cond: Condition) -> Iterator[FieldCondition]:
-    if isinstance(cond, FieldCondition):
-        yield cond
-    elif isinstance(cond, AllOf | AnyOf):
-        for part in cond.all if isinstance(cond, AllOf) else cond.any:
-            yield from _leaves(part)
-    elif isinstance(cond, NotOf):
-        yield from _leaves(cond.not_)
 
 
 @dataclass

@@ -152,6 +152,37 @@ AnyOf.model_rebuild()
 NotOf.model_rebuild()
 
 
+def leaves(cond: Condition) -> Iterator[FieldCondition]:
+    """Every field condition in a condition tree."""
+    if isinstance(cond, FieldCondition):
+        yield cond
+    elif isinstance(cond, AllOf | AnyOf):
+        for part in cond.all if isinstance(cond, AllOf) else cond.any:
+            yield from leaves(part)
+    elif isinstance(cond, NotOf):
+        yield from leaves(cond.not_)
+
+
+MODEL_FIELDS = ("model.probability", "model.version", "model.trained_on")
+"""What a step's condition may read of the org's learned model (docs/models.md): the probability that
+the lead converts, and which model said so. Absent (null) while the org has no model."""
+
+
+def model_fields(cond: Condition | None) -> list[str]:
+    """The `model.*` fields a condition reads."""
+    return [] if cond is None else [leaf.field for leaf in leaves(cond) if leaf.field.partition(".")[0] == "model"]
+
+
+def _check_model_fields(where: str, cond: Condition | None, allowed: bool) -> None:
+    for name in model_fields(cond):
+        if not allowed:
+            raise ValueError(
+                f"{where} cannot read {name}: the learned model's probability is computed when a step runs"
+            )
+        if name not in MODEL_FIELDS:
+            raise ValueError(f"{name}: the learned model offers {', '.join(MODEL_FIELDS)}")
+
+
 class Reenrollment(_Strict):
     """HubSpot semantics: a lead is enrolled once; it enrolls again only when this is enabled, one of
     these triggers fires, and it is not still enrolled (an execution of it is pending)."""
@@ -283,12 +314,23 @@ class ScoreStep(_Strict):
 
 
 class TierThreshold(_Strict):
+    """Reached when the score is at least `min_score` and the learned model's probability that the
+    lead converts at least `min_probability`, for each one given (an org without a model yet reaches
+    no `min_probability`)."""
+
     tier: str = Field(min_length=1)
-    min_score: Score
+    min_score: Score | None = None
+    min_probability: float | None = Field(default=None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _a_minimum(self) -> TierThreshold:
+        if self.min_score is None and self.min_probability is None:
+            raise ValueError("a tier threshold needs min_score, min_probability or both")
+        return self
 
 
 class TierStep(_Strict):
-    """Name the first tier whose `min_score` the score reaches, checked from the highest threshold."""
+    """Name the first tier whose minimums the lead reaches, checked from the highest threshold."""
 
     type: Literal["tier"]
     thresholds: list[TierThreshold] = Field(min_length=1)
@@ -296,10 +338,17 @@ class TierStep(_Strict):
 
     @model_validator(mode="after")
     def _unambiguous(self) -> TierStep:
-        scores = [t.min_score for t in self.thresholds]
-        if len(scores) != len(set(scores)):
-            raise ValueError("tier thresholds need distinct min_score values")
+        kinds = {(t.min_score is None, t.min_probability is None) for t in self.thresholds}
+        if len(kinds) > 1:
+            raise ValueError("every threshold of a tier step names the same minimums (min_score, min_probability)")
+        minimums = [(t.min_score, t.min_probability) for t in self.thresholds]
+        if len(minimums) != len(set(minimums)):
+            raise ValueError("tier thresholds need distinct minimums")
         return self
+
+    @property
+    def reads_model(self) -> bool:
+        return self.thresholds[0].min_probability is not None
 
 
 class TeamMember(_Strict):
@@ -513,8 +562,25 @@ def pauses(steps: Sequence[Step], prefix: str = "") -> Iterator[tuple[str, Appro
             yield from pauses(step.otherwise, f"{path}.else.")
 
 
+def step_conditions(steps: Sequence[Step]) -> Iterator[Condition]:
+    """Every condition a step reads, inside branches and approval fallbacks too."""
+    for step in steps:
+        if isinstance(step, FilterStep):
+            yield step.condition
+        elif isinstance(step, ScoreStep | RouteStep):
+            yield from (rule.when for rule in step.rules)
+        elif isinstance(step, BranchStep):
+            for arm in step.arms:
+                yield arm.when
+                yield from step_conditions(arm.steps)
+            yield from step_conditions(step.otherwise)
+        elif isinstance(step, ApprovalStep):
+            yield from step_conditions(step.on_reject)
+            yield from step_conditions(step.timeout_branch)
+
+
 def all_steps(steps: Sequence[Step]) -> Iterator[Step]:
-    """Every step, and every step nested in branches and approvals, whichever may run."""
+    """Every step, inside branches and approval fallbacks too."""
     for step in steps:
         yield step
         if isinstance(step, BranchStep):
@@ -524,6 +590,13 @@ def all_steps(steps: Sequence[Step]) -> Iterator[Step]:
         elif isinstance(step, ApprovalStep):
             yield from all_steps(step.on_reject)
             yield from all_steps(step.timeout_branch)
+
+
+def reads_model(definition: WorkflowDefinition) -> bool:
+    """Whether a step reads the learned model: only then does the qualifier compute its probability."""
+    return any(model_fields(cond) for cond in step_conditions(definition.steps)) or any(
+        isinstance(step, TierStep) and step.reads_model for step in all_steps(definition.steps)
+    )
 
 
 def _routes_after_a_pause(steps: Sequence[Step], paused: bool = False) -> tuple[bool, bool]:
@@ -549,6 +622,17 @@ class WorkflowDefinition(_Strict):
     trigger: Trigger
     steps: list[Step] = Field(min_length=1)
     exit_condition: Condition | None = None
+
+    @model_validator(mode="after")
+    def _model_read_by_steps_only(self) -> WorkflowDefinition:
+        trigger = self.trigger
+        _check_model_fields("a trigger", trigger.condition, allowed=False)
+        _check_model_fields("a re-enrollment trigger", trigger.reenrollment.condition, allowed=False)
+        _check_model_fields("an exit condition", self.exit_condition, allowed=False)
+        _check_model_fields("a schedule's segment", trigger.schedule.segment if trigger.schedule else None, False)
+        for cond in step_conditions(self.steps):
+            _check_model_fields("a step", cond, allowed=True)
+        return self
 
     @model_validator(mode="after")
     def _routing_before_pauses(self) -> WorkflowDefinition:

@@ -22,6 +22,7 @@ from processors.compiler import CompiledWorkflow
 from processors.enrollment import EnrollmentState
 from processors.events import EVENT_TYPE_BY_SYMBOL, lead_id_of, validation_problems
 from processors.execution import Execution, timeline_entry
+from processors.learned_model import Weights, model_context
 from processors.orchestration import Outcome, Suspension, suspend
 from processors.routing import RoutingState
 from streams.clock import now_ms
@@ -29,6 +30,7 @@ from streams.execution_outputs import ExecutionOutputs
 from streams.runtime.dlq import DeadLetters
 from streams.runtime.records import ConsumedRecord, OutputRecord
 from streams.runtime.serde import AvroSerde, DecodeError
+from streams.state.lead_models import LeadModels
 from streams.state.processor_state import ProcessorStateStore
 from streams.state.workflow_catalog import WorkflowCatalog
 
@@ -46,6 +48,7 @@ class LeadQualifier:
         dead_letters: DeadLetters,
         catalog: WorkflowCatalog,
         state_store: ProcessorStateStore,
+        lead_models: LeadModels,
     ) -> None:
         self._inbound = inbound
         self._outputs = ExecutionOutputs(executions, crm_commands, webhook_deliveries)
@@ -53,6 +56,7 @@ class LeadQualifier:
         self._dead_letters = dead_letters
         self._catalog = catalog
         self._state_store = state_store
+        self._lead_models = lead_models
 
     def on_rebalance(self) -> None:
         self._state_store.forget()
@@ -67,6 +71,8 @@ class LeadQualifier:
         if not events:
             return outputs
         workflows = self._catalog.active_for({event["org_id"] for _, event in events})
+        reading = [org_id for org_id in workflows if self._catalog.reads_model(org_id)]
+        models = self._lead_models.current(reading) if reading else _NO_MODELS
         routing, enrollments, memory = self._state_store.load((event for _, event in events), workflows)
         batch_at_ms = now_ms()
         for record, event in events:
@@ -78,17 +84,26 @@ class LeadQualifier:
                 if fields:
                     memory.recall(event, lead_id, fields)
                 target = event["workflow_id"]
+                model = models.get(org_id)
                 if target is not None:
-                    self._run(target, workflows[org_id], event, lead_id, routing, enrollments, batch_at_ms, outputs)
+                    self._run(
+                        target, workflows[org_id], event, lead_id, routing, enrollments, model, batch_at_ms, outputs
+                    )
                 else:
                     exiting = self._catalog.exiting(org_id)
                     if exiting:
                         self._exits(exiting, event, lead_id, enrollments, batch_at_ms, outputs)
                     triggers_of_type = self._catalog.triggers_of(org_id).get(event["event_type"])
                     triggered = triggers_of_type(event) if triggers_of_type is not None else ()
+                    scored: dict[str, Any] | None = None
                     for workflow, triggers in zip(workflows[org_id], triggered):  # noqa: B905 - one per workflow, or none
                         if triggers and enrollments.admit(workflow, event, lead_id)[0]:
-                            execution = workflow.evaluate(event, routing)
+                            if workflow.uses_model and model is not None:
+                                if scored is None:
+                                    scored = model_context(model, event["lead"])
+                                execution = workflow.evaluate(event, routing, False, scored)
+                            else:
+                                execution = workflow.evaluate(event, routing)
                             enrollments.finish(execution)
                             self._emit(execution, batch_at_ms, outputs)
                 if fields:
@@ -110,6 +125,7 @@ class LeadQualifier:
         lead_id: str,
         routing: RoutingState,
         enrollments: EnrollmentState,
+        model: Weights | None,
         at_ms: int,
         outputs: list[OutputRecord],
     ) -> None:
@@ -120,7 +136,8 @@ class LeadQualifier:
             log.warning("event %s targets workflow %s, which is not active", event["event_id"], workflow_id)
             return
         if enrollments.admit(workflow, event, lead_id, targeted=True)[0]:
-            execution = workflow.evaluate(event, routing)
+            scored = model_context(model, event["lead"]) if workflow.uses_model and model is not None else None
+            execution = workflow.evaluate(event, routing, False, scored)
             execution.trigger = event["trigger"]
             enrollments.finish(execution)
             self._emit(execution, at_ms, outputs)
@@ -184,6 +201,7 @@ class LeadQualifier:
 
 
 _TRIGGERS = {"MANUAL": "manual", "SCHEDULE": "schedule"}
+_NO_MODELS: dict[str, Weights | None] = {}
 
 
 def suspended(suspension: Suspension, at_ms: int) -> dict[str, Any]:

@@ -17,6 +17,9 @@ from api.control_plane.actors import Scope, system
 from api.control_plane.database import Database
 from api.control_plane.tables import ApiKey, Approval, ScheduleFire, User, Workflow, WorkflowVersion
 from drippulse.settings import Settings, secret_box
+from processors.learned_model import LearnedModel
+from streams.state.control_plane import connect
+from streams.state.lead_models import Checkpoint, ModelStore
 
 T = TypeVar("T")
 TEST = system("test")
@@ -213,3 +216,9 @@ def schedule_fires(settings: Settings, workflow_id: str) -> list[dict[str, Any]]
             ]
 
     return run(settings, read)
+
+
+def checkpoint_model(settings: Settings, org_id: str, model: LearnedModel, version: int = 1) -> None:
+    """A version of the org's learned model, written as the trainer writes one."""
+    store = ModelStore(connect(settings.database_url), "test-trainer", kept_versions=100)
+    store.checkpoint(Checkpoint({org_id: (version, model)}, {}, {}))

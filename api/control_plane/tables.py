@@ -385,3 +385,33 @@ class AuditEntry(Base):
     before: Mapped[dict[str, Any] | None]
     after: Mapped[dict[str, Any] | None]
     request_id: Mapped[str | None]
+
+
+class LeadModelVersion(Base):
+    """One checkpoint of an organization's learned lead score (processors/learned_model.py), written
+    by the trainer (`drippulse worker trainer`) in the transaction that also records the input
+    offsets it covers (`model_trainer_offsets`): a restarted trainer resumes this very model from
+    exactly the events after it. Versions count up per org; older ones are pruned."""
+
+    __tablename__ = "lead_models"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = _now()
+    trained_on: Mapped[int] = mapped_column(BigInteger, comment="outcomes learned from, over all versions")
+    weights: Mapped[dict[str, Any]] = mapped_column(comment="bias and weight per feature bucket: what scoring reads")
+    state: Mapped[dict[str, Any]] = mapped_column(comment="the learner's sums, feature names, the recent evaluations")
+    metrics: Mapped[dict[str, Any]] = mapped_column(comment="progressive (predict, then learn) figures")
+
+
+class ModelTrainerOffset(Base):
+    """Where the trainer's consumer group is in each input partition, as of its last checkpoint. The
+    trainer seeks here when it is given a partition, so Kafka's own committed offsets are not used."""
+
+    __tablename__ = "model_trainer_offsets"
+
+    consumer_group: Mapped[str] = mapped_column(primary_key=True)
+    topic: Mapped[str] = mapped_column(primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = _now()

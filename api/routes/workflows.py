@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from api.control_plane import change_requests, organizations, workflows
+from api.control_plane import change_requests, lead_models, organizations, workflows
 from api.control_plane.tables import Workflow, WorkflowVersion
 from api.cursors import PageCursor, PageLimit, after_cursor, row_page
 from api.deps import Db, SettingsDep, WorkflowsActivate, WorkflowsAuthor, WorkflowsRead, WorkflowsTest, get_history
@@ -36,6 +36,7 @@ from api.routes.change_requests import ChangeRequestOut, change_request_out
 from processors.change_control import activation_needs_approval
 from processors.compiler import CompiledWorkflow, compile_workflow
 from processors.explain import explain
+from processors.learned_model import Weights, model_context
 from processors.model import WorkflowDefinition, offered
 from processors.replay import compare_versions
 from processors.routing import RoutingState
@@ -315,14 +316,24 @@ async def test_workflow(
     it enrolls, the outcome, the planned actions and a step-by-step trace."""
     compiled = await _compiled(database, principal, workflow_id, body.version)
     routing = RoutingState()
+    model = None
+    if compiled.uses_model:
+        async with database.transaction() as session:
+            model = await lead_models.current_weights(session, principal.org_id)
 
     def run() -> list[TestResult]:
-        return [_test_one(index, compiled, event, principal.org_id, routing) for index, event in enumerate(body.events)]
+        return [
+            _test_one(index, compiled, event, principal.org_id, routing, model)
+            for index, event in enumerate(body.events)
+        ]
 
     return TestReport(workflow_id=workflow_id, version=compiled.version, results=await run_in_threadpool(run))
 
 
-def _test_one(index: int, compiled: CompiledWorkflow, event: EventIn, org_id: str, routing: RoutingState) -> TestResult:
+def _test_one(
+    index: int, compiled: CompiledWorkflow, event: EventIn, org_id: str, routing: RoutingState, model: Weights | None
+) -> TestResult:
+    """`model`: the org's current learned model, for a workflow that reads it, as the qualifier has it."""
     record = {**event.to_record(org_id), "event_type": event.event_type.value}
     trigger: dict[str, Any] = {
         "event_type": record["event_type"],
@@ -332,7 +343,8 @@ def _test_one(index: int, compiled: CompiledWorkflow, event: EventIn, org_id: st
         trigger["condition"] = explain(compiled.trigger, record)
     if not compiled.triggers(record):
         return TestResult(index=index, event_id=record["event_id"], enrolled=False, trigger=trigger)
-    execution = compiled.evaluate(record, routing, trace=True)
+    scored = model_context(model, record["lead"]) if model is not None else None
+    execution = compiled.evaluate(record, routing, trace=True, model=scored)
     return TestResult(
         index=index,
         event_id=record["event_id"],

@@ -10,9 +10,9 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from streams.runtime.kafka import DeliveryFailed, deliver_all
 from streams.runtime.readiness import ReadyFile
@@ -31,6 +31,16 @@ class BatchProcessor(Protocol):
 
     def on_rebalance(self) -> None:
         """Partitions moved: drop any state cached on the assumption of owning them."""
+
+
+@runtime_checkable
+class KeepsPositions(Protocol):
+    """A processor that records how far it got with its own state (the model trainer, in
+    PostgreSQL) rather than in Kafka's committed offsets, which it would otherwise outrun or lag."""
+
+    def positions(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
+        """Where to read each newly assigned partition from; None: its beginning."""
+        ...
 
 
 MAX_BACKOFF_S = 10.0
@@ -74,10 +84,20 @@ class BatchWorker:
         self._stop = threading.Event()
         consumer.subscribe(list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
 
-    def _on_assign(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+    @property
+    def processor(self) -> BatchProcessor:
+        return self._processor
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """The ready file tells a supervisor this worker owns partitions (a readiness probe)."""
         log.info("%s: assigned %d partitions", self.name, len(partitions))
         self._processor.on_rebalance()
+        if isinstance(self._processor, KeepsPositions) and partitions:
+            starts = self._processor.positions([(p.topic, p.partition) for p in partitions])
+            for partition in partitions:
+                start = starts.get((partition.topic, partition.partition))
+                partition.offset = OFFSET_BEGINNING if start is None else start
+            consumer.assign(partitions)
         if self._ready is not None and partitions:
             self._ready.owns_partitions(self.name)
 

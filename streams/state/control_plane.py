@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 from psycopg.types.json import set_json_loads
@@ -209,12 +209,18 @@ class ControlPlaneReader:
         )
 
 
+class Revisions(Protocol):
+    def revisions(self, org_ids: list[str]) -> dict[str, int]:
+        """A number per org that moves whenever what the cache holds for it changed; absent: none."""
+        ...
+
+
 class RevisionCache(Generic[T]):
     """Per-org values loaded by `load` and kept until the org's revision moves. `get` checks the
     revision of an org at most every `refresh_s`; all of a call's stale orgs share one query, and
-    all of its changed orgs one load."""
+    all of its changed orgs one load. `load` answers for every org it is asked about."""
 
-    def __init__(self, reader: ControlPlaneReader, load: Callable[[list[str]], dict[str, T]], refresh_s: float) -> None:
+    def __init__(self, reader: Revisions, load: Callable[[list[str]], dict[str, T]], refresh_s: float) -> None:
         self._reader = reader
         self._load = load
         self._refresh_s = refresh_s

@@ -118,3 +118,10 @@ forward while a worker retries them)."""
 
 CRM_PARKED_ROUNDS = "dp:{crm}:parked:rounds"
 """Hash member -> how many retry rounds of its parked commands have failed in a row."""
+
+
+def model_leads(org_id: str) -> str:
+    """Hash lead_id -> JSON {"p": partition, "v": [[offset, describing fields], ...], "o": [[event_id,
+    offset], ...]}: what the model trainer keeps of each lead (processors/lead_snapshots.py), written
+    by the trainer alone."""
+    return f"dp:{{{org_id}}}:model:leads"

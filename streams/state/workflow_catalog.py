@@ -36,6 +36,7 @@ class WorkflowCatalog:
         self._workflows: dict[str, tuple[CompiledWorkflow, ...]] = {}
         self._watched: dict[str, frozenset[str]] = {}
         self._exiting: dict[str, tuple[CompiledWorkflow, ...]] = {}
+        self._reading_model: set[str] = set()
         self._revisions: dict[str, int | None] = {}
         self._checked_at: dict[str, float] = {}
         self._compiled: dict[str, dict[tuple[str, int], tuple[tuple[bytes, str], CompiledWorkflow]]] = {}
@@ -67,6 +68,11 @@ class WorkflowCatalog:
         """The org's active workflows with an exit condition (as of the last `active_for`)."""
         return self._exiting.get(org_id, ())
 
+    def reads_model(self, org_id: str) -> bool:
+        """Whether any of the org's active workflows reads the learned model (as of the last
+        `active_for`): only then does the qualifier look the org's model up."""
+        return org_id in self._reading_model
+
     def _refresh(self, org_ids: list[str], now: float) -> None:
         revisions = self._reader.revisions(org_ids)
         changed = []
@@ -93,6 +99,10 @@ class WorkflowCatalog:
             self._workflows[org_id] = tuple(workflow for _, workflow in ordered)
             self._watched[org_id] = frozenset().union(*(w.watched_fields for w in self._workflows[org_id]))
             self._exiting[org_id] = tuple(w for w in self._workflows[org_id] if w.exit_condition is not None)
+            if any(w.uses_model for w in self._workflows[org_id]):
+                self._reading_model.add(org_id)
+            else:
+                self._reading_model.discard(org_id)
             self._triggers[org_id] = self._trigger_set(self._workflows[org_id])
             self._revisions[org_id] = revision
             log.info("org %s: %d active workflows (revision %s)", org_id, len(self._workflows[org_id]), revision)

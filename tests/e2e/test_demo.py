@@ -29,6 +29,8 @@ def test_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path: Path) -> None:
     assert "waiting for approval" in flowing and "tier A leads waited for a person with the Approver role" in flowing
     assert "awaiting_approval → approved → resumed" in flowing, "one approval taken end to end"
     assert "curl -s -X POST" in flowing and "/approve" in flowing
+    assert "Learned model: version" in flowing and "Weights that matter most:" in flowing
+    assert "AUC learned" in flowing and "vs rules-only" in flowing and "Backtest per rules tier" in result.stdout
 
     for port_var in ("KAFKA", "REDIS", "POSTGRES"):
         port = int(env[f"DRIPPULSE_EMBEDDED_{port_var}_PORT"])

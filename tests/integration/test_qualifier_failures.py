@@ -21,6 +21,8 @@ from streams import topics
 from streams.qualifier import LeadQualifier
 from streams.runtime.dlq import DeadLetters
 from streams.runtime.records import ConsumedRecord
+from streams.state.control_plane import connect
+from streams.state.lead_models import LeadModels
 from streams.state.processor_state import ProcessorStateStore
 from streams.state.workflow_catalog import WorkflowCatalog
 from tests.stack import serde_for
@@ -54,6 +56,9 @@ class FixedCatalog(WorkflowCatalog):
     def exiting(self, org_id: str) -> tuple[CompiledWorkflow, ...]:
         return ()
 
+    def reads_model(self, org_id: str) -> bool:
+        return False
+
 
 def _qualifier(settings: Settings) -> LeadQualifier:
     def serde(topic: topics.Topic) -> tuple[Any, str]:
@@ -68,6 +73,7 @@ def _qualifier(settings: Settings) -> LeadQualifier:
         dead_letters=DeadLetters(*serde(topics.EVENTS_DLQ), "drippulse-qualifier"),
         catalog=FixedCatalog(),
         state_store=ProcessorStateStore(redis.Redis.from_url(settings.redis_url)),
+        lead_models=LeadModels(connect(settings.database_url), settings.model_refresh_s),
     )
 
 

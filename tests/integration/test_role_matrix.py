@@ -28,6 +28,7 @@ from api.deps import Permission
 from api.permissions import MATRIX, Action, Role, matrix_markdown
 from drippulse.operators import create_org
 from drippulse.settings import Settings
+from processors.learned_model import LearnedModel
 from processors.templates import LEAD_QUALIFICATION, lead_qualification_with_approval
 from streams.runtime.schema_registry import SCHEMA_DIR, EmbeddedRegistry
 from streams.state import state_keys
@@ -104,7 +105,10 @@ class World:
         control_plane.expire_key(settings, expired["id"])
         self.expired_key = expired["key"]
         self.deactivated_session = self.person("viewer", deactivate=True)
-        self.other_org_key = create_org(settings, unique("other")).api_key
+        other = create_org(settings, unique("other"))
+        self.other_org_key = other.api_key
+        for org_id in (self.org_id, other.org_id):
+            control_plane.checkpoint_model(settings, org_id, trained_model())
         self.login_email = unique("login") + "@example.com"
         control_plane.add_member(settings, self.org_id, self.login_email, ["viewer"], PASSWORD)
         self.workflow = self.new_workflow()
@@ -242,6 +246,13 @@ class World:
             "content-type": "application/json",
         }
         return Call({"source_id": self.source}, headers=headers, content=body)
+
+
+def trained_model() -> LearnedModel:
+    model = LearnedModel()
+    for converted in (True, False, True):
+        model.learn(EVENT["lead"], converted)
+    return model
 
 
 def _call(**kwargs: Any) -> Callable[[World], Call]:
@@ -441,6 +452,9 @@ EXAMPLES: dict[tuple[str, str], Example] = {
         Action.CRM_COMMANDS_RETRY, lambda w: Call({"result_id": w.new_failed_command()}), 202, True
     ),
     ("GET", "/api/v1/audit_log"): Example(Action.AUDIT_READ, _call(), 200),
+    ("GET", "/api/v1/models"): Example(Action.MODELS_READ, _call(), 200),
+    ("GET", "/api/v1/models/current"): Example(Action.MODELS_READ, _call(), 200),
+    ("POST", "/api/v1/models/backtest"): Example(Action.MODELS_BACKTEST, _call(json={}), 200),
     ("POST", "/schema-registry/subjects/{subject}"): Example(
         Action.PUBLIC, lambda _: Call({"subject": "drip.events.inbound-value"}, json={"schema": INBOUND_SCHEMA}), 200
     ),

@@ -31,6 +31,7 @@ PROCESSES = {
     "sink": ["worker", "sink"],
     "qualifier": ["worker", "qualifier"],
     "orchestrator": ["worker", "orchestrator"],
+    "trainer": ["worker", "trainer"],
     "webhooks": ["worker", "webhooks"],
     "crm": ["worker", "crm"],
 }

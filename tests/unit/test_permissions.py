@@ -16,6 +16,7 @@ READS = {
     Action.INBOUND_SOURCES_READ,
     Action.INTEGRATIONS_READ,
     Action.CRM_COMMANDS_READ,
+    Action.MODELS_READ,
 }
 """What every role reads. The audit log, keys and members are an Admin's to read."""
 
@@ -34,6 +35,7 @@ SPEC: dict[Role, set[Action]] = {
         Action.WEBHOOKS_MANAGE,
         Action.INBOUND_SOURCES_MANAGE,
         Action.CRM_COMMANDS_RETRY,
+        Action.MODELS_BACKTEST,
     },
 }
 SPEC[Role.ADMIN] = SPEC[Role.EDITOR] | {
