@@ -51,9 +51,20 @@ def test_schema_rows_and_filtered_reads_round_trip(server: tuple[str, Path]) -> 
     assert reader.summary("org_server", None)["executions"] == 1
 
     sent = _requests(log)
-    insert = next(r for r in sent if r["sql"].startswith("INSERT INTO drippulse.executions FORMAT JSONEachRow"))
-    assert orjson.loads(insert["sql"].splitlines()[1])["lead_id"] == TRICKY
-    listing = next(r for r in sent if "FROM drippulse.executions FINAL WHERE" in r["sql"] and "lead_id = " in r["sql"])
+    inserted = [
+        orjson.loads(line)
+        for r in sent
+        if r["sql"].startswith("INSERT INTO drippulse.executions FORMAT JSONEachRow")
+        for line in r["sql"].splitlines()[1:]
+    ]
+    assert [row["lead_id"] for row in inserted if row["org_id"] == "org_server"] == [TRICKY, TRICKY]
+    listing = next(
+        r
+        for r in sent
+        if "FROM drippulse.executions FINAL WHERE" in r["sql"]
+        and "lead_id = " in r["sql"]
+        and r["params"].get("org_id") == "org_server"
+    )
     assert "{lead_id:String}" in listing["sql"] and TRICKY not in listing["sql"], "values travel as parameters"
     assert listing["params"]["org_id"] == "org_server"
 
