@@ -265,15 +265,16 @@ class ApprovalLedger:
                 text("SELECT 1 FROM held_partitions WHERE partition = ANY(:partitions) ORDER BY partition FOR UPDATE"),
                 {"partitions": mine},
             )
-            generations: dict[int, int] = dict(
-                connection.execute(
+            generations = {
+                partition: generation
+                for partition, generation in connection.execute(
                     text(
                         "UPDATE held_partitions SET generation = generation + 1 WHERE partition = ANY(:partitions) "
                         "RETURNING partition, generation"
                     ),
                     {"partitions": mine},
                 ).tuples()
-            )
+            }
             _adopt(connection, [(partition, s) for partition, s in changelog if partition in generations], now_ms)
             connection.execute(
                 text(f"DELETE FROM released_executions WHERE released_at < now() - interval '{RELEASED_KEPT}'")
@@ -317,15 +318,16 @@ def _fence(connection: Connection, generations: dict[int, int]) -> None:
     after the takeover sees its generation."""
     if not generations:
         return
-    current: dict[int, int] = dict(
-        connection.execute(
+    current = {
+        partition: generation
+        for partition, generation in connection.execute(
             text(
                 "SELECT partition, generation FROM held_partitions WHERE partition = ANY(:partitions) "
                 "ORDER BY partition FOR SHARE"
             ),
             {"partitions": sorted(generations)},
         ).tuples()
-    )
+    }
     taken = [partition for partition, generation in generations.items() if current.get(partition) != generation]
     if taken:
         raise Fenced(taken)

@@ -34,8 +34,7 @@ APPROVAL = {
 @pytest.fixture
 def own_redis(settings: Settings) -> Iterator[redis.Redis]:
     """A database of the stack's Redis that no worker uses: the sweep reads every lead's state."""
-    shared = redis.Redis.from_url(settings.redis_url)
-    client = redis.Redis(**{**shared.connection_pool.connection_kwargs, "db": 9})
+    client = redis.Redis.from_url(settings.redis_url.rsplit("/", 1)[0] + "/9")
     client.flushdb()
     yield client
     client.flushdb()
