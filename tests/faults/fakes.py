@@ -40,17 +40,18 @@ class FaultyCrm(HubSpotLikeServer):
         self._done: dict[str, Reply] = {}
         self._state = threading.Lock()
 
-    def respond(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+    def respond_to(self, method: str, path: str, query: str, body: bytes, headers: dict[str, str]) -> Reply:
+        """Overrides the base CRM's hook (it reads the query string), so every request meets the fault."""
         with self._state:
             self.in_flight += 1
         try:
             self.held.wait(timeout=60)
-            return self._respond(method, path, body, headers)
+            return self._respond(method, path, query, body, headers)
         finally:
             with self._state:
                 self.in_flight -= 1
 
-    def _respond(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+    def _respond(self, method: str, path: str, query: str, body: bytes, headers: dict[str, str]) -> Reply:
         key = headers.get("idempotency-key", "")
         write = not path.endswith(SEARCH_SUFFIX)
         with self._lock:
@@ -70,6 +71,6 @@ class FaultyCrm(HubSpotLikeServer):
                     self.applied[key] += 1
                     self._done[key] = reply
             self.requests.append(
-                Request(time.monotonic(), method, path, key, headers.get("authorization", ""), reply.status)
+                Request(time.monotonic(), method, path, query, key, headers.get("authorization", ""), reply.status)
             )
         return reply
