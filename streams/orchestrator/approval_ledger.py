@@ -273,7 +273,7 @@ class ApprovalLedger:
                         "RETURNING partition, generation"
                     ),
                     {"partitions": mine},
-                ).tuples()
+                )
             }
             _adopt(connection, [(partition, s) for partition, s in changelog if partition in generations], now_ms)
             connection.execute(
@@ -326,7 +326,7 @@ def _fence(connection: Connection, generations: dict[int, int]) -> None:
                 "ORDER BY partition FOR SHARE"
             ),
             {"partitions": sorted(generations)},
-        ).tuples()
+        )
     }
     taken = [partition for partition, generation in generations.items() if current.get(partition) != generation]
     if taken:
