@@ -17,6 +17,7 @@ extra runs everything else.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import signal
 import socket
@@ -29,10 +30,16 @@ from pathlib import Path
 import psycopg
 import redis
 from confluent_kafka.admin import AdminClient
+from sqlalchemy.exc import SQLAlchemyError
 
 from drippulse import embedded_postgres
 from drippulse.processes import alive, spawn, terminate
 from drippulse.settings import Settings
+from streams.orchestrator.orphaned_enrollments import release_orphans
+from streams.state import redis_clients
+from streams.state.control_plane import connect
+
+log = logging.getLogger(__name__)
 
 _TIME_WAIT_S = 65
 """Linux keeps a closed connection in TIME_WAIT for 60 s."""
@@ -205,11 +212,29 @@ class EmbeddedStack:
         require_binaries(to_start)
         settings.log_dir.mkdir(parents=True, exist_ok=True)
         for name in to_start:
-            parts[name][2]()
+            if name != "kafka":
+                parts[name][2]()
         if settings.embedded_clickhouse:
             settings.chdb_path.mkdir(parents=True, exist_ok=True)
         self._write_state()
         self._wait_healthy(timeout_s)
+        if "kafka" in to_start:
+            self._release_orphans()
+            self._start_kafka()
+            self._write_state()
+            self._wait_healthy(timeout_s)
+
+    def _release_orphans(self) -> None:
+        """A new embedded broker starts empty: suspensions the old one still held for the orchestrator
+        are gone, and their leads would stay enrolled for ever. Released before the broker starts,
+        so no event enrolls a lead meanwhile."""
+        engine = connect(self.settings.database_url)
+        try:
+            release_orphans(redis_clients.connect(self.settings.redis_url), engine)
+        except (redis.RedisError, SQLAlchemyError) as exc:
+            log.warning("could not release the enrollments of runs lost with the broker (%s)", exc)
+        finally:
+            engine.dispose()
 
     def _start_kafka(self) -> None:
         port = self.settings.embedded_kafka_port

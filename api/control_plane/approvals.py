@@ -7,10 +7,11 @@ the same way, and so does an exit of the lead) can never both win: the second ge
 decide is the step's to say: the people it names by email (compared lower-case, as logins are) and
 the members holding a role it names (`role:approver` by default).
 
-A decision is taken only while the orchestrator holds the execution (`held_executions`, written in
-the same transaction as the approval was opened): a pending approval whose execution is held nowhere
-(lost with an earlier build's in-memory broker) answers 409 `execution-not-held` instead of a
-decision nothing would act on.
+A decision is taken only while the orchestrator holds the execution at the approval's step
+(`held_executions`, written in the same transaction as the approval was opened; an execution has an
+approval per approval step): a pending approval whose execution is held nowhere (lost with an
+earlier build's in-memory broker) answers 409 `execution-not-held` instead of a decision nothing
+would act on.
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ async def decide(
             approval_status=approval.status,
         )
     held = await session.scalar(
-        text("SELECT 1 FROM held_executions WHERE execution_id = :id"), {"id": approval.execution_id}
+        text("SELECT 1 FROM held_executions WHERE execution_id = :id AND step = :step"),
+        {"id": approval.execution_id, "step": approval.step},
     )
     if held is None:
         raise Problem(

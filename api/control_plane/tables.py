@@ -281,7 +281,8 @@ class Approval(Base):
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
     workflow_id: Mapped[str] = mapped_column(ForeignKey("workflows.id"))
     workflow_version: Mapped[int] = mapped_column(Integer)
-    execution_id: Mapped[str] = mapped_column(unique=True)
+    execution_id: Mapped[str]
+    """An execution with several approval steps has an approval per step (the id derives from both)."""
     step: Mapped[str] = mapped_column(comment="the approval step's path in the definition")
     lead_id: Mapped[str]
     lead: Mapped[dict[str, Any]] = mapped_column(comment="the lead as the execution saw it")

@@ -15,9 +15,13 @@ Each turns what it found into signals for the `Orchestrator`, produces the outpu
 broker's acknowledgement, then settles (orchestrator.py says why in that order). One lock makes the
 three take turns, so no signal is planned against a table another one is about to change.
 
-Every step of a turn is retried until it holds (`until_it_holds`): a store that is down holds the
-turn up, it never drops it, and never crashes the worker (a crash is a rebalance). A timer that
-fails logs and backs off; the due timer puts back the due times it took.
+Every step of a turn is retried while a store is down (`until_it_holds`): that holds the turn up,
+it never drops it, and never crashes the worker (a crash is a rebalance). Any other error would fail
+the same way again, so it must not hold the turn lock for ever: the turn is tried again in halves,
+down to the one signal that fails, which is set aside as one that cannot be handled (`act`), so one
+bad signal stops nothing else. A turn of a partition another process took over meanwhile is
+abandoned (`Fenced`): its inbox records stay unacknowledged for the new owner. A timer that fails
+logs and backs off; the due timer puts back the due times it took.
 
 PostgreSQL (`held_executions`) is what the orchestrator holds; the table is its copy for the owned
 partitions, rebuilt from PostgreSQL after every rebalance (`Orchestrator.recover`), so the broker's
@@ -36,11 +40,12 @@ inbox backlog the previous owner left (inbox_backlog.py): it may hold exits that
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import faust
 from confluent_kafka import KafkaException, Producer
@@ -48,11 +53,12 @@ from faust.tables.table import Table
 
 from streams.orchestrator.approval_ledger import ApprovalLedger
 from streams.orchestrator.inbox_backlog import MARK, InboxBacklog, put_markers
-from streams.orchestrator.orchestrator import Effects, Held, HeldExecutions, Orchestrator, Signal
+from streams.orchestrator.orchestrator import Held, HeldExecutions, Orchestrator, Signal
 from streams.orchestrator.schedules import SCHEDULE_TICK_S, ScheduleRunner
+from streams.orchestrator.turns import FIRST_BACKOFF_S, MAX_BACKOFF_S, Turns, any_error, until_it_holds
 from streams.runtime.kafka import KafkaConfig, deliver_all
 from streams.runtime.readiness import ReadyFile
-from streams.runtime.records import ConsumedRecord, OutputRecord
+from streams.runtime.records import ConsumedRecord
 from streams.runtime.serde import AvroSerde, DecodeError
 
 log = logging.getLogger(__name__)
@@ -61,10 +67,7 @@ BATCH = 1000
 BATCH_WINDOW_S = 0.02
 DUE_TICK_S = 0.05
 DECISION_POLL_S = 0.2
-FIRST_BACKOFF_S = 0.25
-MAX_BACKOFF_S = 10.0
 _OUTCOME_OF_STATUS = {"approved": "approved", "rejected": "rejected", "timed_out": "timed_out", "cancelled": "exited"}
-T = TypeVar("T")
 
 
 class TableHeld(HeldExecutions):
@@ -92,21 +95,6 @@ class TableHeld(HeldExecutions):
 
     def forget(self, execution_id: str) -> None:
         self._table.data.pop(execution_id.encode(), None)
-
-
-async def until_it_holds(what: str, step: Callable[[], Awaitable[T]]) -> T:
-    """`step` again and again, backing off from 0.25 s to 10 s, until it returns. Every step of a
-    turn is idempotent, so trying one again is always safe; dropping one never is."""
-    backoff = FIRST_BACKOFF_S
-    while True:
-        try:
-            return await step()
-        except Exception as exc:
-            log.warning(
-                "orchestrator: %s failed (%s: %s); trying again in %.2f s", what, type(exc).__name__, exc, backoff
-            )
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_S)
 
 
 class TimerGuard:
@@ -190,35 +178,15 @@ def build_app(
     recovered = Recovered(app)
     turn = asyncio.Lock()
     every_partition = frozenset(range(kafka.partitions))
+    turns = Turns(orchestrator, held, functools.partial(deliver_all, producer), now_ms)
 
     def owned() -> set[int]:
         return {tp.partition for tp in app.consumer.assignment() if tp.topic == inbox_topic}
 
     def acting_on(now: int) -> frozenset[int]:
         """The partitions whose due times and decisions may be acted on now: owned, recovered in this
-        rebalance, and past their inbox backlog."""
-        return (recovered.partitions() & owned()) - backlog.behind(now)
-
-    async def act(signals: Sequence[Signal], dead_letters: Sequence[OutputRecord] = ()) -> None:
-        """Plans, produces and waits for the broker, then settles; each step until it holds. Call
-        holding `turn`."""
-        if not signals and not dead_letters:
-            return
-        loop = asyncio.get_running_loop()
-
-        async def plan() -> Effects:
-            return orchestrator.handle(signals, held, now_ms())
-
-        effects = await until_it_holds("planning a turn", plan)
-        effects.outputs.extend(dead_letters)
-        await until_it_holds(
-            "producing a turn's outputs", lambda: loop.run_in_executor(None, deliver_all, producer, effects.outputs)
-        )
-        await until_it_holds(
-            "settling a turn in Redis and PostgreSQL",
-            lambda: loop.run_in_executor(None, orchestrator.settle_stores, effects),
-        )
-        orchestrator.settle_table(effects)
+        rebalance and not taken over by another process since, and past their inbox backlog."""
+        return (recovered.partitions() & owned() & orchestrator.holding()) - backlog.behind(now)
 
     @table.on_recover
     async def reindex() -> None:
@@ -232,7 +200,9 @@ def build_app(
             async def rebuild() -> int:
                 return orchestrator.recover(held, mine, now_ms())
 
-            holding = await until_it_holds("rebuilding the held executions from PostgreSQL", rebuild)
+            # Nothing of these partitions may be acted on before they are recovered, so there is no
+            # signal to set aside: whatever fails, recovery is tried again.
+            holding = await until_it_holds("rebuilding the held executions from PostgreSQL", rebuild, any_error)
             try:
                 markers = await asyncio.get_running_loop().run_in_executor(
                     None, put_markers, producer, inbox_topic, inbox, sorted(mine), now_ms()
@@ -266,7 +236,8 @@ def build_app(
                     signals.append(Signal.from_inbox(source, record))
             try:
                 async with turn:
-                    await act(signals, dead_letters)
+                    await turns.produce_or_drop(dead_letters)
+                    lost = await turns.act(signals)
                     for partition, token in markers:
                         backlog.reached(partition, token)
             except asyncio.CancelledError:
@@ -275,6 +246,9 @@ def build_app(
                 for event in events:
                     event.message.incref()
                 raise
+            for event in events:
+                if event.message.partition in lost:
+                    event.message.incref()
 
     due_guard = TimerGuard("due timer")
 
@@ -303,7 +277,7 @@ def build_app(
                             partition, "DUE", org_id, execution_id, outcome=outcome, outcome_at_ms=suspension.due_at_ms
                         )
                     )
-                await act(signals)
+                await turns.act(signals)
             except BaseException:
                 for entry in taken:
                     orchestrator.due.add(*entry)
@@ -332,10 +306,11 @@ def build_app(
                     actor=decision.decided_by,
                     note=decision.comment,
                     outcome_at_ms=decision.decided_at_ms,
+                    approval_id=decision.approval_id,
                 )
                 for decision in found
             ]
-            await act(signals)
+            await turns.act(signals)
 
     if schedules is not None:
         schedule_guard = TimerGuard("schedule timer")

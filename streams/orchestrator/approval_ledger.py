@@ -8,7 +8,15 @@ derives from the execution and the step), and so is marking it resumed.
 `held_executions` is the one durable record of what the orchestrator holds: a turn writes it in the
 same transaction as the approvals it opened and marked resumed (`settle`), so the two always agree,
 and the faust table is rebuilt from it after every rebalance (a broker that lost its changelog, as
-the in-memory embedded one does at `dev down`, loses nothing).
+the in-memory embedded one does at `dev down`, loses nothing). An execution released is remembered
+in `released_executions` for `RELEASED_KEPT`, so a changelog entry of it that a crash left behind is
+never taken for one PostgreSQL has not seen (`take_over`).
+
+Each inbox partition has a generation (`held_partitions`), bumped by every takeover in the same
+transaction as the takeover reads what the partition holds. A turn is written only while every
+partition it writes still has the generation its process took over (`settle` checks it under a
+share lock, which a takeover's update waits for): a process that lost a partition while its turn
+was retried can no longer overwrite what the new owner did.
 """
 
 from __future__ import annotations
@@ -25,6 +33,20 @@ from processors.orchestration import Suspension
 from streams.clock import moment
 
 log = logging.getLogger(__name__)
+
+RELEASED_KEPT = "7 days"
+"""How long a released execution is remembered. A changelog holds one after its release only when a
+process died between the PostgreSQL commit and its table write, until the next takeover of the
+partition writes the tombstone: minutes, not days."""
+
+
+class Fenced(RuntimeError):
+    """Another process took these inbox partitions over after this one did: nothing of the turn was
+    written, and the new owner finds its signals again."""
+
+    def __init__(self, partitions: Iterable[int]) -> None:
+        self.partitions = frozenset(partitions)
+        super().__init__(f"inbox partitions {sorted(self.partitions)} were taken over by another process")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +81,18 @@ class Settlement:
     opened: list[tuple[Suspension, int, int]] = field(default_factory=list)
     """An approval per (suspension, inbox partition, requested at ms); one that exists is kept."""
     resumed: list[str] = field(default_factory=list)
-    """By execution id, approvals acted on, which the decision poll stops returning."""
+    """By approval id, approvals acted on, which the decision poll stops returning. An execution has
+    an approval per approval step, so the one its run pauses at next is not among them."""
+    generations: dict[int, int] = field(default_factory=dict)
+    """The generation of each inbox partition the turn writes, as its process took the partition
+    over: the turn is written only while every one of them is still the partition's."""
 
     def __bool__(self) -> bool:
         return bool(self.held or self.opened or self.resumed)
+
+    def partitions(self) -> set[int]:
+        """The inbox partitions the turn writes (an approval resumed is always its execution's too)."""
+        return {partition for partition, _ in self.held.values()} | {partition for _, partition, _ in self.opened}
 
 
 class ApprovalLedger:
@@ -175,13 +205,12 @@ class ApprovalLedger:
         if not settlement:
             return
         with self._engine.begin() as connection:
+            _fence(connection, settlement.generations)
             _write_held(connection, settlement.held)
             _open(connection, settlement.opened)
             if settlement.resumed:
                 connection.execute(
-                    text(
-                        "UPDATE approvals SET resumed_at = now() WHERE execution_id = ANY(:ids) AND resumed_at IS NULL"
-                    ),
+                    text("UPDATE approvals SET resumed_at = now() WHERE id = ANY(:ids) AND resumed_at IS NULL"),
                     {"ids": settlement.resumed},
                 )
 
@@ -214,30 +243,46 @@ class ApprovalLedger:
                     )
             return held
 
-    def adopt(self, partitions: Sequence[int], held: Iterable[tuple[int, Suspension]], now_ms: int) -> list[int]:
-        """Once per inbox partition: what its changelog held before PostgreSQL kept it (an upgrade
-        from a build that did not) is copied into `held_executions`, with the approvals a crash may
-        have left unopened. Returns the partitions adopted now; `held` is read only for those."""
+    def take_over(
+        self, partitions: Sequence[int], changelog: Iterable[tuple[int, Suspension]], now_ms: int
+    ) -> dict[int, int]:
+        """This process takes the inbox partitions over: their generations bumped, returned by
+        partition. What their changelog holds that PostgreSQL has never seen, neither held nor
+        released (a suspension a build before PostgreSQL kept them held in its changelog only), is
+        adopted into `held_executions`, with its approval; every takeover does it, so an older
+        process that held the partition meanwhile loses nothing. An execution PostgreSQL released
+        is never adopted back, whatever a changelog still says."""
+        mine = sorted(set(partitions))
         with self._engine.begin() as connection:
-            adopted = [
-                row[0]
-                for row in connection.execute(
+            connection.execute(
+                text(
+                    "INSERT INTO held_partitions (partition) SELECT unnest(CAST(:partitions AS integer[])) "
+                    "ON CONFLICT (partition) DO NOTHING"
+                ),
+                {"partitions": mine},
+            )
+            connection.execute(
+                text("SELECT 1 FROM held_partitions WHERE partition = ANY(:partitions) ORDER BY partition FOR UPDATE"),
+                {"partitions": mine},
+            )
+            generations = {
+                partition: generation
+                for partition, generation in connection.execute(
                     text(
-                        "INSERT INTO held_partitions (partition) SELECT unnest(CAST(:partitions AS integer[])) "
-                        "ON CONFLICT (partition) DO NOTHING RETURNING partition"
+                        "UPDATE held_partitions SET generation = generation + 1 WHERE partition = ANY(:partitions) "
+                        "RETURNING partition, generation"
                     ),
-                    {"partitions": list(partitions)},
+                    {"partitions": mine},
                 )
-            ]
-            if adopted:
-                wanted = set(adopted)
-                found = [(partition, s) for partition, s in held if partition in wanted]
-                _write_held(connection, {s.execution_id: (partition, s) for partition, s in found}, keep_existing=True)
-                _open(connection, [(s, partition, now_ms) for partition, s in found if s.kind == "approval"])
-        return adopted
+            }
+            _adopt(connection, [(partition, s) for partition, s in changelog if partition in generations], now_ms)
+            connection.execute(
+                text(f"DELETE FROM released_executions WHERE released_at < now() - interval '{RELEASED_KEPT}'")
+            )
+        return generations
 
     def undelivered(self, partitions: Sequence[int], limit: int, deferred: Sequence[str] = ()) -> list[Decision]:
-        """Decided approvals of these inbox partitions whose executions have not resumed yet, oldest
+        """Decided approvals of these inbox partitions that nothing resumed from yet, oldest
         decision first, without the `deferred` executions (whose handling failed and waits): what
         the orchestrator owning those partitions still has to act on. Leaving the deferred out in the
         query keeps them from filling the window and hiding the decisions behind them."""
@@ -265,6 +310,55 @@ class ApprovalLedger:
                 )
                 for row in rows
             ]
+
+
+def _fence(connection: Connection, generations: dict[int, int]) -> None:
+    """Raises `Fenced` unless every partition still has the generation its process took over. The
+    share lock holds a takeover's update back until this transaction ends, and a settle that comes
+    after the takeover sees its generation."""
+    if not generations:
+        return
+    current = {
+        partition: generation
+        for partition, generation in connection.execute(
+            text(
+                "SELECT partition, generation FROM held_partitions WHERE partition = ANY(:partitions) "
+                "ORDER BY partition FOR SHARE"
+            ),
+            {"partitions": sorted(generations)},
+        )
+    }
+    taken = [partition for partition, generation in generations.items() if current.get(partition) != generation]
+    if taken:
+        raise Fenced(taken)
+
+
+def _adopt(connection: Connection, changelog: Sequence[tuple[int, Suspension]], now_ms: int) -> None:
+    """Holds what the changelog holds and PostgreSQL has never seen; an organization deleted meanwhile
+    has nothing adopted."""
+    if not changelog:
+        return
+    unseen = {
+        row[0]
+        for row in connection.execute(
+            text(
+                "SELECT v.id FROM unnest(CAST(:ids AS text[])) AS v(id) "
+                "WHERE NOT EXISTS (SELECT 1 FROM held_executions h WHERE h.execution_id = v.id) "
+                "AND NOT EXISTS (SELECT 1 FROM released_executions r WHERE r.execution_id = v.id)"
+            ),
+            {"ids": [s.execution_id for _, s in changelog]},
+        )
+    }
+    orgs = {str(s.execution["org_id"]) for _, s in changelog if s.execution_id in unseen}
+    existing = {
+        row[0]
+        for row in connection.execute(text("SELECT id FROM organizations WHERE id = ANY(:ids)"), {"ids": sorted(orgs)})
+    }
+    found = [(p, s) for p, s in changelog if s.execution_id in unseen and s.execution["org_id"] in existing]
+    if found:
+        log.info("adopting %d paused executions only a changelog held", len(found))
+    _write_held(connection, {s.execution_id: (partition, s) for partition, s in found}, keep_existing=True)
+    _open(connection, [(s, partition, now_ms) for partition, s in found if s.kind == "approval"])
 
 
 def _open(connection: Connection, opened: Sequence[tuple[Suspension, int, int]]) -> None:
@@ -304,6 +398,13 @@ def _write_held(
     ]
     if ended:
         connection.execute(text("DELETE FROM held_executions WHERE execution_id = ANY(:ids)"), {"ids": ended})
+        connection.execute(
+            text(
+                "INSERT INTO released_executions (execution_id) SELECT unnest(CAST(:ids AS text[])) "
+                "ON CONFLICT (execution_id) DO NOTHING"
+            ),
+            {"ids": ended},
+        )
     if rows:
         on_conflict = (
             "DO NOTHING"

@@ -22,13 +22,18 @@ the commit the signal is found again (the inbox message is not acknowledged, the
 resumed, the wait still due and still held), so it resumes again with the same ids, which every
 consumer deduplicates, and a release is written again, which changes nothing. After the commit the
 table may lag PostgreSQL; `recover` rebuilds it from PostgreSQL after every rebalance. The caller
-retries each step until it holds.
+retries each step while a store is down (`turns.py`).
 
 One signal that cannot be handled (a corrupt suspension, a version missing from PostgreSQL, a
 defect) must not stop the others: it is logged, and an inbox message goes to the dead-letter topic
 with the reason, a due time is tried again later, and a decision is left out of the decision poll
-for a while. A store that is down is not a reason to set a signal aside: `handle` raises, and the
+for a while (`set_aside`, which the caller also uses for a signal whose turn cannot be produced or
+settled). A store that is down is not a reason to set a signal aside: `handle` raises, and the
 caller tries the whole turn again.
+
+Each process settles only the partitions it took over (`recover` records the generation of each);
+a turn of a partition another process took over since is abandoned (`Fenced`): nothing of it is
+written, and the new owner finds its signals again.
 """
 
 from __future__ import annotations
@@ -41,10 +46,11 @@ from typing import Any, Protocol
 import orjson
 import redis
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from processors.orchestration import Outcome, Resumption, Suspension, resume, suspend
 from streams.execution_outputs import ExecutionOutputs
-from streams.orchestrator.approval_ledger import Settlement, WaitOutcome
+from streams.orchestrator.approval_ledger import Fenced, Settlement, WaitOutcome
 from streams.orchestrator.due_times import DueTimes
 from streams.orchestrator.workflow_versions import UnknownVersion, WorkflowVersions
 from streams.runtime.dlq import DeadLetters
@@ -55,8 +61,9 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_MS = 60_000
 """How long a due time or a decision whose handling failed waits before it is tried again."""
-UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, redis.RedisError)
-"""A store that is down: the turn is tried again whole, no signal is set aside for it."""
+UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout, redis.RedisError)
+"""A store that is down: the turn is tried again whole, no signal is set aside for it. Any other
+error (a constraint, a value PostgreSQL refuses, a defect) fails the same way when tried again."""
 
 Run = tuple[str, str, str, str]
 """(org, workflow, lead, execution) of a finished run."""
@@ -81,6 +88,8 @@ class Signal:
     outcome_at_ms: int = 0
     source: ConsumedRecord | None = None
     """The inbox record a SUSPENDED or EXIT signal came from, dead-lettered if it cannot be handled."""
+    approval_id: str = ""
+    """The approval a DECIDED signal decided: an execution has one per approval step."""
 
     @classmethod
     def from_inbox(cls, source: ConsumedRecord, record: dict[str, Any]) -> Signal:
@@ -154,7 +163,9 @@ class Ledger(Protocol):
 
     def held_executions(self, execution_ids: Sequence[str]) -> dict[str, tuple[int, Suspension]]: ...
 
-    def adopt(self, partitions: Sequence[int], held: Iterable[tuple[int, Suspension]], now_ms: int) -> list[int]: ...
+    def take_over(
+        self, partitions: Sequence[int], changelog: Iterable[tuple[int, Suspension]], now_ms: int
+    ) -> dict[int, int]: ...
 
 
 class Releases(Protocol):
@@ -233,7 +244,7 @@ class Effects:
     """(due at ms, execution id, partition) of what the batch holds."""
     opened: list[tuple[Suspension, int, int]] = field(default_factory=list)
     resumed_approvals: list[str] = field(default_factory=list)
-    """By execution id, the approvals table's unique key."""
+    """By approval id: an execution has an approval per approval step."""
     released: list[Run] = field(default_factory=list)
     withheld: list[str] = field(default_factory=list)
     """Approval ids this turn opens and an exit of the same turn took before they were out."""
@@ -281,6 +292,17 @@ class Orchestrator:
         self._dead_letters = dead_letters
         self._deferred: dict[str, int] = {}
         """Decisions whose handling failed, by execution id: not tried again before this time."""
+        self._generations: dict[int, int] = {}
+        """The inbox partitions this process took over, with the generation of that takeover."""
+
+    def holding(self) -> frozenset[int]:
+        """The inbox partitions whose turns this process may settle."""
+        return frozenset(self._generations)
+
+    def let_go(self, partitions: Iterable[int]) -> None:
+        """Another process took these partitions over: their turns are abandoned from now on."""
+        for partition in partitions:
+            self._generations.pop(partition, None)
 
     def deferred(self, now_ms: int) -> list[str]:
         """The executions whose decisions the decision poll leaves out for now."""
@@ -297,7 +319,7 @@ class Orchestrator:
                 try:
                     suspensions[signal.execution_id] = Suspension.from_json(signal.suspension_json or "")
                 except (ValueError, KeyError, TypeError) as exc:
-                    self._failed(signal, exc, now_ms, effects)
+                    self._failed(signal, exc, now_ms, effects.outputs, effects.due)
         done = self._ledger.resumed_already([s.approval_id for s in suspensions.values() if s.kind == "approval"])
         taken = self._ledger.take_waits(self._wait_outcomes(signals, effects.staged))
         for signal in signals:
@@ -316,14 +338,32 @@ class Orchestrator:
                 raise
             except Exception as exc:
                 effects.rollback(mark)
-                self._failed(signal, exc, now_ms, effects)
+                self._failed(signal, exc, now_ms, effects.outputs, effects.due)
         return effects
 
     def dead_letter(self, record: ConsumedRecord, error_kind: str, error: str) -> OutputRecord:
         return self._dead_letters.record(record, error_kind, error)
 
-    def _failed(self, signal: Signal, exc: Exception, now_ms: int, effects: Effects) -> None:
-        """Logged with the ids only (a suspension holds lead data); then out of the way, not lost."""
+    def set_aside(self, signal: Signal, exc: Exception, now_ms: int) -> list[OutputRecord]:
+        """A signal whose turn fails however often it is tried (it cannot be produced or settled):
+        out of the way as one that cannot be handled. Returns its dead letter, to produce."""
+        letters: list[OutputRecord] = []
+        later: list[tuple[int, str, int]] = []
+        self._failed(signal, exc, now_ms, letters, later)
+        for entry in later:
+            self.due.add(*entry)
+        return letters
+
+    def _failed(
+        self,
+        signal: Signal,
+        exc: Exception,
+        now_ms: int,
+        outputs: list[OutputRecord],
+        due: list[tuple[int, str, int]],
+    ) -> None:
+        """Logged with the ids only (a suspension holds lead data; PostgreSQL's errors leave their
+        parameters out); then out of the way, not lost."""
         log.error(
             "cannot handle %s of execution %s (org %s): %s: %s",
             signal.kind,
@@ -334,18 +374,25 @@ class Orchestrator:
             exc_info=not isinstance(exc, UnknownVersion | NotHeld),
         )
         if signal.source is not None:
-            effects.outputs.append(self.dead_letter(signal.source, "orchestrate", f"{type(exc).__name__}: {exc}"))
+            outputs.append(self.dead_letter(signal.source, "orchestrate", f"{type(exc).__name__}: {exc}"))
         elif signal.kind == "DUE":
-            effects.due.append((now_ms + RETRY_AFTER_MS, signal.execution_id, signal.partition))
+            due.append((now_ms + RETRY_AFTER_MS, signal.execution_id, signal.partition))
         else:
             self._deferred[signal.execution_id] = now_ms + RETRY_AFTER_MS
 
     def settle_stores(self, effects: Effects) -> None:
         """Once the batch's outputs are acknowledged: Redis, then PostgreSQL, whose transaction is
-        the commit point (blocking calls, for a thread). Idempotent: call again until it returns."""
+        the commit point (blocking calls, for a thread). Idempotent: call again until it returns.
+        Raises `Fenced`, writing nothing to PostgreSQL, when another process took over a partition
+        the turn writes."""
+        settlement = effects.settlement()
+        lost = settlement.partitions() - self._generations.keys()
+        if lost:
+            raise Fenced(lost)
+        settlement.generations = {partition: self._generations[partition] for partition in settlement.partitions()}
         if effects.released:
             self._releases.release(effects.released)
-        self._ledger.settle(effects.settlement())
+        self._ledger.settle(settlement)
 
     def settle_table(self, effects: Effects) -> None:
         """Then the table (on the faust app's loop), and the due times of what the batch holds."""
@@ -354,14 +401,16 @@ class Orchestrator:
             self.due.add(*entry)
 
     def recover(self, held: HeldExecutions, partitions: Iterable[int], now_ms: int) -> int:
-        """After a rebalance, before any signal of `partitions` is acted on: the table made to hold
-        what PostgreSQL says these partitions hold (a changelog lost with the broker's topics, or
-        behind PostgreSQL after a crash, is rebuilt), and the due times rebuilt. The first time a
-        partition is recovered, what its changelog held is adopted into PostgreSQL. Returns how many
-        executions the partitions hold."""
+        """After a rebalance, before any signal of `partitions` is acted on: the partitions taken over
+        (a turn of their previous owner settles nothing from now on), what their changelog holds and
+        PostgreSQL never saw adopted into PostgreSQL, then the table made to hold what PostgreSQL
+        says these partitions hold (a changelog lost with the broker's topics, or behind PostgreSQL
+        after a crash, is rebuilt), and the due times rebuilt. Returns how many executions the
+        partitions hold."""
         mine = sorted(set(partitions))
         table = {execution_id: Held.from_json(value) for execution_id, value in list(held.entries())}
-        self._ledger.adopt(mine, [(h.partition, h.suspension) for h in table.values() if h.partition in mine], now_ms)
+        changelog = [(h.partition, h.suspension) for h in table.values() if h.partition in mine]
+        self._generations = self._ledger.take_over(mine, changelog, now_ms)
         truth = {e: Held(p, s) for e, (p, s) in self._ledger.held(mine).items()}
         for execution_id, current in table.items():
             if current.partition not in mine:
@@ -404,7 +453,7 @@ class Orchestrator:
 
     def _act(self, signal: Signal, now_ms: int, effects: Effects, taken: dict[str, WaitOutcome]) -> None:
         current = effects.staged.get(signal.execution_id)
-        if current is None and signal.kind == "DECIDED":
+        if signal.kind == "DECIDED" and (current is None or current.suspension.approval_id != signal.approval_id):
             current = self._held_elsewhere(signal)
         if current is None:
             return
@@ -419,7 +468,7 @@ class Orchestrator:
                     return
                 if not self._ledger.time_out(suspension.approval_id, signal.outcome_at_ms):
                     return
-            effects.resumed_approvals.append(signal.execution_id)
+            effects.resumed_approvals.append(suspension.approval_id)
         elif signal.kind == "DECIDED":
             raise NotHeld(f"a decision for execution {signal.execution_id}, which waits at step {suspension.step}")
         else:
@@ -454,13 +503,13 @@ class Orchestrator:
             effects.withheld.append(suspension.approval_id)
         return status in (None, "cancelled")
 
-    def _held_elsewhere(self, signal: Signal) -> Held | None:
-        """A decision whose execution the table does not hold: PostgreSQL may, when the table lags
-        it (another process settled a turn of this partition after this one rebuilt the table). A
-        decision for an execution held nowhere is never marked resumed: it is an error to look at."""
+    def _held_elsewhere(self, signal: Signal) -> Held:
+        """A decision whose execution the table does not hold at its approval: PostgreSQL may, when
+        the table lags it. A decision for an execution held nowhere at that approval is never marked
+        resumed: it is an error to look at."""
         found = self._ledger.held_executions([signal.execution_id]).get(signal.execution_id)
-        if found is None:
-            raise NotHeld(f"a decision for execution {signal.execution_id}, which nothing holds")
+        if found is None or found[1].approval_id != signal.approval_id:
+            raise NotHeld(f"a decision for execution {signal.execution_id}, which nothing holds at that approval")
         return Held(*found)
 
     def _hold(self, held: Held, now_ms: int, effects: Effects) -> None:

@@ -24,8 +24,9 @@ T = TypeVar("T")
 
 
 def connect(database_url: str) -> Engine:
-    """A small pool: a worker holds one connection at a time, a few times a second at most."""
-    engine = create_engine(database_url, pool_size=2, max_overflow=2, pool_pre_ping=True)
+    """A small pool: a worker holds one connection at a time, a few times a second at most. An error's
+    message leaves the statement's parameters out: they hold lead data, and errors are logged."""
+    engine = create_engine(database_url, pool_size=2, max_overflow=2, pool_pre_ping=True, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _orjson(connection: Any, _: Any) -> None:

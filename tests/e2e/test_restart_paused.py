@@ -84,3 +84,34 @@ def test_approvals_and_waits_pending_before_dev_down_finish_after_dev_up(tmp_pat
             assert person.get(f"/api/v1/workflows/{waits}/enrollments").json()["items"] == [], "leads released"
     finally:
         subprocess.run([sys.executable, "-m", "drippulse", "dev", "down"], env=env, capture_output=True, timeout=120)
+
+
+def test_a_lead_whose_suspension_was_still_on_the_inbox_at_dev_down_can_enroll_again(tmp_path: Path) -> None:
+    """With no orchestrator running, a run pauses and its suspension waits on the inbox; `dev down`
+    loses it with the broker's topics, while the lead's enrollment stays in Redis. After `dev up` the
+    lead is no longer enrolled in a run nothing holds: a manual run enrolls it again."""
+    home = tmp_path / "home"
+    env = process_env(home)
+    _drippulse(env, "dev", "up")
+    lead = {"lead_id": "lead-lost", "email": "lost@acme.io"}
+    try:
+        key = _org_key(env)
+        with _running(env, home, ("qualifier",)) as url:
+            admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+            workflow = admin.post("/api/v1/workflows", json={"name": "approve", "definition": APPROVAL_FIRST}).json()
+            assert admin.post(f"/api/v1/workflows/{workflow['id']}/activate").status_code == 200
+            assert admin.post("/api/v1/events", json={"event_type": "lead.created", "lead": lead}).status_code == 202
+            wait_until(lambda: _statuses(admin, workflow["id"]) == ["awaiting_approval"], 120, "the run to pause")
+        _drippulse(env, "dev", "down")
+        _drippulse(env, "dev", "up")
+
+        with _running(env, home, WORKERS) as url:
+            admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+            ran = admin.post(f"/api/v1/workflows/{workflow['id']}/runs", json={"leads": [lead]})
+            assert ran.status_code == 202, ran.text
+            wait_until(
+                lambda: len(_statuses(admin, workflow["id"])) == 2, 120, "the manual run to enroll the lead again"
+            )
+            wait_until(lambda: len(_pending(admin, workflow["id"])) == 1, 120, "the new run's approval to open")
+    finally:
+        subprocess.run([sys.executable, "-m", "drippulse", "dev", "down"], env=env, capture_output=True, timeout=120)

@@ -17,7 +17,7 @@ import httpx
 from drippulse.operators import create_org
 from streams import topics
 from tests import control_plane
-from tests.faults.harness import RECOVERY_TIMEOUT_S, FaultStack, read_org
+from tests.faults.harness import RECOVERY_TIMEOUT_S, FaultStack, every_page, read_org
 from tests.integration.helpers import activate_workflow
 from tests.stack import wait_until
 
@@ -102,16 +102,23 @@ class ApprovalsOrg:
         return self.person.post(f"/api/v1/approvals/{approval['id']}/approve", json={}).status_code
 
     def _until_answered(self, request: Any, wanted: set[int]) -> None:
-        while True:
+        """Retried after a 503 (after its Retry-After) or no answer, for the recovery timeout at most:
+        then the test fails instead of waiting for ever."""
+        deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+        last = "no answer"
+        while time.monotonic() < deadline:
             try:
                 answer = request()
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
+                last = repr(exc)
                 time.sleep(1)
                 continue
             if answer.status_code in wanted:
                 return
             assert answer.status_code == 503, f"{answer.status_code}: {answer.text}"
+            last = f"503: {answer.text}"
             time.sleep(float(answer.headers.get("retry-after", "1")))
+        raise AssertionError(f"not answered {sorted(wanted)} within {RECOVERY_TIMEOUT_S:.0f} s; last: {last}")
 
     def _approvals(self) -> list[dict[str, Any]]:
         params = {"workflow_id": self.workflow_id, "limit": 500}
@@ -119,15 +126,7 @@ class ApprovalsOrg:
         return items
 
     def _executions(self, workflow_id: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        cursor = None
-        while True:
-            params = {"workflow_id": workflow_id, "limit": 1000, **({"cursor": cursor} if cursor else {})}
-            page = self.person.get("/api/v1/executions", params=params).json()
-            items += page["items"]
-            cursor = page.get("next_cursor")
-            if not cursor:
-                return items
+        return every_page(self.person, "/api/v1/executions", workflow_id=workflow_id)
 
     def resumed(self) -> bool:
         approvals = self._approvals()

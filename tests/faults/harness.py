@@ -326,7 +326,10 @@ class LeadStream:
             self._stop.wait(SEND_INTERVAL_S)
 
     def _send(self, event: dict[str, Any]) -> None:
-        while True:
+        """Until acknowledged, retried after a 503 or no answer; one not acknowledged within the
+        recovery timeout is unexpected (the test fails instead of waiting for ever)."""
+        deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+        while time.monotonic() < deadline:
             try:
                 response = self._client.post("/api/v1/events", json=event)
             except httpx.HTTPError as exc:
@@ -350,6 +353,27 @@ class LeadStream:
             with self._lock:
                 self.retry_after.append(retry_after)
             time.sleep(float(retry_after) if retry_after.isdigit() else 1)
+        with self._lock:
+            self.unexpected.append(f"{event['lead']['lead_id']}: not acknowledged in {RECOVERY_TIMEOUT_S:.0f} s")
+
+
+MAX_PAGES = 1000
+"""More pages than any scenario lists: a cursor that never ends fails the test instead of hanging it."""
+
+
+def every_page(client: httpx.Client, path: str, **params: Any) -> list[dict[str, Any]]:
+    """Every item of a paginated list of the API, a thousand a page."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(MAX_PAGES):
+        page = client.get(path, params={"limit": 1000, **params, **({"cursor": cursor} if cursor else {})})
+        assert page.status_code == 200, page.text
+        body = page.json()
+        items.extend(body["items"])
+        cursor = body.get("next_cursor")
+        if not cursor:
+            return items
+    raise AssertionError(f"{path} listed more than {MAX_PAGES} pages")
 
 
 @dataclass
@@ -385,16 +409,7 @@ class Scenario:
 
     def _listed(self, path: str, **params: Any) -> list[dict[str, Any]]:
         """Every item of a paginated list of the API (ClickHouse, read with FINAL)."""
-        items: list[dict[str, Any]] = []
-        cursor = None
-        while True:
-            page = self.client.get(path, params={"limit": 1000, **params, **({"cursor": cursor} if cursor else {})})
-            assert page.status_code == 200, page.text
-            body = page.json()
-            items.extend(body["items"])
-            cursor = body.get("next_cursor")
-            if not cursor:
-                return items
+        return every_page(self.client, path, **params)
 
     def _listed_executions(self) -> list[dict[str, Any]]:
         return self._listed("/api/v1/executions")

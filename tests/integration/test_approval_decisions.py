@@ -7,13 +7,17 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import IntegrityError
 
 from drippulse.settings import Settings
 from processors.compiler import compile_workflow
 from processors.model import WorkflowDefinition
-from processors.orchestration import Suspension
+from processors.orchestration import Outcome, Resumption, Suspension, resume, suspend
+from processors.routing import RoutingState
 from processors.templates import lead_qualification_with_approval
-from streams.orchestrator.approval_ledger import ApprovalLedger, Settlement, WaitOutcome
+from streams.clock import now_ms
+from streams.orchestrator.approval_ledger import ApprovalLedger, Fenced, Settlement, WaitOutcome
+from streams.state.control_plane import connect
 from tests import control_plane
 from tests.control_plane import NOBODYS_PARTITION
 from tests.integration.helpers import activate_workflow
@@ -22,6 +26,14 @@ from tests.stack import ApiServer
 from tests.unit.test_orchestration import paused
 
 pytestmark = pytest.mark.stack
+TWO_APPROVALS: dict[str, Any] = {
+    "trigger": {"event_types": ["lead.created"]},
+    "steps": [
+        {"type": "approval", "approvers": ["role:approver"], "timeout_hours": 1},
+        {"type": "approval", "approvers": ["role:approver"], "timeout_hours": 1},
+        {"type": "action", "action": "crm_update"},
+    ],
+}
 
 
 def _workflow(org: dict[str, Any]) -> str:
@@ -128,3 +140,106 @@ def test_the_first_outcome_taken_for_a_wait_is_the_one_every_later_try_resumes_w
     assert ledger.take_waits([exit_]) == {}, "not held at that step any more"
     ledger.settle(Settlement({execution_id: (NOBODYS_PARTITION, None)}))
     assert ledger.held_executions([execution_id]) == {}
+
+
+def _paused(org_id: str, workflow_id: str, definition: dict[str, Any], lead_id: str) -> Suspension:
+    """A run of the org's workflow paused now, as the qualifier hands it over."""
+    workflow = compile_workflow(workflow_id, 1, WorkflowDefinition.model_validate(definition))
+    at = now_ms()
+    lead = {"lead_id": lead_id, "email": f"{lead_id}@acme.io"}
+    event = {"event_id": f"e-{lead_id}", "org_id": org_id, "event_type": "lead.created", "occurred_at_ms": at}
+    return Suspension.from_json(suspend(workflow.evaluate({**event, "lead": lead}, RoutingState()), at).to_json())
+
+
+def test_a_second_approval_of_the_same_execution_opens_is_decided_and_resumes(
+    org_factory: Any, settings: Settings, api_server: ApiServer
+) -> None:
+    """The turn that resumes the first approval pauses the run at the second: it opens the second
+    approval of the same execution and marks only the first resumed, so the second is decided and
+    found like any other."""
+    org = org_factory()
+    workflow_id = str(activate_workflow(org["client"], "two approvals", TWO_APPROVALS)["id"])
+    first = _paused(org["org_id"], workflow_id, TWO_APPROVALS, "l-2")
+    at, execution_id, partition = now_ms(), first.execution_id, 7778
+    ledger = ApprovalLedger(create_engine(settings.database_url))
+    approver = _session(settings, org, f"ann-{org['org_id']}@example.com", ["approver"])
+    ledger.settle(Settlement({execution_id: (partition, first)}, [(first, partition, at)]))
+    assert approver.post(f"/api/v1/approvals/{first.approval_id}/approve", json={}).status_code == 200
+    assert [d.approval_id for d in ledger.undelivered([partition], 10)] == [first.approval_id]
+
+    workflow = compile_workflow(workflow_id, 1, WorkflowDefinition.model_validate(TWO_APPROVALS))
+    resumed = resume(workflow, first, Resumption(Outcome.APPROVED, at, "ann"), at)
+    second = Suspension.from_json(suspend(resumed, at).to_json())
+    assert (second.execution_id, second.step) == (execution_id, "1")
+    ledger.settle(Settlement({execution_id: (partition, second)}, [(second, partition, at)], [first.approval_id]))
+    assert ledger.undelivered([partition], 10) == [], "the first resumed, the second not decided yet"
+    refused = approver.post(f"/api/v1/approvals/{first.approval_id}/approve", json={})
+    assert refused.status_code == 409 and refused.json()["approval_status"] == "approved"
+    answer = approver.post(f"/api/v1/approvals/{second.approval_id}/approve", json={})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["resumed_at_ms"] is None and answer.json()["execution_id"] == execution_id
+    assert [d.approval_id for d in ledger.undelivered([partition], 10)] == [second.approval_id]
+
+    ledger.settle(Settlement({execution_id: (partition, None)}, [], [second.approval_id]))
+    assert ledger.undelivered([partition], 10) == []
+    listed = approver.get("/api/v1/approvals", params={"workflow_id": workflow_id}).json()["items"]
+    assert sorted((a["step"], a["status"], a["resumed_at_ms"] is not None) for a in listed) == [
+        ("0", "approved", True),
+        ("1", "approved", True),
+    ]
+
+
+def test_a_settle_of_a_partition_another_process_took_over_since_writes_nothing(
+    org_factory: Any, settings: Settings, api_server: ApiServer
+) -> None:
+    org = org_factory()
+    workflow_id = str(activate_workflow(org["client"], "two approvals", TWO_APPROVALS)["id"])
+    suspension = _paused(org["org_id"], workflow_id, TWO_APPROVALS, "l-3")
+    execution_id, partition, at = suspension.execution_id, 7779, now_ms()
+    engine = create_engine(settings.database_url)
+    first, second = ApprovalLedger(engine), ApprovalLedger(engine)
+    mine = first.take_over([partition], [], at)
+    first.settle(Settlement({execution_id: (partition, suspension)}, [(suspension, partition, at)], generations=mine))
+    theirs = second.take_over([partition], [], at)
+    assert theirs[partition] == mine[partition] + 1
+    second.settle(Settlement({execution_id: (partition, None)}, generations=theirs))
+    with pytest.raises(Fenced) as fenced:
+        first.settle(Settlement({execution_id: (partition, suspension)}, generations=mine))
+    assert fenced.value.partitions == {partition}
+    assert first.held_executions([execution_id]) == {}, "the new owner's release stands"
+
+
+def test_every_takeover_adopts_what_only_a_changelog_held_and_never_what_postgresql_released(
+    org_factory: Any, settings: Settings, api_server: ApiServer
+) -> None:
+    """A process of an older build held the partition after this build took it over once: what it
+    held in its changelog only is adopted by the next takeover. A changelog entry of an execution
+    PostgreSQL released (the tombstone lost to a crash) is not."""
+    org = org_factory()
+    workflow_id = str(activate_workflow(org["client"], "two approvals", TWO_APPROVALS)["id"])
+    suspension = _paused(org["org_id"], workflow_id, TWO_APPROVALS, "l-4")
+    execution_id, partition, at = suspension.execution_id, 7780, now_ms()
+    ledger = ApprovalLedger(create_engine(settings.database_url))
+    ledger.take_over([partition], [], at)
+    ledger.take_over([partition], [(partition, suspension)], at)
+    assert ledger.held_executions([execution_id]) == {execution_id: (partition, suspension)}
+    assert _row(settings, suspension.approval_id) == ("pending", execution_id), "its approval opened"
+    ledger.settle(Settlement({execution_id: (partition, None)}))
+    ledger.take_over([partition], [(partition, suspension)], at)
+    assert ledger.held_executions([execution_id]) == {}, "released: never adopted back"
+
+
+def test_a_row_postgresql_refuses_leaves_the_leads_data_out_of_the_error(
+    org_factory: Any, settings: Settings, api_server: ApiServer
+) -> None:
+    """The orchestrator logs why a turn failed; the statement's parameters (the lead, in the
+    suspension) must not be in it."""
+    org = org_factory()
+    workflow_id = str(activate_workflow(org["client"], "two approvals", TWO_APPROVALS)["id"])
+    paused_in_org = _paused(org["org_id"], workflow_id, TWO_APPROVALS, "l-secret")
+    execution = {**paused_in_org.execution, "org_id": "org_that_does_not_exist"}
+    suspension = Suspension(execution, paused_in_org.context, "0", "approval", paused_in_org.due_at_ms)
+    ledger = ApprovalLedger(connect(settings.database_url))
+    with pytest.raises(IntegrityError) as refused:
+        ledger.settle(Settlement({suspension.execution_id: (7781, suspension)}))
+    assert "l-secret@acme.io" not in str(refused.value)

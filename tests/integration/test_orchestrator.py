@@ -337,3 +337,64 @@ def test_an_inbox_message_that_cannot_be_handled_is_dead_lettered_and_the_rest_g
     assert sorted(letter["error_kind"] for letter in letters) == ["decode", "orchestrate"]
     assert all(letter["source_topic"] == inbox for letter in letters)
     assert {letter["original_value"] for letter in letters if letter["error_kind"] == "decode"} == {b"not avro at all"}
+
+
+def test_a_run_through_two_approvals_in_a_row_waits_for_each_and_completes(
+    org_factory: Any, settings: Settings, running: None
+) -> None:
+    """Score, approval, approval, CRM update: the first decision resumes the run into the second
+    approval of the same execution, which opens, is decided, and resumes the run to its end; and the
+    orchestrator goes on acting afterwards (the second approval once stalled it for everyone)."""
+    org = org_factory()
+    admin, org_id = org["client"], org["org_id"]
+    approval = {"type": "approval", "approvers": ["role:approver"], "timeout_hours": 1}
+    senior = {"id": "senior", "when": {"field": "lead.title", "op": "contains", "value": "vp"}, "points": 50}
+    definition = {
+        "trigger": {"event_types": ["lead.created"]},
+        "steps": [{"type": "score", "rules": [senior]}, approval, approval, {"type": "action", "action": "crm_update"}],
+    }
+    workflow = activate_workflow(admin, "two approvals", definition)
+    approver = _session(settings, org, f"ann-{org_id}@example.com", ["approver"])
+
+    def pending_one() -> dict[str, Any]:
+        found = wait_until(lambda: _pending(approver, workflow["id"]), 60, "an approval to open")
+        assert len(found) == 1
+        only: dict[str, Any] = found[0]
+        return only
+
+    post_events(admin, _vp_leads(org_id, 1, prefix="two"))
+    first = pending_one()
+    assert approver.post(f"/api/v1/approvals/{first['id']}/approve", json={}).status_code == 200
+    second = pending_one()
+    assert (first["step"], second["step"], second["execution_id"]) == ("1", "2", first["execution_id"])
+    assert approver.post(f"/api/v1/approvals/{second['id']}/approve", json={}).status_code == 200
+    wait_until(
+        lambda: all(a["resumed_at_ms"] for a in _approvals(approver, workflow["id"])), 60, "both approvals resumed"
+    )
+    updates = [
+        c["operation"]
+        for c in read_topic(settings, topics.CRM_COMMANDS, key=org_id, quiet_s=0.5)
+        if c["execution_id"] == first["execution_id"]
+    ]
+    assert updates == ["update_lead"], "the step after the second approval ran, once"
+    expected = [
+        ("evaluated", ""),
+        ("awaiting_approval", "1"),
+        ("approved", "1"),
+        ("resumed", "1"),
+        ("awaiting_approval", "2"),
+        ("approved", "2"),
+        ("resumed", "2"),
+    ]
+
+    def shown() -> dict[str, Any]:
+        execution: dict[str, Any] = admin.get(f"/api/v1/executions/{first['execution_id']}").json()
+        return execution
+
+    wait_until(
+        lambda: [(e["what"], e["step"]) for e in shown()["timeline"]] == expected, 30, "the execution's timeline"
+    )
+    assert shown()["status"] == "completed"
+    assert admin.get(f"/api/v1/workflows/{workflow['id']}/enrollments").json()["items"] == []
+    post_events(admin, _vp_leads(org_id, 1, prefix="after"))
+    assert pending_one()["execution_id"] != first["execution_id"], "the orchestrator goes on"

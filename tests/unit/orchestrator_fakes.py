@@ -1,18 +1,23 @@
 """In-memory stand-ins for what the orchestrator writes, for tests with no I/O. They mirror the real
-stores' semantics, conditional updates included (streams/orchestrator/approval_ledger.py, the API's
-decision in api/control_plane/approvals.py), and fail on command: `down` makes every call raise as a
-store that is down does; `crash_at` raises `Crash` at a named point, as a process dying there."""
+stores' semantics, conditional updates and unique constraints included (streams/orchestrator/
+approval_ledger.py, the API's decision in api/control_plane/approvals.py, the approvals table's
+constraints as api/control_plane/tables.py declares them), and fail on command: `down` makes every
+call raise as a store that is down does; `crash_at` raises `Crash` at a named point, as a process
+dying there."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import PrimaryKeyConstraint, UniqueConstraint
+from sqlalchemy.exc import IntegrityError, OperationalError
 
+from api.control_plane.tables import Approval, Base
 from processors.compiler import CompiledWorkflow
 from processors.orchestration import Suspension
-from streams.orchestrator.approval_ledger import Settlement, WaitOutcome
+from streams.orchestrator.approval_ledger import Fenced, Settlement, WaitOutcome
 from streams.orchestrator.orchestrator import Run
 from streams.orchestrator.workflow_versions import UnknownVersion
 
@@ -25,12 +30,24 @@ def unavailable(what: str) -> OperationalError:
     return OperationalError(f"-- {what}", {}, ConnectionRefusedError(f"{what} is down"))
 
 
+APPROVALS = Base.metadata.tables[Approval.__tablename__]
+APPROVAL_KEYS: list[tuple[str, ...]] = [
+    tuple(column.name for column in constraint.columns)
+    for constraint in APPROVALS.constraints
+    if isinstance(constraint, PrimaryKeyConstraint | UniqueConstraint)
+] + [tuple(column.name for column in index.columns) for index in APPROVALS.indexes if index.unique]
+"""The approvals table's unique keys, read from its declaration: an insert the real table refuses
+is refused here too."""
+
+
 @dataclass
 class Faults:
     down: set[str] = field(default_factory=set)
     """Stores that refuse every call: `postgres`, `redis`."""
     crash_at: str | None = None
     """`before:<point>` or `after:<point>`, once."""
+    refused: set[str] = field(default_factory=set)
+    """Executions whose rows PostgreSQL refuses for good (their organization was deleted, say)."""
 
     def check(self, store: str) -> None:
         if store in self.down:
@@ -46,6 +63,7 @@ class Faults:
 class ApprovalRow:
     id: str
     execution_id: str
+    step: str
     partition: int
     due_at_ms: int
     status: str = "pending"
@@ -64,7 +82,10 @@ class Ledger:
         self.faults = faults
         self.approvals: dict[str, ApprovalRow] = {}
         self.held_rows: dict[str, tuple[int, Suspension]] = {}
-        self.adopted: set[int] = set()
+        self.released: set[str] = set()
+        """released_executions: what was held once and released."""
+        self.generations: dict[int, int] = {}
+        """held_partitions.generation: bumped by every takeover."""
         self.wait_outcomes: dict[str, WaitOutcome] = {}
         """held_executions.outcome: the first outcome taken for the step the execution waits at."""
         self.opened: list[str] = []
@@ -100,7 +121,8 @@ class Ledger:
         row = self.approvals.get(approval_id)
         if row is None:
             return 404
-        if row.status != "pending" or row.due_at_ms <= now_ms or row.execution_id not in self.held_rows:
+        held = self.held_rows.get(row.execution_id)
+        if row.status != "pending" or row.due_at_ms <= now_ms or held is None or held[1].approval_id != row.id:
             return 409
         row.status, row.decided_at_ms, row.decided_by = status, now_ms, actor
         row.decisions += 1
@@ -121,25 +143,57 @@ class Ledger:
 
     def settle(self, settlement: Settlement) -> None:
         self._call("settle")
-        for execution_id, (partition, suspension) in settlement.held.items():
-            taken = self.wait_outcomes.get(execution_id)
-            if taken is not None and (suspension is None or suspension.step != taken.step):
-                del self.wait_outcomes[execution_id]
-            if suspension is None:
-                self.held_rows.pop(execution_id, None)
-            else:
-                self.held_rows[execution_id] = (partition, suspension)
-        for suspension, partition, _ in settlement.opened:
-            if suspension.approval_id not in self.approvals:
-                self.approvals[suspension.approval_id] = ApprovalRow(
-                    suspension.approval_id, suspension.execution_id, partition, suspension.due_at_ms
-                )
-                self.opened.append(suspension.approval_id)
-        for execution_id in settlement.resumed:
-            for row in self.approvals.values():
-                if row.execution_id == execution_id:
-                    row.resumed = True
+        with self._transaction():
+            lost = [p for p, generation in settlement.generations.items() if self.generations.get(p) != generation]
+            if lost:
+                raise Fenced(lost)
+            refused = self.faults.refused & (set(settlement.held) | {s.execution_id for s, _, _ in settlement.opened})
+            if refused:
+                raise IntegrityError("INSERT INTO held_executions", {}, ValueError(f"refused: {sorted(refused)}"))
+            for execution_id, (partition, suspension) in settlement.held.items():
+                taken = self.wait_outcomes.get(execution_id)
+                if taken is not None and (suspension is None or suspension.step != taken.step):
+                    del self.wait_outcomes[execution_id]
+                if suspension is None:
+                    self.held_rows.pop(execution_id, None)
+                    self.released.add(execution_id)
+                else:
+                    self.held_rows[execution_id] = (partition, suspension)
+            self._open(settlement.opened)
+            for approval_id in settlement.resumed:
+                if approval_id in self.approvals:
+                    self.approvals[approval_id].resumed = True
         self.faults.point("after", "settle")
+
+    def _open(self, opened: Sequence[tuple[Suspension, int, int]]) -> None:
+        for suspension, partition, _ in opened:
+            if suspension.approval_id not in self.approvals:
+                row = ApprovalRow(
+                    suspension.approval_id, suspension.execution_id, suspension.step, partition, suspension.due_at_ms
+                )
+                self._insert(row)
+                self.opened.append(suspension.approval_id)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """All of the block's writes or none, as one PostgreSQL transaction."""
+        held, outcomes, opened = dict(self.held_rows), dict(self.wait_outcomes), list(self.opened)
+        released, generations = set(self.released), dict(self.generations)
+        approvals = {approval_id: replace(row) for approval_id, row in self.approvals.items()}
+        try:
+            yield
+        except Exception:
+            self.held_rows, self.wait_outcomes, self.opened, self.approvals = held, outcomes, opened, approvals
+            self.released, self.generations = released, generations
+            raise
+
+    def _insert(self, row: ApprovalRow) -> None:
+        """INSERT ... ON CONFLICT (id) DO NOTHING: any other unique key it breaks is an error."""
+        for key in APPROVAL_KEYS:
+            values = tuple(getattr(row, column) for column in key)
+            if any(tuple(getattr(other, column) for column in key) == values for other in self.approvals.values()):
+                raise IntegrityError("INSERT INTO approvals", {}, ValueError(f"duplicate key {key} = {values}"))
+        self.approvals[row.id] = row
 
     def held(self, partitions: Sequence[int]) -> dict[str, tuple[int, Suspension]]:
         self._call("held")
@@ -149,14 +203,25 @@ class Ledger:
         self._call("held_executions")
         return {e: self.held_rows[e] for e in execution_ids if e in self.held_rows}
 
-    def adopt(self, partitions: Sequence[int], held: Iterable[tuple[int, Suspension]], now_ms: int) -> list[int]:
-        self._call("adopt")
-        adopted = [p for p in partitions if p not in self.adopted]
-        for partition, suspension in held:
-            if partition in adopted:
-                self.held_rows.setdefault(suspension.execution_id, (partition, suspension))
-        self.adopted.update(adopted)
-        return adopted
+    def take_over(
+        self, partitions: Sequence[int], changelog: Iterable[tuple[int, Suspension]], now_ms: int
+    ) -> dict[int, int]:
+        self._call("take_over")
+        with self._transaction():
+            for partition in partitions:
+                self.generations[partition] = self.generations.get(partition, 0) + 1
+            found = [
+                (partition, s)
+                for partition, s in changelog
+                if partition in partitions
+                and s.execution_id not in self.held_rows
+                and s.execution_id not in self.released
+            ]
+            for partition, suspension in found:
+                self.held_rows[suspension.execution_id] = (partition, suspension)
+            self._open([(s, partition, now_ms) for partition, s in found if s.kind == "approval"])
+        self.faults.point("after", "take_over")
+        return {partition: self.generations[partition] for partition in partitions}
 
     def undelivered(self, partitions: Sequence[int], limit: int, deferred: Sequence[str] = ()) -> list[ApprovalRow]:
         self._call("undelivered")

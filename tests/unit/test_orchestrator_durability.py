@@ -11,12 +11,14 @@ import pytest
 
 from processors.compiler import CompiledWorkflow, compile_workflow
 from processors.model import WorkflowDefinition
-from processors.orchestration import Suspension
-from streams.orchestrator.app import Recovered, TimerGuard, until_it_holds
-from streams.orchestrator.approval_ledger import Settlement
+from processors.orchestration import Suspension, suspend
+from processors.routing import RoutingState
+from streams.orchestrator.app import Recovered, TimerGuard
+from streams.orchestrator.approval_ledger import Fenced, Settlement
 from streams.orchestrator.orchestrator import UNAVAILABLE, Effects, Held, Orchestrator, Signal
-from tests.unit.orchestrator_fakes import Crash, Faults, Ledger, Releases, Table, Versions
-from tests.unit.test_orchestration import T0, paused
+from streams.orchestrator.turns import until_it_holds
+from tests.unit.orchestrator_fakes import Crash, Faults, Ledger, Releases, Table, Versions, unavailable
+from tests.unit.test_orchestration import T0, event
 from tests.unit.test_orchestrator_recovery import orchestrator
 
 NOW = T0 + 60_000
@@ -30,6 +32,14 @@ def _workflow(workflow_id: str, steps: list[dict[str, Any]]) -> CompiledWorkflow
 
 APPROVAL = _workflow("wf-a", [{"type": "approval", "timeout_hours": 1}, {"type": "action", "action": "crm_update"}])
 WAIT = _workflow("wf-w", [{"type": "wait", "hours": 1}, {"type": "action", "action": "add_tag", "tag": "t"}])
+TWO_APPROVALS = _workflow(
+    "wf-aa",
+    [
+        {"type": "approval", "timeout_hours": 1},
+        {"type": "approval", "timeout_hours": 1},
+        {"type": "action", "action": "crm_update"},
+    ],
+)
 
 
 class Stores:
@@ -44,7 +54,7 @@ class Stores:
         self.engine.recover(self.table, [0], NOW)
 
     def started(self) -> Orchestrator:
-        engine = orchestrator(Versions(APPROVAL, WAIT), self.ledger)
+        engine = orchestrator(Versions(APPROVAL, WAIT, TWO_APPROVALS), self.ledger)
         engine._releases = self.releases  # the same Redis for every process
         return engine
 
@@ -63,13 +73,24 @@ class Stores:
 
 
 def suspended(workflow: Any, lead: str = "l1") -> tuple[Signal, Suspension]:
-    execution, suspension = paused(workflow, lead_id=lead)
+    """A run of `workflow` paused for the lead's own event (so each lead's is a distinct execution)."""
+    execution = workflow.evaluate({**event(lead_id=lead), "event_id": f"e-{lead}"}, RoutingState())
+    suspension = Suspension.from_json(suspend(execution, T0).to_json())
     signal = Signal(0, "SUSPENDED", "o", execution.execution_id, suspension.to_json().decode())
     return signal, suspension
 
 
 def decided(suspension: Suspension, outcome: str = "approved") -> Signal:
-    return Signal(0, "DECIDED", "o", suspension.execution_id, outcome=outcome, actor="ann@acme.io", outcome_at_ms=NOW)
+    return Signal(
+        0,
+        "DECIDED",
+        "o",
+        suspension.execution_id,
+        outcome=outcome,
+        actor="ann@acme.io",
+        outcome_at_ms=NOW,
+        approval_id=suspension.approval_id,
+    )
 
 
 def test_a_suspension_held_before_its_approval_was_opened_opens_it_when_it_comes_again() -> None:
@@ -191,7 +212,7 @@ def test_paused_executions_survive_a_broker_that_lost_the_changelog() -> None:
     assert not stores.ledger.held_rows and not stores.table.rows
 
 
-def test_what_a_changelog_held_before_postgresql_kept_it_is_adopted_once() -> None:
+def test_an_execution_postgresql_released_is_never_adopted_back_from_a_changelog() -> None:
     _, suspension = suspended(APPROVAL)
     table = Table()
     table.hold(0, suspension.execution_id, Held(0, suspension).to_json())
@@ -200,7 +221,66 @@ def test_what_a_changelog_held_before_postgresql_kept_it_is_adopted_once() -> No
     assert suspension.execution_id in stores.ledger.held_rows and stores.table.rows
     stores.ledger.settle(Settlement({suspension.execution_id: (0, None)}))
     stores.restart()
-    assert not stores.table.rows, "adopted once: PostgreSQL is the truth from then on"
+    assert not stores.table.rows, "the changelog's tombstone was lost; PostgreSQL remembers the release"
+    assert not stores.ledger.held_rows
+
+
+def test_a_suspension_only_an_older_build_held_is_adopted_whenever_its_partition_comes_back() -> None:
+    """An older build's process held the partition for a while after this build had taken it over,
+    and held a suspension in its changelog only: the next takeover adopts it, never tombstones it."""
+    stores = Stores()
+    _, suspension = suspended(APPROVAL)
+    stores.table.hold(0, suspension.execution_id, Held(0, suspension).to_json())
+    stores.table.flush()
+    stores.restart()
+    assert suspension.execution_id in stores.ledger.held_rows
+    assert stores.table.get(suspension.execution_id) is not None
+    assert stores.ledger.opened == [suspension.approval_id]
+
+
+def test_a_run_through_two_approvals_opens_the_second_and_resumes_from_each() -> None:
+    stores = Stores()
+    signal, first = suspended(TWO_APPROVALS)
+    stores.turn(signal)
+    assert stores.ledger.decide(first.approval_id, "approved", "ann@acme.io", NOW) == 200
+    stores.turn(decided(first))
+    second = stores.ledger.held_rows[first.execution_id][1]
+    assert (second.step, second.execution_id) == ("1", first.execution_id)
+    rows = stores.ledger.approvals
+    assert rows[first.approval_id].resumed and not rows[second.approval_id].resumed
+    assert stores.ledger.undelivered([0], 10) == [], "the second is pending, not resumed"
+    assert stores.ledger.decide(first.approval_id, "approved", "ann@acme.io", NOW) == 409
+    assert stores.ledger.decide(second.approval_id, "rejected", "ann@acme.io", NOW) == 200
+    effects = stores.turn(decided(second, "rejected"))
+    assert effects.resumed == 1 and rows[second.approval_id].resumed
+    assert not stores.ledger.held_rows and not stores.table.rows
+    assert list(stores.releases.released.values()) == [first.execution_id]
+
+
+def test_a_turn_that_settles_after_another_process_took_its_partition_over_changes_nothing() -> None:
+    """Process A handles a suspension again (a replayed batch) and its settle waits for PostgreSQL;
+    meanwhile process B takes the partition over, handles the same message and the decision, and
+    the run ends. A's late settle must not hold the execution again."""
+    stores = Stores()
+    signal, suspension = suspended(APPROVAL)
+    stores.turn(signal)
+    stale = stores.engine.handle([signal], stores.table, NOW)
+    b, b_table = stores.started(), stores.table.restarted()
+    b.recover(b_table, [0], NOW)
+    assert stores.ledger.decide(suspension.approval_id, "approved", "ann@acme.io", NOW) == 200
+    for turn in ([signal], [decided(suspension)]):
+        effects = b.handle(turn, b_table, NOW)
+        b.settle_stores(effects)
+        b.settle_table(effects)
+    assert not stores.ledger.held_rows
+    with pytest.raises(Fenced):
+        stores.engine.settle_stores(stale)
+    assert not stores.ledger.held_rows, "the stale turn held the finished run again"
+    assert stores.ledger.approvals[suspension.approval_id].resumed
+    assert stores.engine.holding() == {0}, "A learns it only from the settle"
+    stores.engine.let_go([0])
+    with pytest.raises(Fenced):
+        stores.engine.settle_stores(stale)
 
 
 def test_a_timer_that_raises_backs_off_and_the_worker_goes_on() -> None:
@@ -216,7 +296,7 @@ def test_a_timer_that_raises_backs_off_and_the_worker_goes_on() -> None:
         await guard.run(failing)
         assert len(calls) == 1, "backing off: the next tick is skipped"
 
-        attempts = iter([ConnectionRefusedError("down"), None])
+        attempts = iter([unavailable("postgres"), None])
 
         async def step() -> str:
             error = next(attempts)

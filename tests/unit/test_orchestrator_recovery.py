@@ -69,6 +69,7 @@ def test_a_due_time_that_fails_is_tried_again_later_and_a_failed_decision_waits_
     table = Table()
     ledger = Ledger(Faults())
     execution_id, due_at_ms = held_in(table, workflow, ledger)
+    approval_id = Held.from_json(table.rows[execution_id]).suspension.approval_id
     versions = Versions(workflow)
     versions.missing = {"wf"}
     engine = orchestrator(versions, ledger)
@@ -76,14 +77,14 @@ def test_a_due_time_that_fails_is_tried_again_later_and_a_failed_decision_waits_
     effects = engine.handle([due], table, NOW)
     assert effects.outputs == [] and effects.due == [(NOW + RETRY_AFTER_MS, execution_id, 0)]
 
-    decided = Signal(0, "DECIDED", "o", execution_id, outcome="approved", actor="ann@acme.io")
+    decided = Signal(0, "DECIDED", "o", execution_id, outcome="approved", actor="ann@acme.io", approval_id=approval_id)
     assert engine.handle([decided], table, NOW).resumed_approvals == []
     assert engine.deferred(NOW + 1) == [execution_id], "the decision poll leaves it out meanwhile"
     versions.missing = set()
     assert engine.handle([decided], table, NOW + 1).resumed_approvals == [], "deferred, not retried at once"
     assert engine.deferred(NOW + RETRY_AFTER_MS + 1) == []
     retried = engine.handle([decided], table, NOW + RETRY_AFTER_MS + 1)
-    assert retried.resumed_approvals == [execution_id] and retried.resumed == 1
+    assert retried.resumed_approvals == [approval_id] and retried.resumed == 1
 
 
 def test_due_times_of_a_partition_with_an_inbox_backlog_wait_until_its_marker_is_reached() -> None:
