@@ -135,7 +135,8 @@ def raw_worker(prefix: str, group: str, touch_bytes: bool) -> dict[str, Any]:
         """As the batch runtime does: plain records copied out of the client's messages."""
         records = [
             ConsumedRecord(m.topic() or "", m.partition() or 0, m.offset() or 0, m.key(), m.value())
-            for m in consumer.consume(BATCH, 0.2) if m.error() is None
+            for m in consumer.consume(BATCH, 0.2)
+            if m.error() is None
         ]
         for r in records:
             value = r.value
@@ -186,8 +187,11 @@ def _measure(worker: Any, prefix: str, touch_bytes: bool = True) -> dict[str, An
     total = sum(n for result in results for _, n in result["marks"])
     if total != EVENTS:
         raise RuntimeError(f"{worker.__name__} consumed {total} of {EVENTS} events")
-    return {"events_per_s": _steady_rate(results), "rss_mb": max(r["rss_mb"] for r in results),
-            "outputs_per_event": sum(r["outputs"] for r in results) / total}
+    return {
+        "events_per_s": _steady_rate(results),
+        "rss_mb": max(r["rss_mb"] for r in results),
+        "outputs_per_event": sum(r["outputs"] for r in results) / total,
+    }
 
 
 def create_orgs(prefix: str) -> list[str]:
@@ -223,8 +227,10 @@ def engine_evals(events: int = 20_000) -> tuple[float, float]:
     from processors.model import WorkflowDefinition
     from processors.routing import RoutingState
 
-    compiled = [compile_workflow(f"wf-{k}", 1, WorkflowDefinition.model_validate(d))
-                for k, d in enumerate(workflow_definitions())]
+    compiled = [
+        compile_workflow(f"wf-{k}", 1, WorkflowDefinition.model_validate(d))
+        for k, d in enumerate(workflow_definitions())
+    ]
     rng = random.Random(5)
     sample = []
     for n in range(events):
@@ -244,16 +250,29 @@ def engine_evals(events: int = 20_000) -> tuple[float, float]:
 
 
 def _machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
-            "broker": "external" if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else "embedded Tansu"}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "broker": "external" if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else "embedded Tansu",
+    }
 
 
 def run() -> dict[str, Any]:
     prefix = f"bench-{uuid.uuid4().hex[:6]}."
-    console.print(f"[bold]DripPulse benchmark[/bold]: {EVENTS:,} events ({WARMUP:,} warm-up), {ORGS:,} orgs x 10 "
-                  f"active workflows, {PROCESSES} process(es) per loop")
+    console.print(
+        f"[bold]DripPulse benchmark[/bold]: {EVENTS:,} events ({WARMUP:,} warm-up), {ORGS:,} orgs x 10 "
+        f"active workflows, {PROCESSES} process(es) per loop"
+    )
     org_ids = create_orgs(prefix)
     produce_input(prefix, org_ids)
     broker = _measure(raw_worker, prefix, touch_bytes=False)
@@ -310,12 +329,27 @@ def report(figures: dict[str, Any]) -> None:
         table.add_row(name, f"{value:,}", f"{direction} {bound:,}", "yes" if met else "NO")
     console.print(table)
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({
-        "figures": figures, "targets": TARGETS, "machine": _machine(),
-        "workload": {"webhook_messages": webhook_deliveries.MESSAGES, "webhook_endpoints": webhook_deliveries.ENDPOINTS,
-                     "events": EVENTS, "warmup_events": WARMUP, "orgs": ORGS, "workflows_per_org": 10,
-                     "processes_per_loop": PROCESSES, "batch": BATCH, "rounds": ROUNDS},
-    }, indent=2))
+    OUT.write_text(
+        json.dumps(
+            {
+                "figures": figures,
+                "targets": TARGETS,
+                "machine": _machine(),
+                "workload": {
+                    "webhook_messages": webhook_deliveries.MESSAGES,
+                    "webhook_endpoints": webhook_deliveries.ENDPOINTS,
+                    "events": EVENTS,
+                    "warmup_events": WARMUP,
+                    "orgs": ORGS,
+                    "workflows_per_org": 10,
+                    "processes_per_loop": PROCESSES,
+                    "batch": BATCH,
+                    "rounds": ROUNDS,
+                },
+            },
+            indent=2,
+        )
+    )
     console.print(f"wrote {OUT}")
 
 

@@ -19,24 +19,40 @@ def _both(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 SEGMENTS: list[dict[str, Any] | None] = [
     None,
-    _both({"field": "lead.lead_source", "op": "eq", "value": "demo_request"},
-          {"field": "lead.employees", "op": "gte", "value": 800}),
-    _both({"field": "lead.lead_source", "op": "eq", "value": "webinar"},
-          {"field": "lead.country", "op": "eq", "value": "US"}),
-    _both({"field": "lead.country", "op": "in", "value": ["GB", "DE", "FR", "NL"]},
-          {"field": "lead.employees", "op": "gte", "value": 2500}),
-    _both({"field": "lead.industry", "op": "eq", "value": "software"},
-          {"field": "lead.title", "op": "contains", "value": "vp"}),
-    _both({"field": "lead.industry", "op": "eq", "value": "fintech"},
-          {"field": "lead.country", "op": "eq", "value": "US"}),
-    _both({"field": "lead.lead_source", "op": "eq", "value": "referral"},
-          {"field": "lead.country", "op": "neq", "value": "US"}),
-    _both({"field": "lead.attributes.utm_campaign", "op": "eq", "value": "retarget"},
-          {"field": "lead.employees", "op": "lt", "value": 100}),
-    _both({"field": "lead.email", "op": "ends_with", "value": "@acme.io"},
-          {"field": "lead.title", "op": "contains", "value": "founder"}),
-    _both({"field": "lead.country", "op": "eq", "value": "JP"},
-          {"field": "lead.lead_source", "op": "eq", "value": "ads"}),
+    _both(
+        {"field": "lead.lead_source", "op": "eq", "value": "demo_request"},
+        {"field": "lead.employees", "op": "gte", "value": 800},
+    ),
+    _both(
+        {"field": "lead.lead_source", "op": "eq", "value": "webinar"},
+        {"field": "lead.country", "op": "eq", "value": "US"},
+    ),
+    _both(
+        {"field": "lead.country", "op": "in", "value": ["GB", "DE", "FR", "NL"]},
+        {"field": "lead.employees", "op": "gte", "value": 2500},
+    ),
+    _both(
+        {"field": "lead.industry", "op": "eq", "value": "software"},
+        {"field": "lead.title", "op": "contains", "value": "vp"},
+    ),
+    _both(
+        {"field": "lead.industry", "op": "eq", "value": "fintech"}, {"field": "lead.country", "op": "eq", "value": "US"}
+    ),
+    _both(
+        {"field": "lead.lead_source", "op": "eq", "value": "referral"},
+        {"field": "lead.country", "op": "neq", "value": "US"},
+    ),
+    _both(
+        {"field": "lead.attributes.utm_campaign", "op": "eq", "value": "retarget"},
+        {"field": "lead.employees", "op": "lt", "value": 100},
+    ),
+    _both(
+        {"field": "lead.email", "op": "ends_with", "value": "@acme.io"},
+        {"field": "lead.title", "op": "contains", "value": "founder"},
+    ),
+    _both(
+        {"field": "lead.country", "op": "eq", "value": "JP"}, {"field": "lead.lead_source", "op": "eq", "value": "ads"}
+    ),
 ]
 
 

@@ -25,7 +25,12 @@ class Database:
         """At most `pool_size + overflow` connections; a unit of work waits `pool_timeout_s` for one,
         then gets SQLAlchemy's pool TimeoutError (a 503 in the API)."""
         self.engine: AsyncEngine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=overflow, pool_timeout=pool_timeout_s, pool_pre_ping=True
+            url,
+            pool_size=pool_size,
+            max_overflow=overflow,
+            pool_timeout=pool_timeout_s,
+            pool_pre_ping=True,
+            hide_parameters=True,
         )
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
@@ -47,7 +52,7 @@ def alembic_config() -> Config:
 
 def migrate(url: str) -> None:
     """Brings the schema to the latest migration; idempotent, safe to run from several processes."""
-    engine = create_engine(url, poolclass=None)
+    engine = create_engine(url, poolclass=None, hide_parameters=True)
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
