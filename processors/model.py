@@ -239,11 +239,17 @@ class Trigger(_Strict):
     condition: Condition | None = None
     reenrollment: Reenrollment = Field(default_factory=Reenrollment)
     schedule: Schedule | None = None
+    invoked_only: bool = Field(
+        default=False,
+        description="No event and no schedule starts it: it runs only when asked (a manual run, an agent call).",
+    )
 
     @model_validator(mode="after")
     def _reenrollment_within_trigger(self) -> Trigger:
-        if not self.event_types and self.schedule is None:
-            raise ValueError("a trigger needs event types, a schedule, or both")
+        if self.invoked_only and (self.event_types or self.schedule is not None):
+            raise ValueError("an 'invoked_only' trigger names no event types and no schedule")
+        if not self.event_types and self.schedule is None and not self.invoked_only:
+            raise ValueError("a trigger needs event types, a schedule, or both (or 'invoked_only': true)")
         extra = set(self.reenrollment.event_types) - set(self.event_types)
         if extra:
             raise ValueError(f"re-enrollment event types must also be trigger event types: {sorted(extra)}")

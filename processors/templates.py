@@ -115,3 +115,55 @@ def lead_qualification_with_approval(
             notify,
         ],
     }
+
+
+LEAD_INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["lead_id", "email"],
+    "properties": {
+        "lead_id": {"type": "string", "minLength": 1, "maxLength": 200},
+        "email": {"type": "string", "format": "email", "maxLength": 320},
+        "first_name": {"type": ["string", "null"], "maxLength": 200},
+        "last_name": {"type": ["string", "null"], "maxLength": 200},
+        "company": {"type": ["string", "null"], "maxLength": 300},
+        "title": {"type": ["string", "null"], "maxLength": 300},
+        "country": {"type": ["string", "null"], "pattern": "^[A-Z]{2}$"},
+        "industry": {"type": ["string", "null"], "maxLength": 100},
+        "employees": {"type": ["integer", "null"], "minimum": 0},
+        "annual_revenue": {"type": ["number", "null"], "minimum": 0},
+        "lead_source": {"type": ["string", "null"], "maxLength": 100},
+        "attributes": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+"""A lead as the event contract carries it (schemas/avro/inbound_event.avsc, `Lead`)."""
+
+LIKELY_TO_CONVERT = {
+    "id": "likely_to_convert",
+    "when": {"field": "model.probability", "op": "gte", "value": 0.5},
+    "points": 20,
+}
+"""The learned model's say in the agent's score: nothing until the org has a model."""
+
+
+def lead_qualification_agent() -> dict[str, Any]:
+    """The built-in Lead Qualification Agent: the flagship workflow's scoring (rules and the learned
+    model), tier, owner recommendation, a person's approval for tier A, then the CRM update and the
+    notification. Triggered by new and updated leads like the workflow, and invocable."""
+    policy = lead_qualification_with_approval()
+    filter_, score, *rest = policy["steps"]
+    return {
+        "name": "Lead Qualification Agent",
+        "purpose": "Score and tier each inbound lead, recommend its owner, hold tier A leads for an Approver, "
+        "then update the CRM and notify subscribers.",
+        "input_schema": LEAD_INPUT_SCHEMA,
+        "policy": {**policy, "steps": [filter_, {**score, "rules": [*score["rules"], LIKELY_TO_CONVERT]}, *rest]},
+        "scoring": "both",
+        "actions": ["crm_update", "webhook_notify", "route", "create_task"],
+        "approval_required": [],
+        "summary": {"kind": "builtin"},
+        "budget": {"executions_per_minute": None, "cost_per_day": None},
+    }
+
+
+BUILTIN_AGENT_TEMPLATES: dict[str, Any] = {"lead-qualification": lead_qualification_agent}
+"""Built-in agent templates by key: what `GET /api/v1/agent_templates` offers to copy into a project."""
