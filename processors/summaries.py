@@ -15,6 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
+MAX_TIMEOUT_S = 30.0
+"""The longest a template may let its provider take: a summary is asked for while a caller waits."""
+
 
 class SummaryProvider(BaseModel):
     """Where an agent's summaries come from. `builtin` (the default) is computed here; an
@@ -27,7 +30,7 @@ class SummaryProvider(BaseModel):
     kind: Literal["builtin", "openai_compatible"] = "builtin"
     url: HttpUrl | None = None
     model: str | None = Field(default=None, min_length=1, max_length=200)
-    timeout_s: float = Field(default=2.0, gt=0, le=30)
+    timeout_s: float = Field(default=2.0, gt=0, le=MAX_TIMEOUT_S)
     max_tokens: int = Field(default=200, ge=16, le=2000)
 
     @model_validator(mode="after")
