@@ -31,6 +31,7 @@ from processors.summaries import MAX_TIMEOUT_S, SummaryProvider, builtin_summary
 from streams.delivery.outbound_http import NoAnswer, OutboundHttp
 from streams.delivery.redacted_url import redacted_url
 from streams.delivery.ssrf_guard import UnsafeDestination
+from streams.state.secret_box import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,26 @@ class Summarizer:
             else:
                 return Summary(text=text, source="provider", provider_calls=1, latency_ms=_since(started))
         return self._fell_back(provider, lead, decision, started, provider_calls=1, reason=reason)
+
+    async def summarize_sealed(
+        self,
+        provider: SummaryProvider,
+        box: SecretBox,
+        sealed_credential: str | None,
+        lead: Mapping[str, Any],
+        decision: Mapping[str, Any],
+    ) -> Summary:
+        """`summarize` with the credential as stored (`SecretBox.seal` of it), opened only for the
+        call. A credential no key of DRIPPULSE_SECRET_KEY opens (a key dropped before `drippulse
+        secrets reseal`) is a fallback like any other, not an error."""
+        if provider.kind == "builtin" or sealed_credential is None:
+            return await self.summarize(provider, None, lead, decision)
+        try:
+            credential = box.open(sealed_credential)
+        except ValueError:
+            reason = "the credential cannot be opened with any key of DRIPPULSE_SECRET_KEY"
+            return self._fell_back(provider, lead, decision, time.perf_counter(), provider_calls=0, reason=reason)
+        return await self.summarize(provider, credential, lead, decision)
 
     async def close(self) -> None:
         await self._http.close()

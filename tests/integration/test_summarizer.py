@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
 from api.summarizer import Summarizer, Summary
 from processors.summaries import SummaryProvider, builtin_summary
+from streams.state.secret_box import SecretBox
 from tests.chat_completions_server import ChatCompletionsServer, completion
 
 CREDENTIAL = "sk-test-s3cret-credential"
@@ -178,3 +180,34 @@ def test_lead_values_json_cannot_encode_are_sent_as_text(server: ChatCompletions
             await summarizer.close()
 
     assert asyncio.run(scenario()).source == "provider"
+
+
+def summarize_sealed(kind: SummaryProvider, box: SecretBox, sealed: str | None) -> Summary:
+    async def scenario() -> Summary:
+        summarizer = Summarizer(allow_loopback=True, max_concurrent=1)
+        try:
+            return await summarizer.summarize_sealed(kind, box, sealed, LEAD, DECISION)
+        finally:
+            await summarizer.close()
+
+    return asyncio.run(scenario())
+
+
+def test_a_sealed_credential_is_opened_only_to_be_sent_as_the_bearer(server: ChatCompletionsServer) -> None:
+    box = SecretBox([Fernet.generate_key()])
+    sealed = box.seal(CREDENTIAL)
+    assert CREDENTIAL not in sealed
+    summary = summarize_sealed(provider(server.base_url), box, sealed)
+    assert summary.source == "provider"
+    assert server.received[0].headers["authorization"] == f"Bearer {CREDENTIAL}"
+
+
+def test_a_credential_no_key_opens_gives_the_built_in_summary_and_sends_nothing(
+    server: ChatCompletionsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sealed = SecretBox([Fernet.generate_key()]).seal(CREDENTIAL)
+    summary = summarize_sealed(provider(server.base_url), SecretBox([Fernet.generate_key()]), sealed)
+    assert "cannot be opened" in assert_built_in(summary, provider_calls=0)
+    assert server.received == []
+    assert sealed not in caplog.text
