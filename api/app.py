@@ -47,6 +47,7 @@ from api.routes import (
     workflows,
 )
 from api.run_keys import RunKeys
+from api.summarizer import Summarizer
 from drippulse.settings import Settings, load_settings, secret_box
 from streams import topics
 from streams.delivery.crm_parking import ParkedCommands
@@ -99,6 +100,8 @@ def create_app(settings: Settings | None = None, background: Background | None =
         app.state.database = database
         app.state.redis = redis_client
         app.state.secret_box = secret_box(settings)
+        summarizer = Summarizer(settings.webhook_allow_loopback, settings.summary_max_concurrent)
+        app.state.summarizer = summarizer
         app.state.event_dedup = EventIdDedup(redis_client, settings.event_dedup_window_s)
         app.state.run_keys = RunKeys(redis_client, settings.event_dedup_window_s)
         app.state.login_throttle = LoginThrottle(redis_client)
@@ -121,6 +124,7 @@ def create_app(settings: Settings | None = None, background: Background | None =
             for sink in sinks:
                 sink.join(10)
             publisher.close()
+            await summarizer.close()
             await database.close()
             await redis_client.aclose()
             clickhouse.close()

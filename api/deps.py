@@ -29,6 +29,7 @@ from api.outcome_history_reader import OutcomeHistoryReader
 from api.permissions import Action, Principal, Refusal, check
 from api.problems import Problem
 from api.run_keys import RunKeys
+from api.summarizer import Summarizer
 from drippulse.settings import Settings
 from streams.delivery.crm_parking import ParkedCommands
 from streams.delivery.webhook_schedule import DeliverySchedule
@@ -72,10 +73,12 @@ get_crm_results = _app_state("crm_results", CrmResultsReader)
 get_history = _app_state("history", InboundHistoryReader)
 get_executions = _app_state("executions", ExecutionsReader)
 get_outcome_history = _app_state("outcome_history", OutcomeHistoryReader)
+get_summarizer = _app_state("summarizer", Summarizer)
 
 Db = Annotated[Database, Depends(get_database)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Box = Annotated[SecretBox, Depends(get_secret_box)]
+Summaries = Annotated[Summarizer, Depends(get_summarizer)]
 
 
 async def principal_of(database: Database, method: str, bearer: str | None, cookie: str | None, csrf: str) -> Principal:

@@ -58,7 +58,9 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", alias="DRIPPULSE_LOG_LEVEL")
     secret_key: str = Field(default="", alias="DRIPPULSE_SECRET_KEY", repr=False)
     webhook_allow_loopback: bool = Field(
-        default=False, alias="DRIPPULSE_WEBHOOK_ALLOW_LOOPBACK", description="Also for CRM connection URLs."
+        default=False,
+        alias="DRIPPULSE_WEBHOOK_ALLOW_LOOPBACK",
+        description="Also for CRM connection URLs and agents' summary providers.",
     )
     webhook_retry_schedule_s: str = Field(
         default=",".join(f"{d:g}" for d in DEFAULT_RETRY_SCHEDULE_S), alias="DRIPPULSE_WEBHOOK_RETRY_SCHEDULE_S"
@@ -91,6 +93,12 @@ class Settings(BaseSettings):
         gt=0,
         alias="DRIPPULSE_DATABASE_POOL_TIMEOUT_S",
         description="How long an API request waits for one of them before answering 503.",
+    )
+    summary_max_concurrent: int = Field(
+        default=8,
+        ge=1,
+        alias="DRIPPULSE_SUMMARY_MAX_CONCURRENT",
+        description="Summary provider calls one API process makes at once; past them, summaries are built in.",
     )
     model_checkpoint_updates: int = Field(default=1000, ge=1, alias="DRIPPULSE_MODEL_CHECKPOINT_UPDATES")
     model_checkpoint_s: float = Field(default=30.0, gt=0, alias="DRIPPULSE_MODEL_CHECKPOINT_S")

@@ -65,12 +65,25 @@ class OutboundHttp:
         self._resolved: dict[tuple[str, int], tuple[float, asyncio.Task[str]]] = {}
         self._closing: dict[Client, asyncio.Task[None]] = {}
 
-    async def request(self, method: str, url: str, body: bytes, headers: dict[str, str], read_limit: int) -> Answer:
-        """Raises UnsafeDestination, TimeoutError (no answer within the timeout) or NoAnswer."""
+    async def request(
+        self,
+        method: str,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        read_limit: int,
+        timeout_s: float | None = None,
+    ) -> Answer:
+        """Raises UnsafeDestination, TimeoutError (no answer within the timeout) or NoAnswer.
+        `timeout_s` shortens the client's timeout for this request: one client serves callers whose
+        destinations each set their own (summary providers)."""
         target = destination(url)
         client = await self._client_for(target)
         try:
-            request = client.request(method, target.url).headers(headers).body_bytes(body).build_streamed()
+            builder = client.request(method, target.url).headers(headers).body_bytes(body)
+            if timeout_s is not None:
+                builder = builder.timeout(timedelta(seconds=timeout_s))
+            request = builder.build_streamed()
         except (PyreqwestError, ValueError) as exc:
             # A header value the client cannot send (a credential with a line break, say): a failed
             # attempt, never an exception that would stop the worker. The client's message quotes
