@@ -22,6 +22,7 @@ from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
 from api.history_reader import InboundHistoryReader
 from api.login_throttle import LoginThrottle
+from api.metrics_reader import MetricsReader
 from api.outcome_history_reader import OutcomeHistoryReader
 from api.request_context import RequestIdMiddleware
 from api.request_limits import RequestLimits
@@ -42,7 +43,9 @@ from api.routes import (
     models,
     projects,
     schema_registry,
+    unit_prices,
     webhooks,
+    workflow_history,
     workflow_runs,
     workflows,
 )
@@ -110,6 +113,7 @@ def create_app(settings: Settings | None = None, background: Background | None =
         app.state.publisher = publisher
         app.state.clickhouse = clickhouse
         app.state.executions = ExecutionsReader(clickhouse)
+        app.state.metrics = MetricsReader(clickhouse)
         app.state.history = InboundHistoryReader(clickhouse)
         app.state.outcome_history = OutcomeHistoryReader(clickhouse)
         app.state.delivery_schedule = DeliverySchedule(redis_client)
@@ -147,6 +151,7 @@ def create_app(settings: Settings | None = None, background: Background | None =
         projects,
         workflows,
         workflow_runs,
+        workflow_history,
         change_requests,
         approvals,
         events,
@@ -160,6 +165,7 @@ def create_app(settings: Settings | None = None, background: Background | None =
         crm_commands,
         audit_log,
         models,
+        unit_prices,
     ):
         app.include_router(module.router)
     if not settings.schema_registry_url:

@@ -25,6 +25,7 @@ from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
 from api.history_reader import InboundHistoryReader
 from api.login_throttle import LoginThrottle
+from api.metrics_reader import MetricsReader
 from api.outcome_history_reader import OutcomeHistoryReader
 from api.permissions import Action, Principal, Refusal, check
 from api.problems import Problem
@@ -74,6 +75,7 @@ get_history = _app_state("history", InboundHistoryReader)
 get_executions = _app_state("executions", ExecutionsReader)
 get_outcome_history = _app_state("outcome_history", OutcomeHistoryReader)
 get_summarizer = _app_state("summarizer", Summarizer)
+get_metrics = _app_state("metrics", MetricsReader)
 
 Db = Annotated[Database, Depends(get_database)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -171,3 +173,5 @@ MembersManage = Annotated[Principal, Depends(Allowed(Action.MEMBERS_MANAGE))]
 AuditRead = Annotated[Principal, Depends(Allowed(Action.AUDIT_READ))]
 ModelsRead = Annotated[Principal, Depends(Allowed(Action.MODELS_READ))]
 ModelsBacktest = Annotated[Principal, Depends(Allowed(Action.MODELS_BACKTEST))]
+UnitPricesRead = Annotated[Principal, Depends(Allowed(Action.UNIT_PRICES_READ))]
+UnitPricesManage = Annotated[Principal, Depends(Allowed(Action.UNIT_PRICES_MANAGE))]

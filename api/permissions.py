@@ -55,6 +55,8 @@ class Action(StrEnum):
     AUDIT_READ = "audit.read"
     MODELS_READ = "models.read"
     MODELS_BACKTEST = "models.backtest"
+    UNIT_PRICES_READ = "unit_prices.read"
+    UNIT_PRICES_MANAGE = "unit_prices.manage"
 
 
 ScopedKeys = Literal["own project", "yes", "no"]
@@ -127,6 +129,8 @@ MATRIX: dict[Action, Rule] = {
     Action.MODELS_BACKTEST: Rule(
         _AUTHORS, "no", description="backtest the learned model against the rules over the org's history"
     ),
+    Action.UNIT_PRICES_READ: Rule(_ALL, "yes", description="the org's unit prices: what executions cost"),
+    Action.UNIT_PRICES_MANAGE: Rule(_ADMINS, "no", description="set the org's unit prices"),
 }
 
 

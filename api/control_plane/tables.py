@@ -416,3 +416,14 @@ class ModelTrainerOffset(Base):
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
     next_offset: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = _now()
+
+
+class OrgUnitPrices(Base):
+    """An organization's unit prices (processors/costs.py): what its executions cost. No row: the
+    defaults. Kept as the prices' JSON, so a unit added later needs no migration (absent: its default)."""
+
+    __tablename__ = "org_unit_prices"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), primary_key=True)
+    prices: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime] = _now()

@@ -125,3 +125,9 @@ def model_leads(org_id: str) -> str:
     offset], ...]}: what the model trainer keeps of each lead (processors/lead_snapshots.py), written
     by the trainer alone."""
     return f"dp:{{{org_id}}}:model:leads"
+
+
+def invocations(org_id: str, workflow_id: str) -> str:
+    """Hash epoch second -> invocations of the workflow (an agent's backing workflow) in that second,
+    the last minute's only: what a budget's `executions_per_minute` is checked against."""
+    return f"dp:{{{org_id}}}:invocations:{workflow_id}"

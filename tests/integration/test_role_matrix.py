@@ -343,6 +343,14 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("GET", "/api/v1/workflows/{workflow_id}/enrollments"): Example(
         Action.EXECUTIONS_READ, lambda w: Call({"workflow_id": w.approval_workflow}), 200, True
     ),
+    ("GET", "/api/v1/workflows/{workflow_id}/logs"): Example(
+        Action.EXECUTIONS_READ, lambda w: Call({"workflow_id": w.workflow}), 200, True
+    ),
+    ("GET", "/api/v1/workflows/{workflow_id}/metrics"): Example(
+        Action.EXECUTIONS_READ, lambda w: Call({"workflow_id": w.workflow}), 200, True
+    ),
+    ("GET", "/api/v1/org/unit_prices"): Example(Action.UNIT_PRICES_READ, _call(), 200),
+    ("PUT", "/api/v1/org/unit_prices"): Example(Action.UNIT_PRICES_MANAGE, _call(json={"per_execution": 0.002}), 200),
     ("GET", "/api/v1/approvals"): Example(Action.APPROVALS_READ, _call(), 200),
     ("GET", "/api/v1/approvals/{approval_id}"): Example(
         Action.APPROVALS_READ, lambda w: Call({"approval_id": w.approval}), 200, True

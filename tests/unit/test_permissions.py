@@ -17,6 +17,7 @@ READS = {
     Action.INTEGRATIONS_READ,
     Action.CRM_COMMANDS_READ,
     Action.MODELS_READ,
+    Action.UNIT_PRICES_READ,
 }
 """What every role reads. The audit log, keys and members are an Admin's to read."""
 
@@ -44,6 +45,7 @@ SPEC[Role.ADMIN] = SPEC[Role.EDITOR] | {
     Action.INTEGRATIONS_MANAGE,
     Action.PROJECTS_MANAGE,
     Action.AUDIT_READ,
+    Action.UNIT_PRICES_MANAGE,
 }
 
 
