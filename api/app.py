@@ -26,6 +26,9 @@ from api.outcome_history_reader import OutcomeHistoryReader
 from api.request_context import RequestIdMiddleware
 from api.request_limits import RequestLimits
 from api.routes import (
+    agent_calls,
+    agent_templates,
+    agents,
     api_keys,
     approvals,
     audit_log,
@@ -156,6 +159,9 @@ def create_app(settings: Settings | None = None, background: Background | None =
         crm_commands,
         audit_log,
         models,
+        agent_templates,
+        agents,
+        agent_calls,
     ):
         app.include_router(module.router)
     if not settings.schema_registry_url:
