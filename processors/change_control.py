@@ -35,7 +35,8 @@ class ProjectPolicy(BaseModel):
     agent_template_change_requires_approval: bool = Field(
         default=False,
         description="Activating an agent template version, and upgrading a deployed agent to another template "
-        "version, open a change request that another person with the Approver role must approve.",
+        "version, open a change request that another person with the Approver role must approve (so they do "
+        "where workflow activations need approval).",
     )
 
 
@@ -45,8 +46,12 @@ def activation_needs_approval(policy: ProjectPolicy, by_agent_key: bool) -> bool
 
 def template_change_needs_approval(policy: ProjectPolicy, by_agent_key: bool) -> bool:
     """Template activations and agent upgrades: what an agent may do is a person's call, so an agent
-    key only ever proposes one."""
-    return by_agent_key or policy.agent_template_change_requires_approval
+    key only ever proposes one. A project that reviews workflow activations reviews these too: an
+    activated template version is deployed as a workflow, so skipping review there would let any
+    policy run in the project unreviewed."""
+    return (
+        by_agent_key or policy.agent_template_change_requires_approval or policy.workflow_activation_requires_approval
+    )
 
 
 def move_refusal(source: ProjectPolicy, destination: ProjectPolicy, active: bool) -> str | None:

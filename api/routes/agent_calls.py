@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from jsonschema import Draft202012Validator, FormatChecker
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from api import manual_runs
 from api.control_plane import agents, lead_models, workflows
@@ -30,7 +30,7 @@ from api.dry_run import Planned, decide, planned
 from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
 from api.manual_runs import IdempotencyKey
-from api.models import EventIn, ExecutionFields, ExecutionOut, LeadIn
+from api.models import EventIn, ExecutionFields, ExecutionOut, LeadIn, StrictBody
 from api.permissions import Principal
 from api.problems import Problem, invalid, responses, validation_errors
 from api.run_keys import RunKeys, fingerprint
@@ -46,11 +46,7 @@ router = APIRouter(prefix="/api/v1/agents", tags=["agents"], responses=responses
 MAX_WAIT_S = 30
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AgentCall(_Body):
+class AgentCall(StrictBody):
     lead: dict[str, Any] = Field(description="Checked against the template's `input_schema`.")
 
 

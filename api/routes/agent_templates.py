@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.control_plane import agent_templates, agents, change_requests, organizations
@@ -17,7 +17,7 @@ from api.control_plane.tables import AgentTemplate, AgentTemplateVersion
 from api.cursors import PageCursor, PageLimit, after_cursor, row_page
 from api.definitions import template_definition
 from api.deps import AgentTemplatesActivate, AgentTemplatesAuthor, AgentTemplatesRead, Db, SettingsDep
-from api.models import MAX_VERSION, Items, ms, required_ms
+from api.models import MAX_VERSION, Items, StrictBody, ms, required_ms
 from api.permissions import Principal
 from api.problems import not_found, responses
 from api.routes.change_requests import ChangeRequestOut, change_request_out
@@ -67,11 +67,7 @@ class ArchivedVersion(TemplateVersionOut):
     paused_agents: list[str] = Field(description="Agents that ran this version, now paused (`template_archived`).")
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TemplateCreate(_Body):
+class TemplateCreate(StrictBody):
     name: str | None = Field(default=None, min_length=1, max_length=200, description="Defaults to the definition's.")
     project_id: str | None = Field(default=None, description="Defaults to the key's project, else the default one.")
     definition: dict[str, Any] | None = Field(default=None, description="An agent template definition.")
@@ -86,11 +82,11 @@ class TemplateCreate(_Body):
         return self
 
 
-class VersionCreate(_Body):
+class VersionCreate(StrictBody):
     definition: dict[str, Any] = Field(description="An agent template definition.")
 
 
-class TemplateActivate(_Body):
+class TemplateActivate(StrictBody):
     reason: str = Field(default="", max_length=2000, description="Why; shown to the Approver when approval is needed.")
 
 

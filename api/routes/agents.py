@@ -10,13 +10,13 @@ from typing import Literal
 
 from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from api.control_plane import agents, change_requests, organizations
 from api.control_plane.tables import Agent
 from api.cursors import PageCursor, PageLimit, after_cursor, row_page
 from api.deps import AgentsManage, AgentsRead, Db
-from api.models import MAX_VERSION, ActorOut, Page, required_ms
+from api.models import MAX_VERSION, ActorOut, Page, StrictBody, required_ms
 from api.problems import responses
 from api.routes.change_requests import ChangeRequestOut, change_request_out
 from processors.change_control import template_change_needs_approval
@@ -45,11 +45,7 @@ class AgentOut(BaseModel):
     updated_at_ms: int
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AgentCreate(_Body):
+class AgentCreate(StrictBody):
     name: str = Field(min_length=1, max_length=200)
     template_id: str = Field(description="A template of the organization; the agent is deployed in its project.")
     template_version: int | None = Field(
@@ -59,17 +55,17 @@ class AgentCreate(_Body):
     webhook_ids: list[str] = Field(default_factory=list, max_length=_BINDINGS)
 
 
-class AgentUpdate(_Body):
+class AgentUpdate(StrictBody):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     connection_ids: list[str] | None = Field(default=None, max_length=_BINDINGS)
     webhook_ids: list[str] | None = Field(default=None, max_length=_BINDINGS)
 
 
-class PauseRequest(_Body):
+class PauseRequest(StrictBody):
     detail: str = Field(default="", max_length=2000, description="Why; shown with the agent and to invokers.")
 
 
-class UpgradeRequest(_Body):
+class UpgradeRequest(StrictBody):
     template_version: int = Field(ge=1, le=MAX_VERSION, description="An activated version of its template.")
     reason: str = Field(default="", max_length=2000, description="Why; shown to the Approver when approval is needed.")
 
