@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from jsonschema import Draft202012Validator, FormatChecker
 from pydantic import BaseModel, Field, ValidationError
+from referencing.exceptions import Unresolvable
 
 from api import manual_runs
 from api.control_plane import agents, lead_models, workflows
@@ -135,7 +136,13 @@ def lead_record(schema: dict[str, Any], lead: dict[str, Any], org_id: str, event
     """The lead as the event contract carries it, once it meets the template's input schema and the
     contract; a 422 naming each failing field (`$.lead.…`) otherwise."""
     errors: dict[str, str] = {}
-    for error in Draft202012Validator(schema, format_checker=FormatChecker()).iter_errors(lead):
+    try:
+        found = list(Draft202012Validator(schema, format_checker=FormatChecker()).iter_errors(lead))
+    except Unresolvable as exc:
+        raise Problem(
+            409, "input-schema-unusable", "The template's input schema cannot be used", f"it refers to {exc}"
+        ) from None
+    for error in found:
         path = "$.lead" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
         if error.validator == "required" and isinstance(error.instance, dict):
             for missing in error.validator_value:

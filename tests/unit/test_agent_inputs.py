@@ -54,3 +54,10 @@ def test_the_built_in_template_is_a_valid_offered_definition_and_a_bad_policy_is
     with pytest.raises(Problem) as refused:
         template_definition(scheduled, 300)
     assert any(e["field"].startswith("$.definition.policy.trigger") for e in refused.value.extra["errors"])
+
+
+def test_an_input_schema_referring_to_what_cannot_be_resolved_is_a_problem_not_a_crash() -> None:
+    schema = {"type": "object", "properties": {"lead_id": {"$ref": "https://schemas.example/lead.json"}}}
+    with pytest.raises(Problem) as refused:
+        lead_record(schema, {"lead_id": "l-1"}, "org_1", EventType.LEAD_UPDATED)
+    assert refused.value.kind == "input-schema-unusable"
