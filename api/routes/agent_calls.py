@@ -36,6 +36,7 @@ from api.permissions import Principal
 from api.problems import Problem, invalid, responses, validation_errors
 from api.run_keys import RunKeys, fingerprint
 from processors import ids
+from processors.agent_templates import AgentTemplateDefinition
 from processors.compiler import CompiledWorkflow, compile_workflow
 from processors.events import EventType
 from processors.execution import Execution
@@ -103,14 +104,17 @@ class LeadScore(BaseModel):
 
 
 @dataclass(frozen=True)
-class _Invocable:
+class Invocable:
+    """What deciding for an agent needs: the agent, the template version it runs (its input schema,
+    its summary provider), its compiled policy and the org's learned model when the policy reads it."""
+
     agent: Agent
-    input_schema: dict[str, Any]
+    template: AgentTemplateDefinition
     compiled: CompiledWorkflow
     model: Weights | None
 
 
-async def _invocable(database: Db, principal: Principal, agent_id: str) -> _Invocable:
+async def _invocable(database: Db, principal: Principal, agent_id: str) -> Invocable:
     """The agent, if it may be invoked, with what deciding for it needs."""
     async with database.transaction() as session:
         agent = await agents.get(session, principal.scope, agent_id)
@@ -129,7 +133,7 @@ async def _invocable(database: Db, principal: Principal, agent_id: str) -> _Invo
             agent.workflow_id, agent.workflow_version, WorkflowDefinition.model_validate(version.definition)
         )
         model = await lead_models.current_weights(session, principal.org_id) if compiled.uses_model else None
-    return _Invocable(agent, template.input_schema, compiled, model)
+    return Invocable(agent, template, compiled, model)
 
 
 def lead_record(schema: dict[str, Any], lead: dict[str, Any], org_id: str, event_type: EventType) -> dict[str, Any]:
@@ -160,7 +164,7 @@ def lead_record(schema: dict[str, Any], lead: dict[str, Any], org_id: str, event
     return event.to_record(org_id)
 
 
-def _dry(invocable: _Invocable, record: dict[str, Any]) -> Execution:
+def _dry(invocable: Invocable, record: dict[str, Any]) -> Execution:
     """The decision with no side effects. Round-robin rotates from the start of each team, as in a
     workflow's test run."""
     return decide(invocable.compiled, {**record, "trigger": "manual"}, RoutingState(), invocable.model)
@@ -194,7 +198,7 @@ async def execute(
     invocable = await _invocable(database, principal, agent_id)
     agent = invocable.agent
     event_type = EventType(body.event_type)
-    lead = lead_record(invocable.input_schema, body.lead, principal.org_id, event_type)["lead"]
+    lead = lead_record(invocable.template.input_schema, body.lead, principal.org_id, event_type)["lead"]
     request = fingerprint(body.model_dump(mode="json"))
     key = idempotency_key
     answer = await manual_runs.replayed(run_keys, principal.org_id, agent.workflow_id, key, request, response)
@@ -250,12 +254,13 @@ async def inference(agent_id: str, body: AgentCall, principal: AgentsInvoke, dat
     execution (status, score, tier, owner, actions), the CRM commands and notifications it would
     send, and a step-by-step trace."""
     invocable = await _invocable(database, principal, agent_id)
-    record = lead_record(invocable.input_schema, body.lead, principal.org_id, EventType.LEAD_UPDATED)
+    record = lead_record(invocable.template.input_schema, body.lead, principal.org_id, EventType.LEAD_UPDATED)
     execution = await run_in_threadpool(_dry, invocable, {**record, "event_type": EventType.LEAD_UPDATED.value})
     return inference_out(invocable, execution)
 
 
-def inference_out(invocable: _Invocable, execution: Execution) -> Inference:
+def inference_out(invocable: Invocable, execution: Execution) -> Inference:
+    """The answer of `inference`, built in one place so what it carries (a summary too) is added here."""
     return Inference(
         agent_id=invocable.agent.id,
         template_version=invocable.agent.template_version,
@@ -271,13 +276,15 @@ async def score_lead(agent_id: str, body: AgentCall, principal: AgentsInvoke, da
     """The lead's score, tier and recommended owner, the learned model's probability, and why each
     score rule matched or not; synchronous, with no side effects."""
     invocable = await _invocable(database, principal, agent_id)
-    record = lead_record(invocable.input_schema, body.lead, principal.org_id, EventType.LEAD_UPDATED)
+    record = lead_record(invocable.template.input_schema, body.lead, principal.org_id, EventType.LEAD_UPDATED)
     record = {**record, "event_type": EventType.LEAD_UPDATED.value}
     execution = await run_in_threadpool(_dry, invocable, record)
     return score_out(invocable, record, execution)
 
 
-def score_out(invocable: _Invocable, record: dict[str, Any], execution: Execution) -> LeadScore:
+def score_out(invocable: Invocable, record: dict[str, Any], execution: Execution) -> LeadScore:
+    """The answer of `score_lead`: the decision's score, tier and owner, the learned probability, and
+    each score rule of the trace with its explanation."""
     model = invocable.model
     rules = [
         RuleExplanation(
