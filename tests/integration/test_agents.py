@@ -220,3 +220,18 @@ def test_another_org_and_another_projects_key_cannot_reach_the_agent(org: Org) -
             answer = client.post(f"/api/v1/agents/{org.agent['id']}/{call}", json={"lead": TIER_B})
             assert answer.status_code == 404, answer.text
         assert client.post("/api/v1/agents", json={"name": "x", "template_id": org.template}).status_code == 404
+
+
+def test_a_projects_policy_sends_anyones_template_activation_to_an_approver(org: Org) -> None:
+    policy = {"agent_template_change_requires_approval": True}
+    project = ok(org.key.post("/api/v1/projects", json={"name": uuid.uuid4().hex[:8], "policy": policy}))["id"]
+    body = {"copy_of": "builtin:lead-qualification", "project_id": project}
+    editor = org.person(["editor", "approver"])
+    template = ok(editor.post("/api/v1/agent_templates", json=body))["id"]
+    proposed = editor.post(f"/api/v1/agent_templates/{template}/versions/1/activate", json={"reason": "go"})
+    assert proposed.status_code == 202, proposed.text
+    refused = editor.post(f"/api/v1/change_requests/{proposed.json()['id']}/approve", json={})
+    assert refused.status_code == 403 and refused.json()["type"].endswith("four-eyes"), refused.text
+    assert org.key.post("/api/v1/agents", json={"name": "x", "template_id": template}).status_code == 409
+    ok(org.approver.post(f"/api/v1/change_requests/{proposed.json()['id']}/approve", json={}))
+    assert org.deploy(template)["template_version"] == 1
