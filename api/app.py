@@ -27,6 +27,9 @@ from api.outcome_history_reader import OutcomeHistoryReader
 from api.request_context import RequestIdMiddleware
 from api.request_limits import RequestLimits
 from api.routes import (
+    agent_calls,
+    agent_templates,
+    agents,
     api_keys,
     approvals,
     audit_log,
@@ -166,6 +169,9 @@ def create_app(settings: Settings | None = None, background: Background | None =
         audit_log,
         models,
         unit_prices,
+        agent_templates,
+        agents,
+        agent_calls,
     ):
         app.include_router(module.router)
     if not settings.schema_registry_url:

@@ -19,7 +19,9 @@ MAX_VERSION = 2_147_483_647
 T = TypeVar("T")
 
 
-class _Body(BaseModel):
+class StrictBody(BaseModel):
+    """A request body: an unknown field is a mistake the client hears about (422), not one ignored."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -51,7 +53,7 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = Field(description="Pass back as `cursor` for the next page; null on the last page.")
 
 
-class LeadIn(_Body):
+class LeadIn(StrictBody):
     lead_id: str = Field(min_length=1, max_length=256)
     email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     first_name: str | None = Field(default=None, max_length=256)
@@ -71,14 +73,14 @@ class LeadIn(_Body):
         return value.upper() if value else value
 
 
-class CrmObjectIn(_Body):
+class CrmObjectIn(StrictBody):
     object_type: str = Field(min_length=1, max_length=64)
     object_id: str = Field(min_length=1, max_length=256)
     lead_id: str | None = Field(default=None, max_length=256)
     properties: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
-class EventIn(_Body):
+class EventIn(StrictBody):
     """One inbound event. `event_id` is optional; when given, a repeat within 24 h is not produced again."""
 
     event_id: str | None = Field(default=None, min_length=1, max_length=MAX_EVENT_ID_LENGTH)
@@ -139,14 +141,14 @@ class EventsAccepted(BaseModel):
     duplicates: list[str] = Field(description="Client event ids already accepted in the dedup window.")
 
 
-class WorkflowCreate(_Body):
+class WorkflowCreate(StrictBody):
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=2000)
     project_id: str | None = Field(default=None, description="Defaults to the organization's default project.")
     definition: dict[str, Any] = Field(description="A trigger and a step graph; see GET /workflows/step_types.")
 
 
-class WorkflowUpdate(_Body):
+class WorkflowUpdate(StrictBody):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
     project_id: str | None = Field(default=None, description="Moves the workflow to another project.")
@@ -155,19 +157,19 @@ class WorkflowUpdate(_Body):
     )
 
 
-class ActivateRequest(_Body):
+class ActivateRequest(StrictBody):
     version: int | None = Field(default=None, ge=1, le=MAX_VERSION, description="Defaults to the latest version.")
     reason: str = Field(default="", max_length=2000, description="Why; shown to the Approver when approval is needed.")
 
 
-class WorkflowTestRequest(_Body):
+class WorkflowTestRequest(StrictBody):
     events: list[EventIn] = Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)
     version: int | None = Field(
         default=None, ge=1, le=MAX_VERSION, description="Defaults to the latest version (drafts too)."
     )
 
 
-class ReplayRequest(_Body):
+class ReplayRequest(StrictBody):
     base_version: int = Field(
         ge=1, le=MAX_VERSION, description="The version to compare against, usually the active one."
     )

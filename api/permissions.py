@@ -57,6 +57,12 @@ class Action(StrEnum):
     MODELS_BACKTEST = "models.backtest"
     UNIT_PRICES_READ = "unit_prices.read"
     UNIT_PRICES_MANAGE = "unit_prices.manage"
+    AGENT_TEMPLATES_READ = "agent_templates.read"
+    AGENT_TEMPLATES_AUTHOR = "agent_templates.author"
+    AGENT_TEMPLATES_ACTIVATE = "agent_templates.activate"
+    AGENTS_READ = "agents.read"
+    AGENTS_MANAGE = "agents.manage"
+    AGENTS_INVOKE = "agents.invoke"
 
 
 ScopedKeys = Literal["own project", "yes", "no"]
@@ -131,6 +137,30 @@ MATRIX: dict[Action, Rule] = {
     ),
     Action.UNIT_PRICES_READ: Rule(_ALL, "yes", description="the org's unit prices: what executions cost"),
     Action.UNIT_PRICES_MANAGE: Rule(_ADMINS, "no", description="set the org's unit prices"),
+    Action.AGENT_TEMPLATES_READ: Rule(
+        _ALL, "own project", description="agent templates (the built-in ones too), their versions and input schemas"
+    ),
+    Action.AGENT_TEMPLATES_AUTHOR: Rule(
+        _AUTHORS, "own project", description="create and copy agent templates, add and edit draft versions"
+    ),
+    Action.AGENT_TEMPLATES_ACTIVATE: Rule(
+        _AUTHORS,
+        "own project",
+        description="activate an agent template version (always a change request for an agent key, and where "
+        "policy says so), archive a version (pauses the agents running it)",
+    ),
+    Action.AGENTS_READ: Rule(_ALL, "own project", description="deployed agents"),
+    Action.AGENTS_MANAGE: Rule(
+        _AUTHORS,
+        "own project",
+        description="deploy, rename, bind, pause, resume, archive agents; upgrade them (always a change request "
+        "for an agent key, and where policy says so)",
+    ),
+    Action.AGENTS_INVOKE: Rule(
+        _AUTHORS,
+        "own project",
+        description="execute (real side effects), inference and score_lead (none) on a deployed agent",
+    ),
 }
 
 

@@ -1,7 +1,8 @@
 """Four-eyes change control: which changes need another person's approval, who may give it, and
 what a proposed change is (the diff a reviewer reads).
 
-A project's policy decides whether activating a workflow version needs an Approver. Keys marked as
+A project's policy decides whether activating a workflow version needs an Approver, and separately
+whether activating an agent template version or upgrading a deployed agent does. Keys marked as
 agent keys always go through a change request: an external agent may propose, never ship. The
 decider must be a different person from whoever asked for the change and from whoever wrote the
 version, so no one approves their own work, whatever roles they hold. An API key acts for the person
@@ -31,10 +32,26 @@ class ProjectPolicy(BaseModel):
         description="Activating a workflow version opens a change request that another person with the "
         "Approver role must approve.",
     )
+    agent_template_change_requires_approval: bool = Field(
+        default=False,
+        description="Activating an agent template version, and upgrading a deployed agent to another template "
+        "version, open a change request that another person with the Approver role must approve (so they do "
+        "where workflow activations need approval).",
+    )
 
 
 def activation_needs_approval(policy: ProjectPolicy, by_agent_key: bool) -> bool:
     return by_agent_key or policy.workflow_activation_requires_approval
+
+
+def template_change_needs_approval(policy: ProjectPolicy, by_agent_key: bool) -> bool:
+    """Template activations and agent upgrades: what an agent may do is a person's call, so an agent
+    key only ever proposes one. A project that reviews workflow activations reviews these too: an
+    activated template version is deployed as a workflow, so skipping review there would let any
+    policy run in the project unreviewed."""
+    return (
+        by_agent_key or policy.agent_template_change_requires_approval or policy.workflow_activation_requires_approval
+    )
 
 
 def move_refusal(source: ProjectPolicy, destination: ProjectPolicy, active: bool) -> str | None:

@@ -16,7 +16,7 @@ from api.control_plane import audit
 from api.control_plane.actors import Actor, Scope
 from api.control_plane.ids import new_id
 from api.control_plane.rows import one
-from api.control_plane.tables import ApiKey, Approval, ChangeRequest, Organization, Project, Workflow
+from api.control_plane.tables import AgentTemplate, ApiKey, Approval, ChangeRequest, Organization, Project, Workflow
 from api.problems import Problem, not_found
 from processors.change_control import ProjectPolicy
 
@@ -152,7 +152,7 @@ async def delete_project(session: AsyncSession, scope: Scope, actor: Actor, proj
     project = await get_project(session, scope, project_id, lock=True)
     if project.is_default:
         raise Problem(409, "default-project", "Default project", "the default project cannot be deleted")
-    for table, what in ((Workflow, "workflows"), (ApiKey, "API keys")):
+    for table, what in ((Workflow, "workflows and agents"), (AgentTemplate, "agent templates"), (ApiKey, "API keys")):
         if await _holds(session, table, project_id):
             raise Problem(409, "project-not-empty", "Project not empty", f"move or remove its {what} first")
     for history, what in ((ChangeRequest, "change requests"), (Approval, "approvals")):

@@ -203,6 +203,10 @@ class Workflow(Base):
         comment="why the workers refused the active version; set with status = 'quarantined'"
     )
     latest_version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(
+        server_default="workflow",
+        comment="workflow | agent: an agent's backing workflow, changed only through /agents",
+    )
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 
@@ -229,6 +233,12 @@ class ChangeRequest(Base):
     __tablename__ = "change_requests"
     __table_args__ = (
         Index("uq_change_requests_open", "workflow_id", unique=True, postgresql_where=text("status = 'open'")),
+        Index(
+            "uq_change_requests_open_template",
+            "agent_template_id",
+            unique=True,
+            postgresql_where=text("status = 'open' AND kind = 'agent_template.activate'"),
+        ),
         # The list's filters, each in its newest-first order (the project's also finds a project's history).
         Index("ix_change_requests_org_id_created_at", "org_id", "created_at"),
         Index("ix_change_requests_org_id_status_created_at", "org_id", "status", "created_at"),
@@ -239,9 +249,18 @@ class ChangeRequest(Base):
     id: Mapped[str] = mapped_column(primary_key=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"))
-    workflow_id: Mapped[str] = mapped_column(ForeignKey("workflows.id"))
-    kind: Mapped[str] = mapped_column(comment="workflow.activate")
-    version: Mapped[int] = mapped_column(Integer)
+    workflow_id: Mapped[str | None] = mapped_column(
+        ForeignKey("workflows.id"), comment="workflow.activate, agent.upgrade (the agent's backing workflow)"
+    )
+    agent_template_id: Mapped[str | None] = mapped_column(
+        ForeignKey("agent_templates.id"), comment="agent_template.activate, agent.upgrade"
+    )
+    agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id"), comment="agent.upgrade")
+    template_version: Mapped[int | None] = mapped_column(Integer, comment="agent.upgrade: the version it moves to")
+    kind: Mapped[str] = mapped_column(comment="workflow.activate | agent_template.activate | agent.upgrade")
+    version: Mapped[int] = mapped_column(
+        Integer, comment="the workflow version to activate, or for agent_template.activate the template version"
+    )
     base_version: Mapped[int | None] = mapped_column(Integer, comment="the version active when requested")
     diff: Mapped[list[Any]]
     reason: Mapped[str] = mapped_column(server_default="")
@@ -251,6 +270,67 @@ class ChangeRequest(Base):
     decision_comment: Mapped[str | None]
     created_at: Mapped[datetime] = _now()
     decided_at: Mapped[datetime | None]
+
+
+class AgentTemplate(Base):
+    """A reusable agent definition in a project (processors/agent_templates.py), versioned like a
+    workflow; an agent is deployed from one of its active (or superseded) versions."""
+
+    __tablename__ = "agent_templates"
+    __table_args__ = (Index("ix_agent_templates_org_id_created_at", "org_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    name: Mapped[str]
+    copied_from: Mapped[str | None] = mapped_column(comment="builtin:<key> or the id of the template copied")
+    status: Mapped[str] = mapped_column(comment="draft | active | archived")
+    active_version: Mapped[int | None] = mapped_column(Integer)
+    latest_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class AgentTemplateVersion(Base):
+    """A template definition. Editable while `draft`; frozen once proposed or activated."""
+
+    __tablename__ = "agent_template_versions"
+
+    template_id: Mapped[str] = mapped_column(ForeignKey("agent_templates.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[str] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(comment="draft | proposed | active | superseded | archived")
+    definition: Mapped[dict[str, Any]]
+    authored_by: Mapped[str] = mapped_column(comment="actor id of the last author")
+    authored_by_user_id: Mapped[str | None]
+    created_at: Mapped[datetime] = _now()
+    activated_at: Mapped[datetime | None]
+
+
+class Agent(Base):
+    """A deployed agent: one template version running as its backing workflow (`workflow_id`, kind
+    'agent'), whose version `workflow_version` holds that template version's policy. Paused: the
+    backing workflow is inactive and invocations are refused."""
+
+    __tablename__ = "agents"
+    __table_args__ = (Index("ix_agents_org_id_created_at", "org_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    name: Mapped[str]
+    template_id: Mapped[str] = mapped_column(ForeignKey("agent_templates.id"), index=True)
+    template_version: Mapped[int] = mapped_column(Integer)
+    workflow_id: Mapped[str] = mapped_column(ForeignKey("workflows.id"), unique=True)
+    workflow_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(comment="active | paused | archived")
+    paused_reason: Mapped[str | None] = mapped_column(comment="paused_by_person | over_budget | template_archived")
+    paused_detail: Mapped[str | None]
+    connection_ids: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
+    webhook_ids: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
+    created_by: Mapped[dict[str, Any]] = mapped_column(comment="actor")
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
 
 
 class Approval(Base):

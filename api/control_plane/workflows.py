@@ -33,6 +33,7 @@ async def create_workflow(
     name: str,
     description: str,
     definition: dict[str, Any],
+    kind: str = "workflow",
 ) -> tuple[Workflow, WorkflowVersion]:
     project = await get_project(session, scope, project_id) if project_id else None
     if project is None:
@@ -47,6 +48,7 @@ async def create_workflow(
         description=description,
         status="draft",
         latest_version=1,
+        kind=kind,
     )
     session.add(workflow)
     await session.flush()
@@ -79,8 +81,18 @@ async def get_workflow(session: AsyncSession, scope: Scope, workflow_id: str, lo
     return await one(session, Workflow, "workflow", scope.org_id, workflow_id, scope.project_id, lock)
 
 
-async def changeable(session: AsyncSession, scope: Scope, workflow_id: str) -> Workflow:
+async def changeable(session: AsyncSession, scope: Scope, workflow_id: str, kind: str = "workflow") -> Workflow:
+    """The workflow, locked, if it may change: not archived, and changed through the API of its
+    kind (an agent's backing workflow only through /agents, so an agent's pause, pinned version and
+    input schema cannot be gone around)."""
     workflow = await get_workflow(session, scope, workflow_id, lock=True)
+    if workflow.kind != kind:
+        raise Problem(
+            409,
+            "agent-workflow",
+            "Managed through its agent",
+            "this workflow runs a deployed agent; pause, resume, upgrade or archive the agent under /api/v1/agents",
+        )
     if workflow.status == "archived":
         raise Problem(409, "archived", "Workflow archived", "an archived workflow can be read, not changed")
     return workflow
@@ -93,9 +105,11 @@ async def list_workflows(
     project_id: str | None,
     limit: int,
     after: tuple[datetime, str] | None = None,
+    kind: str = "workflow",
 ) -> list[Workflow]:
-    """Newest first; `after` is the (created_at, id) of the previous page's last row."""
-    query = scoped(Workflow, scope, (Workflow.project_id, project_id), (Workflow.status, status))
+    """Newest first; `after` is the (created_at, id) of the previous page's last row. Agents'
+    backing workflows are listed as agents (`/agents`), not here."""
+    query = scoped(Workflow, scope, (Workflow.project_id, project_id), (Workflow.status, status), (Workflow.kind, kind))
     return await newest_first(session, query, Workflow.created_at, Workflow.id, limit, after)
 
 
@@ -129,10 +143,11 @@ async def update_workflow(
     workflow_id: str,
     changes: dict[str, Any],
     definition: dict[str, Any] | None,
+    kind: str = "workflow",
 ) -> Workflow:
     """Name, description and project change in place. A new definition replaces the latest version
     while it is a draft; once frozen, it becomes a new draft version instead."""
-    workflow = await changeable(session, scope, workflow_id)
+    workflow = await changeable(session, scope, workflow_id, kind)
     before = audit.snapshot(workflow)
     if changes.get("project_id") not in (None, workflow.project_id):
         await _movable(session, scope, workflow, changes["project_id"])
@@ -215,9 +230,10 @@ async def activate(
     workflow_id: str,
     number: int,
     change_request_id: str | None = None,
+    kind: str = "workflow",
 ) -> Workflow:
     """Makes `number` the one active version and tells the workers (the organization's revision)."""
-    workflow = await changeable(session, scope, workflow_id)
+    workflow = await changeable(session, scope, workflow_id, kind)
     target = await get_version(session, scope, workflow_id, number, lock=True)
     before = audit.snapshot(workflow)
     now = datetime.now(UTC)
@@ -245,11 +261,16 @@ async def activate(
 
 
 async def deactivate(
-    session: AsyncSession, scope: Scope, actor: Actor, workflow_id: str, status: str = "inactive"
+    session: AsyncSession,
+    scope: Scope,
+    actor: Actor,
+    workflow_id: str,
+    status: str = "inactive",
+    kind: str = "workflow",
 ) -> Workflow:
     """Stops the workflow for new events (workers notice within a second); `archived` is final.
     Stopping never needs an approval: it is the safe direction."""
-    workflow = await changeable(session, scope, workflow_id)
+    workflow = await changeable(session, scope, workflow_id, kind)
     before = audit.snapshot(workflow)
     if workflow.active_version is not None:
         current = await get_version(session, scope, workflow_id, workflow.active_version, lock=True)

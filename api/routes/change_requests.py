@@ -1,4 +1,5 @@
-"""Change requests: proposed activations waiting for another person with the Approver role."""
+"""Change requests: proposed activations (of workflow and agent template versions) and agent
+upgrades waiting for another person with the Approver role."""
 
 from __future__ import annotations
 
@@ -28,9 +29,17 @@ class DiffEntry(BaseModel):
 class ChangeRequestOut(BaseModel):
     id: str
     project_id: str
-    workflow_id: str
-    kind: Literal["workflow.activate"]
-    version: int = Field(description="The version to activate.")
+    workflow_id: str | None = Field(
+        description="workflow.activate: the workflow; agent.upgrade: the agent's backing workflow."
+    )
+    agent_template_id: str | None = Field(description="agent_template.activate and agent.upgrade: the template.")
+    agent_id: str | None = Field(description="agent.upgrade: the agent.")
+    template_version: int | None = Field(description="agent.upgrade: the template version the agent moves to.")
+    kind: Literal["workflow.activate", "agent_template.activate", "agent.upgrade"]
+    version: int = Field(
+        description="The version to activate: of the workflow (for agent.upgrade, of the agent's backing workflow), "
+        "or of the template for agent_template.activate."
+    )
     base_version: int | None = Field(description="The version active when the request was opened.")
     diff: list[DiffEntry] = Field(description="From the base version's definition to the proposed one.")
     reason: str
@@ -59,7 +68,10 @@ def change_request_out(request: ChangeRequest) -> ChangeRequestOut:
         id=request.id,
         project_id=request.project_id,
         workflow_id=request.workflow_id,
-        kind="workflow.activate",
+        agent_template_id=request.agent_template_id,
+        agent_id=request.agent_id,
+        template_version=request.template_version,
+        kind=request.kind,
         version=request.version,
         base_version=request.base_version,
         diff=[DiffEntry(**entry) for entry in request.diff],

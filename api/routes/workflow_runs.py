@@ -7,25 +7,25 @@ history as any execution. (`POST /workflows/{id}/test` is the side-effect-free d
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api import manual_runs
 from api.control_plane import workflows
 from api.deps import Db, ExecutionsRead, WorkflowsRun, get_executions, get_history, get_publisher, get_run_keys
-from api.event_publisher import EventPublisher, PublishFailed
+from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
 from api.history_reader import InboundHistoryReader
+from api.manual_runs import IdempotencyKey
 from api.models import MAX_EVENTS_PER_REQUEST, EventIn, LeadIn, Page
-from api.problems import RETRY_AFTER, Problem, responses
-from api.run_keys import KeyedRun, RunKeys, fingerprint
+from api.problems import Problem, responses
+from api.run_keys import RunKeys, fingerprint
 from processors import ids
 from processors.events import EventType
-from streams.clock import now_ms
 
 router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"], responses=responses(401, 403, 422))
 
@@ -78,21 +78,6 @@ class Enrollment(BaseModel):
     trigger: str
 
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        pattern=r"^[\x21-\x7e]+$",
-        description="Makes a retry safe: the same key with the same body is the same run (202 with the same "
-        "`run_id` and `event_ids`, `Idempotent-Replayed: true`, nothing run again) for 24 hours; the same key "
-        "with another body is 422 `idempotency-key-reused`. Scoped to the org and the workflow. 1-255 visible "
-        "ASCII characters, e.g. a UUID. Without it, every request is a new run.",
-    ),
-]
-
-
 @router.post("/{workflow_id}/runs", status_code=202, response_model=RunAccepted, responses=responses(404, 409, 503))
 async def run_workflow(
     workflow_id: str,
@@ -114,10 +99,13 @@ async def run_workflow(
     async with database.transaction() as session:
         workflow = await workflows.get_workflow(session, principal.scope, workflow_id)
     request = fingerprint(body.model_dump(mode="json"))
-    if idempotency_key is not None:
-        earlier = await run_keys.find(principal.org_id, workflow_id, idempotency_key)
-        if earlier is not None and (answer := _replayed(earlier, request, response)) is not None:
-            return answer
+    earlier = await manual_runs.replayed(run_keys, principal.org_id, workflow_id, idempotency_key, request, response)
+    if earlier is not None:
+        return RunAccepted(**earlier)
+    if workflow.kind != "workflow":
+        raise Problem(
+            409, "agent-workflow", "Managed through its agent", "run it with POST /api/v1/agents/{id}/execute"
+        )
     if workflow.status != "active" or workflow.active_version is None:
         raise Problem(409, "not-active", "The workflow is not active", f"its status is {workflow.status}")
     known = await run_in_threadpool(history.latest_leads, principal.org_id, body.lead_ids)
@@ -134,70 +122,26 @@ async def run_workflow(
         EventIn(event_type=body.event_type, lead=lead).to_record(principal.org_id)["lead"] for lead in body.leads
     ]
     leads += [known[lead_id] for lead_id in body.lead_ids]
-    run_id = ids.manual_run_id(principal.org_id, workflow_id, idempotency_key or uuid.uuid4().hex)
-    run = KeyedRun(
-        request,
-        RunAccepted(
-            run_id=run_id,
-            workflow_id=workflow_id,
-            version=workflow.active_version,
-            event_ids=[ids.manual_event_id(run_id, lead["lead_id"]) for lead in leads],
-        ).model_dump(),
-        now_ms(),
-        published=False,
+    run_id = manual_runs.run_id(principal.org_id, workflow_id, idempotency_key)
+    accepted = RunAccepted(
+        run_id=run_id,
+        workflow_id=workflow_id,
+        version=workflow.active_version,
+        event_ids=[ids.manual_event_id(run_id, lead["lead_id"]) for lead in leads],
     )
-    if idempotency_key is not None:
-        earlier = await run_keys.bind(principal.org_id, workflow_id, idempotency_key, run)
-        if earlier is not None:
-            if (answer := _replayed(earlier, request, response)) is not None:
-                return answer
-            run = earlier
-    records = [
-        {
-            "event_id": event_id,
-            "org_id": principal.org_id,
-            "event_type": body.event_type.avro_symbol,
-            "occurred_at_ms": run.occurred_at_ms,
-            "source": "manual_run",
-            "lead": lead,
-            "crm_object": None,
-            "previous": None,
-            "trigger": "MANUAL",
-            "workflow_id": workflow_id,
-        }
-        for event_id, lead in zip(run.answer["event_ids"], leads, strict=True)
-    ]
-    try:
-        await publisher.publish(records)
-    except PublishFailed as exc:
-        raise Problem(
-            503,
-            "broker-unavailable",
-            "Events not accepted",
-            "the broker did not acknowledge them; send the same body with the same Idempotency-Key "
-            "after Retry-After seconds",
-            headers={"Retry-After": RETRY_AFTER},
-        ) from exc
-    if idempotency_key is not None:
-        await run_keys.published(principal.org_id, workflow_id, idempotency_key, run)
-    return RunAccepted(**run.answer)
-
-
-def _replayed(earlier: KeyedRun, request: str, response: Response) -> RunAccepted | None:
-    """The earlier answer for the key when its run was published; None while it is not (a publish
-    in flight, or one that failed), so this request publishes the same events; a problem when the
-    key named another body."""
-    if earlier.fingerprint != request:
-        raise Problem(
-            422,
-            "idempotency-key-reused",
-            "Idempotency key reused",
-            "this Idempotency-Key was sent with another body for this workflow; use a new key for a new run",
-        )
-    if not earlier.published:
-        return None
-    response.headers["Idempotent-Replayed"] = "true"
-    return RunAccepted(**earlier.answer)
+    answer = await manual_runs.publish(
+        run_keys,
+        publisher,
+        response,
+        principal.org_id,
+        workflow_id,
+        idempotency_key,
+        request,
+        accepted.model_dump(),
+        lambda run: list(zip(run["event_ids"], leads, strict=True)),
+        body.event_type,
+    )
+    return RunAccepted(**answer)
 
 
 @router.get("/{workflow_id}/enrollments", response_model=Page[Enrollment], responses=responses(400, 404))

@@ -9,12 +9,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from api.control_plane import change_requests, lead_models, organizations, workflows
 from api.control_plane.tables import Workflow, WorkflowVersion
 from api.cursors import PageCursor, PageLimit, after_cursor, row_page
+from api.definitions import workflow_definition
 from api.deps import Db, SettingsDep, WorkflowsActivate, WorkflowsAuthor, WorkflowsRead, WorkflowsTest, get_history
+from api.dry_run import Planned, decide, planned
 from api.history_reader import InboundHistoryReader
 from api.models import (
     MAX_VERSION,
@@ -31,13 +33,13 @@ from api.models import (
     required_ms,
 )
 from api.permissions import Principal
-from api.problems import invalid, responses, validation_errors
+from api.problems import responses
 from api.routes.change_requests import ChangeRequestOut, change_request_out
 from processors.change_control import activation_needs_approval
 from processors.compiler import CompiledWorkflow, compile_workflow
 from processors.explain import explain
-from processors.learned_model import Weights, model_context
-from processors.model import WorkflowDefinition, offered
+from processors.learned_model import Weights
+from processors.model import WorkflowDefinition
 from processors.replay import compare_versions
 from processors.routing import RoutingState
 from processors.step_types import step_types
@@ -54,6 +56,10 @@ class WorkflowOut(BaseModel):
     status: WorkflowStatus
     active_version: int | None
     latest_version: int
+    kind: Literal["workflow", "agent"] = Field(
+        description="agent: the backing workflow of a deployed agent, readable here and changed only through "
+        "/agents (409 `agent-workflow` otherwise); lists show workflows only."
+    )
     quarantine_reason: str | None = Field(
         description="Set when the workers could not compile the active version and took it out of service "
         "(status `quarantined`); activating a version clears it."
@@ -81,23 +87,6 @@ class StepType(BaseModel):
     description: str
     config_schema: dict[str, Any] = Field(description="JSON Schema of the step's configuration.")
     example: dict[str, Any]
-
-
-class PlannedCrmCommand(BaseModel):
-    step: str
-    operation: str
-    properties: dict[str, str]
-
-
-class PlannedNotification(BaseModel):
-    step: str
-    event_type: str
-    payload: dict[str, Any]
-
-
-class Planned(BaseModel):
-    crm_commands: list[PlannedCrmCommand]
-    webhook_notifications: list[PlannedNotification]
 
 
 class TestResult(BaseModel):
@@ -137,19 +126,6 @@ class ReplayReport(BaseModel):
     examples: dict[str, list[ReplayExample]]
 
 
-def _validated(definition: dict[str, Any], schedule_floor_s: int) -> dict[str, Any]:
-    """The definition as stored: validated as a new definition (the schedule floor), normalized,
-    with defaults filled in."""
-    try:
-        model = WorkflowDefinition.model_validate(definition, context=offered(schedule_floor_s))
-    except ValidationError as exc:
-        errors = validation_errors(definition, exc.errors(include_url=False))
-        for error in errors:
-            error["field"] = "$.definition" + error["field"][1:]
-        raise invalid(errors, "the workflow definition is invalid") from None
-    return model.model_dump(mode="json", exclude_none=True)
-
-
 def workflow_out(workflow: Workflow, definition: dict[str, Any] | None = None) -> WorkflowOut:
     return WorkflowOut(
         id=workflow.id,
@@ -159,6 +135,7 @@ def workflow_out(workflow: Workflow, definition: dict[str, Any] | None = None) -
         status=workflow.status,
         active_version=workflow.active_version,
         latest_version=workflow.latest_version,
+        kind=workflow.kind,
         quarantine_reason=workflow.quarantine_reason,
         created_at_ms=required_ms(workflow.created_at),
         updated_at_ms=required_ms(workflow.updated_at),
@@ -194,7 +171,7 @@ async def create_workflow(
     body: WorkflowCreate, principal: WorkflowsAuthor, database: Db, settings: SettingsDep
 ) -> WorkflowOut:
     """Version 1, a draft. A project-scoped key creates it in its project."""
-    definition = _validated(body.definition, settings.schedule_min_interval_s)
+    definition = workflow_definition(body.definition, settings.schedule_min_interval_s)
     async with database.transaction() as session:
         workflow, _ = await workflows.create_workflow(
             session, principal.scope, principal.actor, body.project_id, body.name, body.description, definition
@@ -230,7 +207,8 @@ async def get_workflow(workflow_id: str, principal: WorkflowsRead, database: Db)
 async def update_workflow(
     workflow_id: str, body: WorkflowUpdate, principal: WorkflowsAuthor, database: Db, settings: SettingsDep
 ) -> WorkflowOut:
-    definition = _validated(body.definition, settings.schedule_min_interval_s) if body.definition is not None else None
+    floor = settings.schedule_min_interval_s
+    definition = workflow_definition(body.definition, floor) if body.definition is not None else None
     changes = body.model_dump(exclude_unset=True, exclude={"definition"}, exclude_none=True)
     async with database.transaction() as session:
         updated = await workflows.update_workflow(
@@ -343,24 +321,14 @@ def _test_one(
         trigger["condition"] = explain(compiled.trigger, record)
     if not compiled.triggers(record):
         return TestResult(index=index, event_id=record["event_id"], enrolled=False, trigger=trigger)
-    scored = model_context(model, record["lead"]) if model is not None else None
-    execution = compiled.evaluate(record, routing, trace=True, model=scored)
+    execution = decide(compiled, record, routing, model)
     return TestResult(
         index=index,
         event_id=record["event_id"],
         enrolled=True,
         trigger=trigger,
         execution=ExecutionFields(**execution.as_record()),
-        planned=Planned(
-            crm_commands=[
-                PlannedCrmCommand(step=c.step, operation=c.operation, properties=c.properties)
-                for c in execution.crm_commands
-            ],
-            webhook_notifications=[
-                PlannedNotification(step=n.step, event_type=n.event_type, payload=n.payload)
-                for n in execution.notifications
-            ],
-        ),
+        planned=planned(execution),
         trace=execution.trace,
     )
 

@@ -29,7 +29,7 @@ from api.permissions import MATRIX, Action, Role, matrix_markdown
 from drippulse.operators import create_org
 from drippulse.settings import Settings
 from processors.learned_model import LearnedModel
-from processors.templates import LEAD_QUALIFICATION, lead_qualification_with_approval
+from processors.templates import LEAD_QUALIFICATION, lead_qualification_agent, lead_qualification_with_approval
 from streams.runtime.schema_registry import SCHEMA_DIR, EmbeddedRegistry
 from streams.state import state_keys
 from tests import control_plane
@@ -127,6 +127,8 @@ class World:
         self.approval_workflow = self.new_workflow(definition=lead_qualification_with_approval())
         self.ok(self.admin.post(f"/api/v1/workflows/{self.approval_workflow}/activate"))
         self.approval = self.new_approval()
+        self.agent_template = self.new_template(activate=True)
+        self.agent = self.new_agent()
         self.schema_id = EmbeddedRegistry().register("drip.events.inbound-value", orjson.loads(INBOUND_SCHEMA))
 
     def client(self, token: str) -> httpx.Client:
@@ -171,6 +173,30 @@ class World:
         further; the orchestrator tests cover that)."""
         approvers = ["role:admin", "role:editor", "role:approver"]
         return control_plane.open_approval(self.settings, self.org_id, self.approval_workflow, approvers)
+
+    def new_template(self, activate: bool = False) -> str:
+        body = {"copy_of": "builtin:lead-qualification", "name": unique("tpl")}
+        template_id = str(self.ok(self.admin.post("/api/v1/agent_templates", json=body))["id"])
+        if activate:
+            self.ok(self.admin.post(f"/api/v1/agent_templates/{template_id}/versions/1/activate"))
+        return template_id
+
+    def new_agent(self, paused: bool = False) -> str:
+        body = {"name": unique("agent"), "template_id": self.agent_template}
+        agent_id = str(self.ok(self.admin.post("/api/v1/agents", json=body))["id"])
+        if paused:
+            self.ok(self.admin.post(f"/api/v1/agents/{agent_id}/pause"))
+        return agent_id
+
+    def new_upgradable_agent(self) -> str:
+        """An agent on version 1 of a template whose version 2 is active."""
+        template_id = self.new_template(activate=True)
+        body = {"name": unique("agent"), "template_id": template_id}
+        agent_id = str(self.ok(self.admin.post("/api/v1/agents", json=body))["id"])
+        path = f"/api/v1/agent_templates/{template_id}/versions"
+        self.ok(self.admin.post(path, json={"definition": lead_qualification_agent()}))
+        self.ok(self.admin.post(f"{path}/2/activate"))
+        return agent_id
 
     def new_project(self) -> str:
         return str(self.ok(self.admin.post("/api/v1/projects", json={"name": unique("p")}))["id"])
@@ -463,6 +489,74 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("GET", "/api/v1/models"): Example(Action.MODELS_READ, _call(), 200),
     ("GET", "/api/v1/models/current"): Example(Action.MODELS_READ, _call(), 200),
     ("POST", "/api/v1/models/backtest"): Example(Action.MODELS_BACKTEST, _call(json={}), 200),
+    ("GET", "/api/v1/agent_templates"): Example(Action.AGENT_TEMPLATES_READ, _call(), 200),
+    ("POST", "/api/v1/agent_templates"): Example(
+        Action.AGENT_TEMPLATES_AUTHOR, _call(json={"copy_of": "builtin:lead-qualification"}), 201
+    ),
+    ("GET", "/api/v1/agent_templates/{template_id}"): Example(
+        Action.AGENT_TEMPLATES_READ, lambda w: Call({"template_id": w.agent_template}), 200, True
+    ),
+    ("GET", "/api/v1/agent_templates/{template_id}/versions"): Example(
+        Action.AGENT_TEMPLATES_READ, lambda w: Call({"template_id": w.agent_template}), 200, True
+    ),
+    ("GET", "/api/v1/agent_templates/{template_id}/versions/{version}"): Example(
+        Action.AGENT_TEMPLATES_READ, lambda w: Call({"template_id": w.agent_template, "version": "1"}), 200, True
+    ),
+    ("POST", "/api/v1/agent_templates/{template_id}/versions"): Example(
+        Action.AGENT_TEMPLATES_AUTHOR,
+        lambda w: Call({"template_id": w.agent_template}, json={"definition": lead_qualification_agent()}),
+        201,
+        True,
+    ),
+    ("PATCH", "/api/v1/agent_templates/{template_id}/versions/{version}"): Example(
+        Action.AGENT_TEMPLATES_AUTHOR,
+        lambda w: Call(
+            {"template_id": w.new_template(), "version": "1"}, json={"definition": lead_qualification_agent()}
+        ),
+        200,
+        True,
+    ),
+    ("POST", "/api/v1/agent_templates/{template_id}/versions/{version}/activate"): Example(
+        Action.AGENT_TEMPLATES_ACTIVATE, lambda w: Call({"template_id": w.new_template(), "version": "1"}), 200, True
+    ),
+    ("POST", "/api/v1/agent_templates/{template_id}/versions/{version}/archive"): Example(
+        Action.AGENT_TEMPLATES_ACTIVATE,
+        lambda w: Call({"template_id": w.new_template(activate=True), "version": "1"}),
+        200,
+        True,
+    ),
+    ("GET", "/api/v1/agents"): Example(Action.AGENTS_READ, _call(), 200),
+    ("POST", "/api/v1/agents"): Example(
+        Action.AGENTS_MANAGE, lambda w: Call(json={"name": unique("agent"), "template_id": w.agent_template}), 201, True
+    ),
+    ("GET", "/api/v1/agents/{agent_id}"): Example(Action.AGENTS_READ, lambda w: Call({"agent_id": w.agent}), 200, True),
+    ("PATCH", "/api/v1/agents/{agent_id}"): Example(
+        Action.AGENTS_MANAGE, lambda w: Call({"agent_id": w.new_agent()}, json={"name": unique("agent")}), 200, True
+    ),
+    ("DELETE", "/api/v1/agents/{agent_id}"): Example(
+        Action.AGENTS_MANAGE, lambda w: Call({"agent_id": w.new_agent()}), 200, True
+    ),
+    ("POST", "/api/v1/agents/{agent_id}/pause"): Example(
+        Action.AGENTS_MANAGE, lambda w: Call({"agent_id": w.new_agent()}), 200, True
+    ),
+    ("POST", "/api/v1/agents/{agent_id}/resume"): Example(
+        Action.AGENTS_MANAGE, lambda w: Call({"agent_id": w.new_agent(paused=True)}), 200, True
+    ),
+    ("POST", "/api/v1/agents/{agent_id}/upgrade"): Example(
+        Action.AGENTS_MANAGE,
+        lambda w: Call({"agent_id": w.new_upgradable_agent()}, json={"template_version": 2}),
+        200,
+        True,
+    ),
+    ("POST", "/api/v1/agents/{agent_id}/execute"): Example(
+        Action.AGENTS_INVOKE, lambda w: Call({"agent_id": w.agent}, json={"lead": EVENT["lead"]}), 202, True
+    ),
+    ("POST", "/api/v1/agents/{agent_id}/inference"): Example(
+        Action.AGENTS_INVOKE, lambda w: Call({"agent_id": w.agent}, json={"lead": EVENT["lead"]}), 200, True
+    ),
+    ("POST", "/api/v1/agents/{agent_id}/score_lead"): Example(
+        Action.AGENTS_INVOKE, lambda w: Call({"agent_id": w.agent}, json={"lead": EVENT["lead"]}), 200, True
+    ),
     ("POST", "/schema-registry/subjects/{subject}"): Example(
         Action.PUBLIC, lambda _: Call({"subject": "drip.events.inbound-value"}, json={"schema": INBOUND_SCHEMA}), 200
     ),

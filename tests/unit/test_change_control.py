@@ -14,6 +14,7 @@ from processors.change_control import (
     decision_refusal,
     definition_diff,
     move_refusal,
+    template_change_needs_approval,
 )
 
 json_values = st.recursive(
@@ -74,6 +75,12 @@ def test_who_needs_approval_and_who_may_give_it() -> None:
     assert not activation_needs_approval(ProjectPolicy(), by_agent_key=False)
     assert activation_needs_approval(ProjectPolicy(), by_agent_key=True)
     assert activation_needs_approval(ProjectPolicy(workflow_activation_requires_approval=True), by_agent_key=False)
+    assert template_change_needs_approval(ProjectPolicy(), by_agent_key=True), "an agent key only proposes"
+    assert not template_change_needs_approval(ProjectPolicy(), by_agent_key=False)
+    assert template_change_needs_approval(ProjectPolicy(workflow_activation_requires_approval=True), False), (
+        "a template version runs as a workflow: a project that reviews workflows reviews it too"
+    )
+    assert template_change_needs_approval(ProjectPolicy(agent_template_change_requires_approval=True), False)
     assert decision_refusal("usr_b", ["usr_a", None]) is None
     assert decision_refusal("usr_a", ["usr_a", "usr_c"]) is not None, "the requester"
     assert decision_refusal("usr_c", ["usr_a", "usr_c"]) is not None, "the version's author"

@@ -18,6 +18,8 @@ READS = {
     Action.CRM_COMMANDS_READ,
     Action.MODELS_READ,
     Action.UNIT_PRICES_READ,
+    Action.AGENT_TEMPLATES_READ,
+    Action.AGENTS_READ,
 }
 """What every role reads. The audit log, keys and members are an Admin's to read."""
 
@@ -37,6 +39,10 @@ SPEC: dict[Role, set[Action]] = {
         Action.INBOUND_SOURCES_MANAGE,
         Action.CRM_COMMANDS_RETRY,
         Action.MODELS_BACKTEST,
+        Action.AGENT_TEMPLATES_AUTHOR,
+        Action.AGENT_TEMPLATES_ACTIVATE,
+        Action.AGENTS_MANAGE,
+        Action.AGENTS_INVOKE,
     },
 }
 SPEC[Role.ADMIN] = SPEC[Role.EDITOR] | {
@@ -72,3 +78,17 @@ def test_keys_never_decide_and_scoped_keys_stay_in_their_project() -> None:
     assert allows(scoped, Action.WORKFLOWS_AUTHOR) and allows(scoped, Action.EVENTS_SEND)
     for org_level in (Action.API_KEYS_MANAGE, Action.MEMBERS_MANAGE, Action.WEBHOOKS_READ, Action.AUDIT_READ):
         assert not allows(scoped, org_level)
+
+
+def test_an_agent_key_invokes_agents_of_its_project_and_never_decides_or_issues_keys() -> None:
+    """Agent keys do the work (invoke, propose template changes) and nothing that is a person's act."""
+    agent = Principal("org_1", frozenset({Role.ADMIN}), Actor("api_key", "key_3", "k"), project_id="prj_1", agent=True)
+    for work in (Action.AGENTS_INVOKE, Action.AGENTS_MANAGE, Action.AGENT_TEMPLATES_AUTHOR):
+        assert allows(agent, work)
+    for persons_act in (
+        Action.CHANGE_REQUESTS_DECIDE,
+        Action.APPROVALS_DECIDE,
+        Action.API_KEYS_MANAGE,
+        Action.MEMBERS_MANAGE,
+    ):
+        assert not allows(agent, persons_act)

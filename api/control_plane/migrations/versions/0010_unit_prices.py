@@ -1,7 +1,7 @@
 """Unit prices per organization: what its executions cost.
 
 Revision ID: 0010
-Revises: 0008 (re-chained onto 0009, the agents' migration, when the branches merge)
+Revises: 0009
 Create Date: 2026-12-10 10:00:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
