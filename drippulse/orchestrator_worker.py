@@ -38,7 +38,8 @@ def build_orchestrator_app(settings: Settings, ready_file: Path | None = None) -
     def serde(topic: topics.Topic) -> tuple[AvroSerde, str]:
         return topic_serde(topic, settings, registry)
 
-    ledger = ApprovalLedger(engine)
+    inbox, inbox_topic = serde(topics.ORCHESTRATOR_INBOX)
+    ledger = ApprovalLedger(engine, inbox_topic)
     orchestrator = Orchestrator(
         WorkflowVersions(ControlPlaneReader(engine)),
         ledger,
@@ -47,7 +48,6 @@ def build_orchestrator_app(settings: Settings, ready_file: Path | None = None) -
         DueTimes(),
         dead_letter_writer(settings, registry, APP_ID),
     )
-    inbox, inbox_topic = serde(topics.ORCHESTRATOR_INBOX)
     schedules = None
     if not settings.embedded_clickhouse:
         clickhouse = connect_clickhouse(settings.clickhouse_url, settings.chdb_path, settings.clickhouse_database)

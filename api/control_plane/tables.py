@@ -337,7 +337,8 @@ class Approval(Base):
     """An approval step reached by one execution. The orchestrator opens it (the qualifier only
     names it) and the decision is taken here, exactly once: a conditional update from `pending`,
     so of two deciders, or a decider and the timeout, one wins and the other gets a conflict. The
-    orchestrator that holds the paused execution (by `partition`) resumes it and sets `resumed_at`."""
+    orchestrator that holds the paused execution (by `inbox` and `partition`) resumes it and sets
+    `resumed_at`."""
 
     __tablename__ = "approvals"
     __table_args__ = (
@@ -350,6 +351,7 @@ class Approval(Base):
         Index("ix_approvals_approvers", "approvers", postgresql_using="gin"),
         Index(
             "ix_approvals_undelivered",
+            "inbox",
             "partition",
             "decided_at",
             postgresql_where=text("status <> 'pending' AND resumed_at IS NULL"),
@@ -376,6 +378,9 @@ class Approval(Base):
     decided_at: Mapped[datetime | None]
     decided_by: Mapped[dict[str, Any] | None] = mapped_column(comment="actor; null for a timeout or an exit")
     comment: Mapped[str | None]
+    inbox: Mapped[str | None] = mapped_column(
+        comment="the orchestrator inbox topic whose partition this is; null: written before inboxes were named"
+    )
     partition: Mapped[int] = mapped_column(Integer, comment="the orchestrator inbox partition holding the execution")
     resumed_at: Mapped[datetime | None]
 

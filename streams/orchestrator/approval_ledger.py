@@ -17,6 +17,11 @@ transaction as the takeover reads what the partition holds. A turn is written on
 partition it writes still has the generation its process took over (`settle` checks it under a
 share lock, which a takeover's update waits for): a process that lost a partition while its turn
 was retried can no longer overwrite what the new owner did.
+
+Partitions are named by their inbox topic too (`inbox`): deployments that share a broker with topic
+prefixes may share one PostgreSQL, and each orchestrator group takes over, holds, fences and polls
+the decisions of its own inbox only. Rows written before inboxes were named (`inbox` null) belong
+to the one deployment there was then, and its first takeover of their partitions claims them.
 """
 
 from __future__ import annotations
@@ -96,8 +101,10 @@ class Settlement:
 
 
 class ApprovalLedger:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, inbox: str) -> None:
         self._engine = engine
+        self._inbox = inbox
+        """The orchestrator inbox topic whose partitions this ledger's numbers are."""
 
     def resumed_already(self, approval_ids: Sequence[str]) -> set[str]:
         """Which of these approvals were decided and resumed: a suspension of theirs arriving again
@@ -205,9 +212,9 @@ class ApprovalLedger:
         if not settlement:
             return
         with self._engine.begin() as connection:
-            _fence(connection, settlement.generations)
-            _write_held(connection, settlement.held)
-            _open(connection, settlement.opened)
+            _fence(connection, self._inbox, settlement.generations)
+            _write_held(connection, self._inbox, settlement.held)
+            _open(connection, self._inbox, settlement.opened)
             if settlement.resumed:
                 connection.execute(
                     text("UPDATE approvals SET resumed_at = now() WHERE id = ANY(:ids) AND resumed_at IS NULL"),
@@ -216,7 +223,7 @@ class ApprovalLedger:
 
     def held(self, partitions: Sequence[int]) -> dict[str, tuple[int, Suspension]]:
         """What these inbox partitions hold, by execution id: the truth the table is rebuilt from."""
-        return self._held("partition = ANY(:keys)", list(partitions))
+        return self._held("inbox = :inbox AND partition = ANY(:keys)", list(partitions))
 
     def held_executions(self, execution_ids: Sequence[str]) -> dict[str, tuple[int, Suspension]]:
         return self._held("execution_id = ANY(:keys)", list(execution_ids))
@@ -227,7 +234,7 @@ class ApprovalLedger:
         with self._engine.connect() as connection:
             rows = connection.execute(
                 text(f"SELECT execution_id, partition, suspension FROM held_executions WHERE {where}"),
-                {"keys": keys},
+                {"keys": keys, "inbox": self._inbox},
             )
             held: dict[str, tuple[int, Suspension]] = {}
             for execution_id, partition, suspension in rows:
@@ -252,30 +259,43 @@ class ApprovalLedger:
         adopted into `held_executions`, with its approval; every takeover does it, so an older
         process that held the partition meanwhile loses nothing. An execution PostgreSQL released
         is never adopted back, whatever a changelog still says."""
-        mine = sorted(set(partitions))
+        mine = {"partitions": sorted(set(partitions)), "inbox": self._inbox}
         with self._engine.begin() as connection:
             connection.execute(
                 text(
-                    "INSERT INTO held_partitions (partition) SELECT unnest(CAST(:partitions AS integer[])) "
-                    "ON CONFLICT (partition) DO NOTHING"
+                    "INSERT INTO held_partitions (inbox, partition) "
+                    "SELECT :inbox, unnest(CAST(:partitions AS integer[])) ON CONFLICT (inbox, partition) DO NOTHING"
                 ),
-                {"partitions": mine},
+                mine,
             )
             connection.execute(
-                text("SELECT 1 FROM held_partitions WHERE partition = ANY(:partitions) ORDER BY partition FOR UPDATE"),
-                {"partitions": mine},
+                text(
+                    "SELECT 1 FROM held_partitions WHERE inbox = :inbox AND partition = ANY(:partitions) "
+                    "ORDER BY partition FOR UPDATE"
+                ),
+                mine,
             )
             generations = {
                 partition: generation
                 for partition, generation in connection.execute(
                     text(
-                        "UPDATE held_partitions SET generation = generation + 1 WHERE partition = ANY(:partitions) "
-                        "RETURNING partition, generation"
+                        "UPDATE held_partitions SET generation = generation + 1 "
+                        "WHERE inbox = :inbox AND partition = ANY(:partitions) RETURNING partition, generation"
                     ),
-                    {"partitions": mine},
+                    mine,
                 )
             }
-            _adopt(connection, [(partition, s) for partition, s in changelog if partition in generations], now_ms)
+            for table in ("held_executions", "approvals"):
+                connection.execute(
+                    text(f"UPDATE {table} SET inbox = :inbox WHERE inbox IS NULL AND partition = ANY(:partitions)"),
+                    mine,
+                )
+            _adopt(
+                connection,
+                self._inbox,
+                [(partition, s) for partition, s in changelog if partition in generations],
+                now_ms,
+            )
             connection.execute(
                 text(f"DELETE FROM released_executions WHERE released_at < now() - interval '{RELEASED_KEPT}'")
             )
@@ -292,10 +312,11 @@ class ApprovalLedger:
             rows = connection.execute(
                 text(
                     "SELECT id, execution_id, org_id, partition, status, decided_by->>'label', comment, decided_at "
-                    "FROM approvals WHERE status <> 'pending' AND resumed_at IS NULL AND partition = ANY(:partitions) "
-                    "AND execution_id <> ALL(:deferred) ORDER BY decided_at LIMIT :limit"
+                    "FROM approvals WHERE status <> 'pending' AND resumed_at IS NULL AND inbox = :inbox "
+                    "AND partition = ANY(:partitions) AND execution_id <> ALL(:deferred) "
+                    "ORDER BY decided_at LIMIT :limit"
                 ),
-                {"partitions": list(partitions), "limit": limit, "deferred": list(deferred)},
+                {"partitions": list(partitions), "limit": limit, "deferred": list(deferred), "inbox": self._inbox},
             )
             return [
                 Decision(
@@ -312,7 +333,7 @@ class ApprovalLedger:
             ]
 
 
-def _fence(connection: Connection, generations: dict[int, int]) -> None:
+def _fence(connection: Connection, inbox: str, generations: dict[int, int]) -> None:
     """Raises `Fenced` unless every partition still has the generation its process took over. The
     share lock holds a takeover's update back until this transaction ends, and a settle that comes
     after the takeover sees its generation."""
@@ -322,10 +343,10 @@ def _fence(connection: Connection, generations: dict[int, int]) -> None:
         partition: generation
         for partition, generation in connection.execute(
             text(
-                "SELECT partition, generation FROM held_partitions WHERE partition = ANY(:partitions) "
-                "ORDER BY partition FOR SHARE"
+                "SELECT partition, generation FROM held_partitions WHERE inbox = :inbox "
+                "AND partition = ANY(:partitions) ORDER BY partition FOR SHARE"
             ),
-            {"partitions": sorted(generations)},
+            {"partitions": sorted(generations), "inbox": inbox},
         )
     }
     taken = [partition for partition, generation in generations.items() if current.get(partition) != generation]
@@ -333,7 +354,7 @@ def _fence(connection: Connection, generations: dict[int, int]) -> None:
         raise Fenced(taken)
 
 
-def _adopt(connection: Connection, changelog: Sequence[tuple[int, Suspension]], now_ms: int) -> None:
+def _adopt(connection: Connection, inbox: str, changelog: Sequence[tuple[int, Suspension]], now_ms: int) -> None:
     """Holds what the changelog holds and PostgreSQL has never seen; an organization deleted meanwhile
     has nothing adopted."""
     if not changelog:
@@ -357,11 +378,11 @@ def _adopt(connection: Connection, changelog: Sequence[tuple[int, Suspension]], 
     found = [(p, s) for p, s in changelog if s.execution_id in unseen and s.execution["org_id"] in existing]
     if found:
         log.info("adopting %d paused executions only a changelog held", len(found))
-    _write_held(connection, {s.execution_id: (partition, s) for partition, s in found}, keep_existing=True)
-    _open(connection, [(s, partition, now_ms) for partition, s in found if s.kind == "approval"])
+    _write_held(connection, inbox, {s.execution_id: (partition, s) for partition, s in found}, keep_existing=True)
+    _open(connection, inbox, [(s, partition, now_ms) for partition, s in found if s.kind == "approval"])
 
 
-def _open(connection: Connection, opened: Sequence[tuple[Suspension, int, int]]) -> None:
+def _open(connection: Connection, inbox: str, opened: Sequence[tuple[Suspension, int, int]]) -> None:
     """An approval per (suspension, inbox partition, requested at ms), in the workflow's project;
     one that exists already is left as it is."""
     if not opened:
@@ -370,23 +391,24 @@ def _open(connection: Connection, opened: Sequence[tuple[Suspension, int, int]])
         text(
             "INSERT INTO approvals (id, org_id, project_id, workflow_id, workflow_version, "
             "execution_id, step, lead_id, lead, explanation, approvers, status, requested_at, due_at, "
-            "partition) SELECT :id, :org_id, w.project_id, w.id, :workflow_version, :execution_id, "
+            "inbox, partition) SELECT :id, :org_id, w.project_id, w.id, :workflow_version, :execution_id, "
             ":step, :lead_id, CAST(:lead AS jsonb), CAST(:explanation AS jsonb), :approvers, 'pending', "
-            ":requested_at, :due_at, :partition FROM workflows w "
+            ":requested_at, :due_at, :inbox, :partition FROM workflows w "
             "WHERE w.id = :workflow_id AND w.org_id = :org_id ON CONFLICT (id) DO NOTHING"
         ),
-        [_approval_row(suspension, partition, at_ms) for suspension, partition, at_ms in opened],
+        [_approval_row(suspension, inbox, partition, at_ms) for suspension, partition, at_ms in opened],
     )
 
 
 def _write_held(
-    connection: Connection, held: dict[str, tuple[int, Suspension | None]], keep_existing: bool = False
+    connection: Connection, inbox: str, held: dict[str, tuple[int, Suspension | None]], keep_existing: bool = False
 ) -> None:
     ended = [execution_id for execution_id, (_, suspension) in held.items() if suspension is None]
     rows = [
         {
             "execution_id": execution_id,
             "org_id": suspension.execution["org_id"],
+            "inbox": inbox,
             "partition": partition,
             "kind": suspension.kind,
             "step": suspension.step,
@@ -409,7 +431,8 @@ def _write_held(
         on_conflict = (
             "DO NOTHING"
             if keep_existing
-            else "DO UPDATE SET partition = excluded.partition, kind = excluded.kind, step = excluded.step, "
+            else "DO UPDATE SET inbox = excluded.inbox, partition = excluded.partition, kind = excluded.kind, "
+            "step = excluded.step, "
             "due_at = excluded.due_at, suspension = excluded.suspension, held_at = now(), "
             "outcome = CASE WHEN held_executions.step = excluded.step THEN held_executions.outcome END, "
             "outcome_at_ms = CASE WHEN held_executions.step = excluded.step THEN held_executions.outcome_at_ms END, "
@@ -417,8 +440,8 @@ def _write_held(
         )
         connection.execute(
             text(
-                "INSERT INTO held_executions (execution_id, org_id, partition, kind, step, due_at, suspension) "
-                "VALUES (:execution_id, :org_id, :partition, :kind, :step, :due_at, :suspension) "
+                "INSERT INTO held_executions (execution_id, org_id, inbox, partition, kind, step, due_at, suspension) "
+                "VALUES (:execution_id, :org_id, :inbox, :partition, :kind, :step, :due_at, :suspension) "
                 f"ON CONFLICT (execution_id) {on_conflict}"
             ),
             rows,
@@ -429,7 +452,7 @@ def _wait_outcome(row: Any) -> WaitOutcome:
     return WaitOutcome(row[0], row[1], row[2], row[3], row[4] or "")
 
 
-def _approval_row(suspension: Suspension, partition: int, at_ms: int) -> dict[str, Any]:
+def _approval_row(suspension: Suspension, inbox: str, partition: int, at_ms: int) -> dict[str, Any]:
     execution, context = suspension.execution, suspension.context
     subject = context.get("lead") or context.get("crm_object") or {}
     return {
@@ -455,5 +478,6 @@ def _approval_row(suspension: Suspension, partition: int, at_ms: int) -> dict[st
         "approvers": [a if a.startswith("role:") else a.lower() for a in suspension.approvers],
         "requested_at": moment(at_ms),
         "due_at": moment(suspension.due_at_ms),
+        "inbox": inbox,
         "partition": partition,
     }

@@ -26,6 +26,9 @@ from tests.stack import ApiServer
 from tests.unit.test_orchestration import paused
 
 pytestmark = pytest.mark.stack
+
+INBOX = "ledger-test.drip.orchestrator.inbox"
+"""An inbox no orchestrator of the session consumes: the ledger's partitions here are this test's."""
 TWO_APPROVALS: dict[str, Any] = {
     "trigger": {"event_types": ["lead.created"]},
     "steps": [
@@ -80,7 +83,7 @@ def test_an_exit_takes_a_pending_approval_and_loses_to_a_persons_decision(
     org = org_factory()
     workflow_id = _workflow(org)
     approver = _session(settings, org, f"ann-{org['org_id']}@example.com", ["approver"])
-    ledger = ApprovalLedger(create_engine(settings.database_url))
+    ledger = ApprovalLedger(create_engine(settings.database_url), INBOX)
 
     decided = control_plane.open_approval(settings, org["org_id"], workflow_id, ["role:approver"])
     assert approver.post(f"/api/v1/approvals/{decided}/approve", json={}).status_code == 200
@@ -110,8 +113,11 @@ def test_decisions_behind_a_window_full_of_deferred_ones_are_still_found(
     executions = [_row(settings, approval_id)[1] for approval_id in ids]
     engine = create_engine(settings.database_url)
     with engine.begin() as connection:
-        connection.execute(text("UPDATE approvals SET partition = 7777 WHERE id = ANY(:ids)"), {"ids": ids})
-    ledger = ApprovalLedger(engine)
+        connection.execute(
+            text("UPDATE approvals SET inbox = :inbox, partition = 7777 WHERE id = ANY(:ids)"),
+            {"ids": ids, "inbox": INBOX},
+        )
+    ledger = ApprovalLedger(engine, INBOX)
     assert [d.execution_id for d in ledger.undelivered([7777], 2)] == executions[:2]
     found = ledger.undelivered([7777], 2, deferred=executions[:2])
     assert [d.execution_id for d in found] == executions[2:], "the oldest two failing must not hide the third"
@@ -126,7 +132,7 @@ def test_the_first_outcome_taken_for_a_wait_is_the_one_every_later_try_resumes_w
     _, paused_at = paused(workflow)
     execution = {**paused_at.execution, "org_id": org["org_id"]}
     suspension = Suspension(execution, paused_at.context, "0", "wait", paused_at.due_at_ms)
-    ledger = ApprovalLedger(create_engine(settings.database_url))
+    ledger = ApprovalLedger(create_engine(settings.database_url), INBOX)
     execution_id = suspension.execution_id
     ledger.settle(Settlement({execution_id: (NOBODYS_PARTITION, suspension)}))
     due = WaitOutcome(execution_id, "0", "wait_elapsed", suspension.due_at_ms, "")
@@ -161,7 +167,7 @@ def test_a_second_approval_of_the_same_execution_opens_is_decided_and_resumes(
     workflow_id = str(activate_workflow(org["client"], "two approvals", TWO_APPROVALS)["id"])
     first = _paused(org["org_id"], workflow_id, TWO_APPROVALS, "l-2")
     at, execution_id, partition = now_ms(), first.execution_id, 7778
-    ledger = ApprovalLedger(create_engine(settings.database_url))
+    ledger = ApprovalLedger(create_engine(settings.database_url), INBOX)
     approver = _session(settings, org, f"ann-{org['org_id']}@example.com", ["approver"])
     ledger.settle(Settlement({execution_id: (partition, first)}, [(first, partition, at)]))
     assert approver.post(f"/api/v1/approvals/{first.approval_id}/approve", json={}).status_code == 200
@@ -197,7 +203,7 @@ def test_a_settle_of_a_partition_another_process_took_over_since_writes_nothing(
     suspension = _paused(org["org_id"], workflow_id, TWO_APPROVALS, "l-3")
     execution_id, partition, at = suspension.execution_id, 7779, now_ms()
     engine = create_engine(settings.database_url)
-    first, second = ApprovalLedger(engine), ApprovalLedger(engine)
+    first, second = ApprovalLedger(engine, INBOX), ApprovalLedger(engine, INBOX)
     mine = first.take_over([partition], [], at)
     first.settle(Settlement({execution_id: (partition, suspension)}, [(suspension, partition, at)], generations=mine))
     theirs = second.take_over([partition], [], at)
@@ -207,6 +213,54 @@ def test_a_settle_of_a_partition_another_process_took_over_since_writes_nothing(
         first.settle(Settlement({execution_id: (partition, suspension)}, generations=mine))
     assert fenced.value.partitions == {partition}
     assert first.held_executions([execution_id]) == {}, "the new owner's release stands"
+
+
+def test_an_orchestrator_group_of_another_inbox_neither_fences_nor_reads_what_this_one_holds(
+    org_factory: Any, settings: Settings, api_server: ApiServer
+) -> None:
+    """Deployments sharing a broker by topic prefixes may share PostgreSQL: another group's takeover
+    of its partition with the same number must not fence this group's turns, and neither its held
+    executions nor its decisions are the other's."""
+    org = org_factory()
+    workflow_id = str(activate_workflow(org["client"], "two approvals", TWO_APPROVALS)["id"])
+    suspension = _paused(org["org_id"], workflow_id, TWO_APPROVALS, "l-5")
+    execution_id, partition, at = suspension.execution_id, 7782, now_ms()
+    engine = create_engine(settings.database_url)
+    ours, theirs = ApprovalLedger(engine, INBOX), ApprovalLedger(engine, "other-deployment." + INBOX)
+    mine = ours.take_over([partition], [], at)
+    theirs.take_over([partition], [], at)
+    ours.settle(Settlement({execution_id: (partition, suspension)}, [(suspension, partition, at)], generations=mine))
+    assert ours.held([partition]) == {execution_id: (partition, suspension)}, "not fenced by the other group"
+    assert theirs.held([partition]) == {}
+    approver = _session(settings, org, f"ann-{org['org_id']}@example.com", ["approver"])
+    assert approver.post(f"/api/v1/approvals/{suspension.approval_id}/approve", json={}).status_code == 200
+    assert [d.approval_id for d in ours.undelivered([partition], 10)] == [suspension.approval_id]
+    assert theirs.undelivered([partition], 10) == [], "another group never resumes this group's decision"
+
+
+def test_rows_written_before_inboxes_were_named_are_claimed_by_the_first_takeover_of_their_partition(
+    org_factory: Any, settings: Settings, api_server: ApiServer
+) -> None:
+    org = org_factory()
+    workflow_id = str(activate_workflow(org["client"], "two approvals", TWO_APPROVALS)["id"])
+    suspension = _paused(org["org_id"], workflow_id, TWO_APPROVALS, "l-6")
+    execution_id, partition, at = suspension.execution_id, 7783, now_ms()
+    engine = create_engine(settings.database_url)
+    ledger = ApprovalLedger(engine, INBOX)
+    ledger.settle(Settlement({execution_id: (partition, suspension)}, [(suspension, partition, at)]))
+    with engine.begin() as connection:
+        for table in ("held_executions", "approvals"):
+            connection.execute(text(f"UPDATE {table} SET inbox = NULL WHERE execution_id = :id"), {"id": execution_id})
+    assert ledger.held([partition]) == {}, "unnamed: nobody's until a takeover"
+    ledger.take_over([partition], [], at)
+    assert ledger.held([partition]) == {execution_id: (partition, suspension)}
+    with engine.connect() as connection:
+        assert (
+            connection.execute(
+                text("SELECT inbox FROM approvals WHERE id = :id"), {"id": suspension.approval_id}
+            ).scalar()
+            == INBOX
+        )
 
 
 def test_every_takeover_adopts_what_only_a_changelog_held_and_never_what_postgresql_released(
@@ -219,7 +273,7 @@ def test_every_takeover_adopts_what_only_a_changelog_held_and_never_what_postgre
     workflow_id = str(activate_workflow(org["client"], "two approvals", TWO_APPROVALS)["id"])
     suspension = _paused(org["org_id"], workflow_id, TWO_APPROVALS, "l-4")
     execution_id, partition, at = suspension.execution_id, 7780, now_ms()
-    ledger = ApprovalLedger(create_engine(settings.database_url))
+    ledger = ApprovalLedger(create_engine(settings.database_url), INBOX)
     ledger.take_over([partition], [], at)
     ledger.take_over([partition], [(partition, suspension)], at)
     assert ledger.held_executions([execution_id]) == {execution_id: (partition, suspension)}
@@ -239,7 +293,7 @@ def test_a_row_postgresql_refuses_leaves_the_leads_data_out_of_the_error(
     paused_in_org = _paused(org["org_id"], workflow_id, TWO_APPROVALS, "l-secret")
     execution = {**paused_in_org.execution, "org_id": "org_that_does_not_exist"}
     suspension = Suspension(execution, paused_in_org.context, "0", "approval", paused_in_org.due_at_ms)
-    ledger = ApprovalLedger(connect(settings.database_url))
+    ledger = ApprovalLedger(connect(settings.database_url), INBOX)
     with pytest.raises(IntegrityError) as refused:
         ledger.settle(Settlement({suspension.execution_id: (7781, suspension)}))
     assert "l-secret@acme.io" not in str(refused.value)
