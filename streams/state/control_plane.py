@@ -63,6 +63,24 @@ class ControlPlaneReader:
                 found[org_id].append((workflow_id, int(version), definition))
         return found
 
+    def agents(self, org_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Per org: its deployed agents (`id`, `workflow_id`, `status`, `paused_reason`, and the
+        `input_schema` of the template version each runs), what `agent` steps call."""
+        found: dict[str, list[dict[str, Any]]] = {org_id: [] for org_id in org_ids}
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT a.org_id, a.id, a.workflow_id, a.status, a.paused_reason, "
+                    "v.definition->'input_schema' AS input_schema FROM agents a JOIN agent_template_versions v "
+                    "ON v.template_id = a.template_id AND v.version = a.template_version "
+                    "WHERE a.org_id = ANY(:ids)"
+                ),
+                {"ids": org_ids},
+            )
+            for row in rows.mappings():
+                found[row["org_id"]].append(dict(row))
+        return found
+
     def workflow_version(self, org_id: str, workflow_id: str, version: int) -> dict[str, Any] | None:
         """One version's definition, active or not: a paused execution resumes on the version it
         started with."""
