@@ -58,6 +58,7 @@ from drippulse.settings import Settings, load_settings, secret_box
 from streams import topics
 from streams.delivery.crm_parking import ParkedCommands
 from streams.delivery.webhook_schedule import DeliverySchedule
+from streams.runtime.dlq import DeadLetters
 from streams.runtime.kafka import ensure_topics, make_producer
 from streams.runtime.schema_registry import make_registry
 from streams.runtime.serde import AvroSerde
@@ -65,6 +66,8 @@ from streams.sinks.clickhouse import ClickHouse, apply_schema, connect_clickhous
 from streams.state import redis_clients
 
 log = logging.getLogger(__name__)
+API_GROUP = "drippulse-api"
+"""The name the API's dead letters go under (`consumer_group`): what it accepted and did not publish."""
 
 
 class BackgroundWorker(Protocol):
@@ -95,11 +98,13 @@ def create_app(settings: Settings | None = None, background: Background | None =
         redis_client = redis_clients.connect_async(settings.redis_url)
         inbound_topic = topics.topic_name(topics.INBOUND_EVENTS, settings.topic_prefix)
         registry = make_registry(settings.schema_registry_url)
+        dlq_topic = topics.topic_name(topics.EVENTS_DLQ, settings.topic_prefix)
         publisher = EventPublisher(
             make_producer(settings.kafka, **{"linger.ms": 2}),
             inbound_topic,
             AvroSerde(topics.INBOUND_EVENTS, inbound_topic, registry),
             settings.event_ack_timeout_s,
+            DeadLetters(AvroSerde(topics.EVENTS_DLQ, dlq_topic, registry), dlq_topic, API_GROUP),
         )
         database = Database(settings.database_url, settings.database_pool_size, 0, settings.database_pool_timeout_s)
         app.state.settings = settings

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from processors.compiler import CompiledWorkflow
 from processors.execution import Execution
@@ -26,9 +26,17 @@ class PlannedNotification(BaseModel):
     payload: dict[str, Any]
 
 
+class PlannedAgentCall(BaseModel):
+    step: str
+    agent_id: str
+    event_type: str
+    event_id: str = Field(description="The event the agent would be called with.")
+
+
 class Planned(BaseModel):
     crm_commands: list[PlannedCrmCommand]
     webhook_notifications: list[PlannedNotification]
+    agent_calls: list[PlannedAgentCall] = Field(description="Agents its `agent` steps would call.")
 
 
 def decide(
@@ -42,7 +50,7 @@ def decide(
 
 
 def planned(execution: Execution) -> Planned:
-    """What the execution would send: its CRM commands and webhook notifications."""
+    """What the execution would send: its CRM commands, webhook notifications and agent calls."""
     return Planned(
         crm_commands=[
             PlannedCrmCommand(step=c.step, operation=c.operation, properties=c.properties)
@@ -51,5 +59,9 @@ def planned(execution: Execution) -> Planned:
         webhook_notifications=[
             PlannedNotification(step=n.step, event_type=n.event_type, payload=n.payload)
             for n in execution.notifications
+        ],
+        agent_calls=[
+            PlannedAgentCall(step=c.step, agent_id=c.agent_id, event_type=c.event_type, event_id=c.event_id)
+            for c in execution.agent_calls
         ],
     )

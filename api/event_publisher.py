@@ -21,6 +21,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from streams.runtime.dlq import DeadLetters
+from streams.runtime.records import OutputRecord
 from streams.runtime.serde import AvroSerde
 
 MAX_EVENT_BYTES = 256 * 1024
@@ -40,10 +42,13 @@ class EventTooLarge(ValueError):
 
 
 class EventPublisher:
-    def __init__(self, producer: Producer, topic: str, serde: AvroSerde, ack_timeout_s: float) -> None:
+    def __init__(
+        self, producer: Producer, topic: str, serde: AvroSerde, ack_timeout_s: float, dead_letters: DeadLetters
+    ) -> None:
         self._producer = producer
         self._topic = topic
         self._serde = serde
+        self._dead_letters = dead_letters
         self._ack_timeout_s = ack_timeout_s
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="event-publisher-poll", daemon=True)
@@ -69,10 +74,21 @@ class EventPublisher:
         """Returns once the broker acknowledged every value (keyed by its org); raises PublishFailed
         if the producer or the broker refused one, or did not acknowledge them all within
         `ack_timeout_s`."""
+        await self._produce(
+            [(self._topic, org_id.encode(), value) for org_id, value in zip(org_ids, values, strict=True)]
+        )
+
+    async def dead_letter(self, org_id: str, value: bytes, error_kind: str, error: str) -> None:
+        """Keeps an encoded event the API accepted but will not publish (a call its agent refuses) on
+        drip.events.dlq with the reason, acknowledged like a publish: replaying the letter publishes
+        the event."""
+        await self._produce([self._dead_letters.refused(self._topic, org_id.encode(), value, error_kind, error)])
+
+    async def _produce(self, records: list[OutputRecord]) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._ack_timeout_s
         futures = []
-        for org_id, value in zip(org_ids, values, strict=True):
+        for topic, key, value in records:
             future: asyncio.Future[None] = loop.create_future()
 
             def on_delivery(err: KafkaError | None, _: Message, future: asyncio.Future[None] = future) -> None:
@@ -83,7 +99,7 @@ class EventPublisher:
 
             while True:
                 try:
-                    self._producer.produce(self._topic, value, org_id.encode(), on_delivery=on_delivery)
+                    self._producer.produce(topic, value, key, on_delivery=on_delivery)
                     break
                 except BufferError:
                     if loop.time() > deadline:

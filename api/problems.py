@@ -46,6 +46,7 @@ _DESCRIPTIONS = {
     403: "The caller's role (or key scope) does not allow this",
     404: "Not found in the caller's organization (or project)",
     409: "Conflicts with the resource's current state",
+    410: "Gone for good: sending it again can never succeed",
     413: "Too large",
     422: "Invalid request: `errors` lists each problem",
     429: "Too many requests; retry after `Retry-After` seconds",

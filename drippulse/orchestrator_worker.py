@@ -9,7 +9,7 @@ import faust
 
 from api.control_plane.database import migrate
 from drippulse.settings import Settings
-from drippulse.workers import dead_letter_writer, schedule_runner, topic_serde
+from drippulse.workers import agent_calls, dead_letter_writer, schedule_runner, topic_serde
 from streams import topics
 from streams.clock import now_ms
 from streams.execution_outputs import ExecutionOutputs
@@ -40,13 +40,20 @@ def build_orchestrator_app(settings: Settings, ready_file: Path | None = None) -
 
     inbox, inbox_topic = serde(topics.ORCHESTRATOR_INBOX)
     ledger = ApprovalLedger(engine, inbox_topic)
+    reader = ControlPlaneReader(engine)
+    dead_letters = dead_letter_writer(settings, registry, APP_ID)
     orchestrator = Orchestrator(
-        WorkflowVersions(ControlPlaneReader(engine)),
+        WorkflowVersions(reader),
         ledger,
-        ExecutionOutputs(serde(topics.EXECUTIONS), serde(topics.CRM_COMMANDS), serde(topics.WEBHOOK_DELIVERIES)),
+        ExecutionOutputs(
+            serde(topics.EXECUTIONS),
+            serde(topics.CRM_COMMANDS),
+            serde(topics.WEBHOOK_DELIVERIES),
+            agent_calls(settings, registry, reader, dead_letters),
+        ),
         RedisReleases(redis_clients.connect(settings.redis_url)),
         DueTimes(),
-        dead_letter_writer(settings, registry, APP_ID),
+        dead_letters,
     )
     schedules = None
     if not settings.embedded_clickhouse:

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from api.control_plane.database import migrate
 from drippulse.settings import Settings, secret_box
 from streams import topics
+from streams.agent_calls import AgentCalls
 from streams.clock import now_ms
 from streams.delivery.crm_applier import CrmCommandApplier, CrmConfig
 from streams.delivery.webhook_dispatcher import DispatchConfig, WebhookDispatcher
@@ -98,6 +99,16 @@ def _batch_worker(
     )
 
 
+def agent_calls(
+    settings: Settings, registry: SchemaRegistry, reader: ControlPlaneReader, dead_letters: DeadLetters
+) -> AgentCalls:
+    """What sends the calls of `agent` steps, for a worker that evaluates steps (the qualifier, the
+    orchestrator), dead-lettering the refused ones under that worker's name."""
+    return AgentCalls(
+        topic_serde(topics.INBOUND_EVENTS, settings, registry), dead_letters, reader, settings.workflow_refresh_s
+    )
+
+
 def control_plane(settings: Settings) -> ControlPlaneReader:
     """The workers' read access to the control plane, once its schema is there (every process
     applies the migrations at start-up, like the topics: whichever starts first creates them)."""
@@ -110,16 +121,19 @@ def build_qualifier(settings: Settings, ready_file: Path | None = None) -> Batch
     registry = make_registry(settings.schema_registry_url)
     client = redis_clients.connect(settings.redis_url)
     inbound, inbound_topic = topic_serde(topics.INBOUND_EVENTS, settings, registry)
+    reader = control_plane(settings)
+    dead_letters = dead_letter_writer(settings, registry, QUALIFIER_GROUP)
     qualifier = LeadQualifier(
         inbound=inbound,
         executions=topic_serde(topics.EXECUTIONS, settings, registry),
         crm_commands=topic_serde(topics.CRM_COMMANDS, settings, registry),
         webhook_deliveries=topic_serde(topics.WEBHOOK_DELIVERIES, settings, registry),
         orchestrator_inbox=topic_serde(topics.ORCHESTRATOR_INBOX, settings, registry),
-        dead_letters=dead_letter_writer(settings, registry, QUALIFIER_GROUP),
-        catalog=WorkflowCatalog(control_plane(settings), settings.workflow_refresh_s),
+        dead_letters=dead_letters,
+        catalog=WorkflowCatalog(reader, settings.workflow_refresh_s),
         state_store=ProcessorStateStore(client),
         lead_models=LeadModels(connect(settings.database_url), settings.model_refresh_s),
+        agent_calls=agent_calls(settings, registry, reader, dead_letters),
     )
     return _batch_worker(settings, QUALIFIER_GROUP, qualifier, inbound_topic, "qualifier", ready_file)
 

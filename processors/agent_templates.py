@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from processors.model import (
     AddTagAction,
+    AgentStep,
     ApprovalStep,
     BranchStep,
     Condition,
@@ -28,6 +29,7 @@ from processors.model import (
     Trigger,
     WebhookNotifyAction,
     WorkflowDefinition,
+    all_steps,
     reads_model,
 )
 from processors.summaries import SummaryProvider
@@ -93,6 +95,11 @@ class AgentTemplateDefinition(BaseModel):
         if extra:
             raise ValueError(f"approval_required names actions the template may not take: {extra}")
         workflow = self.workflow()
+        if any(isinstance(step, AgentStep) for step in all_steps(workflow.steps)):
+            raise ValueError(
+                "an agent's policy cannot call an agent: agents are called by workflows, inbound sources and "
+                "the API, so no chain of calls can loop"
+            )
         for action, approved in _actions(workflow.steps, approved=False):
             if action not in self.actions:
                 raise ValueError(f"the policy takes '{action}', which 'actions' does not allow")

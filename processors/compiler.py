@@ -18,12 +18,13 @@ from typing import Any, Final
 from processors import ids
 from processors.conditions import Predicate, compile_condition, compile_conditions, compile_getter, describe
 from processors.events import lead_email, lead_id_of
-from processors.execution import CrmCommandPlan, Execution, ExecutionStatus, Pause, WebhookNotification
+from processors.execution import AgentCall, CrmCommandPlan, Execution, ExecutionStatus, Pause, WebhookNotification
 from processors.explain import explain
 from processors.free_mail import business_domain
 from processors.lead_memory import watched_fields
 from processors.model import (
     AddTagAction,
+    AgentStep,
     ApprovalStep,
     BranchStep,
     Condition,
@@ -39,6 +40,7 @@ from processors.model import (
     WaitStep,
     WebhookNotifyAction,
     WorkflowDefinition,
+    agent_steps,
     pauses,
     reads_model,
 )
@@ -81,6 +83,8 @@ class CompiledWorkflow:
     uses_model: bool = False
     """Whether a step reads the learned model (`model.*`, `min_probability`): only then is the
     org's model consulted for an event."""
+    calls_agents: bool = False
+    """Whether it has an `agent` step: only then does a worker read the org's agents."""
 
     @property
     def pauses(self) -> bool:
@@ -187,6 +191,7 @@ def compile_workflow(workflow_id: str, version: int, definition: WorkflowDefinit
         },
         exit_condition=compile_condition(definition.exit_condition) if definition.exit_condition else None,
         uses_model=reads_model(definition),
+        calls_agents=any(True for _ in agent_steps(definition.steps)),
     )
 
 
@@ -241,6 +246,8 @@ def _compile_step(path: str, step: Step) -> StepFn:
         return _approval(path, step)
     if isinstance(step, WaitStep):
         return _wait(path, step)
+    if isinstance(step, AgentStep):
+        return _agent(path, step)
     return _action(path, step)
 
 
@@ -532,6 +539,31 @@ def _wait(path: str, step: WaitStep) -> StepFn:
         execution.decisions.append(f"{path}:wait:started")
         execution.pause = Pause(path, "wait", context, delay_ms=delay_ms, until_ms=until)
         return False
+
+    return run
+
+
+AGENT_CALL: Final = "agent_call"
+"""The action an `agent` step records when it calls its agent."""
+
+
+def _agent(path: str, step: AgentStep) -> StepFn:
+    """Plans the call and goes on: the agent runs on its own, later, through Kafka. The workers
+    resolve the agent, check the lead against its input schema and its status, and send the call
+    (`streams/agent_calls.py`); the engine has no control plane to ask."""
+    agent_id, event_type = step.agent_id, step.event_type
+
+    def run(context: dict[str, Any], execution: Execution, _: RoutingState) -> bool:
+        lead = context.get("lead")
+        called = isinstance(lead, dict)
+        if called:
+            event_id = ids.agent_call_event_id(execution.execution_id, path)
+            execution.agent_calls.append(AgentCall(path, agent_id, event_type, context["lead"], event_id))
+            execution.actions.append(AGENT_CALL)
+        if execution.trace is not None:
+            reason = "" if called else "the event carries no lead to call the agent with"
+            _note(execution, path, "agent", agent_id=agent_id, event_type=event_type, called=called, reason=reason)
+        return True
 
     return run
 

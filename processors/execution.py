@@ -106,6 +106,21 @@ class WebhookNotification:
         self.payload = payload
 
 
+class AgentCall:
+    """A call of a deployed agent an `agent` step planned: the lead as the step saw it, sent as the
+    agent's execute input would be (`event_type`), under an event id derived from the execution and
+    the step, so a replayed batch calls the agent with the same event, whose copies collapse."""
+
+    __slots__ = ("agent_id", "event_id", "event_type", "lead", "step")
+
+    def __init__(self, step: str, agent_id: str, event_type: str, lead: dict[str, Any], event_id: str) -> None:
+        self.step = step
+        self.agent_id = agent_id
+        self.event_type = event_type
+        self.lead = lead
+        self.event_id = event_id
+
+
 class Execution:
     """One evaluation: its identity, passed in, and its outcome, which the steps fill in as they run.
 
@@ -114,6 +129,7 @@ class Execution:
 
     __slots__ = (
         "actions",
+        "agent_calls",
         "crm_commands",
         "decisions",
         "due_at_ms",
@@ -176,6 +192,7 @@ class Execution:
         `4:branch:else`), stored as a ClickHouse array so analysts can query which paths were taken."""
         self.crm_commands: list[CrmCommandPlan] = []
         self.notifications: list[WebhookNotification] = []
+        self.agent_calls: list[AgentCall] = []
         self.trace: list[dict[str, Any]] | None = None
         """Step-by-step explanation; only filled when evaluating with `trace=True` (the test endpoint)."""
         self.evaluated_at_ms = 0

@@ -33,6 +33,11 @@ def webhook_message_id(execution_id_: str, step: str) -> str:
     return f"msg_{execution_id_}_{step}"
 
 
+def agent_call_event_id(execution_id_: str, step: str) -> str:
+    """The event an `agent` step calls its agent with: one per (execution, step), like a command."""
+    return f"call_{execution_id_}_{step}"
+
+
 def webhook_delivery_id(message_id: str, webhook_id: str) -> str:
     """One message goes to each subscribed endpoint; each (message, endpoint) pair is one delivery."""
     return f"dlv_{digest(message_id, webhook_id)}"

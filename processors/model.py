@@ -522,6 +522,24 @@ class WaitStep(_Strict):
         return self
 
 
+AGENT_ID_PATTERN = r"^agt_[0-9a-f]{1,60}$"
+"""A deployed agent's id as the control plane issues it."""
+
+
+class AgentStep(_Strict):
+    """Call a deployed agent of the workflow's project with the lead, as `POST /agents/{id}/execute`
+    would, and go on at once: fire and forget. The agent's execution is its own, under its backing
+    workflow; this execution records the call (`agent_call` in its actions). A call the agent would
+    refuse (paused, or a lead its input schema refuses) is kept on the dead-letter topic instead,
+    to replay. An event without a lead calls nothing."""
+
+    type: Literal["agent"]
+    agent_id: str = Field(pattern=AGENT_ID_PATTERN, description="A deployed agent of the workflow's project.")
+    event_type: Literal["lead.created", "lead.updated"] = Field(
+        default="lead.updated", description="The event type the agent's execution carries, as in execute."
+    )
+
+
 class BranchArm(_Strict):
     when: Condition
     steps: list[Step] = Field(min_length=1)
@@ -548,7 +566,8 @@ Step = Annotated[
     | Annotated[ActionStep, Tag("action")]
     | Annotated[BranchStep, Tag("branch")]
     | Annotated[ApprovalStep, Tag("approval")]
-    | Annotated[WaitStep, Tag("wait")],
+    | Annotated[WaitStep, Tag("wait")]
+    | Annotated[AgentStep, Tag("agent")],
     Discriminator(_step_kind),
 ]
 BranchArm.model_rebuild()
@@ -596,6 +615,22 @@ def all_steps(steps: Sequence[Step]) -> Iterator[Step]:
         elif isinstance(step, ApprovalStep):
             yield from all_steps(step.on_reject)
             yield from all_steps(step.timeout_branch)
+
+
+def agent_steps(steps: Sequence[Step], prefix: str = "$.steps") -> Iterator[tuple[str, AgentStep]]:
+    """Every agent step with the JSON path of its `agent_id`, inside branches and approval
+    fallbacks too: what activation checks against the control plane."""
+    for index, step in enumerate(steps):
+        at = f"{prefix}[{index}]"
+        if isinstance(step, AgentStep):
+            yield f"{at}.agent_id", step
+        elif isinstance(step, BranchStep):
+            for arm_index, arm in enumerate(step.arms):
+                yield from agent_steps(arm.steps, f"{at}.arms[{arm_index}].steps")
+            yield from agent_steps(step.otherwise, f"{at}.otherwise")
+        elif isinstance(step, ApprovalStep):
+            yield from agent_steps(step.on_reject, f"{at}.on_reject")
+            yield from agent_steps(step.timeout_branch, f"{at}.timeout_branch")
 
 
 def reads_model(definition: WorkflowDefinition) -> bool:

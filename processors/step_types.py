@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from processors.model import (
     AddTagAction,
+    AgentStep,
     ApprovalStep,
     BranchStep,
     CreateTaskAction,
@@ -128,6 +129,7 @@ _CATALOG: list[tuple[str, type[BaseModel], dict[str, Any]]] = [
         },
     ),
     ("wait", WaitStep, {"type": "wait", "until_field": "lead.attributes.demo_date", "offset_hours": -24}),
+    ("agent", AgentStep, {"type": "agent", "agent_id": "agt_5f0c2a9d81e4b7c36a10", "event_type": "lead.updated"}),
 ]
 
 

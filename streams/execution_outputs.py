@@ -1,6 +1,6 @@
-"""The records an execution emits: its CRM commands, its webhook notifications and the execution
-itself. The qualifier and the orchestrator both emit through here, so a command or a message has
-the same id and shape whichever of them ran its step."""
+"""The records an execution emits: its CRM commands, its webhook notifications, the calls of its
+agent steps and the execution itself. The qualifier and the orchestrator both emit through here, so
+a command, a message or a call has the same id and shape whichever of them ran its step."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import orjson
 
 from processors import ids
 from processors.execution import Execution
+from streams.agent_calls import AgentCalls
 from streams.runtime.records import OutputRecord
 from streams.runtime.serde import AvroSerde
 
@@ -18,10 +19,12 @@ class ExecutionOutputs:
         executions: tuple[AvroSerde, str],
         crm_commands: tuple[AvroSerde, str],
         webhook_deliveries: tuple[AvroSerde, str],
+        agent_calls: AgentCalls,
     ) -> None:
         self._executions, self._executions_topic = executions
         self._crm, self._crm_topic = crm_commands
         self._webhooks, self._webhooks_topic = webhook_deliveries
+        self._agent_calls = agent_calls
 
     def emit(self, execution: Execution, at_ms: int, outputs: list[OutputRecord]) -> None:
         key = execution.org_id.encode()
@@ -62,5 +65,7 @@ class ExecutionOutputs:
                     ),
                 )
             )
+        if execution.agent_calls:
+            self._agent_calls.emit(execution, at_ms, outputs)
         execution.evaluated_at_ms = at_ms
         outputs.append((self._executions_topic, key, self._executions.encode_attributes(execution)))

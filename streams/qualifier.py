@@ -9,7 +9,8 @@ one pipeline per stage, never once per event.
 An execution that stops at an approval or a wait step goes to the orchestrator's inbox
 (drip.orchestrator.inbox) as a suspension; a later event of a lead that waits there and matches the
 workflow's exit condition goes there as an exit. A manual or scheduled run names its workflow
-(`workflow_id`): only that workflow evaluates it, whatever its trigger.
+(`workflow_id`): only that workflow evaluates it, whatever its trigger. An `agent` step's call goes
+back onto drip.events.inbound as such a run of the agent's backing workflow (streams/agent_calls.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from processors.execution import Execution, timeline_entry
 from processors.learned_model import Weights, model_context
 from processors.orchestration import Outcome, Suspension, suspend
 from processors.routing import RoutingState
+from streams.agent_calls import AgentCalls
 from streams.clock import now_ms
 from streams.execution_outputs import ExecutionOutputs
 from streams.runtime.dlq import DeadLetters
@@ -49,9 +51,11 @@ class LeadQualifier:
         catalog: WorkflowCatalog,
         state_store: ProcessorStateStore,
         lead_models: LeadModels,
+        agent_calls: AgentCalls,
     ) -> None:
         self._inbound = inbound
-        self._outputs = ExecutionOutputs(executions, crm_commands, webhook_deliveries)
+        self._outputs = ExecutionOutputs(executions, crm_commands, webhook_deliveries, agent_calls)
+        self._agent_calls = agent_calls
         self._inbox, self._inbox_topic = orchestrator_inbox
         self._dead_letters = dead_letters
         self._catalog = catalog
@@ -73,6 +77,7 @@ class LeadQualifier:
         workflows = self._catalog.active_for({event["org_id"] for _, event in events})
         reading = [org_id for org_id in workflows if self._catalog.reads_model(org_id)]
         models = self._lead_models.current(reading) if reading else _NO_MODELS
+        self._agent_calls.load(org_id for org_id in workflows if self._catalog.calls_agents(org_id))
         routing, enrollments, memory = self._state_store.load((event for _, event in events), workflows)
         batch_at_ms = now_ms()
         for record, event in events:

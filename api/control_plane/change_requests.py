@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.control_plane import agent_templates, agents, audit, workflows
 from api.control_plane.actors import Actor, Scope
+from api.control_plane.agent_targets import refuse_foreign_agents
 from api.control_plane.ids import new_id
 from api.control_plane.rows import newest_first, one, scoped
 from api.control_plane.tables import (
@@ -45,6 +46,7 @@ async def open_activation(
     if number == workflow.active_version:
         raise Problem(409, "already-active", "Already active", f"version {number} is the active version")
     _someone_asks(actor, target)
+    await refuse_foreign_agents(session, scope.org_id, workflow.project_id, target.definition, number)
     await workflows.refuse_while_a_request_is_open(session, workflow.id, "asking again")
     base = None
     if workflow.active_version is not None:

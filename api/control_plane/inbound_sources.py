@@ -3,6 +3,7 @@ events to `POST /api/v1/hooks/{source_id}`, signed the Standard Webhooks way wit
 
 A source says how its payload becomes an inbound event: a fixed event type and a mapping from event
 fields to dotted paths in the payload, or no mapping when the sender posts DripPulse events as they are.
+It sends its events to the org's workflows, or, when it names `agent_id`, as calls of that agent only.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.control_plane import audit
 from api.control_plane.actors import Actor, Scope
+from api.control_plane.agent_targets import callable_agent
 from api.control_plane.ids import new_id
 from api.control_plane.rows import all_of, one
 from api.control_plane.tables import InboundSource
+from api.problems import invalid
 from streams.delivery.signing_secrets import new_secrets, rotated, valid
 from streams.state.secret_box import SecretBox
 
@@ -24,6 +27,10 @@ from streams.state.secret_box import SecretBox
 async def create(
     session: AsyncSession, scope: Scope, actor: Actor, box: SecretBox, fields: dict[str, Any]
 ) -> tuple[InboundSource, str]:
+    if fields.get("agent_id") is not None:
+        _, problem = await callable_agent(session, scope.org_id, scope.project_id, fields["agent_id"])
+        if problem:
+            raise invalid([{"field": "$.agent_id", "message": problem}], "a source calls an agent of its organization")
     stored, secret = new_secrets(box)
     source = InboundSource(id=new_id("src"), org_id=scope.org_id, secrets=stored, **fields)
     session.add(source)

@@ -424,6 +424,9 @@ class InboundSource(Base):
     event_type: Mapped[str]
     mapping: Mapped[dict[str, Any]]
     secrets: Mapped[list[Any]] = mapped_column(comment="sealed verification secrets with their validity")
+    agent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("agents.id"), comment="the agent its events call; null: the org's workflows"
+    )
     created_at: Mapped[datetime] = _now()
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.control_plane import audit
 from api.control_plane.actors import Actor, Scope
+from api.control_plane.agent_targets import refuse_foreign_agents
 from api.control_plane.ids import new_id
 from api.control_plane.organizations import bump_revision, default_project, get_project, policy_of
 from api.control_plane.rows import newest_first, one, scoped
@@ -214,13 +215,17 @@ async def _movable(session: AsyncSession, scope: Scope, workflow: Workflow, proj
     `move_refusal`), or that would leave an open change request behind in the project it was
     opened in. The workflow is locked, so no activation or request can start meanwhile; so is the
     destination, so its policy holds until the move commits and a deletion waits and then finds it
-    not empty."""
+    not empty. An active workflow takes its agent steps along: their agents must be the
+    destination's."""
     destination = await get_project(session, scope, project_id, lock=True)
     source = await get_project(session, Scope(scope.org_id), workflow.project_id)
     await refuse_while_a_request_is_open(session, workflow.id, "moving the workflow (it was opened in this project)")
     refusal = move_refusal(policy_of(source), policy_of(destination), workflow.active_version is not None)
     if refusal is not None:
         raise Problem(409, "gated-project", "The move would skip review", refusal)
+    if workflow.active_version is not None:
+        active = await get_version(session, scope, workflow.id, workflow.active_version)
+        await refuse_foreign_agents(session, scope.org_id, project_id, active.definition, active.version)
 
 
 async def activate(
@@ -232,9 +237,11 @@ async def activate(
     change_request_id: str | None = None,
     kind: str = "workflow",
 ) -> Workflow:
-    """Makes `number` the one active version and tells the workers (the organization's revision)."""
+    """Makes `number` the one active version and tells the workers (the organization's revision),
+    once every agent its `agent` steps call is one of the workflow's project (422 otherwise)."""
     workflow = await changeable(session, scope, workflow_id, kind)
     target = await get_version(session, scope, workflow_id, number, lock=True)
+    await refuse_foreign_agents(session, scope.org_id, workflow.project_id, target.definition, number)
     before = audit.snapshot(workflow)
     now = datetime.now(UTC)
     previous = workflow.active_version

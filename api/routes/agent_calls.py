@@ -19,9 +19,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.concurrency import run_in_threadpool
-from jsonschema import Draft202012Validator, FormatChecker
 from pydantic import BaseModel, Field, ValidationError
-from referencing.exceptions import Unresolvable
 
 from api import manual_runs
 from api.control_plane import agents, lead_models, workflows
@@ -36,6 +34,7 @@ from api.permissions import Principal
 from api.problems import Problem, invalid, responses, validation_errors
 from api.run_keys import RunKeys, fingerprint
 from processors import ids
+from processors.agent_inputs import UnusableSchema, input_problems, input_validator
 from processors.agent_templates import AgentTemplateDefinition
 from processors.compiler import CompiledWorkflow, compile_workflow
 from processors.events import EventType
@@ -114,19 +113,25 @@ class Invocable:
     model: Weights | None
 
 
+def refuse_unless_active(agent: Agent) -> Agent:
+    """The agent, if it takes calls now: a paused or archived one is 409 `agent-paused`, whichever
+    way it is called (these routes, a signed inbound hook)."""
+    if agent.status != "active":
+        raise Problem(
+            409,
+            "agent-paused",
+            "The agent is not active",
+            agent.paused_detail or f"the agent is {agent.status}",
+            status_of_agent=agent.status,
+            paused_reason=agent.paused_reason,
+        )
+    return agent
+
+
 async def _invocable(database: Db, principal: Principal, agent_id: str) -> Invocable:
     """The agent, if it may be invoked, with what deciding for it needs."""
     async with database.transaction() as session:
-        agent = await agents.get(session, principal.scope, agent_id)
-        if agent.status != "active":
-            raise Problem(
-                409,
-                "agent-paused",
-                "The agent is not active",
-                agent.paused_detail or f"the agent is {agent.status}",
-                status_of_agent=agent.status,
-                paused_reason=agent.paused_reason,
-            )
+        agent = refuse_unless_active(await agents.get(session, principal.scope, agent_id))
         template = agents.template_of(await agents.pinned_version(session, principal.scope, agent))
         version = await workflows.get_version(session, principal.scope, agent.workflow_id, agent.workflow_version)
         compiled = compile_workflow(
@@ -139,23 +144,12 @@ async def _invocable(database: Db, principal: Principal, agent_id: str) -> Invoc
 def lead_record(schema: dict[str, Any], lead: dict[str, Any], org_id: str, event_type: EventType) -> dict[str, Any]:
     """The lead as the event contract carries it, once it meets the template's input schema and the
     contract; a 422 naming each failing field (`$.lead.…`) otherwise."""
-    errors: dict[str, str] = {}
     try:
-        found = list(Draft202012Validator(schema, format_checker=FormatChecker()).iter_errors(lead))
-    except Unresolvable as exc:
-        raise Problem(
-            409, "input-schema-unusable", "The template's input schema cannot be used", f"it refers to {exc}"
-        ) from None
-    for error in found:
-        path = "$.lead" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        if error.validator == "required" and isinstance(error.instance, dict):
-            for missing in error.validator_value:
-                if missing not in error.instance:
-                    errors.setdefault(f"{path}.{missing}", f"'{missing}' is a required property")
-        else:
-            errors.setdefault(path, error.message)
+        errors = input_problems(input_validator(schema), lead)
+    except UnusableSchema as exc:
+        raise Problem(409, "input-schema-unusable", "The template's input schema cannot be used", str(exc)) from None
     if errors:
-        raise invalid([{"field": f, "message": m} for f, m in sorted(errors.items())], "the lead is invalid")
+        raise invalid([{"field": f, "message": m} for f, m in errors.items()], "the lead is invalid")
     try:
         event = EventIn(event_type=event_type, lead=LeadIn.model_validate(lead))
     except ValidationError as exc:

@@ -46,7 +46,13 @@ def _parse(body: Any) -> list[EventIn]:
 
 
 async def accept_events(
-    org_id: str, events: list[EventIn], dedup: EventIdDedup, publisher: EventPublisher, batch: bool = False
+    org_id: str,
+    events: list[EventIn],
+    dedup: EventIdDedup,
+    publisher: EventPublisher,
+    batch: bool = False,
+    run_of: str | None = None,
+    refusal: tuple[str, str] | None = None,
 ) -> EventsAccepted:
     """Drops client event ids seen in the dedup window, produces the rest and waits for the broker's
     acknowledgement, so acceptance means durably queued. Shared by /events and signed inbound hooks.
@@ -56,8 +62,16 @@ async def accept_events(
 
     All or nothing: every event is encoded and its size checked before any id is claimed or any
     record produced (413 naming the first too large), and the claims are released whatever makes
-    producing fail."""
+    producing fail.
+
+    `run_of`: the events are a manual run of that workflow alone (an agent's backing workflow, for a
+    source that calls an agent), not events every workflow of the org sees. `refusal`: (error kind,
+    reason) why they are not published; they are kept on drip.events.dlq instead (a call its agent
+    refuses), claimed like published ones, so a retry of them is a duplicate and not kept twice,
+    and counted in neither `accepted` nor `event_ids`."""
     records = [event.to_record(org_id) for event in events]
+    if run_of is not None:
+        records = [{**record, "trigger": "MANUAL", "workflow_id": run_of} for record in records]
     try:
         values = publisher.encode(records)
     except EventTooLarge as exc:
@@ -78,7 +92,11 @@ async def accept_events(
         else:
             duplicates.append(record["event_id"])
     try:
-        await publisher.publish_encoded([org_id] * len(fresh_values), fresh_values)
+        if refusal is None:
+            await publisher.publish_encoded([org_id] * len(fresh_values), fresh_values)
+        else:
+            for value in fresh_values:
+                await publisher.dead_letter(org_id, value, *refusal)
     except BaseException as exc:
         await dedup.release(org_id, [r["event_id"] for r in fresh_records])
         if not isinstance(exc, PublishFailed):
@@ -90,11 +108,8 @@ async def accept_events(
             f"{exc}; send them again with the same event ids after Retry-After seconds",
             headers={"Retry-After": RETRY_AFTER},
         ) from None
-    return EventsAccepted(
-        accepted=len(fresh_records),
-        event_ids=[r["event_id"] for r in fresh_records],
-        duplicates=duplicates,
-    )
+    published = fresh_records if refusal is None else []
+    return EventsAccepted(accepted=len(published), event_ids=[r["event_id"] for r in published], duplicates=duplicates)
 
 
 @router.post(

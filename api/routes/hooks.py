@@ -7,7 +7,8 @@ and nothing is produced; only a signed body is read as JSON. Like every route wi
 its body is refused over 256 KiB, declared or read (`api/request_limits.py`). The sender's
 `webhook-id` becomes the event id, so its retries of one message are deduplicated like any client
 id; an id too long for an event id is hashed whole, never cut, so two long ids sharing a prefix stay
-two messages.
+two messages. A source that names an agent sends each event as a call of that agent
+(`api/agent_hooks.py`).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import orjson
 from fastapi import APIRouter, Depends, Request, status
 from pydantic import ValidationError
 
+from api.agent_hooks import HookAccepted, call_agent
 from api.control_plane import inbound_sources
 from api.control_plane.tables import InboundSource
 from api.deps import Box, Db, PublicRoute, get_event_dedup, get_publisher
 from api.event_dedup import EventIdDedup
 from api.event_publisher import EventPublisher
-from api.models import MAX_EVENT_ID_LENGTH, EventIn, EventsAccepted
+from api.models import MAX_EVENT_ID_LENGTH, EventIn
 from api.problems import Problem, invalid, responses, validation_errors
 from api.routes.events import accept_events
 from processors.payload_mapping import map_payload
@@ -37,13 +39,18 @@ router = APIRouter(prefix="/api/v1/hooks", tags=["inbound webhooks"])
 TOLERANCE_S = 300
 
 
-def _event(source: InboundSource, message_id: str, payload: Any) -> EventIn:
+def _fields(source: InboundSource, message_id: str, payload: Any) -> dict[str, Any]:
+    """The event's fields as the payload (mapped, when the source maps) gives them."""
     if not isinstance(payload, dict):
         raise invalid([{"field": "$", "message": "the payload must be a JSON object"}])
     fields = map_payload(payload, source.mapping) if source.mapping else dict(payload)
     fields.setdefault("event_type", source.event_type)
     fields.setdefault("source", f"hook:{source.name}")
     fields["event_id"] = _event_id(source.id, message_id)
+    return fields
+
+
+def _event(fields: dict[str, Any]) -> EventIn:
     try:
         return EventIn.model_validate(fields)
     except ValidationError as exc:
@@ -82,8 +89,8 @@ def _signed_message_id(secrets: Sequence[str], body: bytes, headers: dict[str, s
 @router.post(
     "/{source_id}",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model=EventsAccepted,
-    responses=responses(401, 404, 413, 422, 503),
+    response_model=HookAccepted,
+    responses=responses(401, 404, 409, 410, 413, 422, 503),
 )
 async def receive_hook(
     source_id: str,
@@ -93,8 +100,11 @@ async def receive_hook(
     box: Box,
     dedup: Annotated[EventIdDedup, Depends(get_event_dedup)],
     publisher: Annotated[EventPublisher, Depends(get_publisher)],
-) -> EventsAccepted:
-    """No API key: the signature made with the source's secret is the authentication."""
+) -> HookAccepted:
+    """No API key: the signature made with the source's secret is the authentication. A source that
+    calls an agent answers 409 `agent-paused` while the agent is paused (send it again later), 410
+    once it is archived, and 202 with the event under `rejected`, naming each field, when the
+    agent's input schema refuses the lead (kept on the dead-letter topic: no need to send it again)."""
     async with database.transaction() as session:
         source = await inbound_sources.find(session, source_id)
     if source is None:
@@ -106,4 +116,8 @@ async def receive_hook(
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise invalid([{"field": "$", "message": "the body is not JSON"}]) from None
-    return await accept_events(source.org_id, [_event(source, message_id, payload)], dedup, publisher)
+    fields = _fields(source, message_id, payload)
+    event = _event(fields)
+    if source.agent_id is not None:
+        return await call_agent(database, source, event, fields.get("lead"), dedup, publisher)
+    return HookAccepted(**(await accept_events(source.org_id, [event], dedup, publisher)).model_dump())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from api.control_plane import inbound_sources
 from api.control_plane.tables import InboundSource
@@ -14,6 +14,9 @@ from processors.events import EventType
 from processors.payload_mapping import nested_target
 from streams.delivery.signing_secrets import rotation_view, valid
 
+AGENT_CALL_TYPES = (EventType.LEAD_CREATED, EventType.LEAD_UPDATED)
+"""What an agent is called with: a lead, as `POST /agents/{id}/execute` takes it."""
+
 router = APIRouter(prefix="/api/v1/inbound_sources", tags=["inbound webhooks"], responses=responses(401, 403, 422))
 
 
@@ -21,12 +24,25 @@ class InboundSourceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
+    agent_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="A deployed agent of the organization: every event is a call of this agent (its input schema "
+        "checked, refused while it is paused) and no workflow of the org sees it. Null: the org's workflows.",
+    )
     event_type: EventType = Field(default=EventType.LEAD_CREATED, description="The type of every mapped event.")
     mapping: dict[str, str] = Field(
         default_factory=dict,
         description='Event field -> dotted path in the payload, e.g. {"lead.email": "data.contact.email"}. '
         "Empty: the payload is a DripPulse event as POST /api/v1/events takes it.",
     )
+
+    @field_validator("event_type")
+    @classmethod
+    def _an_agent_takes_leads(cls, event_type: EventType, info: ValidationInfo) -> EventType:
+        if info.data.get("agent_id") is not None and event_type not in AGENT_CALL_TYPES:
+            raise ValueError(f"a source calling an agent sends {' or '.join(AGENT_CALL_TYPES)} events")
+        return event_type
 
     @field_validator("mapping")
     @classmethod
@@ -46,6 +62,7 @@ class RotateSecret(BaseModel):
 class InboundSourceOut(BaseModel):
     id: str
     name: str
+    agent_id: str | None = Field(description="The agent its events call; null: the org's workflows.")
     event_type: EventType
     mapping: dict[str, str]
     hook_path: str = Field(description="Where the sender posts: POST {hook_path}, signed with the secret.")
@@ -62,6 +79,7 @@ def _out(source: InboundSource) -> InboundSourceOut:
     return InboundSourceOut(
         id=source.id,
         name=source.name,
+        agent_id=source.agent_id,
         event_type=EventType(source.event_type),
         mapping=source.mapping,
         hook_path=f"/api/v1/hooks/{source.id}",

@@ -48,6 +48,12 @@ class DeadLetters:
         )
         return (self._topic, record.key or b"", value)
 
+    def refused(self, topic: str, key: bytes, value: bytes | None, error_kind: str, error: str) -> OutputRecord:
+        """The letter of a record this worker made but will not send to `topic` (a call its agent
+        refuses): it was never on the topic, so its partition and offset are -1; replaying the
+        letter sends it there."""
+        return self.record(ConsumedRecord(topic, -1, -1, key, value), error_kind, error)
+
     def decode_batch(
         self, serde: AvroSerde, batch: Sequence[ConsumedRecord]
     ) -> tuple[list[dict[str, Any]], list[OutputRecord]]:

@@ -63,6 +63,16 @@ class ControlPlaneReader:
                 found[org_id].append((workflow_id, int(version), definition))
         return found
 
+    def agents(self, org_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Per org: its deployed agents (`id`, `workflow_id`, `status`, `paused_reason`, and the
+        `input_schema` of the template version each runs), what `agent` steps call."""
+        return self._rows_per_org(
+            "SELECT a.org_id, a.id, a.workflow_id, a.status, a.paused_reason, "
+            "v.definition->'input_schema' AS input_schema FROM agents a JOIN agent_template_versions v "
+            "ON v.template_id = a.template_id AND v.version = a.template_version WHERE a.org_id = ANY(:ids)",
+            org_ids,
+        )
+
     def workflow_version(self, org_id: str, workflow_id: str, version: int) -> dict[str, Any] | None:
         """One version's definition, active or not: a paused execution resumes on the version it
         started with."""
@@ -109,16 +119,18 @@ class ControlPlaneReader:
 
     def integration_connections(self, org_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """Per org: its enabled connections, oldest first."""
+        return self._rows_per_org(
+            "SELECT org_id, id, type, base_url, sealed_credentials, rate_limit_per_s, burst "
+            "FROM integration_connections WHERE org_id = ANY(:ids) AND enabled ORDER BY created_at, id",
+            org_ids,
+        )
+
+    def _rows_per_org(self, query: str, org_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The rows of `query` (which selects `org_id` and filters on `:ids`) grouped by org, in
+        the query's order; an org without rows has an empty list."""
         found: dict[str, list[dict[str, Any]]] = {org_id: [] for org_id in org_ids}
         with self._engine.connect() as connection:
-            rows = connection.execute(
-                text(
-                    "SELECT org_id, id, type, base_url, sealed_credentials, rate_limit_per_s, burst "
-                    "FROM integration_connections WHERE org_id = ANY(:ids) AND enabled ORDER BY created_at, id"
-                ),
-                {"ids": org_ids},
-            )
-            for row in rows.mappings():
+            for row in connection.execute(text(query), {"ids": org_ids}).mappings():
                 found[row["org_id"]].append(dict(row))
         return found
 

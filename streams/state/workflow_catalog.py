@@ -37,6 +37,7 @@ class WorkflowCatalog:
         self._watched: dict[str, frozenset[str]] = {}
         self._exiting: dict[str, tuple[CompiledWorkflow, ...]] = {}
         self._reading_model: set[str] = set()
+        self._calling_agents: set[str] = set()
         self._revisions: dict[str, int | None] = {}
         self._checked_at: dict[str, float] = {}
         self._compiled: dict[str, dict[tuple[str, int], tuple[tuple[bytes, str], CompiledWorkflow]]] = {}
@@ -73,6 +74,11 @@ class WorkflowCatalog:
         `active_for`): only then does the qualifier look the org's model up."""
         return org_id in self._reading_model
 
+    def calls_agents(self, org_id: str) -> bool:
+        """Whether any of the org's active workflows has an `agent` step (as of the last
+        `active_for`): only then does the qualifier read the org's agents."""
+        return org_id in self._calling_agents
+
     def _refresh(self, org_ids: list[str], now: float) -> None:
         revisions = self._reader.revisions(org_ids)
         changed = []
@@ -103,6 +109,10 @@ class WorkflowCatalog:
                 self._reading_model.add(org_id)
             else:
                 self._reading_model.discard(org_id)
+            if any(w.calls_agents for w in self._workflows[org_id]):
+                self._calling_agents.add(org_id)
+            else:
+                self._calling_agents.discard(org_id)
             self._triggers[org_id] = self._trigger_set(self._workflows[org_id])
             self._revisions[org_id] = revision
             log.info("org %s: %d active workflows (revision %s)", org_id, len(self._workflows[org_id]), revision)

@@ -15,6 +15,7 @@ from api.problems import Problem
 from api.routes.events import accept_events
 from drippulse.settings import Settings
 from streams import topics
+from streams.runtime.dlq import DeadLetters
 from streams.runtime.kafka import make_producer
 from streams.state import redis_clients
 from tests.stack import read_topic, serde_for
@@ -118,7 +119,8 @@ def test_an_event_the_producer_refuses_releases_every_claimed_id(settings: Setti
         client = redis_clients.connect_async(settings.redis_url)
         dedup = EventIdDedup(client, 60)
         producer = make_producer(settings.kafka, **{"message.max.bytes": 2000})
-        publisher = EventPublisher(producer, name, serde_for(topics.INBOUND_EVENTS, settings), 5)
+        dead_letters = DeadLetters(serde_for(topics.EVENTS_DLQ, settings), "unused", "drippulse-api")
+        publisher = EventPublisher(producer, name, serde_for(topics.INBOUND_EVENTS, settings), 5, dead_letters)
         try:
             with pytest.raises(Problem) as refused:
                 await accept_events(org_id, events, dedup, publisher)

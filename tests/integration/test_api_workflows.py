@@ -82,6 +82,7 @@ def test_step_types_lists_every_type_with_schema_and_valid_example(org_factory: 
         "action.add_tag",
         "action.create_task",
         "action.log",
+        "agent",
     }
     for item in items:
         assert item["config_schema"]["properties"]

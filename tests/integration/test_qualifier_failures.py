@@ -18,10 +18,11 @@ from processors.compiler import CompiledWorkflow, Triggers, compile_triggers, co
 from processors.model import WorkflowDefinition
 from processors.templates import LEAD_QUALIFICATION
 from streams import topics
+from streams.agent_calls import AgentCalls
 from streams.qualifier import LeadQualifier
 from streams.runtime.dlq import DeadLetters
 from streams.runtime.records import ConsumedRecord
-from streams.state.control_plane import connect
+from streams.state.control_plane import ControlPlaneReader, connect
 from streams.state.lead_models import LeadModels
 from streams.state.processor_state import ProcessorStateStore
 from streams.state.workflow_catalog import WorkflowCatalog
@@ -59,21 +60,27 @@ class FixedCatalog(WorkflowCatalog):
     def reads_model(self, org_id: str) -> bool:
         return False
 
+    def calls_agents(self, org_id: str) -> bool:
+        return False
+
 
 def _qualifier(settings: Settings) -> LeadQualifier:
     def serde(topic: topics.Topic) -> tuple[Any, str]:
         return serde_for(topic, settings), topics.topic_name(topic, settings.topic_prefix)
 
+    dead_letters = DeadLetters(*serde(topics.EVENTS_DLQ), "drippulse-qualifier")
+    reader = ControlPlaneReader(connect(settings.database_url))
     return LeadQualifier(
         inbound=serde_for(topics.INBOUND_EVENTS, settings),
         executions=serde(topics.EXECUTIONS),
         crm_commands=serde(topics.CRM_COMMANDS),
         webhook_deliveries=serde(topics.WEBHOOK_DELIVERIES),
         orchestrator_inbox=serde(topics.ORCHESTRATOR_INBOX),
-        dead_letters=DeadLetters(*serde(topics.EVENTS_DLQ), "drippulse-qualifier"),
+        dead_letters=dead_letters,
         catalog=FixedCatalog(),
         state_store=ProcessorStateStore(redis.Redis.from_url(settings.redis_url)),
         lead_models=LeadModels(connect(settings.database_url), settings.model_refresh_s),
+        agent_calls=AgentCalls(serde(topics.INBOUND_EVENTS), dead_letters, reader, settings.workflow_refresh_s),
     )
 
 

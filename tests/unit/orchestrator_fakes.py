@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from sqlalchemy import PrimaryKeyConstraint, UniqueConstraint
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -303,3 +304,13 @@ class Versions:
         if workflow_id in self.missing:
             raise UnknownVersion(f"no version {version} of {workflow_id}")
         return self.workflows[workflow_id]
+
+
+class NoAgents:
+    """The control plane as agent calls read it, for orgs that deployed no agent."""
+
+    def revisions(self, org_ids: list[str]) -> dict[str, int]:
+        return dict.fromkeys(org_ids, 1)
+
+    def agents(self, org_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        return {org_id: [] for org_id in org_ids}

@@ -185,6 +185,7 @@ def _observable(execution: Execution) -> tuple[Any, ...]:
             for c in execution.crm_commands
         ],
         [(n.step, n.payload) for n in execution.notifications if not n.event_type.startswith("approval.")],
+        [(c.step, c.agent_id, c.event_type, c.event_id) for c in execution.agent_calls],
     )
 
 
@@ -202,6 +203,7 @@ def test_approving_every_pause_emits_what_the_workflow_without_pauses_emits(
     execution = workflow.evaluate(the_event, RoutingState())
     emitted = Execution.from_record({**execution.as_record(), "evaluated_at_ms": 0})
     emitted.crm_commands, emitted.notifications = list(execution.crm_commands), list(execution.notifications)
+    emitted.agent_calls = list(execution.agent_calls)
     now = T0
     while execution.pause is not None:
         suspension = Suspension.from_json(suspend(execution, now).to_json())
@@ -210,6 +212,7 @@ def test_approving_every_pause_emits_what_the_workflow_without_pauses_emits(
         execution = resume(workflow, suspension, Resumption(outcome, now, "a@acme.io"), now)
         emitted.crm_commands += execution.crm_commands
         emitted.notifications += execution.notifications
+        emitted.agent_calls += execution.agent_calls
     emitted.status, emitted.score, emitted.tier, emitted.owner = (
         execution.status,
         execution.score,

@@ -8,6 +8,7 @@ from typing import Any
 
 from processors.compiler import CompiledWorkflow
 from streams import topics
+from streams.agent_calls import AgentCalls
 from streams.execution_outputs import ExecutionOutputs
 from streams.orchestrator.approval_ledger import Settlement
 from streams.orchestrator.due_times import DueTimes
@@ -17,7 +18,7 @@ from streams.runtime.dlq import DeadLetters
 from streams.runtime.records import ConsumedRecord
 from streams.runtime.schema_registry import EmbeddedRegistry
 from streams.runtime.serde import AvroSerde
-from tests.unit.orchestrator_fakes import Faults, Ledger, Releases, Table, Versions
+from tests.unit.orchestrator_fakes import Faults, Ledger, NoAgents, Releases, Table, Versions
 from tests.unit.test_orchestration import compiled, paused
 
 NOW = 1_800_000_000_000
@@ -29,8 +30,11 @@ def serde(topic: topics.Topic) -> tuple[AvroSerde, str]:
 
 
 def orchestrator(versions: Versions, ledger: Ledger | None = None) -> Orchestrator:
-    outputs = ExecutionOutputs(serde(topics.EXECUTIONS), serde(topics.CRM_COMMANDS), serde(topics.WEBHOOK_DELIVERIES))
     dead_letters = DeadLetters(*serde(topics.EVENTS_DLQ), "drippulse-orchestrator")
+    calls = AgentCalls(serde(topics.INBOUND_EVENTS), dead_letters, NoAgents(), refresh_s=60)  # type: ignore[arg-type]
+    outputs = ExecutionOutputs(
+        serde(topics.EXECUTIONS), serde(topics.CRM_COMMANDS), serde(topics.WEBHOOK_DELIVERIES), calls
+    )
     faults = Faults()
     ledger = ledger or Ledger(faults)
     return Orchestrator(versions, ledger, outputs, Releases(faults), DueTimes(), dead_letters)  # type: ignore[arg-type]

@@ -65,6 +65,8 @@ _leaf_steps = st.one_of(
             {"type": "action", "action": "add_tag", "tag": "t"},
             {"type": "action", "action": "log", "message": "m"},
             {"type": "action", "action": "create_task", "title": "call"},
+            {"type": "agent", "agent_id": "agt_0a"},
+            {"type": "agent", "agent_id": "agt_0b", "event_type": "lead.created"},
         ]
     ),
 )
@@ -149,6 +151,7 @@ def test_compiled_workflow_matches_reference(
         )
         assert (execution.actions, execution.logs) == (expected["actions"], expected["logs"])
         assert [c.step for c in execution.crm_commands] == expected["crm"]
+        assert [(c.step, c.agent_id, c.lead) for c in execution.agent_calls] == expected["agent_calls"]
         outcomes.append((execution.execution_id, execution.status, execution.tier, execution.owner))
     rerun_state = RoutingState()
     rerun = [compiled.evaluate(_event(body), rerun_state) for body in bodies]

@@ -7,6 +7,7 @@ from typing import Any
 from processors.explain import holds
 from processors.model import (
     AddTagAction,
+    AgentStep,
     ApprovalStep,
     BranchStep,
     CreateTaskAction,
@@ -34,6 +35,7 @@ def run_reference(definition: WorkflowDefinition, event: dict[str, Any], state: 
         "actions": [],
         "logs": [],
         "crm": [],
+        "agent_calls": [],
     }
 
     def route(step: RouteStep) -> None:
@@ -93,6 +95,9 @@ def run_reference(definition: WorkflowDefinition, event: dict[str, Any], state: 
                     out["logs"].append(step.message)
                 elif not isinstance(step, WebhookNotifyAction):
                     out["crm"].append(path)
+            if isinstance(step, AgentStep):
+                out["actions"].append("agent_call")
+                out["agent_calls"].append((path, step.agent_id, event["lead"]))
         return True
 
     walk(definition.steps, "")
