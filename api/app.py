@@ -28,6 +28,7 @@ from api.request_context import RequestIdMiddleware
 from api.request_limits import RequestLimits
 from api.routes import (
     agent_calls,
+    agent_history,
     agent_templates,
     agents,
     api_keys,
@@ -172,6 +173,7 @@ def create_app(settings: Settings | None = None, background: Background | None =
         agent_templates,
         agents,
         agent_calls,
+        agent_history,
     ):
         app.include_router(module.router)
     if not settings.schema_registry_url:
