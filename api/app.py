@@ -8,12 +8,15 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Protocol
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from api import problems
+from api.agent_budgets import AgentBudgets
+from api.budget_usage import TodaysCost, cost_today
 from api.control_plane.database import Database, migrate
 from api.crm_results_reader import CrmResultsReader
 from api.deliveries_reader import DeliveriesReader
@@ -121,6 +124,8 @@ def create_app(settings: Settings | None = None, background: Background | None =
         app.state.history = InboundHistoryReader(clickhouse)
         app.state.outcome_history = OutcomeHistoryReader(clickhouse)
         app.state.delivery_schedule = DeliverySchedule(redis_client)
+        costs = TodaysCost(partial(cost_today, database, app.state.metrics))
+        app.state.agent_budgets = AgentBudgets(database, redis_client, app.state.delivery_schedule, costs)
         app.state.deliveries = DeliveriesReader(clickhouse)
         stop = threading.Event()
         sinks = background(clickhouse, stop) if background is not None else []

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
+from api.agent_budgets import AgentBudgets
 from api.authentication import authenticate, authenticate_session
 from api.control_plane.database import Database
 from api.crm_results_reader import CrmResultsReader
@@ -76,11 +77,14 @@ get_executions = _app_state("executions", ExecutionsReader)
 get_outcome_history = _app_state("outcome_history", OutcomeHistoryReader)
 get_summarizer = _app_state("summarizer", Summarizer)
 get_metrics = _app_state("metrics", MetricsReader)
+get_agent_budgets = _app_state("agent_budgets", AgentBudgets)
 
 Db = Annotated[Database, Depends(get_database)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Box = Annotated[SecretBox, Depends(get_secret_box)]
 Summaries = Annotated[Summarizer, Depends(get_summarizer)]
+Schedule = Annotated[DeliverySchedule, Depends(get_delivery_schedule)]
+Budgets = Annotated[AgentBudgets, Depends(get_agent_budgets)]
 
 
 async def principal_of(database: Database, method: str, bearer: str | None, cookie: str | None, csrf: str) -> Principal:

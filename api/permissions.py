@@ -155,8 +155,8 @@ MATRIX: dict[Action, Rule] = {
     Action.AGENTS_MANAGE: Rule(
         _AUTHORS,
         "own project",
-        description="deploy, rename, bind, pause, resume, archive agents; upgrade them (always a change request "
-        "for an agent key, and where policy says so)",
+        description="deploy, rename, bind, pause, resume (an agent its budget paused: a person's session only), "
+        "archive agents; upgrade them (always a change request for an agent key, and where policy says so)",
     ),
     Action.AGENTS_INVOKE: Rule(
         _AUTHORS,

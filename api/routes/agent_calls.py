@@ -2,12 +2,15 @@
 event), `inference` (the same decision synchronously, with no side effects, and what it would do)
 and `score_lead` (score, tier, owner, the learned probability and each rule's explanation).
 
-All three check the lead against the input JSON Schema of the template version the agent runs, and
-refuse a paused or archived agent. `execute` is a manual run of the agent's backing workflow, so
-its ids are deterministic (the run, from the org, the workflow and the `Idempotency-Key`; the event,
-from the run and the lead; the execution, from the event and the workflow version) and a retry with
-the same key is the same execution. `inference` and `score_lead` decide through the dry run of
-`POST /workflows/{id}/test` (api/dry_run.py) with the version the agent is pinned to.
+All three check the lead against the input JSON Schema of the template version the agent runs,
+refuse a paused or archived agent, and admit the call against the template's budget first (an agent
+over it pauses itself: api/agent_budgets.py); a call that ran counts against the rate.
+
+`execute` is a manual run of the agent's backing workflow, so its ids are deterministic (the run,
+from the org, the workflow and the `Idempotency-Key`; the event, from the run and the lead; the
+execution, from the event and the workflow version) and a retry with the same key is the same
+execution. `inference` and `score_lead` decide through the dry run of `POST /workflows/{id}/test`
+(api/dry_run.py) with the version the agent is pinned to.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from referencing.exceptions import Unresolvable
 from api import manual_runs
 from api.control_plane import agents, lead_models, workflows
 from api.control_plane.tables import Agent
-from api.deps import AgentsInvoke, Db, get_executions, get_publisher, get_run_keys
+from api.deps import AgentsInvoke, Budgets, Db, get_executions, get_publisher, get_run_keys
 from api.dry_run import Planned, decide, planned
 from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
@@ -106,7 +109,8 @@ class LeadScore(BaseModel):
 @dataclass(frozen=True)
 class Invocable:
     """What deciding for an agent needs: the agent, the template version it runs (its input schema,
-    its summary provider), its compiled policy and the org's learned model when the policy reads it."""
+    its budget, its summary provider), its compiled policy and the org's learned model when the
+    policy reads it."""
 
     agent: Agent
     template: AgentTemplateDefinition
@@ -176,7 +180,7 @@ def _dry(invocable: Invocable, record: dict[str, Any]) -> Execution:
     response_model=AgentExecution,
     responses={
         200: {"model": AgentExecution, "description": "With `?wait`: the execution was recorded."},
-        **responses(503),
+        **responses(429, 503),
     },
 )
 async def execute(
@@ -184,6 +188,7 @@ async def execute(
     body: ExecuteRequest,
     principal: AgentsInvoke,
     database: Db,
+    budgets: Budgets,
     publisher: Annotated[EventPublisher, Depends(get_publisher)],
     run_keys: Annotated[RunKeys, Depends(get_run_keys)],
     executions: Annotated[ExecutionsReader, Depends(get_executions)],
@@ -194,7 +199,8 @@ async def execute(
     """Runs the agent's policy for the lead with its side effects, through Kafka like every event
     (the same per-org ordering, ids, history and approvals). 202 once the event is on Kafka; with
     `?wait=N`, 200 with the execution if it is recorded within N seconds (an approval step leaves it
-    `awaiting_approval`), else 202."""
+    `awaiting_approval`), else 202. A repeated Idempotency-Key is the earlier
+    run: neither admitted against the budget again nor counted."""
     invocable = await _invocable(database, principal, agent_id)
     agent = invocable.agent
     event_type = EventType(body.event_type)
@@ -203,6 +209,7 @@ async def execute(
     key = idempotency_key
     answer = await manual_runs.replayed(run_keys, principal.org_id, agent.workflow_id, key, request, response)
     if answer is None:
+        await budgets.admit(agent, invocable.template.budget)
         run_id = manual_runs.run_id(principal.org_id, agent.workflow_id, key)
         event_id = ids.manual_event_id(run_id, lead["lead_id"])
         accepted = AgentExecution(
@@ -226,6 +233,8 @@ async def execute(
             lambda run: [(run["event_id"], lead)],
             event_type,
         )
+        if not manual_runs.is_replay(response):
+            await budgets.count(agent, invocable.template.budget)
     result = AgentExecution(**answer)
     if wait > 0:
         found = await _recorded(executions, principal.org_id, result.execution_id, wait)
@@ -248,19 +257,28 @@ async def _recorded(executions: ExecutionsReader, org_id: str, execution_id: str
         pause = min(pause * 2, 0.5)
 
 
-@router.post("/{agent_id}/inference", response_model=Inference, responses=responses(404))
-async def inference(agent_id: str, body: AgentCall, principal: AgentsInvoke, database: Db) -> Inference:
+async def _decided(
+    database: Db, budgets: Budgets, principal: Principal, agent_id: str, body: AgentCall
+) -> tuple[Invocable, dict[str, Any], Execution]:
+    """inference's and score_lead's decision: the agent, the lead as an event record and the dry
+    run's execution, once admitted against the budget; counted against it once it ran."""
+    invocable = await _invocable(database, principal, agent_id)
+    record = lead_record(invocable.template.input_schema, body.lead, principal.org_id, EventType.LEAD_UPDATED)
+    record = {**record, "event_type": EventType.LEAD_UPDATED.value}
+    await budgets.admit(invocable.agent, invocable.template.budget)
+    execution = await run_in_threadpool(_dry, invocable, record)
+    await budgets.count(invocable.agent, invocable.template.budget)
+    return invocable, record, execution
+
+
+@router.post("/{agent_id}/inference", response_model=Inference, responses=responses(404, 429))
+async def inference(
+    agent_id: str, body: AgentCall, principal: AgentsInvoke, database: Db, budgets: Budgets
+) -> Inference:
     """What `execute` would decide for the lead, synchronously and with no side effects: the
     execution (status, score, tier, owner, actions), the CRM commands and notifications it would
     send, and a step-by-step trace."""
-    invocable = await _invocable(database, principal, agent_id)
-    record = lead_record(invocable.template.input_schema, body.lead, principal.org_id, EventType.LEAD_UPDATED)
-    execution = await run_in_threadpool(_dry, invocable, {**record, "event_type": EventType.LEAD_UPDATED.value})
-    return inference_out(invocable, execution)
-
-
-def inference_out(invocable: Invocable, execution: Execution) -> Inference:
-    """The answer of `inference`, built in one place so what it carries (a summary too) is added here."""
+    invocable, _, execution = await _decided(database, budgets, principal, agent_id, body)
     return Inference(
         agent_id=invocable.agent.id,
         template_version=invocable.agent.template_version,
@@ -271,14 +289,13 @@ def inference_out(invocable: Invocable, execution: Execution) -> Inference:
     )
 
 
-@router.post("/{agent_id}/score_lead", response_model=LeadScore, responses=responses(404))
-async def score_lead(agent_id: str, body: AgentCall, principal: AgentsInvoke, database: Db) -> LeadScore:
+@router.post("/{agent_id}/score_lead", response_model=LeadScore, responses=responses(404, 429))
+async def score_lead(
+    agent_id: str, body: AgentCall, principal: AgentsInvoke, database: Db, budgets: Budgets
+) -> LeadScore:
     """The lead's score, tier and recommended owner, the learned model's probability, and why each
     score rule matched or not; synchronous, with no side effects."""
-    invocable = await _invocable(database, principal, agent_id)
-    record = lead_record(invocable.template.input_schema, body.lead, principal.org_id, EventType.LEAD_UPDATED)
-    record = {**record, "event_type": EventType.LEAD_UPDATED.value}
-    execution = await run_in_threadpool(_dry, invocable, record)
+    invocable, record, execution = await _decided(database, budgets, principal, agent_id, body)
     return score_out(invocable, record, execution)
 
 

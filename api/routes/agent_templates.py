@@ -11,11 +11,12 @@ from fastapi import APIRouter, Path, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
+from api.agent_budgets import announce_paused
 from api.control_plane import agent_templates, agents, change_requests, organizations
 from api.control_plane.tables import AgentTemplate, AgentTemplateVersion
 from api.cursors import PageCursor, PageLimit, after_cursor, row_page
 from api.definitions import template_definition
-from api.deps import AgentTemplatesActivate, AgentTemplatesAuthor, AgentTemplatesRead, Box, Db, SettingsDep
+from api.deps import AgentTemplatesActivate, AgentTemplatesAuthor, AgentTemplatesRead, Box, Db, Schedule, SettingsDep
 from api.destinations import refuse_unsafe
 from api.models import MAX_VERSION, Items, StrictBody, ms, required_ms
 from api.permissions import Principal
@@ -332,13 +333,16 @@ async def activate_version(
 
 @router.post("/{template_id}/versions/{version}/archive", response_model=ArchivedVersion, responses=responses(404, 409))
 async def archive_version(
-    template_id: str, version: VersionNumber, principal: AgentTemplatesActivate, database: Db
+    template_id: str, version: VersionNumber, principal: AgentTemplatesActivate, database: Db, schedule: Schedule
 ) -> ArchivedVersion:
     """Takes the version out of service (the safe direction: no approval): no agent deploys from or
-    upgrades to it, and the agents running it pause with reason `template_archived`."""
+    upgrades to it, and the agents running it pause with reason `template_archived` (each announced
+    as `agent.paused`)."""
     async with database.transaction() as session:
         archived = await agent_templates.archive_version(
             session, principal.scope, principal.actor, template_id, version
         )
         paused = await agents.pause_running(session, principal.org_id, template_id, version, principal.actor)
-    return ArchivedVersion(**_version_out(archived).model_dump(), paused_agents=paused)
+    for agent in paused:
+        await announce_paused(database, schedule, agent)
+    return ArchivedVersion(**_version_out(archived).model_dump(), paused_agents=[agent.id for agent in paused])
