@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api import problems
 from api.agent_budgets import AgentBudgets
+from api.agent_summaries import AgentSummaries
 from api.budget_usage import TodaysCost, cost_today
 from api.control_plane.database import Database, migrate
 from api.crm_results_reader import CrmResultsReader
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None, background: Background | None =
         app.state.delivery_schedule = DeliverySchedule(redis_client)
         costs = TodaysCost(partial(cost_today, database, app.state.metrics))
         app.state.agent_budgets = AgentBudgets(database, redis_client, app.state.delivery_schedule, costs)
+        app.state.agent_summaries = AgentSummaries(summarizer, app.state.secret_box, clickhouse)
         app.state.deliveries = DeliveriesReader(clickhouse)
         stop = threading.Event()
         sinks = background(clickhouse, stop) if background is not None else []
