@@ -186,3 +186,18 @@ def test_an_agent_over_its_days_cost_pauses_itself(org: Org, qualifier: WorkerPr
     now = org.key.get(f"/api/v1/agents/{agent['id']}").json()
     assert (now["status"], now["paused_reason"]) == ("paused", "over_budget")
     assert now["paused_detail"].startswith("cost_per_day: ")
+
+
+def test_a_persons_pause_and_an_archived_template_version_are_announced_too(org: Org) -> None:
+    hook = org.subscribe_to_pauses()
+    by_person = org.budgeted()
+    assert org.key.post(f"/api/v1/agents/{by_person['id']}/pause", json={"detail": "holiday"}).status_code == 200
+    archived = org.budgeted()
+    path = f"/api/v1/agent_templates/{archived['template_id']}/versions/1/archive"
+    assert org.key.post(path).json()["paused_agents"] == [archived["id"]]
+
+    announced = {
+        (event["data"]["agent_id"], event["data"]["paused_reason"])
+        for event in (orjson.loads(delivery["payload_json"]) for delivery in queued(org.settings, hook))
+    }
+    assert announced == {(by_person["id"], "paused_by_person"), (archived["id"], "template_archived")}

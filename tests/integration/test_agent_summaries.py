@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from drippulse.operators import reseal_secrets
 from drippulse.settings import Settings, secret_box
 from processors.templates import lead_qualification_agent
 from tests import control_plane
@@ -93,6 +94,16 @@ def test_a_summary_credential_is_write_only_stored_sealed_and_never_follows_a_ne
     ]
     assert audit.status_code == 200 and len(audit.json()["items"]) == 2
     assert not [text for text in seen if CREDENTIAL in text or stored in text]
+
+
+def test_secrets_reseal_reseals_summary_credentials(org_factory: Any, settings: Settings) -> None:
+    client = org_factory("Reseal Co")["client"]
+    body = {"name": "to reseal", "definition": with_provider(PUBLIC_PROVIDER), "summary_credential": CREDENTIAL}
+    template = created(client.post("/api/v1/agent_templates", json=body))
+    before = control_plane.stored_summary_credential(settings, template["id"], 1)
+    assert reseal_secrets(settings) >= 1
+    after = control_plane.stored_summary_credential(settings, template["id"], 1)
+    assert after is not None and after != before and secret_box(settings).open(after) == CREDENTIAL
 
 
 def test_an_unsafe_summary_provider_url_or_a_credential_without_a_provider_is_refused_when_saved(
