@@ -8,12 +8,16 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Protocol
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from api import problems
+from api.agent_budgets import AgentBudgets
+from api.agent_summaries import AgentSummaries
+from api.budget_usage import TodaysCost, cost_today
 from api.control_plane.database import Database, migrate
 from api.crm_results_reader import CrmResultsReader
 from api.deliveries_reader import DeliveriesReader
@@ -28,6 +32,7 @@ from api.request_context import RequestIdMiddleware
 from api.request_limits import RequestLimits
 from api.routes import (
     agent_calls,
+    agent_history,
     agent_templates,
     agents,
     api_keys,
@@ -125,6 +130,9 @@ def create_app(settings: Settings | None = None, background: Background | None =
         app.state.history = InboundHistoryReader(clickhouse)
         app.state.outcome_history = OutcomeHistoryReader(clickhouse)
         app.state.delivery_schedule = DeliverySchedule(redis_client)
+        costs = TodaysCost(partial(cost_today, database, app.state.metrics))
+        app.state.agent_budgets = AgentBudgets(database, redis_client, app.state.delivery_schedule, costs)
+        app.state.agent_summaries = AgentSummaries(summarizer, app.state.secret_box, clickhouse)
         app.state.deliveries = DeliveriesReader(clickhouse)
         stop = threading.Event()
         sinks = background(clickhouse, stop) if background is not None else []
@@ -177,6 +185,7 @@ def create_app(settings: Settings | None = None, background: Background | None =
         agent_templates,
         agents,
         agent_calls,
+        agent_history,
     ):
         app.include_router(module.router)
     if not settings.schema_registry_url:

@@ -16,6 +16,8 @@ import redis.asyncio as aioredis
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
+from api.agent_budgets import AgentBudgets
+from api.agent_summaries import AgentSummaries
 from api.authentication import authenticate, authenticate_session
 from api.control_plane.database import Database
 from api.crm_results_reader import CrmResultsReader
@@ -30,7 +32,6 @@ from api.outcome_history_reader import OutcomeHistoryReader
 from api.permissions import Action, Principal, Refusal, check
 from api.problems import Problem
 from api.run_keys import RunKeys
-from api.summarizer import Summarizer
 from drippulse.settings import Settings
 from streams.delivery.crm_parking import ParkedCommands
 from streams.delivery.webhook_schedule import DeliverySchedule
@@ -74,13 +75,16 @@ get_crm_results = _app_state("crm_results", CrmResultsReader)
 get_history = _app_state("history", InboundHistoryReader)
 get_executions = _app_state("executions", ExecutionsReader)
 get_outcome_history = _app_state("outcome_history", OutcomeHistoryReader)
-get_summarizer = _app_state("summarizer", Summarizer)
 get_metrics = _app_state("metrics", MetricsReader)
+get_agent_budgets = _app_state("agent_budgets", AgentBudgets)
+get_agent_summaries = _app_state("agent_summaries", AgentSummaries)
 
 Db = Annotated[Database, Depends(get_database)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Box = Annotated[SecretBox, Depends(get_secret_box)]
-Summaries = Annotated[Summarizer, Depends(get_summarizer)]
+Schedule = Annotated[DeliverySchedule, Depends(get_delivery_schedule)]
+Budgets = Annotated[AgentBudgets, Depends(get_agent_budgets)]
+Summaries = Annotated[AgentSummaries, Depends(get_agent_summaries)]
 
 
 async def principal_of(database: Database, method: str, bearer: str | None, cookie: str | None, csrf: str) -> Principal:

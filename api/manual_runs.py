@@ -37,6 +37,14 @@ IdempotencyKey = Annotated[
 ]
 
 
+REPLAYED = "Idempotent-Replayed"
+
+
+def is_replay(response: Response) -> bool:
+    """Whether the answer is an earlier run's (nothing was published for this request)."""
+    return response.headers.get(REPLAYED) == "true"
+
+
 def run_id(org_id: str, workflow_id: str, idempotency_key: str | None) -> str:
     return ids.manual_run_id(org_id, workflow_id, idempotency_key or uuid.uuid4().hex)
 
@@ -64,7 +72,7 @@ def _answer_of(earlier: KeyedRun, request: str, response: Response) -> dict[str,
         )
     if not earlier.published:
         return None
-    response.headers["Idempotent-Replayed"] = "true"
+    response.headers[REPLAYED] = "true"
     return earlier.answer
 
 

@@ -149,12 +149,14 @@ MATRIX: dict[Action, Rule] = {
         description="activate an agent template version (always a change request for an agent key, and where "
         "policy says so), archive a version (pauses the agents running it)",
     ),
-    Action.AGENTS_READ: Rule(_ALL, "own project", description="deployed agents"),
+    Action.AGENTS_READ: Rule(
+        _ALL, "own project", description="deployed agents, their executions, logs and metrics (costs included)"
+    ),
     Action.AGENTS_MANAGE: Rule(
         _AUTHORS,
         "own project",
-        description="deploy, rename, bind, pause, resume, archive agents; upgrade them (always a change request "
-        "for an agent key, and where policy says so)",
+        description="deploy, rename, bind, pause, resume (an agent its budget paused: a person's session only), "
+        "archive agents; upgrade them (always a change request for an agent key, and where policy says so)",
     ),
     Action.AGENTS_INVOKE: Rule(
         _AUTHORS,

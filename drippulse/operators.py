@@ -13,7 +13,7 @@ from sqlalchemy import select
 from api.control_plane import api_keys, audit, organizations, people
 from api.control_plane.actors import Scope, system
 from api.control_plane.database import Database, migrate
-from api.control_plane.tables import InboundSource, IntegrationConnection, WebhookSubscription
+from api.control_plane.tables import AgentTemplateVersion, InboundSource, IntegrationConnection, WebhookSubscription
 from api.problems import Problem
 from drippulse.settings import Settings, secret_box
 from streams.state.secret_box import SecretBox
@@ -105,6 +105,11 @@ async def _reseal(database: Database, box: SecretBox) -> dict[str, int]:
             if connection.sealed_credentials:
                 connection.sealed_credentials = box.reseal(connection.sealed_credentials)
                 resealed[connection.org_id] = resealed.get(connection.org_id, 0) + 1
+        credentialed = select(AgentTemplateVersion).where(AgentTemplateVersion.summary_credential.is_not(None))
+        for version in (await session.scalars(credentialed.with_for_update())).all():
+            if version.summary_credential:
+                version.summary_credential = box.reseal(version.summary_credential)
+                resealed[version.org_id] = resealed.get(version.org_id, 0) + 1
         for org_id, count in resealed.items():
             audit.record(session, org_id, CLI, "secrets.reseal", ("org", org_id), after={"resealed": count})
             await organizations.bump_revision(session, org_id)

@@ -15,7 +15,15 @@ from sqlalchemy import select, text, update
 from api.control_plane import integrations, people, webhooks
 from api.control_plane.actors import Scope, system
 from api.control_plane.database import Database
-from api.control_plane.tables import ApiKey, Approval, ScheduleFire, User, Workflow, WorkflowVersion
+from api.control_plane.tables import (
+    AgentTemplateVersion,
+    ApiKey,
+    Approval,
+    ScheduleFire,
+    User,
+    Workflow,
+    WorkflowVersion,
+)
 from drippulse.settings import Settings, secret_box
 from processors.learned_model import LearnedModel
 from streams.state.control_plane import connect
@@ -222,3 +230,17 @@ def checkpoint_model(settings: Settings, org_id: str, model: LearnedModel, versi
     """A version of the org's learned model, written as the trainer writes one."""
     store = ModelStore(connect(settings.database_url), "test-trainer", kept_versions=100)
     store.checkpoint(Checkpoint({org_id: (version, model)}, {}, {}))
+
+
+def stored_summary_credential(settings: Settings, template_id: str, version: int) -> str | None:
+    """What PostgreSQL holds as a template version's summary credential (no route shows it)."""
+
+    async def read(database: Database) -> str | None:
+        async with database.transaction() as session:
+            query = select(AgentTemplateVersion.summary_credential).where(
+                AgentTemplateVersion.template_id == template_id, AgentTemplateVersion.version == version
+            )
+            stored: str | None = (await session.execute(query)).scalar_one()
+            return stored
+
+    return run(settings, read)

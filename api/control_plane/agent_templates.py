@@ -21,10 +21,40 @@ from api.control_plane.ids import new_id
 from api.control_plane.organizations import default_project, get_project
 from api.control_plane.rows import newest_first, one, scoped
 from api.control_plane.tables import AgentTemplate, AgentTemplateVersion, ChangeRequest
-from api.problems import Problem, not_found
+from api.problems import Problem, invalid, not_found
+from streams.state.secret_box import SecretBox
 
 DEPLOYABLE = frozenset({"active", "superseded"})
 """Versions an agent may be deployed from or upgraded to: activated once, not archived."""
+CREDENTIAL_FIELD = "$.summary_credential"
+
+
+def _summary_url(definition: dict[str, Any]) -> str | None:
+    summary = definition.get("summary") or {}
+    return summary.get("url") if summary.get("kind") == "openai_compatible" else None
+
+
+def sealed_credential(
+    box: SecretBox, given: str | None, definition: dict[str, Any], previous: AgentTemplateVersion | None
+) -> str | None:
+    """What a version stores as its summary provider's credential: the one given, sealed ("" for
+    none); else the previous version's (the draft edited, or the latest for a new version) while the
+    provider's URL stays the same. A credential never follows its provider to another URL on its
+    own: whoever may edit a template must not be able to send the stored credential to a server of
+    their own by changing the URL alone, so a new URL needs the credential again (a 422), as a CRM
+    connection's new `base_url` does. A template whose summaries are built in keeps none."""
+    url = _summary_url(definition)
+    if given is not None:
+        if given and url is None:
+            message = "a credential is sent only to an openai_compatible summary provider"
+            raise invalid([{"field": CREDENTIAL_FIELD, "message": message}])
+        return box.seal(given) if given else None
+    if previous is None or previous.summary_credential is None or url is None:
+        return None
+    if _summary_url(previous.definition) != url:
+        message = 'a new summary provider URL needs the credential again (or "" for none): it goes where the URL points'
+        raise invalid([{"field": CREDENTIAL_FIELD, "message": message}])
+    return previous.summary_credential
 
 
 async def create(
@@ -35,8 +65,11 @@ async def create(
     name: str,
     definition: dict[str, Any],
     copied_from: str | None,
+    box: SecretBox,
+    credential: str | None,
 ) -> tuple[AgentTemplate, AgentTemplateVersion]:
-    """Version 1, a draft, in the given project, else the key's, else the org's default one."""
+    """Version 1, a draft, in the given project, else the key's, else the org's default one. A copy
+    never takes its source's credential: it is given again."""
     project_id = project_id or scope.project_id
     project = (
         await get_project(session, scope, project_id) if project_id else await default_project(session, scope.org_id)
@@ -52,7 +85,8 @@ async def create(
     )
     session.add(template)
     await session.flush()
-    version = _new_version(scope, actor, template.id, 1, definition)
+    sealed = sealed_credential(box, credential, definition, None)
+    version = _new_version(scope, actor, template.id, 1, definition, sealed)
     session.add(version)
     await session.flush()
     await session.refresh(template)
@@ -63,14 +97,14 @@ async def create(
         actor,
         "agent_template.create",
         ("agent_template", template.id),
-        after={**audit.snapshot(template), "definition": definition},
+        after={**audit.snapshot(template), "definition": definition, **_credential_note(version)},
         project_id=project.id,
     )
     return template, version
 
 
 def _new_version(
-    scope: Scope, actor: Actor, template_id: str, number: int, definition: dict[str, Any]
+    scope: Scope, actor: Actor, template_id: str, number: int, definition: dict[str, Any], credential: str | None
 ) -> AgentTemplateVersion:
     return AgentTemplateVersion(
         template_id=template_id,
@@ -80,7 +114,13 @@ def _new_version(
         definition=definition,
         authored_by=actor.id,
         authored_by_user_id=actor.user_id,
+        summary_credential=credential,
     )
+
+
+def _credential_note(version: AgentTemplateVersion) -> dict[str, bool]:
+    """What the audit log says of a version's credential: whether there is one, never the sealed text."""
+    return {"has_summary_credential": version.summary_credential is not None}
 
 
 async def get(session: AsyncSession, scope: Scope, template_id: str, lock: bool = False) -> AgentTemplate:
@@ -130,12 +170,22 @@ async def get_version(
 
 
 async def add_version(
-    session: AsyncSession, scope: Scope, actor: Actor, template_id: str, definition: dict[str, Any]
+    session: AsyncSession,
+    scope: Scope,
+    actor: Actor,
+    template_id: str,
+    definition: dict[str, Any],
+    box: SecretBox,
+    credential: str | None,
 ) -> AgentTemplateVersion:
+    """A new draft; without a credential it keeps the latest version's while the provider's URL is
+    the same."""
     template = await changeable(session, scope, template_id)
+    latest = await get_version(session, scope, template_id, template.latest_version)
+    sealed = sealed_credential(box, credential, definition, latest)
     template.latest_version += 1
     template.updated_at = func.now()
-    version = _new_version(scope, actor, template_id, template.latest_version, definition)
+    version = _new_version(scope, actor, template_id, template.latest_version, definition, sealed)
     session.add(version)
     await session.flush()
     await session.refresh(version)
@@ -145,14 +195,21 @@ async def add_version(
         actor,
         "agent_template.version.create",
         ("agent_template", template_id),
-        after={"version": version.version, "definition": definition},
+        after={"version": version.version, "definition": definition, **_credential_note(version)},
         project_id=template.project_id,
     )
     return version
 
 
 async def edit_draft(
-    session: AsyncSession, scope: Scope, actor: Actor, template_id: str, number: int, definition: dict[str, Any]
+    session: AsyncSession,
+    scope: Scope,
+    actor: Actor,
+    template_id: str,
+    number: int,
+    definition: dict[str, Any],
+    box: SecretBox,
+    credential: str | None,
 ) -> AgentTemplateVersion:
     template = await changeable(session, scope, template_id)
     version = await get_version(session, scope, template_id, number, lock=True)
@@ -163,7 +220,8 @@ async def edit_draft(
             "Version frozen",
             f"version {number} is {version.status}; add a new version to change the template",
         )
-    before = {"version": number, "definition": version.definition}
+    before = {"version": number, "definition": version.definition, **_credential_note(version)}
+    version.summary_credential = sealed_credential(box, credential, definition, version)
     version.definition = definition
     version.authored_by, version.authored_by_user_id = actor.id, actor.user_id
     await session.flush()
@@ -174,7 +232,7 @@ async def edit_draft(
         "agent_template.version.update",
         ("agent_template", template_id),
         before,
-        {"version": number, "definition": definition},
+        {"version": number, "definition": definition, **_credential_note(version)},
         project_id=template.project_id,
     )
     return version

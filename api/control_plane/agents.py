@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.control_plane import agent_templates, audit, workflows
-from api.control_plane.actors import Actor, Scope
+from api.control_plane.actors import Actor, Scope, system
 from api.control_plane.ids import new_id
 from api.control_plane.rows import newest_first, one, scoped
 from api.control_plane.tables import Agent, AgentTemplateVersion, IntegrationConnection, WebhookSubscription
@@ -31,6 +31,8 @@ AGENT = "agent"
 PAUSED_BY_PERSON = "paused_by_person"
 OVER_BUDGET = "over_budget"
 TEMPLATE_ARCHIVED = "template_archived"
+BUDGET = system("budget")
+"""Who pauses an agent over its budget: no person decided it."""
 
 
 def template_of(version: AgentTemplateVersion) -> AgentTemplateDefinition:
@@ -212,8 +214,20 @@ async def _paused(session: AsyncSession, actor: Actor, agent: Agent, reason: str
     )
 
 
-async def pause_running(session: AsyncSession, org_id: str, template_id: str, number: int, actor: Actor) -> list[str]:
-    """Pauses every active agent running this template version (it was archived); their ids."""
+async def pause_over_budget(session: AsyncSession, org_id: str, agent_id: str, reason: str) -> Agent | None:
+    """Pauses the agent for its budget, as the system; None when it is no longer active: calls over
+    the same budget at the same moment wait for one another on the agent's row, so the first pauses
+    it and the others find it paused (one pause, one audit entry, one `agent.paused` event)."""
+    agent = await get(session, Scope(org_id), agent_id, lock=True)
+    if agent.status != "active":
+        return None
+    return await _paused(session, BUDGET, agent, OVER_BUDGET, reason)
+
+
+async def pause_running(
+    session: AsyncSession, org_id: str, template_id: str, number: int, actor: Actor
+) -> list[Agent]:
+    """Pauses every active agent running this template version (it was archived)."""
     query = select(Agent).where(
         Agent.org_id == org_id,
         Agent.template_id == template_id,
@@ -223,17 +237,25 @@ async def pause_running(session: AsyncSession, org_id: str, template_id: str, nu
     paused = []
     for agent in (await session.scalars(query.with_for_update())).all():
         detail = f"its template version {template_id}@{number} was archived; upgrade it to another version"
-        await _paused(session, actor, agent, TEMPLATE_ARCHIVED, detail)
-        paused.append(agent.id)
+        paused.append(await _paused(session, actor, agent, TEMPLATE_ARCHIVED, detail))
     return paused
 
 
 async def resume(session: AsyncSession, scope: Scope, actor: Actor, agent_id: str) -> Agent:
     """Reactivates the version it is pinned to; an agent whose template version was archived is
-    upgraded instead (resuming it would run a version taken out of service)."""
+    upgraded instead (resuming it would run a version taken out of service), and one its budget
+    paused is resumed by a person only."""
     agent = await _changeable(session, scope, agent_id)
     if agent.status != "paused":
         raise Problem(409, "not-paused", "Not paused", "the agent is active")
+    if agent.paused_reason == OVER_BUDGET and not actor.is_person:
+        raise Problem(
+            403,
+            "person-required",
+            "A person must resume this agent",
+            "its budget paused it; resuming it is a person's act (a login session), never a key's, so an agent "
+            "cannot lift its own limit",
+        )
     version = await pinned_version(session, scope, agent)
     if version.status not in agent_templates.DEPLOYABLE:
         raise Problem(

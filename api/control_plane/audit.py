@@ -35,6 +35,7 @@ SECRET_FIELDS = frozenset(
         "csrf_token",
         "credentials",
         "sealed_credentials",
+        "summary_credential",
     }
 )
 REDACTED = "[redacted]"

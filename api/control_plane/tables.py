@@ -303,6 +303,9 @@ class AgentTemplateVersion(Base):
     definition: Mapped[dict[str, Any]]
     authored_by: Mapped[str] = mapped_column(comment="actor id of the last author")
     authored_by_user_id: Mapped[str | None]
+    summary_credential: Mapped[str | None] = mapped_column(
+        comment="the summary provider's credential, sealed with DRIPPULSE_SECRET_KEY"
+    )
     created_at: Mapped[datetime] = _now()
     activated_at: Mapped[datetime | None]
 

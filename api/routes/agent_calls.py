@@ -2,12 +2,17 @@
 event), `inference` (the same decision synchronously, with no side effects, and what it would do)
 and `score_lead` (score, tier, owner, the learned probability and each rule's explanation).
 
-All three check the lead against the input JSON Schema of the template version the agent runs, and
-refuse a paused or archived agent. `execute` is a manual run of the agent's backing workflow, so
-its ids are deterministic (the run, from the org, the workflow and the `Idempotency-Key`; the event,
-from the run and the lead; the execution, from the event and the workflow version) and a retry with
-the same key is the same execution. `inference` and `score_lead` decide through the dry run of
-`POST /workflows/{id}/test` (api/dry_run.py) with the version the agent is pinned to.
+All three check the lead against the input JSON Schema of the template version the agent runs,
+refuse a paused or archived agent, and admit the call against the template's budget first (an agent
+over it pauses itself: api/agent_budgets.py); a call that ran counts against the rate. The
+synchronous answers carry the decision's summary from the template's provider
+(api/agent_summaries.py).
+
+`execute` is a manual run of the agent's backing workflow, so its ids are deterministic (the run,
+from the org, the workflow and the `Idempotency-Key`; the event, from the run and the lead; the
+execution, from the event and the workflow version) and a retry with the same key is the same
+execution. `inference` and `score_lead` decide through the dry run of `POST /workflows/{id}/test`
+(api/dry_run.py) with the version the agent is pinned to.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pydantic import BaseModel, Field, ValidationError
 from api import manual_runs
 from api.control_plane import agents, lead_models, workflows
 from api.control_plane.tables import Agent
-from api.deps import AgentsInvoke, Db, get_executions, get_publisher, get_run_keys
+from api.deps import AgentsInvoke, Budgets, Db, Summaries, get_executions, get_publisher, get_run_keys
 from api.dry_run import Planned, decide, planned
 from api.event_publisher import EventPublisher
 from api.executions_reader import ExecutionsReader
@@ -33,6 +38,7 @@ from api.models import EventIn, ExecutionFields, ExecutionOut, LeadIn, StrictBod
 from api.permissions import Principal
 from api.problems import Problem, invalid, responses, validation_errors
 from api.run_keys import RunKeys, fingerprint
+from api.summarizer import Summary
 from processors import ids
 from processors.agent_inputs import UnusableSchema, input_problems, input_validator
 from processors.agent_templates import AgentTemplateDefinition
@@ -45,6 +51,7 @@ from processors.routing import RoutingState
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"], responses=responses(401, 403, 404, 409, 422))
 MAX_WAIT_S = 30
+SUMMARY = Field(description="The lead and the decision in a few sentences, from the template's summary provider.")
 
 
 class AgentCall(StrictBody):
@@ -68,6 +75,7 @@ class AgentExecution(BaseModel):
     execution: ExecutionOut | None = Field(
         default=None, description="With `?wait`: the execution once recorded (then the answer is 200)."
     )
+    summary: Summary | None = Field(default=None, description="With the recorded execution: its summary.")
 
 
 class Inference(BaseModel):
@@ -77,6 +85,7 @@ class Inference(BaseModel):
     execution: ExecutionFields = Field(description="What `execute` would decide (its ids are a dry run's).")
     planned: Planned = Field(description="The CRM commands and notifications it would send.")
     trace: list[dict[str, Any]]
+    summary: Summary = SUMMARY
 
 
 class RuleExplanation(BaseModel):
@@ -100,17 +109,24 @@ class LeadScore(BaseModel):
     probability: float | None = Field(description="The learned model's probability that the lead converts.")
     model_version: int | None
     rules: list[RuleExplanation]
+    summary: Summary = SUMMARY
 
 
 @dataclass(frozen=True)
 class Invocable:
     """What deciding for an agent needs: the agent, the template version it runs (its input schema,
-    its summary provider), its compiled policy and the org's learned model when the policy reads it."""
+    its budget, its summary provider and that provider's sealed credential), its compiled policy and
+    the org's learned model when the policy reads it."""
 
     agent: Agent
     template: AgentTemplateDefinition
+    sealed_credential: str | None
     compiled: CompiledWorkflow
     model: Weights | None
+
+    def decision(self, lead: dict[str, Any], execution: dict[str, Any]) -> dict[str, Any]:
+        """What a summary reads of a decision: the execution's fields and the learned probability."""
+        return {**execution, "probability": self.model.probability(lead) if self.model is not None else None}
 
 
 def refuse_unless_active(agent: Agent) -> Agent:
@@ -132,13 +148,13 @@ async def _invocable(database: Db, principal: Principal, agent_id: str) -> Invoc
     """The agent, if it may be invoked, with what deciding for it needs."""
     async with database.transaction() as session:
         agent = refuse_unless_active(await agents.get(session, principal.scope, agent_id))
-        template = agents.template_of(await agents.pinned_version(session, principal.scope, agent))
+        pinned = await agents.pinned_version(session, principal.scope, agent)
         version = await workflows.get_version(session, principal.scope, agent.workflow_id, agent.workflow_version)
         compiled = compile_workflow(
             agent.workflow_id, agent.workflow_version, WorkflowDefinition.model_validate(version.definition)
         )
         model = await lead_models.current_weights(session, principal.org_id) if compiled.uses_model else None
-    return Invocable(agent, template, compiled, model)
+    return Invocable(agent, agents.template_of(pinned), pinned.summary_credential, compiled, model)
 
 
 def lead_record(schema: dict[str, Any], lead: dict[str, Any], org_id: str, event_type: EventType) -> dict[str, Any]:
@@ -170,7 +186,7 @@ def _dry(invocable: Invocable, record: dict[str, Any]) -> Execution:
     response_model=AgentExecution,
     responses={
         200: {"model": AgentExecution, "description": "With `?wait`: the execution was recorded."},
-        **responses(503),
+        **responses(429, 503),
     },
 )
 async def execute(
@@ -178,6 +194,8 @@ async def execute(
     body: ExecuteRequest,
     principal: AgentsInvoke,
     database: Db,
+    budgets: Budgets,
+    summaries: Summaries,
     publisher: Annotated[EventPublisher, Depends(get_publisher)],
     run_keys: Annotated[RunKeys, Depends(get_run_keys)],
     executions: Annotated[ExecutionsReader, Depends(get_executions)],
@@ -187,8 +205,9 @@ async def execute(
 ) -> AgentExecution:
     """Runs the agent's policy for the lead with its side effects, through Kafka like every event
     (the same per-org ordering, ids, history and approvals). 202 once the event is on Kafka; with
-    `?wait=N`, 200 with the execution if it is recorded within N seconds (an approval step leaves it
-    `awaiting_approval`), else 202."""
+    `?wait=N`, 200 with the execution and its summary if it is recorded within N seconds (an
+    approval step leaves it `awaiting_approval`), else 202. A repeated Idempotency-Key is the earlier
+    run: neither admitted against the budget again nor counted."""
     invocable = await _invocable(database, principal, agent_id)
     agent = invocable.agent
     event_type = EventType(body.event_type)
@@ -197,6 +216,7 @@ async def execute(
     key = idempotency_key
     answer = await manual_runs.replayed(run_keys, principal.org_id, agent.workflow_id, key, request, response)
     if answer is None:
+        await budgets.admit(agent, invocable.template.budget)
         run_id = manual_runs.run_id(principal.org_id, agent.workflow_id, key)
         event_id = ids.manual_event_id(run_id, lead["lead_id"])
         accepted = AgentExecution(
@@ -220,13 +240,31 @@ async def execute(
             lambda run: [(run["event_id"], lead)],
             event_type,
         )
+        if not manual_runs.is_replay(response):
+            await budgets.count(agent, invocable.template.budget)
     result = AgentExecution(**answer)
     if wait > 0:
         found = await _recorded(executions, principal.org_id, result.execution_id, wait)
         if found is not None:
             response.status_code = 200
             result.execution = ExecutionOut(**found)
+            result.summary = await _summary(summaries, invocable, lead, found, result.execution_id)
     return result
+
+
+async def _summary(
+    summaries: Summaries, invocable: Invocable, lead: dict[str, Any], execution: dict[str, Any], execution_id: str = ""
+) -> Summary:
+    agent = invocable.agent
+    return await summaries.summarize(
+        agent.org_id,
+        agent.workflow_id,
+        invocable.template.summary,
+        invocable.sealed_credential,
+        lead,
+        invocable.decision(lead, execution),
+        execution_id,
+    )
 
 
 async def _recorded(executions: ExecutionsReader, org_id: str, execution_id: str, wait_s: float) -> Any:
@@ -242,43 +280,55 @@ async def _recorded(executions: ExecutionsReader, org_id: str, execution_id: str
         pause = min(pause * 2, 0.5)
 
 
-@router.post("/{agent_id}/inference", response_model=Inference, responses=responses(404))
-async def inference(agent_id: str, body: AgentCall, principal: AgentsInvoke, database: Db) -> Inference:
-    """What `execute` would decide for the lead, synchronously and with no side effects: the
-    execution (status, score, tier, owner, actions), the CRM commands and notifications it would
-    send, and a step-by-step trace."""
+async def _decided(
+    database: Db, budgets: Budgets, principal: Principal, agent_id: str, body: AgentCall
+) -> tuple[Invocable, dict[str, Any], Execution]:
+    """inference's and score_lead's decision: the agent, the lead as an event record and the dry
+    run's execution, once admitted against the budget; counted against it once it ran."""
     invocable = await _invocable(database, principal, agent_id)
     record = lead_record(invocable.template.input_schema, body.lead, principal.org_id, EventType.LEAD_UPDATED)
-    execution = await run_in_threadpool(_dry, invocable, {**record, "event_type": EventType.LEAD_UPDATED.value})
-    return inference_out(invocable, execution)
+    record = {**record, "event_type": EventType.LEAD_UPDATED.value}
+    await budgets.admit(invocable.agent, invocable.template.budget)
+    execution = await run_in_threadpool(_dry, invocable, record)
+    await budgets.count(invocable.agent, invocable.template.budget)
+    return invocable, record, execution
 
 
-def inference_out(invocable: Invocable, execution: Execution) -> Inference:
-    """The answer of `inference`, built in one place so what it carries (a summary too) is added here."""
+@router.post("/{agent_id}/inference", response_model=Inference, responses=responses(404, 429))
+async def inference(
+    agent_id: str, body: AgentCall, principal: AgentsInvoke, database: Db, budgets: Budgets, summaries: Summaries
+) -> Inference:
+    """What `execute` would decide for the lead, synchronously and with no side effects: the
+    execution (status, score, tier, owner, actions), the CRM commands and notifications it would
+    send, a step-by-step trace and a summary."""
+    invocable, record, execution = await _decided(database, budgets, principal, agent_id, body)
+    fields = execution.as_record()
+    summary = await _summary(summaries, invocable, record["lead"], fields)
     return Inference(
         agent_id=invocable.agent.id,
         template_version=invocable.agent.template_version,
         workflow_version=invocable.agent.workflow_version,
-        execution=ExecutionFields(**execution.as_record()),
+        execution=ExecutionFields(**fields),
         planned=planned(execution),
         trace=execution.trace or [],
+        summary=summary,
     )
 
 
-@router.post("/{agent_id}/score_lead", response_model=LeadScore, responses=responses(404))
-async def score_lead(agent_id: str, body: AgentCall, principal: AgentsInvoke, database: Db) -> LeadScore:
-    """The lead's score, tier and recommended owner, the learned model's probability, and why each
-    score rule matched or not; synchronous, with no side effects."""
-    invocable = await _invocable(database, principal, agent_id)
-    record = lead_record(invocable.template.input_schema, body.lead, principal.org_id, EventType.LEAD_UPDATED)
-    record = {**record, "event_type": EventType.LEAD_UPDATED.value}
-    execution = await run_in_threadpool(_dry, invocable, record)
-    return score_out(invocable, record, execution)
+@router.post("/{agent_id}/score_lead", response_model=LeadScore, responses=responses(404, 429))
+async def score_lead(
+    agent_id: str, body: AgentCall, principal: AgentsInvoke, database: Db, budgets: Budgets, summaries: Summaries
+) -> LeadScore:
+    """The lead's score, tier and recommended owner, the learned model's probability, why each
+    score rule matched or not, and a summary; synchronous, with no side effects."""
+    invocable, record, execution = await _decided(database, budgets, principal, agent_id, body)
+    summary = await _summary(summaries, invocable, record["lead"], execution.as_record())
+    return score_out(invocable, record, execution, summary)
 
 
-def score_out(invocable: Invocable, record: dict[str, Any], execution: Execution) -> LeadScore:
-    """The answer of `score_lead`: the decision's score, tier and owner, the learned probability, and
-    each score rule of the trace with its explanation."""
+def score_out(invocable: Invocable, record: dict[str, Any], execution: Execution, summary: Summary) -> LeadScore:
+    """The answer of `score_lead`: the decision's score, tier and owner, the learned probability,
+    each score rule of the trace with its explanation, and the summary."""
     model = invocable.model
     rules = [
         RuleExplanation(
@@ -305,4 +355,5 @@ def score_out(invocable: Invocable, record: dict[str, Any], execution: Execution
         probability=model.probability(record["lead"]) if model is not None else None,
         model_version=model.version if model is not None else None,
         rules=rules,
+        summary=summary,
     )

@@ -10,17 +10,19 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.agent_budgets import announce_paused
 from api.control_plane import agent_templates, agents, change_requests, organizations
 from api.control_plane.tables import AgentTemplate, AgentTemplateVersion
 from api.cursors import PageCursor, PageLimit, after_cursor, row_page
 from api.definitions import template_definition
-from api.deps import AgentTemplatesActivate, AgentTemplatesAuthor, AgentTemplatesRead, Db, SettingsDep
+from api.deps import AgentTemplatesActivate, AgentTemplatesAuthor, AgentTemplatesRead, Box, Db, Schedule, SettingsDep
+from api.destinations import refuse_unsafe
 from api.models import MAX_VERSION, Items, StrictBody, ms, required_ms
 from api.permissions import Principal
 from api.problems import not_found, responses
 from api.routes.change_requests import ChangeRequestOut, change_request_out
+from drippulse.settings import Settings
 from processors.change_control import template_change_needs_approval
 from processors.templates import BUILTIN_AGENT_TEMPLATES
 
@@ -28,6 +30,17 @@ router = APIRouter(prefix="/api/v1/agent_templates", tags=["agent templates"], r
 BUILTIN = "builtin:"
 TemplateStatus = Literal["builtin", "draft", "active", "archived"]
 VersionNumber = Annotated[int, Path(ge=1, le=MAX_VERSION)]
+SummaryCredential = Annotated[
+    str | None,
+    Field(
+        default=None,
+        max_length=4000,
+        description="Write-only: the summary provider's credential (sent as `Authorization: Bearer …`), stored "
+        "sealed, never returned. Omitted: the previous version's is kept while the provider's URL is the same (a "
+        'new URL needs it again: 422); "": none. Only for an `openai_compatible` provider.',
+    ),
+]
+HAS_CREDENTIAL = Field(description="Whether the version holds a summary provider credential (never shown).")
 
 
 class AgentTemplateOut(BaseModel):
@@ -41,6 +54,7 @@ class AgentTemplateOut(BaseModel):
     copied_from: str | None
     input_schema: dict[str, Any] = Field(description="JSON Schema (2020-12) of the lead an invocation carries.")
     definition: dict[str, Any] = Field(description="The latest version's definition (a built-in's own).")
+    has_summary_credential: bool = HAS_CREDENTIAL
     created_at_ms: int | None
     updated_at_ms: int | None
 
@@ -58,6 +72,7 @@ class TemplateVersionOut(BaseModel):
         "active one, agents deployed from this one keep running it"
     )
     definition: dict[str, Any]
+    has_summary_credential: bool = HAS_CREDENTIAL
     authored_by: str
     created_at_ms: int
     activated_at_ms: int | None
@@ -74,6 +89,7 @@ class TemplateCreate(StrictBody):
     copy_of: str | None = Field(
         default=None, max_length=200, description="`builtin:<key>`, or the id of another template of the organization."
     )
+    summary_credential: SummaryCredential = None
 
     @model_validator(mode="after")
     def _one_source(self) -> TemplateCreate:
@@ -84,6 +100,7 @@ class TemplateCreate(StrictBody):
 
 class VersionCreate(StrictBody):
     definition: dict[str, Any] = Field(description="An agent template definition.")
+    summary_credential: SummaryCredential = None
 
 
 class TemplateActivate(StrictBody):
@@ -103,6 +120,7 @@ def _builtin(key: str) -> AgentTemplateOut:
         copied_from=None,
         input_schema=definition["input_schema"],
         definition=definition,
+        has_summary_credential=False,
         created_at_ms=None,
         updated_at_ms=None,
     )
@@ -120,6 +138,7 @@ def _template_out(template: AgentTemplate, latest: AgentTemplateVersion) -> Agen
         copied_from=template.copied_from,
         input_schema=latest.definition.get("input_schema", {}),
         definition=latest.definition,
+        has_summary_credential=latest.summary_credential is not None,
         created_at_ms=required_ms(template.created_at),
         updated_at_ms=required_ms(template.updated_at),
     )
@@ -130,10 +149,21 @@ def _version_out(version: AgentTemplateVersion) -> TemplateVersionOut:
         version=version.version,
         status=version.status,
         definition=version.definition,
+        has_summary_credential=version.summary_credential is not None,
         authored_by=version.authored_by,
         created_at_ms=required_ms(version.created_at),
         activated_at_ms=ms(version.activated_at),
     )
+
+
+async def _stored(definition: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """A definition as stored, its summary provider's URL refused (422 naming it) unless it is one
+    DripPulse may call (the SSRF guard; checked again at each call)."""
+    stored = template_definition(definition, settings.schedule_min_interval_s)
+    summary = stored.get("summary") or {}
+    if summary.get("kind") == "openai_compatible":
+        await refuse_unsafe(summary["url"], settings, "$.definition.summary.url")
+    return stored
 
 
 async def _out(database: Db, principal: Principal, template_id: str) -> AgentTemplateOut:
@@ -168,13 +198,13 @@ async def list_templates(
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AgentTemplateOut, responses=responses(404))
 async def create_template(
-    body: TemplateCreate, principal: AgentTemplatesAuthor, database: Db, settings: SettingsDep
+    body: TemplateCreate, principal: AgentTemplatesAuthor, database: Db, settings: SettingsDep, box: Box
 ) -> AgentTemplateOut:
     """Version 1, a draft: from a definition, or a copy of a built-in template or of another template
     of the organization (its active version, else its latest), to edit before activating it."""
+    source = await _copied(database, principal, body.copy_of) if body.copy_of else body.definition or {}
+    definition = await _stored(source, settings)
     async with database.transaction() as session:
-        source = await _copied(session, principal, body.copy_of) if body.copy_of else body.definition or {}
-        definition = template_definition(source, settings.schedule_min_interval_s)
         template, _ = await agent_templates.create(
             session,
             principal.scope,
@@ -183,20 +213,24 @@ async def create_template(
             body.name or definition["name"],
             definition,
             body.copy_of,
+            box,
+            body.summary_credential,
         )
     return await _out(database, principal, template.id)
 
 
-async def _copied(session: AsyncSession, principal: Principal, copy_of: str) -> dict[str, Any]:
+async def _copied(database: Db, principal: Principal, copy_of: str) -> dict[str, Any]:
+    """The definition a copy starts from (never the source's credential: a copy is given its own)."""
     if copy_of.startswith(BUILTIN):
         make = BUILTIN_AGENT_TEMPLATES.get(copy_of.removeprefix(BUILTIN))
         if make is None:
             raise not_found("agent template", copy_of)
         built: dict[str, Any] = make()
         return built
-    source = await agent_templates.get(session, principal.scope, copy_of)
-    number = source.active_version or source.latest_version
-    return (await agent_templates.get_version(session, principal.scope, copy_of, number)).definition
+    async with database.transaction() as session:
+        source = await agent_templates.get(session, principal.scope, copy_of)
+        number = source.active_version or source.latest_version
+        return (await agent_templates.get_version(session, principal.scope, copy_of, number)).definition
 
 
 @router.get("/{template_id}", response_model=AgentTemplateOut, responses=responses(404))
@@ -230,12 +264,20 @@ async def get_version(
     responses=responses(404, 409),
 )
 async def add_version(
-    template_id: str, body: VersionCreate, principal: AgentTemplatesAuthor, database: Db, settings: SettingsDep
+    template_id: str,
+    body: VersionCreate,
+    principal: AgentTemplatesAuthor,
+    database: Db,
+    settings: SettingsDep,
+    box: Box,
 ) -> TemplateVersionOut:
-    """A new draft version; agents keep running theirs until upgraded."""
-    definition = template_definition(body.definition, settings.schedule_min_interval_s)
+    """A new draft version; agents keep running theirs until upgraded. It keeps the latest version's
+    summary credential unless given one (see `summary_credential`)."""
+    definition = await _stored(body.definition, settings)
     async with database.transaction() as session:
-        version = await agent_templates.add_version(session, principal.scope, principal.actor, template_id, definition)
+        version = await agent_templates.add_version(
+            session, principal.scope, principal.actor, template_id, definition, box, body.summary_credential
+        )
     return _version_out(version)
 
 
@@ -247,12 +289,13 @@ async def edit_version(
     principal: AgentTemplatesAuthor,
     database: Db,
     settings: SettingsDep,
+    box: Box,
 ) -> TemplateVersionOut:
     """Replaces a draft's definition; 409 `frozen` once proposed or activated."""
-    definition = template_definition(body.definition, settings.schedule_min_interval_s)
+    definition = await _stored(body.definition, settings)
     async with database.transaction() as session:
         edited = await agent_templates.edit_draft(
-            session, principal.scope, principal.actor, template_id, version, definition
+            session, principal.scope, principal.actor, template_id, version, definition, box, body.summary_credential
         )
     return _version_out(edited)
 
@@ -290,13 +333,16 @@ async def activate_version(
 
 @router.post("/{template_id}/versions/{version}/archive", response_model=ArchivedVersion, responses=responses(404, 409))
 async def archive_version(
-    template_id: str, version: VersionNumber, principal: AgentTemplatesActivate, database: Db
+    template_id: str, version: VersionNumber, principal: AgentTemplatesActivate, database: Db, schedule: Schedule
 ) -> ArchivedVersion:
     """Takes the version out of service (the safe direction: no approval): no agent deploys from or
-    upgrades to it, and the agents running it pause with reason `template_archived`."""
+    upgrades to it, and the agents running it pause with reason `template_archived` (each announced
+    as `agent.paused`)."""
     async with database.transaction() as session:
         archived = await agent_templates.archive_version(
             session, principal.scope, principal.actor, template_id, version
         )
         paused = await agents.pause_running(session, principal.org_id, template_id, version, principal.actor)
-    return ArchivedVersion(**_version_out(archived).model_dump(), paused_agents=paused)
+    for agent in paused:
+        await announce_paused(database, schedule, agent)
+    return ArchivedVersion(**_version_out(archived).model_dump(), paused_agents=[agent.id for agent in paused])

@@ -12,10 +12,11 @@ from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from api.agent_budgets import announce_paused
 from api.control_plane import agents, change_requests, organizations
 from api.control_plane.tables import Agent
 from api.cursors import PageCursor, PageLimit, after_cursor, row_page
-from api.deps import AgentsManage, AgentsRead, Db
+from api.deps import AgentsManage, AgentsRead, Db, Schedule
 from api.models import MAX_VERSION, ActorOut, Page, StrictBody, required_ms
 from api.problems import responses
 from api.routes.change_requests import ChangeRequestOut, change_request_out
@@ -148,22 +149,24 @@ async def archive_agent(agent_id: str, principal: AgentsManage, database: Db) ->
 
 @router.post("/{agent_id}/pause", response_model=AgentOut, responses=responses(404, 409))
 async def pause_agent(
-    agent_id: str, principal: AgentsManage, database: Db, body: PauseRequest | None = None
+    agent_id: str, principal: AgentsManage, database: Db, schedule: Schedule, body: PauseRequest | None = None
 ) -> AgentOut:
     """Stops it (events its policy is triggered by too) and refuses invocations (409 `agent-paused`)
-    until resumed. Needs no approval: it is the safe direction."""
+    until resumed, announced as `agent.paused`. Needs no approval: it is the safe direction."""
     detail = (body.detail if body else "") or f"paused by {principal.actor.label}"
     async with database.transaction() as session:
         paused = await agents.pause(
             session, principal.scope, principal.actor, agent_id, agents.PAUSED_BY_PERSON, detail
         )
+    await announce_paused(database, schedule, paused)
     return agent_out(paused)
 
 
 @router.post("/{agent_id}/resume", response_model=AgentOut, responses=responses(404, 409))
 async def resume_agent(agent_id: str, principal: AgentsManage, database: Db) -> AgentOut:
     """Runs the version it is pinned to again; 409 `not-deployable` when that version was archived
-    (upgrade it instead)."""
+    (upgrade it instead). An agent its budget paused is resumed by a person only (403
+    `person-required` for a key)."""
     async with database.transaction() as session:
         return agent_out(await agents.resume(session, principal.scope, principal.actor, agent_id))
 

@@ -24,11 +24,11 @@ from api.deliveries_reader import DeliveriesReader
 from api.deps import (
     Box,
     Db,
+    Schedule,
     SettingsDep,
     WebhooksManage,
     WebhooksRead,
     get_deliveries,
-    get_delivery_schedule,
 )
 from api.destinations import refuse_unsafe
 from api.models import Items, Page, required_ms
@@ -40,7 +40,6 @@ from streams.delivery.signing_secrets import rotation_view, valid
 from streams.delivery.webhook_schedule import DeliverySchedule, DeliveryTask
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], responses=responses(401, 403, 422))
-Schedule = Annotated[DeliverySchedule, Depends(get_delivery_schedule)]
 History = Annotated[DeliveriesReader, Depends(get_deliveries)]
 TEST_EVENT_TYPE = "webhook.test"
 

@@ -30,6 +30,21 @@ def activate_workflow(client: httpx.Client, name: str, definition: dict[str, Any
     return workflow
 
 
+def deploy_agent(client: httpx.Client, definition: dict[str, Any], **template: Any) -> dict[str, Any]:
+    """An agent deployed from version 1, activated, of a new template of `definition`; `template`:
+    more of the template's body (a `summary_credential`)."""
+    body = {"name": uuid.uuid4().hex[:8], "definition": definition, **template}
+    created = client.post("/api/v1/agent_templates", json=body)
+    assert created.status_code == 201, created.text
+    template_id = created.json()["id"]
+    activated = client.post(f"/api/v1/agent_templates/{template_id}/versions/1/activate")
+    assert activated.status_code == 200, activated.text
+    deployed = client.post("/api/v1/agents", json={"name": uuid.uuid4().hex[:8], "template_id": template_id})
+    assert deployed.status_code == 201, deployed.text
+    agent: dict[str, Any] = deployed.json()
+    return agent
+
+
 def api_event(record: dict[str, Any]) -> dict[str, Any]:
     """The JSON an API client sends for an inbound Avro record."""
     lead = {k: v for k, v in record["lead"].items() if v is not None}

@@ -557,6 +557,15 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/api/v1/agents/{agent_id}/score_lead"): Example(
         Action.AGENTS_INVOKE, lambda w: Call({"agent_id": w.agent}, json={"lead": EVENT["lead"]}), 200, True
     ),
+    ("GET", "/api/v1/agents/{agent_id}/executions"): Example(
+        Action.AGENTS_READ, lambda w: Call({"agent_id": w.agent}), 200, True
+    ),
+    ("GET", "/api/v1/agents/{agent_id}/logs"): Example(
+        Action.AGENTS_READ, lambda w: Call({"agent_id": w.agent}), 200, True
+    ),
+    ("GET", "/api/v1/agents/{agent_id}/metrics"): Example(
+        Action.AGENTS_READ, lambda w: Call({"agent_id": w.agent}), 200, True
+    ),
     ("POST", "/schema-registry/subjects/{subject}"): Example(
         Action.PUBLIC, lambda _: Call({"subject": "drip.events.inbound-value"}, json={"schema": INBOUND_SCHEMA}), 200
     ),

@@ -6,18 +6,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 
-from api.budget_usage import check_budget, record_invocation
+from api.budget_usage import TodaysCost, check_budget, cost_today, record_invocation
 from api.control_plane.database import Database
 from api.metrics_reader import MetricsReader
 from api.org_webhook_events import publish_org_webhook_event
 from api.provider_calls import record_provider_calls
 from drippulse.settings import Settings
 from processors.agent_templates import Budget
+from processors.budgets import Overrun
 from processors.templates import LEAD_QUALIFICATION
 from streams.delivery.webhook_schedule import DeliverySchedule
 from streams.sinks.clickhouse_sink import execution_row
@@ -221,12 +223,13 @@ def test_the_budget_check_counts_the_last_minute_and_todays_cost(
         ],
     )
 
-    async def scenario(database: Database, redis: Any) -> list[str | None]:
+    async def scenario(database: Database, redis: Any) -> list[Overrun | None]:
         for at in (now - 61_000, now - 50_000, now - 1_000, now):
             await record_invocation(redis, org["org_id"], workflow_id, at)
+        costs = TodaysCost(partial(cost_today, database, metrics))
 
-        async def check(budget: Budget, at: int = now) -> str | None:
-            return await check_budget(database, redis, metrics, org["org_id"], workflow_id, budget, at)
+        async def check(budget: Budget, at: int = now) -> Overrun | None:
+            return await check_budget(redis, costs, org["org_id"], workflow_id, budget, at)
 
         return [
             await check(Budget(executions_per_minute=4)),
@@ -238,9 +241,9 @@ def test_the_budget_check_counts_the_last_minute_and_todays_cost(
 
     under_rate, over_rate, later, under_cost, over_cost = _run(settings, scenario)
     assert under_rate is None and later is None
-    assert over_rate is not None and over_rate.startswith("executions_per_minute: 3 ")
+    assert over_rate is not None and over_rate.reason.startswith("executions_per_minute: 3 ")
     assert under_cost is None
-    assert over_cost is not None and over_cost.startswith("cost_per_day: 3.75 ")
+    assert over_cost is not None and over_cost.reason.startswith("cost_per_day: 3.75 ")
 
 
 def test_an_org_webhook_event_is_queued_once_for_each_subscribed_endpoint(

@@ -21,15 +21,16 @@ usage = st.builds(
 def test_the_invocation_that_reaches_the_rate_passes_and_the_next_is_over() -> None:
     budget = Budget(executions_per_minute=10)
     assert over_budget(budget, Usage(executions_last_minute=9, cost_today=0)) is None
-    reason = over_budget(budget, Usage(executions_last_minute=10, cost_today=0))
-    assert reason is not None and reason.startswith("executions_per_minute") and "10" in reason
+    overrun = over_budget(budget, Usage(executions_last_minute=10, cost_today=0))
+    assert overrun is not None and overrun.limit == "executions_per_minute"
+    assert overrun.reason.startswith("executions_per_minute") and "10" in overrun.reason
 
 
 def test_a_day_whose_cost_reached_the_budget_allows_nothing_more() -> None:
     budget = Budget(cost_per_day=2.5)
     assert over_budget(budget, Usage(executions_last_minute=0, cost_today=2.4999)) is None
-    reason = over_budget(budget, Usage(executions_last_minute=0, cost_today=2.5))
-    assert reason is not None and reason.startswith("cost_per_day")
+    overrun = over_budget(budget, Usage(executions_last_minute=0, cost_today=2.5))
+    assert overrun is not None and overrun.limit == "cost_per_day" and overrun.reason.startswith("cost_per_day")
 
 
 def test_a_budget_without_limits_is_never_over() -> None:
@@ -41,10 +42,11 @@ def test_over_exactly_when_a_set_limit_is_reached(rate: int | None, per_day: flo
     budget = Budget(executions_per_minute=rate, cost_per_day=per_day)
     rate_hit = rate is not None and used.executions_last_minute >= rate
     cost_hit = per_day is not None and used.cost_today >= per_day
-    reason = over_budget(budget, used)
-    assert (reason is not None) == (rate_hit or cost_hit)
-    if reason is not None:
-        assert reason.split(":")[0] == ("executions_per_minute" if rate_hit else "cost_per_day")
+    overrun = over_budget(budget, used)
+    assert (overrun is not None) == (rate_hit or cost_hit)
+    if overrun is not None:
+        limit = "executions_per_minute" if rate_hit else "cost_per_day"
+        assert overrun.limit == overrun.reason.split(":")[0] == limit
 
 
 @given(
