@@ -5,7 +5,10 @@ Definitions (also in the README):
   each record (Avro decode), add a field, serialize (Avro encode), produce, flush, commit. It is the
   ceiling for any Python processor of this data on this machine.
 - broker_bytes_passthrough: consume and produce the bytes untouched; the broker's own limit.
-- qualifier: the real LeadQualifier worker, 1,000 orgs x 10 active workflows.
+- qualifier: the real LeadQualifier worker, 1,000 orgs x 10 active workflows and one deployed agent
+  (the built-in Lead Qualification Agent, invoked only; lead events never trigger it).
+- agent_execute: the same worker on the same leads, each an agent call (`POST /agents/{id}/execute`
+  publishes a manual run of the agent's workflow): the ratio to the qualifier is the target.
 - webhook_deliveries: one `drippulse worker webhooks` process delivering signed messages to a local
   receiver that answers 200 at once (bench/webhook_deliveries.py).
 - orchestrator_resumes_per_s, wait_lateness_p99_ms: one `drippulse worker orchestrator` process
@@ -50,10 +53,13 @@ EVENTS = int(os.environ.get("BENCH_EVENTS", "150000"))
 WARMUP = int(os.environ.get("BENCH_WARMUP_EVENTS", "25000"))
 PROCESSES = int(os.environ.get("BENCH_PROCESSES", str(os.cpu_count() or 1)))
 BATCH = 5_000
+AGENT_INDEX = 10
+"""The agent's workflow comes after the ten of bench/workflows.py."""
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 TARGETS = {
     "qualifier_events_per_s": (">=", 15_000),
     "qualifier_vs_raw_ratio": (">=", 0.25),
+    "agent_execute_vs_qualifier_ratio": (">=", 0.8),
     "engine_evals_per_s": (">=", 200_000),
     "webhook_deliveries_per_s": (">=", 3_000),
     "orchestrator_resumes_per_s": (">=", 1_000),
@@ -86,7 +92,9 @@ def _inbound_serde(settings: Any) -> Any:
     return AvroSerde(topics.INBOUND_EVENTS, name, make_registry(settings.schema_registry_url))
 
 
-def produce_input(prefix: str, org_ids: list[str]) -> None:
+def produce_input(prefix: str, org_ids: list[str], agents: dict[str, str] | None = None) -> None:
+    """The same lead events on the prefix's inbound topic; with `agents` (org -> the agent's
+    workflow), each is an agent call instead, as `POST /agents/{id}/execute` publishes it."""
     from drippulse.synthetic import lead_event
     from streams import topics
     from streams.runtime.kafka import ensure_topics, make_producer, produce_waiting
@@ -99,7 +107,10 @@ def produce_input(prefix: str, org_ids: list[str]) -> None:
     rng = random.Random(1)
     for n in range(EVENTS):
         org_id = org_ids[rng.randrange(len(org_ids))]
-        produce_waiting(producer, topic, serde.encode(lead_event(rng, org_id, n)), org_id.encode())
+        event = lead_event(rng, org_id, n)
+        if agents is not None:
+            event.update(trigger="MANUAL", workflow_id=agents[org_id], source="agent")
+        produce_waiting(producer, topic, serde.encode(event), org_id.encode())
     assert producer.flush(120) == 0
 
 
@@ -195,10 +206,26 @@ def _measure(worker: Any, prefix: str, touch_bytes: bool = True) -> dict[str, An
 
 
 def create_orgs(prefix: str) -> list[str]:
-    from bench.workflows import workflow_definitions
+    from bench.workflows import agent_workflow, workflow_definitions
     from drippulse.synthetic import create_orgs
 
-    return create_orgs(_settings(prefix).database_url, workflow_definitions(), ORGS, "bench")
+    return create_orgs(_settings(prefix).database_url, [*workflow_definitions(), agent_workflow()], ORGS, "bench")
+
+
+def agent_workflows(prefix: str, org_ids: list[str]) -> dict[str, str]:
+    """Each org's agent: the workflow `create_orgs` added last."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(_settings(prefix).database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT org_id, id FROM workflows WHERE org_id = ANY(:orgs) AND name = :name"),
+                {"orgs": org_ids, "name": f"wf-{AGENT_INDEX}"},
+            )
+            return {org_id: workflow_id for org_id, workflow_id in rows}
+    finally:
+        engine.dispose()
 
 
 def forget_leads(prefix: str, org_ids: list[str]) -> None:
@@ -271,7 +298,7 @@ def run() -> dict[str, Any]:
     prefix = f"bench-{uuid.uuid4().hex[:6]}."
     console.print(
         f"[bold]DripPulse benchmark[/bold]: {EVENTS:,} events ({WARMUP:,} warm-up), {ORGS:,} orgs x 10 "
-        f"active workflows, {PROCESSES} process(es) per loop"
+        f"active workflows and an agent, {PROCESSES} process(es) per loop"
     )
     org_ids = create_orgs(prefix)
     produce_input(prefix, org_ids)
@@ -286,6 +313,13 @@ def run() -> dict[str, Any]:
     ratio, ratio_min, ratio_max = _median_min_max(
         [q["events_per_s"] / r["events_per_s"] for r, q in zip(raws, qualifiers, strict=True)]
     )
+    agent_prefix = f"{prefix}agent."
+    produce_input(agent_prefix, org_ids, agent_workflows(prefix, org_ids))
+    agents = []
+    for _ in range(ROUNDS):
+        forget_leads(prefix, org_ids)
+        agents.append(_measure(qualifier_worker, agent_prefix))
+    agent, agent_min, agent_max = _median_min_max([a["events_per_s"] for a in agents])
     webhooks = webhook_deliveries.measure(_settings(prefix), _settings(prefix).log_dir)
     orchestrator = orchestrator_resumes.measure(_settings(prefix), _settings(prefix).log_dir)
     model = model_updates.measure(_settings(prefix))
@@ -309,6 +343,10 @@ def run() -> dict[str, Any]:
         "qualifier_vs_broker_bytes_ratio": round(qualifier / broker["events_per_s"], 3),
         "qualifier_rss_mb": round(max(q["rss_mb"] for q in qualifiers), 1),
         "qualifier_outputs_per_event": round(qualifiers[0]["outputs_per_event"], 2),
+        "agent_execute_events_per_s": round(agent),
+        "agent_execute_events_per_s_min": round(agent_min),
+        "agent_execute_events_per_s_max": round(agent_max),
+        "agent_execute_vs_qualifier_ratio": round(agent / qualifier, 3),
         **webhooks,
         **orchestrator,
         **model,
@@ -342,6 +380,7 @@ def report(figures: dict[str, Any]) -> None:
                     "warmup_events": WARMUP,
                     "orgs": ORGS,
                     "workflows_per_org": 10,
+                    "agents_per_org": 1,
                     "processes_per_loop": PROCESSES,
                     "batch": BATCH,
                     "rounds": ROUNDS,

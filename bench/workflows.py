@@ -64,3 +64,14 @@ def workflow_definitions() -> list[dict[str, Any]]:
             definition["trigger"]["condition"] = segment
         definitions.append(definition)
     return definitions
+
+
+def agent_workflow() -> dict[str, Any]:
+    """What a deployed Lead Qualification Agent runs, invoked only: every org of the benchmark has one
+    beside its ten workflows, and `agent_execute_events_per_s` invokes it (docs/agents.md)."""
+    from processors.agent_templates import AgentTemplateDefinition
+    from processors.templates import lead_qualification_agent
+
+    template = lead_qualification_agent()
+    del template["policy"]["trigger"]
+    return AgentTemplateDefinition.model_validate(template).workflow().model_dump(mode="json")
