@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import random
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench.alone import alone
 
 CALLS = int(os.environ.get("BENCH_SCORE_LEAD_CALLS", "2000"))
 WARMUP = int(os.environ.get("BENCH_SCORE_LEAD_WARMUP", "200"))
@@ -123,23 +124,16 @@ def _throughput(base_url: str, headers: dict[str, str], path: str) -> float:
     return len(leads) / elapsed
 
 
-def _wait_for_api(base_url: str, api: Any, log: Path, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if api.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the API did not become healthy; see {log}")
-        try:
-            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
+def _running(api: Any, log: Path) -> None:
+    if api.poll() is not None:
+        raise RuntimeError(f"the API exited with {api.returncode}; see {log}")
 
 
 def measure(settings: Any, log_dir: Path) -> dict[str, Any]:
     from drippulse.demo_agent import deploy_agent
     from drippulse.operators import create_org
     from drippulse.processes import spawn, terminate
+    from drippulse.services import wait_for_api
 
     log = log_dir / "bench-api.log"
     env = {
@@ -149,7 +143,7 @@ def measure(settings: Any, log_dir: Path) -> dict[str, Any]:
     }
     api = spawn([sys.executable, "-m", "drippulse", "api"], log, attached=True, env=env)
     try:
-        _wait_for_api(settings.api_url, api, log)
+        wait_for_api(settings.api_url, lambda: _running(api, log), 90, log)
         created = create_org(settings, f"bench-agent-calls-{uuid.uuid4().hex[:6]}")
         _store_model(settings, created.org_id)
         headers = {"Authorization": f"Bearer {created.api_key}"}
@@ -169,19 +163,7 @@ def measure(settings: Any, log_dir: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    from drippulse.devstack import EmbeddedStack, isolated_env
-    from drippulse.settings import Settings
-
-    home = Path(tempfile.mkdtemp(prefix="drippulse-bench-calls-"))
-    os.environ.update(isolated_env(home))
-    os.environ["DRIPPULSE_TOPIC_PREFIX"] = f"bench-{uuid.uuid4().hex[:6]}."
-    settings = Settings()
-    stack = EmbeddedStack(settings, attached=True)
-    stack.start()
-    try:
-        print(measure(settings, settings.log_dir))
-    finally:
-        stack.stop()
+    print(alone("calls", lambda settings: measure(settings, settings.log_dir)))
 
 
 if __name__ == "__main__":
