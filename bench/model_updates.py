@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
+
+from bench.alone import alone
 
 LEADS = int(os.environ.get("BENCH_MODEL_LEADS", "50000"))
 ORGS = 100
@@ -67,19 +67,7 @@ def measure(settings: Any) -> dict[str, Any]:
 
 
 def main() -> None:
-    from drippulse.devstack import EmbeddedStack, isolated_env
-    from drippulse.settings import Settings
-
-    home = Path(tempfile.mkdtemp(prefix="drippulse-bench-model-"))
-    os.environ.update(isolated_env(home))
-    os.environ["DRIPPULSE_TOPIC_PREFIX"] = f"bench-{uuid.uuid4().hex[:6]}."
-    settings = Settings()
-    stack = EmbeddedStack(settings, attached=True)
-    stack.start()
-    try:
-        print(measure(settings))
-    finally:
-        stack.stop()
+    print(alone("model", measure))
 
 
 if __name__ == "__main__":

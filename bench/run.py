@@ -15,6 +15,9 @@ Definitions (also in the README):
   turning decided approvals and due waits into completed executions (bench/orchestrator_resumes.py).
 - model_updates_per_s: the model trainer learning from outcomes through Kafka, Redis and PostgreSQL
   (bench/model_updates.py; alone: `python -m bench.model_updates`).
+- score_lead_p50_ms, score_lead_p99_ms, score_lead_per_s: `POST /agents/{id}/score_lead` through one
+  `drippulse api` process over HTTP, one client at a time, then 8 at once (bench/agent_calls.py;
+  alone: `python -m bench.agent_calls`).
 - engine_evals: event x workflow evaluations per second on one core, no I/O: every workflow's
   trigger is checked and enrolled events run the full step graph (about 14 conditions each).
   Median of 5 runs (min and max reported too): run-to-run noise on the 2-core machine is about 25%.
@@ -45,7 +48,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import model_updates, orchestrator_resumes, webhook_deliveries
+from bench import agent_calls, model_updates, orchestrator_resumes, webhook_deliveries
 
 OUT = Path(__file__).resolve().parent / "out" / "results.json"
 ORGS = 1_000
@@ -64,6 +67,7 @@ TARGETS = {
     "webhook_deliveries_per_s": (">=", 3_000),
     "orchestrator_resumes_per_s": (">=", 1_000),
     "wait_lateness_p99_ms": ("<=", 1_000),
+    "score_lead_p99_ms": ("<=", 20),
 }
 console = Console()
 
@@ -323,6 +327,7 @@ def run() -> dict[str, Any]:
     webhooks = webhook_deliveries.measure(_settings(prefix), _settings(prefix).log_dir)
     orchestrator = orchestrator_resumes.measure(_settings(prefix), _settings(prefix).log_dir)
     model = model_updates.measure(_settings(prefix))
+    calls = agent_calls.measure(_settings(prefix), _settings(prefix).log_dir)
     runs = sorted(engine_evals() for _ in range(5))
     evals_per_s, enrolled_share = runs[2]
     return {
@@ -350,6 +355,7 @@ def run() -> dict[str, Any]:
         **webhooks,
         **orchestrator,
         **model,
+        **calls,
     }
 
 
@@ -384,6 +390,9 @@ def report(figures: dict[str, Any]) -> None:
                     "processes_per_loop": PROCESSES,
                     "batch": BATCH,
                     "rounds": ROUNDS,
+                    "score_lead_calls": agent_calls.CALLS,
+                    "score_lead_clients": agent_calls.CLIENTS,
+                    "score_lead_calls_per_client": agent_calls.CALLS_PER_CLIENT,
                 },
             },
             indent=2,

@@ -1,11 +1,15 @@
-"""The Lead Qualification demo: stack up, one org, one active workflow (tier A leads wait for a person
-with the Approver role), a webhook subscription to a local endpoint, N leads through Kafka, then a
-summary read back from ClickHouse through the API, the count of notifications the endpoint received
-and verified, and one approval taken end to end, with the curl commands to take the next.
+"""The Lead Qualification demo: stack up, one org with the Lead Qualification Agent deployed from
+the built-in template (tier A leads wait for a person with the Approver role), a webhook subscription
+to a local endpoint, N leads through Kafka (the agent's policy is triggered by new leads, so they all
+go through it), then a summary read back from ClickHouse through the API, the count of notifications
+the endpoint received and verified, one approval taken end to end with the curl commands to take the
+next, and the agent's metrics and one `score_lead` call.
 
 Outcomes follow for part of the leads, drawn from features the rules only partly agree with
 (drippulse/synthetic.py); the trainer learns the org's model from them, and the summary shows the
-model and a backtest of it against the rules' score."""
+model and a backtest of it against the rules' score. They are sent once every lead is decided: the
+agent's score also counts the learned model's say, which before the org has a model adds nothing,
+so the backtest's rules-only side is the rules' own score."""
 
 from __future__ import annotations
 
@@ -17,12 +21,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from drippulse.demo_agent import AgentNotDeployed, deploy_agent, print_agent_report
 from drippulse.demo_receiver import DemoReceiver
 from drippulse.lead_producer import produce_leads, produce_outcomes
 from drippulse.operators import create_org, create_user
 from drippulse.services import LocalServices
 from drippulse.settings import Settings
-from processors.templates import lead_qualification_with_approval
+from streams.clock import now_ms
 
 console = Console()
 APPROVER_EMAIL = "approver@demo.test"
@@ -58,20 +63,6 @@ def run_demo(settings: Settings, leads: int, serve: bool, timeout_s: float = 600
         created = create_org(settings, "Demo Co")
         org_id, api_key = created.org_id, created.api_key
         api = httpx.Client(base_url=settings.api_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
-        workflow = (
-            api.post(
-                "/api/v1/workflows",
-                json={
-                    "name": "Lead Qualification",
-                    "description": "score, tier, route, approval for tier A, update CRM, notify",
-                    "definition": lead_qualification_with_approval(),
-                },
-            )
-            .raise_for_status()
-            .json()
-        )
-        api.post(f"/api/v1/workflows/{workflow['id']}/activate").raise_for_status()
-        console.print(f"Organization [cyan]{org_id}[/cyan], workflow [cyan]{workflow['id']}[/cyan] (active, v1)")
         create_user(settings, org_id, APPROVER_EMAIL, "Demo Approver", ["approver"], APPROVER_PASSWORD)
         subscription = (
             api.post("/api/v1/webhooks", json={"url": receiver.url, "event_types": ["lead.qualified"]})
@@ -79,20 +70,35 @@ def run_demo(settings: Settings, leads: int, serve: bool, timeout_s: float = 600
             .json()
         )
         receiver.trust(subscription["secret"])
-        console.print(f"Webhook subscription [cyan]{subscription['id']}[/cyan] -> {receiver.url}")
+        console.print(
+            f"Organization [cyan]{org_id}[/cyan]; webhook subscription [cyan]{subscription['id']}[/cyan] "
+            f"-> {receiver.url}"
+        )
+        try:
+            agent = deploy_agent(api, created.project_id, [subscription["id"]])
+        except AgentNotDeployed as exc:
+            raise DemoFailed(str(exc)) from None
+        workflow_id = agent["workflow_id"]
+        console.print(
+            f"Agent [cyan]{agent['id']}[/cyan] deployed from the built-in Lead Qualification Agent "
+            f"(template {agent['template_id']} v{agent['template_version']}, {agent['status']}); it runs as "
+            f"workflow [cyan]{workflow_id}[/cyan]",
+            highlight=False,
+        )
+        started_ms = now_ms()
 
         with _progress() as progress:
             task = progress.add_task("Producing leads to Kafka", total=leads)
             produce_leads(settings, [org_id], leads, on_progress=lambda n: progress.advance(task, n))
+            stored = progress.add_task("Agent executions in ClickHouse", total=leads)
+            summary = _wait_for_executions(
+                api, workflow_id, leads, timeout_s, services, lambda n: progress.update(stored, completed=n)
+            )
             told = progress.add_task("Producing outcomes to Kafka", total=round(leads * OUTCOME_SHARE))
             outcomes = produce_outcomes(
                 settings, [org_id], leads, OUTCOME_SHARE, on_progress=lambda n: progress.advance(told, n)
             )
             progress.update(told, total=outcomes, completed=outcomes)
-            stored = progress.add_task("Executions in ClickHouse", total=leads)
-            summary = _wait_for_executions(
-                api, workflow["id"], leads, timeout_s, services, lambda n: progress.update(stored, completed=n)
-            )
             notified = progress.add_task("Webhooks verified by the endpoint", total=summary["completed"])
             _wait_for_notifications(receiver, summary["completed"], timeout_s, services, progress, notified)
             learned = progress.add_task("Outcomes learned by the trainer", total=outcomes)
@@ -104,7 +110,8 @@ def run_demo(settings: Settings, leads: int, serve: bool, timeout_s: float = 600
             f"Webhooks: {len(receiver.verified):,} lead.qualified notifications delivered to the demo endpoint, "
             f"each verified with the standardwebhooks library ({receiver.rejected} rejected)"
         )
-        _show_an_approval(settings, api, workflow["id"], summary, receiver, services, timeout_s)
+        _show_an_approval(settings, api, workflow_id, summary, receiver, services, timeout_s)
+        print_agent_report(console, api, agent["id"], started_ms)
         if serve:
             console.print(f"\nServing. API key for this org: [bold]{api_key}[/bold]\nPress Ctrl-C to stop.")
             while True:

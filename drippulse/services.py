@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,16 +60,7 @@ class LocalServices:
             time.sleep(0.1)
 
     def wait_for_api(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                if httpx.get(f"{self.settings.api_url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise StackError(f"the API did not become healthy; see {self.settings.log_dir / 'api.log'}")
+        wait_for_api(self.settings.api_url, self.check_alive, timeout_s, self.settings.log_dir / "api.log")
 
     def check_alive(self) -> None:
         for name, child in self.children.items():
@@ -83,3 +75,17 @@ class LocalServices:
         self.children.clear()
         if self.stack is not None:
             self.stack.stop()
+
+
+def wait_for_api(api_url: str, check_alive: Callable[[], None], timeout_s: float, log: Path) -> None:
+    """Until the API at `api_url` answers /health; `check_alive` raises if its process has exited."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        check_alive()
+        try:
+            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise StackError(f"the API did not become healthy; see {log}")

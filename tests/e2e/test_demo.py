@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,14 @@ def test_demo_runs_end_to_end_and_leaves_nothing_behind(tmp_path: Path) -> None:
     assert "curl -s -X POST" in flowing and "/approve" in flowing
     assert "Learned model: version" in flowing and "Weights that matter most:" in flowing
     assert "AUC learned" in flowing and "vs rules-only" in flowing and "Backtest per rules tier" in result.stdout
+
+    assert "deployed from the built-in Lead Qualification Agent" in flowing, "the agent, not a plain workflow"
+    assert "600 executions of the agent since the demo started" in flowing, "every lead went through the agent"
+    assert "Agent metrics (GET /api/v1/agents/" in flowing and "Summary (builtin): " in flowing
+    sample = re.search(r"score_lead \(POST /api/v1/agents/agt_\w+/score_lead\) .*?score (-?\d+), tier (\w+)", flowing)
+    assert sample is not None, "one score_lead answer printed"
+    assert "learned probability" in flowing and "(model v" in flowing, "score_lead with the org's learned model"
+    assert "Why: each score rule" in result.stdout and "likely_to_convert" in result.stdout
 
     for port_var in ("KAFKA", "REDIS", "POSTGRES"):
         port = int(env[f"DRIPPULSE_EMBEDDED_{port_var}_PORT"])
