@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from api import agent_policies
 from api.control_plane import agents
 from api.control_plane.actors import Scope
 from api.control_plane.tables import InboundSource
@@ -35,7 +36,7 @@ from api.problems import Problem, invalid
 from api.routes.agent_calls import refuse_unless_active
 from api.routes.events import accept_events
 from api.routes.inbound_sources import AGENT_CALL_TYPES
-from processors.agent_inputs import UnusableSchema, input_problems, input_validator
+from processors.agent_inputs import UnusableSchema, input_problems
 
 
 class RejectedCall(BaseModel):
@@ -75,7 +76,7 @@ async def call_agent(
         allowed = " or ".join(AGENT_CALL_TYPES)
         raise invalid([{"field": "$.event_type", "message": f"an agent is called with {allowed} events"}])
     try:
-        problems = input_problems(input_validator(template.input_schema), lead)
+        problems = input_problems(agent_policies.validator(template.input_schema), lead)
     except UnusableSchema as exc:
         raise Problem(409, "input-schema-unusable", "The template's input schema cannot be used", str(exc)) from None
     if not problems:

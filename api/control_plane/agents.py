@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api import agent_policies
 from api.control_plane import agent_templates, audit, workflows
 from api.control_plane.actors import Actor, Scope, system
 from api.control_plane.ids import new_id
@@ -37,7 +38,7 @@ BUDGET = system("budget")
 
 def template_of(version: AgentTemplateVersion) -> AgentTemplateDefinition:
     """A stored version read back (without the offered-only rules, like a stored workflow)."""
-    return AgentTemplateDefinition.model_validate(version.definition)
+    return agent_policies.template(version.definition)
 
 
 def backing_definition(version: AgentTemplateVersion) -> dict[str, Any]:
@@ -224,9 +225,7 @@ async def pause_over_budget(session: AsyncSession, org_id: str, agent_id: str, r
     return await _paused(session, BUDGET, agent, OVER_BUDGET, reason)
 
 
-async def pause_running(
-    session: AsyncSession, org_id: str, template_id: str, number: int, actor: Actor
-) -> list[Agent]:
+async def pause_running(session: AsyncSession, org_id: str, template_id: str, number: int, actor: Actor) -> list[Agent]:
     """Pauses every active agent running this template version (it was archived)."""
     query = select(Agent).where(
         Agent.org_id == org_id,

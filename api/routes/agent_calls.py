@@ -26,7 +26,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, ValidationError
 
-from api import manual_runs
+from api import agent_policies, manual_runs
 from api.control_plane import agents, lead_models, workflows
 from api.control_plane.tables import Agent
 from api.deps import AgentsInvoke, Budgets, Db, Summaries, get_executions, get_publisher, get_run_keys
@@ -40,13 +40,12 @@ from api.problems import Problem, invalid, responses, validation_errors
 from api.run_keys import RunKeys, fingerprint
 from api.summarizer import Summary
 from processors import ids
-from processors.agent_inputs import UnusableSchema, input_problems, input_validator
+from processors.agent_inputs import UnusableSchema, input_problems
 from processors.agent_templates import AgentTemplateDefinition
-from processors.compiler import CompiledWorkflow, compile_workflow
+from processors.compiler import CompiledWorkflow
 from processors.events import EventType
 from processors.execution import Execution
 from processors.learned_model import Weights
-from processors.model import WorkflowDefinition
 from processors.routing import RoutingState
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"], responses=responses(401, 403, 404, 409, 422))
@@ -150,9 +149,7 @@ async def _invocable(database: Db, principal: Principal, agent_id: str) -> Invoc
         agent = refuse_unless_active(await agents.get(session, principal.scope, agent_id))
         pinned = await agents.pinned_version(session, principal.scope, agent)
         version = await workflows.get_version(session, principal.scope, agent.workflow_id, agent.workflow_version)
-        compiled = compile_workflow(
-            agent.workflow_id, agent.workflow_version, WorkflowDefinition.model_validate(version.definition)
-        )
+        compiled = agent_policies.policy(agent.workflow_id, agent.workflow_version, version.definition)
         model = await lead_models.current_weights(session, principal.org_id) if compiled.uses_model else None
     return Invocable(agent, agents.template_of(pinned), pinned.summary_credential, compiled, model)
 
@@ -161,7 +158,7 @@ def lead_record(schema: dict[str, Any], lead: dict[str, Any], org_id: str, event
     """The lead as the event contract carries it, once it meets the template's input schema and the
     contract; a 422 naming each failing field (`$.lead.…`) otherwise."""
     try:
-        errors = input_problems(input_validator(schema), lead)
+        errors = input_problems(agent_policies.validator(schema), lead)
     except UnusableSchema as exc:
         raise Problem(409, "input-schema-unusable", "The template's input schema cannot be used", str(exc)) from None
     if errors:
