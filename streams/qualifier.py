@@ -75,6 +75,14 @@ class LeadQualifier:
         if not events:
             return outputs
         workflows = self._catalog.active_for({event["org_id"] for _, event in events})
+        unknown = {
+            event["org_id"]
+            for _, event in events
+            if event["workflow_id"] is not None
+            and all(w.workflow_id != event["workflow_id"] for w in workflows[event["org_id"]])
+        }
+        if unknown:
+            workflows.update(self._catalog.refreshed(unknown))
         reading = [org_id for org_id in workflows if self._catalog.reads_model(org_id)]
         models = self._lead_models.current(reading) if reading else _NO_MODELS
         self._agent_calls.load(org_id for org_id in workflows if self._catalog.calls_agents(org_id))

@@ -55,6 +55,14 @@ class WorkflowCatalog:
             self._refresh(stale, now)
         return {org_id: self._workflows.get(org_id, ()) for org_id in org_ids}
 
+    def refreshed(self, org_ids: Iterable[str]) -> dict[str, tuple[CompiledWorkflow, ...]]:
+        """`active_for` without waiting out the refresh interval: a run asked for a workflow this
+        process does not know yet (activated within the interval, as a just-deployed agent's
+        backing workflow is) is checked against PostgreSQL before it is taken for inactive."""
+        org_ids = set(org_ids)
+        self._refresh(sorted(org_ids), time.monotonic())
+        return {org_id: self._workflows.get(org_id, ()) for org_id in org_ids}
+
     def triggers_of(self, org_id: str) -> Triggers:
         """By event type: which of the org's workflows (as `active_for` last returned them, in that
         order) an event triggers. Orgs with the same workflow definitions share the functions."""

@@ -72,3 +72,18 @@ def test_a_stored_definition_that_no_longer_compiles_is_quarantined_and_the_rest
     fixed = first["client"].patch(f"/api/v1/workflows/{broken['id']}", json={"definition": LEAD_QUALIFICATION})
     reactivated = first["client"].post(f"/api/v1/workflows/{fixed.json()['id']}/activate").json()
     assert (reactivated["status"], reactivated["quarantine_reason"]) == ("active", None)
+
+
+def test_a_workflow_activated_within_the_refresh_interval_is_found_when_a_run_asks_for_it(
+    org_factory: Any, settings: Settings
+) -> None:
+    """An agent's execute right after its deployment asks for a backing workflow the qualifier's
+    catalog has not seen yet: it must be looked up then, not taken for inactive until the next refresh."""
+    org = org_factory()
+    catalog = WorkflowCatalog(ControlPlaneReader(connect(settings.database_url)), refresh_s=3600)
+    assert catalog.active_for([org["org_id"]]) == {org["org_id"]: ()}
+    activated = activate_workflow(org["client"], "new", LEAD_QUALIFICATION)
+
+    assert catalog.active_for([org["org_id"]]) == {org["org_id"]: ()}, "within the interval: not looked up"
+    refreshed = catalog.refreshed([org["org_id"]])
+    assert [w.workflow_id for w in refreshed[org["org_id"]]] == [activated["id"]]
