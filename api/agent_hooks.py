@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from api import agent_policies
+from api.agent_budgets import AgentBudgets
 from api.control_plane import agents
 from api.control_plane.actors import Scope
 from api.control_plane.tables import InboundSource
@@ -55,7 +56,13 @@ class HookAccepted(EventsAccepted):
 
 
 async def call_agent(
-    database: Db, source: InboundSource, event: EventIn, lead: Any, dedup: EventIdDedup, publisher: EventPublisher
+    database: Db,
+    source: InboundSource,
+    event: EventIn,
+    lead: Any,
+    dedup: EventIdDedup,
+    publisher: EventPublisher,
+    budgets: AgentBudgets,
 ) -> HookAccepted:
     """`event`: the delivery as an event (valid by the event contract); `lead`: its lead as the
     sender sent it, which the input schema reads, as execute's does."""
@@ -80,7 +87,12 @@ async def call_agent(
     except UnusableSchema as exc:
         raise Problem(409, "input-schema-unusable", "The template's input schema cannot be used", str(exc)) from None
     if not problems:
+        assert event.event_id is not None
+        if not await dedup.seen(source.org_id, event.event_id):
+            await budgets.admit(agent, template.budget)
         accepted = await accept_events(source.org_id, [event], dedup, publisher, run_of=agent.workflow_id)
+        if accepted.accepted:
+            await budgets.count(agent, template.budget)
         return HookAccepted(**accepted.model_dump())
     reason = "the lead does not meet the agent's input schema at " + ", ".join(problems)
     refusal = ("validation", f"inbound source {source.id} calling agent {agent.id}: {reason}")

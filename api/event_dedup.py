@@ -21,6 +21,11 @@ class EventIdDedup:
             replies = await pipe.execute()
         return [bool(reply) for reply in replies]
 
+    async def seen(self, org_id: str, event_id: str) -> bool:
+        """Whether the id was claimed in the window, claiming nothing: a retry of an accepted call is
+        answered as the duplicate it is before anything else (an agent's budget) is asked."""
+        return bool(await self._redis.exists(state_keys.event_seen(org_id, event_id)))
+
     async def release(self, org_id: str, event_ids: list[str]) -> None:
         """Undoes a claim when producing failed, so the client's retry is not taken for a duplicate."""
         if event_ids:

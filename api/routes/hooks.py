@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from api.agent_hooks import HookAccepted, call_agent
 from api.control_plane import inbound_sources
 from api.control_plane.tables import InboundSource
-from api.deps import Box, Db, PublicRoute, get_event_dedup, get_publisher
+from api.deps import Box, Budgets, Db, PublicRoute, get_event_dedup, get_publisher
 from api.event_dedup import EventIdDedup
 from api.event_publisher import EventPublisher
 from api.models import MAX_EVENT_ID_LENGTH, EventIn
@@ -90,7 +90,7 @@ def _signed_message_id(secrets: Sequence[str], body: bytes, headers: dict[str, s
     "/{source_id}",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=HookAccepted,
-    responses=responses(401, 404, 409, 410, 413, 422, 503),
+    responses=responses(401, 404, 409, 410, 413, 422, 429, 503),
 )
 async def receive_hook(
     source_id: str,
@@ -100,11 +100,14 @@ async def receive_hook(
     box: Box,
     dedup: Annotated[EventIdDedup, Depends(get_event_dedup)],
     publisher: Annotated[EventPublisher, Depends(get_publisher)],
+    budgets: Budgets,
 ) -> HookAccepted:
     """No API key: the signature made with the source's secret is the authentication. A source that
     calls an agent answers 409 `agent-paused` while the agent is paused (send it again later), 410
-    once it is archived, and 202 with the event under `rejected`, naming each field, when the
-    agent's input schema refuses the lead (kept on the dead-letter topic: no need to send it again)."""
+    once it is archived, 429 or 409 `agent-over-budget` when the call finds the agent over its
+    budget (which pauses it, as any call over budget does), and 202 with the event under
+    `rejected`, naming each field, when the agent's input schema refuses the lead (kept on the
+    dead-letter topic: no need to send it again)."""
     async with database.transaction() as session:
         source = await inbound_sources.find(session, source_id)
     if source is None:
@@ -119,5 +122,5 @@ async def receive_hook(
     fields = _fields(source, message_id, payload)
     event = _event(fields)
     if source.agent_id is not None:
-        return await call_agent(database, source, event, fields.get("lead"), dedup, publisher)
+        return await call_agent(database, source, event, fields.get("lead"), dedup, publisher, budgets)
     return HookAccepted(**(await accept_events(source.org_id, [event], dedup, publisher)).model_dump())

@@ -22,6 +22,7 @@ from processors.templates import lead_qualification_agent
 from streams.state import state_keys
 from tests import control_plane
 from tests.integration.helpers import deploy_agent, login
+from tests.integration.test_agent_calls import _deliver
 from tests.integration.test_role_matrix import PASSWORD
 from tests.stack import ApiServer, WorkerProcess, wait_until
 
@@ -201,3 +202,20 @@ def test_a_persons_pause_and_an_archived_template_version_are_announced_too(org:
         for event in (orjson.loads(delivery["payload_json"]) for delivery in queued(org.settings, hook))
     }
     assert announced == {(by_person["id"], "paused_by_person"), (archived["id"], "template_archived")}
+
+
+def test_a_signed_inbound_call_spends_the_budget_and_its_retry_does_not(org: Org) -> None:
+    """An inbound source calling an agent is one more way in: checked and counted like the API's
+    calls, while the sender's retry of a delivery already taken is its duplicate, never a refusal."""
+    agent = org.budgeted(executions_per_minute=1)
+    created = org.key.post("/api/v1/inbound_sources", json={"name": "Forms", "agent_id": agent["id"]})
+    assert created.status_code == 201, created.text
+    source = created.json()
+
+    first = _deliver(org.settings, source, "m-1", LEAD)
+    assert first.status_code == 202 and first.json()["accepted"] == 1, first.text
+    retried = _deliver(org.settings, source, "m-1", LEAD)
+    assert retried.status_code == 202 and retried.json()["duplicates"] == [f"{source['id']}:m-1"], retried.text
+
+    assert_over_budget(_deliver(org.settings, source, "m-2", LEAD), 429, "executions_per_minute")
+    assert org.key.get(f"/api/v1/agents/{agent['id']}").json()["paused_reason"] == "over_budget"
