@@ -60,9 +60,16 @@ def _results(org: dict[str, Any], **params: Any) -> list[dict[str, Any]]:
     return list(listed.json()["items"])
 
 
-def _max_in_any_second(times: list[float]) -> int:
+def _max_in_any_window(times: list[float], window_s: float) -> int:
     times = sorted(times)
-    return max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
+    return max(sum(1 for t in times[i:] if t < start + window_s) for i, start in enumerate(times))
+
+
+WINDOW_S, SEEN_LATE = 3.0, 3
+"""The rate is checked over windows of a few seconds: the recording server stamps a request when
+its thread gets to it, so a busy machine can stamp a few requests sent apart within a moment
+(CI saw 12 stamped in one second at 8/s + 2). A limiter that does not hold sends the whole
+backlog (about 40 requests) at once, far past any window's allowance."""
 
 
 def test_commands_applied_once_within_rate_limit_honouring_retry_after(
@@ -118,7 +125,8 @@ def test_commands_applied_once_within_rate_limit_honouring_retry_after(
     assert sum(1 for c in crm.contacts.values() if c["email"].startswith("new")) == 12, "new contacts created"
     assert all(r.authorization == f"Bearer {TOKEN}" and r.idempotency_key.startswith("cmd_") for r in requests)
 
-    assert _max_in_any_second([r.at for r in requests]) <= RATE + BURST + 1, "the connection's rate limit held"
+    allowed = RATE * WINDOW_S + BURST + SEEN_LATE
+    assert _max_in_any_window([r.at for r in requests], WINDOW_S) <= allowed, "the connection's rate limit held"
     assert time.monotonic() - started >= (len(requests) - BURST) / RATE * 0.8
 
     throttled = next(r for r in requests if r.status == 429)
