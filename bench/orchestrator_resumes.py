@@ -219,3 +219,13 @@ def measure(settings: Any, log_dir: Path) -> dict[str, Any]:
         "wait_lateness_p50_ms": sorted(resumed - due for resumed, due in paced if due is not None)[len(paced) // 2],
         "wait_lateness_p99_ms": _p99([resumed - due for resumed, due in paced if due is not None]),
     }
+
+
+def main() -> None:
+    from bench.alone import alone
+
+    print(alone("resumes", lambda settings: measure(settings, settings.log_dir)))
+
+
+if __name__ == "__main__":
+    main()

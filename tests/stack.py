@@ -157,9 +157,15 @@ class WorkerProcess:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
+        """SIGTERM, and the worker must be gone within 20 s: one that is not (a shutdown waiting
+        forever on a turn) is killed, so it never outlives the session, and reported."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(timeout=20)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError(f"{self.process.args} did not stop within 20 s of SIGTERM; killed") from None
 
 
 def serde_for(topic: topics.Topic, settings: Settings) -> AvroSerde:
